@@ -1,0 +1,20 @@
+import { fileURLToPath } from "node:url"
+import { defineConfig } from "vitest/config"
+
+// Tests run against the TypeScript sources; the CLI end-to-end tests run the built binary (`tsc -b` runs first).
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
+const alias = { "@strata/core": src("core"), "@strata/sql": src("sql") }
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    projects: [
+      { resolve: { alias }, test: { name: "core", include: ["packages/core/test/**/*.test.ts"] } },
+      { resolve: { alias }, test: { name: "sql", include: ["packages/sql/test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 60_000 } },
+      { resolve: { alias }, test: { name: "cli", include: ["packages/cli/test/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 60_000 } },
+      { resolve: { alias }, test: { name: "integration", include: ["test/**/*.test.ts"], testTimeout: 300_000, hookTimeout: 60_000 } }
+    ]
+  }
+})
