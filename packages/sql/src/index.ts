@@ -2,4 +2,5 @@
  * @strata/sql — strata's Effect services over @effect/sql (SQLite and PostgreSQL).
  * @since 0.1.0
  */
-export {}
+export * as Database from "./Database.js"
+export * as Logging from "./Logging.js"
