@@ -3,3 +3,9 @@
  * @since 0.1.0
  */
 export * as Timestamp from "./Timestamp.js"
+export * as Identifier from "./Identifier.js"
+export * as Plan from "./Plan.js"
+export * as Compile from "./Compile.js"
+export * as Backfill from "./Backfill.js"
+export * as Lazy from "./Lazy.js"
+export * as Plans from "./Plans.js"
