@@ -14,7 +14,8 @@
  * - Strict: uppercase `T`/`Z` only, no surrounding whitespace, years 0001-9999, months
  *   01-12, real calendar days (`2024-02-30` is rejected, never rolled over), hours 00-23
  *   (`24:00` is rejected), minutes and seconds 00-59 (leap seconds are rejected), offsets
- *   up to ±23:59.
+ *   up to ±23:59; the instant itself must fall in years 0001-9999 UTC (so that whatever
+ *   `parse` accepts, `toIso` prints and `parse` reads back).
  * - Never `Date.parse` (it reads naive text in local time and rolls invalid dates over)
  *   and never throws: anything else is an `InvalidTimestamp` with the input and the reason.
  *
@@ -23,7 +24,7 @@
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"
 import { civilFromEpochMillis, daysFromCivil, daysInMonth, isoYear, MS_PER_DAY, pad } from "./internal/civil.js"
 import { formatWithPattern } from "./internal/formatPattern.js"
-import { parseEpochMillis } from "./internal/timestampParse.js"
+import { MAX_INSTANT, MIN_INSTANT, parseEpochMillis } from "./internal/timestampParse.js"
 import { offsetSecondsAt, shortNameAt, zoneFormatters } from "./internal/timeZone.js"
 
 /** The ECMAScript time-value limit: keeping `EpochMillis` inside it makes `toDate` total. */
@@ -318,9 +319,6 @@ export const defaultRange = (now: EpochMillis): Range => {
  */
 export const now: Effect.Effect<EpochMillis> = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms) as EpochMillis)
 
-/** Instants whose text form has a four-digit year that `parse` accepts. */
-const MIN_TEXT_MS = -62_135_596_800_000 // 0001-01-01T00:00:00.000Z
-const MAX_TEXT_MS = 253_402_300_799_999 // 9999-12-31T23:59:59.999Z
 
 const textTransformation = (name: string, encode: (ms: EpochMillis) => string) =>
   Schema.transformOrFail(Schema.String, EpochMillis, {
@@ -328,7 +326,7 @@ const textTransformation = (name: string, encode: (ms: EpochMillis) => string) =
     decode: (text, _, ast) =>
       Either.mapLeft(parseEpochMillisEither(text), (reason) => new ParseResult.Type(ast, text, reason)),
     encode: (ms, _, ast) =>
-      ms < MIN_TEXT_MS || ms > MAX_TEXT_MS
+      ms < MIN_INSTANT || ms > MAX_INSTANT
         ? ParseResult.fail(new ParseResult.Type(ast, ms, `${ms} is outside years 0001-9999 and has no ${name} text`))
         : ParseResult.succeed(encode(ms as EpochMillis))
   }).annotations({ identifier: `EpochMillisFrom${name}` })
