@@ -328,10 +328,18 @@ const defaultConnectTimeout = Duration.seconds(5)
 const openPg = (url: string, options: LayerOptions) =>
   Effect.gen(function*() {
     const redacted = redact(url)
-    const unavailable = (cause: unknown) => new DatabaseUnavailable({ url: redacted, reason: errorText(cause), cause })
+    const connectTimeout = Duration.decode(options.connectTimeout ?? defaultConnectTimeout)
+    const unavailable = (cause: unknown) => {
+      const text = errorText(cause)
+      // PgClient's own check and node-postgres' connectionTimeoutMillis race; both mean the same to the caller.
+      const reason = /timed out|timeout/i.test(text)
+        ? `no answer within ${Duration.format(connectTimeout)} (connect timeout)`
+        : text
+      return new DatabaseUnavailable({ url: redacted, reason, cause })
+    }
     const client = yield* PgClient.make({
       url: Redacted.make(withStartupOptions(url, "-c TimeZone=UTC")),
-      connectTimeout: options.connectTimeout ?? defaultConnectTimeout,
+      connectTimeout,
       applicationName: options.applicationName ?? "strata",
       ...(options.maxConnections != null ? { maxConnections: options.maxConnections } : {})
     }).pipe(

@@ -1,0 +1,186 @@
+/**
+ * Real databases for tests: a fresh SQLite file in a fresh temp dir, and the test PostgreSQL at
+ * `STRATA_TEST_PG_URL` in a fresh schema (`strata_t_<random>`, every connection's `search_path`
+ * pointing at it, dropped CASCADE at scope end) so test files running in parallel never see each
+ * other's tables.
+ *
+ * House rule: when `CI` is set and `STRATA_TEST_PG_URL` is missing, Postgres tests FAIL (the
+ * helpers below throw while vitest collects the file); without CI they are skipped.
+ *
+ * Usage (from packages/<pkg>/test/*.test.ts; from test/*.test.ts use "./support/databases.js"):
+ *
+ *   import { describe, expect, layer } from "@effect/vitest"
+ *   import { describeEachEngine, describePg, pgTestLayer, sqliteTestLayer } from "../../../test/support/databases.js"
+ *
+ *   // one engine
+ *   layer(sqliteTestLayer())("Migrator on SQLite", (it) => {
+ *     it.effect("applies each migration once", () => Effect.gen(function* () { ... }))
+ *   })
+ *   describePg("Migrator on Postgres", () => {
+ *     layer(pgTestLayer())((it) => { it.effect(...) })
+ *   })
+ *
+ *   // the same body on both engines (suites are named "Migrator [sqlite]" and "Migrator [pg]")
+ *   describeEachEngine("Migrator", (engine) => {
+ *     layer(engine.layer())((it) => {
+ *       it.effect("applies each migration once", () => Effect.gen(function* () { ... }))
+ *     })
+ *   })
+ *
+ *   // a file or URL for a child process (the CLI), cleaned up when the test's scope closes
+ *   it.scoped("cli", () => Effect.gen(function* () {
+ *     const file = yield* tempSqliteFile()
+ *     const { url } = yield* pgTestUrlWithSchema()
+ *   }))
+ *
+ * A `layer(...)` shares one database across the tests inside it (built in beforeAll, closed in
+ * afterAll); build a layer per test (`Effect.provide(sqliteTestLayer())`) when tests must not
+ * share tables.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Database } from "@strata/sql"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { describe, it } from "vitest"
+
+const isCi = (): boolean => {
+  const ci = process.env["CI"]
+  return ci != null && ci !== "" && ci !== "0" && ci.toLowerCase() !== "false"
+}
+
+/**
+ * The test PostgreSQL URL, or undefined outside CI when it is not configured. Throws in CI when
+ * `STRATA_TEST_PG_URL` is missing, so Postgres tests fail there instead of silently skipping.
+ */
+export const pgTestUrl = (): string | undefined => {
+  const url = process.env["STRATA_TEST_PG_URL"]
+  if (url != null && url.trim() !== "") return url
+  if (isCi()) {
+    throw new Error(
+      "CI is set but STRATA_TEST_PG_URL is missing: PostgreSQL tests must run in CI (e.g. postgres://postgres@127.0.0.1:55432/postgres)"
+    )
+  }
+  return undefined
+}
+
+/** Whether Postgres tests run here (throws in CI without `STRATA_TEST_PG_URL`, see `pgTestUrl`). */
+export const hasPg = (): boolean => pgTestUrl() !== undefined
+
+const requirePgTestUrl = (): string => {
+  const url = pgTestUrl()
+  if (url === undefined) {
+    throw new Error("STRATA_TEST_PG_URL is not set; wrap Postgres tests in describePg / itPg / describeEachEngine")
+  }
+  return url
+}
+
+/** `describe` for Postgres-only suites: runs when `STRATA_TEST_PG_URL` is set, skipped otherwise, fails in CI without it. */
+export const describePg = (name: string, body: () => void): void => {
+  describe.skipIf(!hasPg())(name, body)
+}
+
+/** Plain vitest `it` for one Postgres-only test (same rule as `describePg`); inside `layer(...)` use `it.effect.skipIf(!hasPg())`. */
+export const itPg = (name: string, body: () => unknown, timeoutMs?: number): void => {
+  it.skipIf(!hasPg())(name, async () => {
+    await body()
+  }, timeoutMs)
+}
+
+/** A fresh temp directory, removed with everything in it when the scope closes. */
+export const tempDirectory: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-test-"))),
+  (directory) => Effect.sync(() => Fs.rmSync(directory, { recursive: true, force: true }))
+)
+
+/** A path for a SQLite file (not yet created) in a fresh temp directory removed at scope end. */
+export const tempSqliteFile = (fileName = "strata.db"): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.map(tempDirectory, (directory) => Path.join(directory, fileName))
+
+/** `tempSqliteFile` for plain (non-Effect) tests: call `remove()` when done (e.g. in `onTestFinished`). */
+export const tempSqliteFileSync = (fileName = "strata.db"): { readonly path: string; readonly remove: () => void } => {
+  const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-test-"))
+  return {
+    path: Path.join(directory, fileName),
+    remove: () => Fs.rmSync(directory, { recursive: true, force: true })
+  }
+}
+
+/** A `SqlClient` over a fresh SQLite file (via `Database.layer`) in a temp dir removed at scope end. */
+export const sqliteTestLayer = (
+  options: Omit<Database.LayerOptions, "url"> = {}
+): Layer.Layer<SqlClient.SqlClient> =>
+  Layer.unwrapScoped(Effect.map(tempSqliteFile(), (url) => Database.layer({ ...options, url }))).pipe(Layer.orDie)
+
+/** A fresh Postgres schema and a URL whose connections use it as `search_path`. */
+export interface PgTestSchema {
+  readonly schema: string
+  readonly url: string
+}
+
+const withSearchPath = (url: string, schema: string): string => {
+  const parsed = new URL(url)
+  const existing = parsed.searchParams.get("options")
+  const setting = `-c search_path=${schema}`
+  parsed.searchParams.set("options", existing != null && existing !== "" ? `${existing} ${setting}` : setting)
+  return parsed.toString()
+}
+
+const runAsAdmin = (url: string, statement: string): Effect.Effect<void> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+    Effect.provide(Database.layer({ url, maxConnections: 1 })),
+    Effect.orDie
+  )
+
+/**
+ * Creates schema `strata_t_<random>` in the test Postgres and returns it with a URL whose every
+ * connection has `search_path` set to it (node-postgres sends the URL's `options` parameter at
+ * connect); the schema is dropped CASCADE when the scope closes. Dies when Postgres is not configured.
+ */
+export const pgTestUrlWithSchema = (): Effect.Effect<PgTestSchema, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const url = yield* Effect.sync(requirePgTestUrl)
+    const schema = `strata_t_${randomUUID().replace(/-/g, "").slice(0, 16)}`
+    yield* Effect.acquireRelease(
+      runAsAdmin(url, `CREATE SCHEMA "${schema}"`),
+      () => runAsAdmin(url, `DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    )
+    return { schema, url: withSearchPath(url, schema) }
+  })
+
+/** `pgTestUrlWithSchema` for plain (non-Effect) tests: `await drop()` when done. */
+export const createPgTestSchema = async (): Promise<PgTestSchema & { readonly drop: () => Promise<void> }> => {
+  const scope = Effect.runSync(Scope.make())
+  const created = await Effect.runPromise(Scope.extend(pgTestUrlWithSchema(), scope))
+  return { ...created, drop: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+/** A `SqlClient` over the test Postgres (via `Database.layer`) in a fresh schema dropped at scope end. */
+export const pgTestLayer = (
+  options: Omit<Database.LayerOptions, "url"> = {}
+): Layer.Layer<SqlClient.SqlClient> =>
+  Layer.unwrapScoped(
+    Effect.map(pgTestUrlWithSchema(), ({ url }) => Database.layer({ ...options, url }))
+  ).pipe(Layer.orDie)
+
+/** One engine a test body can run on. */
+export interface Engine {
+  readonly name: "sqlite" | "pg"
+  readonly layer: (options?: Omit<Database.LayerOptions, "url">) => Layer.Layer<SqlClient.SqlClient>
+  readonly available: () => boolean
+}
+
+/** Both engines, SQLite first. */
+export const engines: ReadonlyArray<Engine> = [
+  { name: "sqlite", layer: sqliteTestLayer, available: () => true },
+  { name: "pg", layer: pgTestLayer, available: hasPg }
+]
+
+/** Registers `body` once per engine as suites "`name` [sqlite]" and "`name` [pg]" (the latter following `describePg`'s rule). */
+export const describeEachEngine = (name: string, body: (engine: Engine) => void): void => {
+  for (const engine of engines) {
+    describe.skipIf(!engine.available())(`${name} [${engine.name}]`, () => body(engine))
+  }
+}
