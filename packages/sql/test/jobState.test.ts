@@ -1,0 +1,81 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Option, TestClock } from "effect"
+import * as JobState from "../src/internal/jobState.js"
+import { describeEachEngine } from "../../../test/support/databases.js"
+
+describeEachEngine("jobState", (engine) => {
+  layer(engine.layer())((it) => {
+    it.effect("saves, reloads, records rejects once and resets", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* JobState.ensureTables
+        yield* JobState.ensureTables
+        expect(Option.isNone(yield* JobState.loadCheckpoint("a.b"))).toBe(true)
+
+        yield* TestClock.adjust(1000)
+        yield* sql.withTransaction(JobState.saveCheckpoint("a.b", { cursor: "i:10", processed: 10, updated: 7, rejected: 1, state: "running" }))
+        yield* TestClock.adjust(500)
+        yield* JobState.saveCheckpoint("a.b", { cursor: "i:20", processed: 20, updated: 15, rejected: 2, state: "done" })
+        expect(yield* JobState.loadCheckpoint("a.b")).toEqual(Option.some({
+          job: "a.b",
+          cursor: "i:20",
+          processed: 20,
+          updated: 15,
+          rejected: 2,
+          state: "done",
+          startedAtMs: 1000,
+          updatedAtMs: 1500
+        }))
+        yield* JobState.setState("a.b", "paused")
+        expect(Option.map(yield* JobState.loadCheckpoint("a.b"), (c) => c.state)).toEqual(Option.some("paused"))
+
+        expect(yield* JobState.recordRejects("a.b", [{ rowKey: "1", reason: "bad" }, { rowKey: "2", reason: "worse" }], 1500)).toBe(2)
+        expect(yield* JobState.recordRejects("a.b", [{ rowKey: "2", reason: "again" }, { rowKey: "3", reason: "new" }], 2000)).toBe(1)
+        expect(yield* JobState.recordRejects("a.b", [], 2000)).toBe(0)
+        const many = Array.from({ length: 1203 }, (_, i) => ({ rowKey: `m${i}`, reason: "r" }))
+        expect(yield* JobState.recordRejects("other", many, 1)).toBe(1203)
+        expect(yield* JobState.rejectCount("a.b")).toBe(3)
+        expect(yield* JobState.loadRejects("a.b", 2)).toEqual([
+          { job: "a.b", rowKey: "1", reason: "bad", atMs: 1500 },
+          { job: "a.b", rowKey: "2", reason: "worse", atMs: 1500 }
+        ])
+
+        yield* JobState.resetJob("a.b")
+        expect(Option.isNone(yield* JobState.loadCheckpoint("a.b"))).toBe(true)
+        expect(yield* JobState.rejectCount("a.b")).toBe(0)
+        expect(yield* JobState.rejectCount("other")).toBe(1203)
+        expect((yield* JobState.loadCheckpoints).map((c) => c.job)).toEqual([])
+      }))
+
+    it.effect("a rolled-back transaction leaves no checkpoint", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* JobState.ensureTables
+        const exit = yield* sql.withTransaction(
+          Effect.zipRight(
+            JobState.saveCheckpoint("rolled.back", { cursor: null, processed: 1, updated: 1, rejected: 0, state: "running" }),
+            Effect.fail("boom" as const)
+          )
+        ).pipe(Effect.exit)
+        expect(exit._tag).toBe("Failure")
+        expect(Option.isNone(yield* JobState.loadCheckpoint("rolled.back"))).toBe(true)
+      }))
+  })
+})
+
+describe("key cursors", () => {
+  it.effect("round-trip with their type", () =>
+      Effect.sync(() => {
+        expect(JobState.encodeKeyCursor(42)).toBe("i:42")
+        expect(JobState.encodeKeyCursor(-7)).toBe("i:-7")
+        expect(JobState.encodeKeyCursor("42")).toBe("t:42")
+        expect(JobState.encodeKeyCursor(2n ** 62n)).toBe("i:4611686018427387904")
+        expect(JobState.decodeKeyCursor("i:42")).toBe(42)
+        expect(JobState.decodeKeyCursor("t:42")).toBe("42")
+        expect(JobState.decodeKeyCursor("t:")).toBe("")
+        expect(JobState.decodeKeyCursor("i:4611686018427387904")).toBe(2n ** 62n)
+        expect(JobState.decodeKeyCursor("x:1")).toBeUndefined()
+        expect(JobState.decodeKeyCursor("i:1.5")).toBeUndefined()
+      }))
+})
