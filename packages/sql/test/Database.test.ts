@@ -5,7 +5,10 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import {
+  createPgTestSchema,
+  describeEachEngine,
   describePg,
+  itPg,
   pgTestLayer,
   pgTestUrl,
   pgTestUrlWithSchema,
@@ -403,4 +406,27 @@ describePg("Database.layer on PostgreSQL", () => {
       }).pipe(Effect.provide(Database.layer({ url })))
       expect(remaining).toBe(0)
     }))
+})
+
+describeEachEngine("Database.dialect", (engine) => {
+  layer(engine.layer())((it) => {
+    it.effect("names the engine the test layer opened", () =>
+      Effect.gen(function*() {
+        expect(yield* Database.dialect).toBe(engine.name)
+      }))
+  })
+})
+
+itPg("createPgTestSchema gives plain tests a URL on a fresh schema and drops it", async () => {
+  const created = await createPgTestSchema()
+  const query = (url: string, statement: string) =>
+    Effect.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => firstValue(sql, statement)).pipe(
+        Effect.provide(Database.layer({ url }))
+      )
+    )
+  expect(await query(created.url, "SELECT current_schema()")).toBe(created.schema)
+  await created.drop()
+  const admin = pgTestUrl() as string
+  expect(await query(admin, `SELECT count(*)::int FROM pg_namespace WHERE nspname = '${created.schema}'`)).toBe(0)
 })
