@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import Pg from "pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
@@ -341,6 +342,7 @@ const openPg = (url: string, options: LayerOptions) =>
       url: Redacted.make(withStartupOptions(url, "-c TimeZone=UTC")),
       connectTimeout,
       applicationName: options.applicationName ?? "strata",
+      types: pgTypes,
       ...(options.maxConnections != null ? { maxConnections: options.maxConnections } : {})
     }).pipe(
       Effect.mapError(unavailable),
@@ -349,6 +351,21 @@ const openPg = (url: string, options: LayerOptions) =>
     yield* Effect.logDebug("database opened").pipe(Effect.annotateLogs({ database: redacted, dialect: "pg" }))
     return client
   })
+
+/**
+ * node-postgres returns BIGINT (`count(*)`, epoch-ms columns) as strings; SQLite returns numbers.
+ * Parse int8 to a number when it is a safe integer (every epoch ms and count is), else a bigint,
+ * so services see the same values on both engines and nothing is silently rounded.
+ */
+const pgTypes: Pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === Pg.types.builtins.INT8 && format !== "binary"
+      ? (text: string) => {
+        const value = Number(text)
+        return Number.isSafeInteger(value) ? value : BigInt(text)
+      }
+      : Pg.types.getTypeParser(oid, format ?? "text")) as Pg.CustomTypesConfig["getTypeParser"]
+}
 
 /**
  * Appends `-c name=value` settings to the URL's `options` query parameter (the libpq/node-postgres

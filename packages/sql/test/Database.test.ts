@@ -353,6 +353,14 @@ describePg("Database.layer on PostgreSQL", () => {
         expect(epochSeconds).toBe(1705320000)
       }))
 
+    it.effect("returns BIGINT as a number when safe (counts, epoch ms) and as a bigint beyond 2^53", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ n: unknown; ms: unknown; big: unknown }>`
+          SELECT count(*) AS n, 1705320000123::bigint AS ms, 9007199254740993::bigint AS big FROM (VALUES (1), (2)) v(x)`
+        expect(rows[0]).toEqual({ n: 2, ms: 1705320000123, big: 9007199254740993n })
+      }))
+
     it.effect("reports the pg dialect and refuses backup with a pointer to pg_dump", () =>
       Effect.gen(function*() {
         expect(yield* Database.dialect).toBe("pg")
