@@ -4,3 +4,4 @@
  */
 export * as Database from "./Database.js"
 export * as Logging from "./Logging.js"
+export * as LazyMigration from "./LazyMigration.js"

@@ -1,0 +1,572 @@
+/**
+ * Read-time fix-up of a plan's `epochShadow` columns. A row read with its `*_ms` target NULL comes
+ * back with the target computed from the TIMESTAMP text (the backfill's own conversion), at once;
+ * the value is then written back by a background fiber: queued (bounded), deduplicated, batched
+ * into one conditional UPDATE per table (`COALESCE(target, fixed)` only where the target is still
+ * NULL), outside any transaction of the caller. The write-back is best effort: its failures are
+ * logged and counted, never seen by callers, and unwritten rows stay pending for a later read or
+ * the backfill.
+ *
+ * ```ts
+ * const messages = sql`SELECT * FROM chat_messages WHERE session_id = ${id}`.pipe(
+ *   LazyMigration.withFixUp("chat_messages")
+ * )
+ * // provide LazyMigration.layer(Plans.agentos) (needs a SqlClient)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { Identifier, Plan } from "@strata/core"
+import { Lazy } from "@strata/core"
+import type { Chunk, Layer } from "effect"
+import { Cause, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
+import type { ConfigError } from "effect/ConfigError"
+import * as Database from "./Database.js"
+import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
+import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
+
+/**
+ * Options of `layer`. Every field is optional.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /**
+   * `false` turns lazy migration off entirely: rows are returned exactly as read (NULL targets stay
+   * NULL) and nothing is written. Default: config `STRATA_LAZY_MIGRATION`, else `true`.
+   */
+  readonly enabled?: boolean | undefined
+  /**
+   * `false` still fills targets in the rows returned to callers but never writes them back (e.g. to
+   * keep write load off a struggling database). Default: config `STRATA_LAZY_WRITE_BACK`, else `true`.
+   */
+  readonly writeBack?: boolean | undefined
+  /** Rows waiting for write-back; when full, more are dropped (counted, logged) and stay pending. Default 10,000. */
+  readonly queueCapacity?: number | undefined
+  /** How often the background fiber writes what is queued. Default 100 ms. */
+  readonly flushInterval?: Duration.DurationInput | undefined
+  /** Rows per UPDATE statement. Default 500. */
+  readonly maxBatchRows?: number | undefined
+  /** On scope close, how long draining the queue may take before the rest is abandoned. Default 5 seconds. */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+  /**
+   * PostgreSQL: `statement_timeout` of each write-back statement, so a locked row costs the
+   * write-back (not a reader) at most this long. SQLite's wait is the connection's `busy_timeout`.
+   * Default 2 seconds.
+   */
+  readonly statementTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Counts since the layer was built. `queued = pending + writtenBack + alreadySet + failed +
+ * unkeyed + coalesced` once nothing is in flight.
+ *
+ * @since 0.1.0
+ */
+export interface Stats {
+  /** Rows returned with at least one target filled in memory. */
+  readonly fixed: number
+  /** Targets left NULL because their source text does not parse (the backfill records these as rejects). */
+  readonly unparseable: number
+  /** Fixed rows accepted by the write-back queue. */
+  readonly queued: number
+  /** Fixed rows not queued because the queue was full (or closed); they stay pending. */
+  readonly dropped: number
+  /** Rows the write-back updated. */
+  readonly writtenBack: number
+  /** Queued rows whose targets someone else had set first (nothing written: a non-NULL target is never overwritten). */
+  readonly alreadySet: number
+  /** Queued rows whose write-back statement failed; they stay pending. */
+  readonly failed: number
+  /** Fixed rows that carry no key value (or whose table has no usable key), so they cannot be written back. */
+  readonly unkeyed: number
+  /** Queued rows merged into another queued row with the same table and key (one write for both). */
+  readonly coalesced: number
+  /** Rows in the queue now. */
+  readonly pending: number
+}
+
+/**
+ * A value `withFixUp` can fix: an array of rows, a row, an `Option` of a row, or nothing.
+ *
+ * @since 0.1.0
+ */
+export type Fixable = object | null | undefined
+
+const metricFixed = Metric.counter("strata_lazy_rows_fixed", {
+  description: "rows returned with a shadow column filled at read time",
+  incremental: true
+})
+const metricUnparseable = Metric.counter("strata_lazy_unparseable", {
+  description: "shadow values left NULL at read time because the source does not parse",
+  incremental: true
+})
+const metricDropped = Metric.counter("strata_lazy_rows_dropped", {
+  description: "fixed rows not queued for write-back because the queue was full",
+  incremental: true
+})
+const metricWrittenBack = Metric.counter("strata_lazy_rows_written_back", {
+  description: "rows whose shadow columns the lazy write-back wrote",
+  incremental: true
+})
+const metricAlreadySet = Metric.counter("strata_lazy_rows_already_set", {
+  description: "queued rows whose shadow columns were set by someone else before the write-back",
+  incremental: true
+})
+const metricFailures = Metric.counter("strata_lazy_write_back_failures", {
+  description: "queued rows whose lazy write-back statement failed",
+  incremental: true
+})
+const metricUnkeyed = Metric.counter("strata_lazy_rows_unkeyed", {
+  description: "fixed rows without a key value, never written back",
+  incremental: true
+})
+
+type Counter = Metric.Metric.Counter<number>
+
+interface TableMetrics {
+  readonly fixed: Counter
+  readonly unparseable: Counter
+  readonly dropped: Counter
+  readonly writtenBack: Counter
+  readonly alreadySet: Counter
+  readonly failures: Counter
+  readonly unkeyed: Counter
+}
+
+/** The rules of one table, prepared once so the read path only loops. */
+interface TableRules {
+  readonly table: Identifier.Identifier
+  readonly declaredKey: Identifier.Identifier | undefined
+  readonly rules: ReadonlyArray<Lazy.Rule>
+  readonly targets: ReadonlyArray<Identifier.Identifier>
+  readonly metrics: TableMetrics
+}
+
+/** A fixed row waiting for write-back: the row as read (for its key) and one value per target (null: not fixed here). */
+interface PendingRow {
+  readonly table: TableRules
+  readonly row: Readonly<Record<string, unknown>>
+  readonly values: ReadonlyArray<number | null>
+}
+
+const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
+  const byTable = new Map<string, Array<Lazy.Rule>>()
+  for (const rule of Lazy.rules(plan)) {
+    const rules = byTable.get(rule.table) ?? []
+    // Two steps shadowing the same column into the same target would fix it twice; the first wins.
+    if (!rules.some((r) => r.target === rule.target)) rules.push(rule)
+    byTable.set(rule.table, rules)
+  }
+  const tables = new Map<string, TableRules>()
+  for (const [table, rules] of byTable) {
+    const tagged = (counter: Counter) => Metric.tagged(counter, "table", table)
+    tables.set(table, {
+      table: rules[0]!.table,
+      declaredKey: rules.find((r) => r.key !== undefined)?.key,
+      rules,
+      targets: rules.map((r) => r.target),
+      metrics: {
+        fixed: tagged(metricFixed),
+        unparseable: tagged(metricUnparseable),
+        dropped: tagged(metricDropped),
+        writtenBack: tagged(metricWrittenBack),
+        alreadySet: tagged(metricAlreadySet),
+        failures: tagged(metricFailures),
+        unkeyed: tagged(metricUnkeyed)
+      }
+    })
+  }
+  return tables
+}
+
+/**
+ * A stored epoch-ms value as a number: node-postgres returns BIGINT as text (and SQLite's safe
+ * integer mode as bigint), so targets come back as numbers on both engines. Other values are left alone.
+ */
+const storedMillis = (value: unknown): unknown => {
+  if (typeof value === "bigint") return Number.isSafeInteger(Number(value)) ? Number(value) : value
+  if (typeof value === "string" && /^-?\d{1,16}$/.test(value)) {
+    const millis = Number(value)
+    return Number.isSafeInteger(millis) ? millis : value
+  }
+  return value
+}
+
+const errorText = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.squash(cause)
+  if (failure instanceof Error) {
+    const inner = (failure as { readonly cause?: unknown }).cause
+    return inner instanceof Error ? `${failure.message}: ${inner.message}` : failure.message
+  }
+  return String(failure)
+}
+
+const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
+  const shown = keys.slice(0, 20).map(String).join(", ")
+  return keys.length > 20 ? `${shown} (and ${keys.length - 20} more)` : shown
+}
+
+// SQLite binds at most 32,766 parameters per statement.
+const sqliteMaxParameters = 32_766
+
+const positiveInt = (value: number | undefined, fallback: number): number =>
+  value != null && Number.isFinite(value) && value >= 1 ? Math.trunc(value) : fallback
+
+const make = (plan: Plan.Plan, options: Options = {}) =>
+  Effect.gen(function*() {
+    const enabled = options.enabled ?? (yield* Config.boolean("STRATA_LAZY_MIGRATION").pipe(Config.withDefault(true)))
+    const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
+    const queueCapacity = positiveInt(options.queueCapacity, 10_000)
+    const maxBatchRows = positiveInt(options.maxBatchRows, 500)
+    const flushInterval = Duration.decode(options.flushInterval ?? Duration.millis(100))
+    const drainTimeout = Duration.decode(options.drainTimeout ?? Duration.seconds(5))
+    const statementTimeoutMs = Math.max(1, Math.trunc(Duration.toMillis(options.statementTimeout ?? Duration.seconds(2))))
+
+    const sql = yield* SqlClient.SqlClient
+    const dialect = yield* Database.dialect
+    const tables = tableRules(plan)
+    const counts = {
+      fixed: 0,
+      unparseable: 0,
+      queued: 0,
+      dropped: 0,
+      writtenBack: 0,
+      alreadySet: 0,
+      failed: 0,
+      unkeyed: 0,
+      coalesced: 0
+    }
+    const queue = yield* Queue.dropping<PendingRow>(queueCapacity)
+    const warnedTables = new Set<string>()
+
+    // The read path. Everything here is synchronous and allocation-free for rows that need nothing,
+    // so a read of migrated rows costs one loop; offering to the queue never waits.
+    const scratch = { fixed: 0, unparseable: 0, dropped: 0 }
+    const fixInMemory = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
+      scratch.fixed = 0
+      scratch.unparseable = 0
+      scratch.dropped = 0
+      let result: Array<Row> | undefined
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i] as Readonly<Record<string, unknown>>
+        let patch: Record<string, unknown> | undefined
+        let values: Array<number | null> | undefined
+        for (let r = 0; r < rules.rules.length; r++) {
+          const rule = rules.rules[r]!
+          const current = row[rule.target]
+          if (current != null) {
+            const normalised = typeof current === "number" ? current : storedMillis(current)
+            if (normalised !== current) (patch ??= {})[rule.target] = normalised
+            continue
+          }
+          const source = row[rule.source]
+          if (source == null) continue
+          const converted = rule.convert(source)
+          if (Either.isLeft(converted)) {
+            scratch.unparseable++
+            continue
+          }
+          if (converted.right === null) continue
+          ;(patch ??= {})[rule.target] = converted.right
+          ;(values ??= rules.rules.map(() => null))[r] = converted.right
+        }
+        if (patch === undefined) continue
+        result ??= rows.slice()
+        result[i] = { ...row, ...patch } as Row
+        if (values === undefined) continue
+        scratch.fixed++
+        if (!writeBack) continue
+        if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
+          counts.queued++
+        } else {
+          scratch.dropped++
+        }
+      }
+      counts.fixed += scratch.fixed
+      counts.unparseable += scratch.unparseable
+      counts.dropped += scratch.dropped
+      return result ?? rows
+    }
+
+    const recordReadCounts = (rules: TableRules) => {
+      const { dropped, fixed, unparseable } = scratch
+      return Effect.all([
+        fixed > 0 ? Metric.incrementBy(rules.metrics.fixed, fixed) : Effect.void,
+        unparseable > 0 ? Metric.incrementBy(rules.metrics.unparseable, unparseable) : Effect.void,
+        dropped > 0 ? Metric.incrementBy(rules.metrics.dropped, dropped) : Effect.void
+      ], { discard: true })
+    }
+
+    const unknownTable = (table: string) =>
+      warnedTables.has(table) ? Effect.void : Effect.suspend(() => {
+        warnedTables.add(table)
+        return Effect.logWarning("lazy migration has no rules for this table; its rows are returned as read").pipe(
+          Effect.annotateLogs({ table, plan: plan.name })
+        )
+      })
+
+    const fixRows = <Row extends object>(table: string, rows: ReadonlyArray<Row>): Effect.Effect<ReadonlyArray<Row>> => {
+      if (!enabled) return Effect.succeed(rows)
+      const rules = tables.get(table)
+      if (rules === undefined) return Effect.as(unknownTable(table), rows)
+      return Effect.suspend(() => {
+        const fixed = fixInMemory(rules, rows)
+        return scratch.fixed === 0 && scratch.unparseable === 0 && scratch.dropped === 0
+          ? Effect.succeed(fixed)
+          : Effect.as(recordReadCounts(rules), fixed)
+      })
+    }
+
+    const fixUp = <A extends Fixable>(table: string, value: A): Effect.Effect<A> => {
+      if (value == null) return Effect.succeed(value)
+      if (Array.isArray(value)) return fixRows(table, value) as Effect.Effect<unknown> as Effect.Effect<A>
+      if (Option.isOption(value)) {
+        return Option.isNone(value)
+          ? Effect.succeed(value)
+          : Effect.map(fixRows(table, [value.value as object]), (rows) => Option.some(rows[0]) as unknown as A)
+      }
+      return Effect.map(fixRows(table, [value]), (rows) => rows[0]!)
+    }
+
+    const withFixUp = (table: string) => <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.flatMap(self, (value) => fixUp(table, value))
+
+    // The write-back. Keys are discovered on this side, once per table, so reads never query the catalogue.
+    const keys = new Map<string, TableKey>()
+    const keyOf = (rules: TableRules) => {
+      const known = keys.get(rules.table)
+      if (known !== undefined) return Effect.succeed(known)
+      return Effect.tap(Effect.provideService(discoverKey(dialect, rules.table, rules.declaredKey), SqlClient.SqlClient, sql), (key) =>
+        Effect.suspend(() => {
+          keys.set(rules.table, key)
+          return key._tag === "None"
+            ? Effect.logWarning("lazily fixed rows of this table cannot be written back: it has no usable key").pipe(
+              Effect.annotateLogs({ table: rules.table, reason: key.reason })
+            )
+            : Effect.logDebug("lazy write-back key found").pipe(
+              Effect.annotateLogs({ table: rules.table, key: key._tag === "Column" ? key.column : "rowid" })
+            )
+        }))
+    }
+
+    const execute = (statement: { readonly sql: string; readonly params: ReadonlyArray<unknown> }) =>
+      dialect === "pg"
+        ? sql.withTransaction(
+          Effect.zipRight(
+            sql.unsafe(`SET LOCAL statement_timeout = ${statementTimeoutMs}`),
+            sql.unsafe(statement.sql, statement.params)
+          )
+        )
+        : sql.unsafe(statement.sql, statement.params)
+
+    const countFailed = (rules: TableRules, rows: number, keysShown: ReadonlyArray<KeyValue>, cause: Cause.Cause<unknown>) =>
+      Effect.suspend(() => {
+        counts.failed += rows
+        return Effect.zipRight(
+          Metric.incrementBy(rules.metrics.failures, rows),
+          Effect.logWarning("lazy write-back failed; the rows stay pending for a later read or the backfill", cause).pipe(
+            Effect.annotateLogs({ table: rules.table, rows, keys: describeKeys(keysShown), cause: errorText(cause) })
+          )
+        )
+      })
+
+    const writeTable = (rules: TableRules, pending: ReadonlyArray<PendingRow>) =>
+      Effect.gen(function*() {
+        const keyExit = yield* Effect.exit(keyOf(rules))
+        if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
+        const key = keyExit.value
+        const byKey = new Map<string, { key: KeyValue; values: Array<number | null> }>()
+        let unkeyed = 0
+        for (const item of pending) {
+          const keyValue = key._tag === "None" ? undefined : keyValueOf(key, item.row)
+          if (keyValue === undefined) {
+            unkeyed++
+            continue
+          }
+          const dedupKey = `${typeof keyValue === "string" ? "s" : "n"}:${String(keyValue)}`
+          const existing = byKey.get(dedupKey)
+          if (existing === undefined) {
+            byKey.set(dedupKey, { key: keyValue, values: [...item.values] })
+            continue
+          }
+          counts.coalesced++
+          item.values.forEach((value, i) => {
+            if (value !== null) existing.values[i] = value
+          })
+        }
+        if (unkeyed > 0) {
+          counts.unkeyed += unkeyed
+          yield* Metric.incrementBy(rules.metrics.unkeyed, unkeyed)
+        }
+        if (key._tag === "None" || byKey.size === 0) return
+        const rows: ReadonlyArray<KeyedValues> = [...byKey.values()]
+        const perStatement = dialect === "sqlite"
+          ? Math.min(maxBatchRows, Math.floor(sqliteMaxParameters / (1 + rules.targets.length)))
+          : maxBatchRows
+        for (let start = 0; start < rows.length; start += perStatement) {
+          const batch = rows.slice(start, start + perStatement)
+          // Only targets some row of the batch fixes are set, so the statement stays small.
+          const used = rules.targets.map((_, i) => i).filter((i) => batch.some((row) => row.values[i] != null))
+          const statement = writeStatement(
+            dialect,
+            rules.table,
+            key,
+            used.map((i) => rules.targets[i]!),
+            batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
+          )
+          const result = yield* Effect.exit(execute(statement))
+          if (Exit.isFailure(result)) {
+            yield* countFailed(rules, batch.length, batch.map((row) => row.key), result.cause)
+            continue
+          }
+          const written = result.value.length
+          counts.writtenBack += written
+          counts.alreadySet += batch.length - written
+          yield* Metric.incrementBy(rules.metrics.writtenBack, written)
+          if (batch.length > written) yield* Metric.incrementBy(rules.metrics.alreadySet, batch.length - written)
+        }
+      }).pipe(
+        // A defect (a driver bug, a closed handle that throws) must not kill the write-back either.
+        Effect.catchAllCause((cause) => countFailed(rules, pending.length, [], cause))
+      )
+
+    const writeChunk = (chunk: Chunk.Chunk<PendingRow>) =>
+      Effect.gen(function*() {
+        const byTable = new Map<TableRules, Array<PendingRow>>()
+        for (const item of chunk) {
+          const rows = byTable.get(item.table)
+          if (rows === undefined) byTable.set(item.table, [item])
+          else rows.push(item)
+        }
+        for (const [rules, pending] of byTable) yield* writeTable(rules, pending)
+      }).pipe(Effect.withSpan("LazyMigration.writeBack", { attributes: { rows: chunk.length } }))
+
+    let reportedDrops = 0
+    const reportDrops = Effect.suspend(() => {
+      const dropped = counts.dropped - reportedDrops
+      if (dropped === 0) return Effect.void
+      reportedDrops = counts.dropped
+      return Effect.logWarning("lazy write-back queue full: fixed rows were dropped; they stay pending for a later read or the backfill").pipe(
+        Effect.annotateLogs({ dropped, dropped_total: counts.dropped, queue_capacity: queueCapacity })
+      )
+    })
+
+    // One writer at a time, so `flush` returns only after rows taken by the background fiber are written too.
+    const writeLock = yield* Effect.makeSemaphore(1)
+    const writeQueued: Effect.Effect<number> = writeLock.withPermits(1)(
+      Effect.gen(function*() {
+        // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
+        let remaining = yield* Queue.size(queue)
+        let taken = 0
+        while (remaining > 0) {
+          // Taken rows are written (or counted failed) before an interruption is honoured: none vanish.
+          const n = yield* Effect.uninterruptible(
+            Effect.flatMap(Queue.takeUpTo(queue, Math.min(remaining, maxBatchRows)), (chunk) =>
+              Effect.as(writeChunk(chunk), chunk.length))
+          )
+          if (n === 0) break
+          remaining -= n
+          taken += n
+        }
+        yield* reportDrops
+        return taken
+      })
+    ).pipe(
+      // Whatever the reader was inside, the write-back is never part of its transaction.
+      Effect.locallyWith(FiberRef.currentContext, Context.omit(SqlClient.TransactionConnection))
+    )
+
+    const flush: Effect.Effect<void> = Effect.flatMap(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      (transaction) =>
+        Option.isSome(transaction)
+          ? Effect.dieMessage(
+            "LazyMigration.flush was called inside a transaction; call it outside (on SQLite it would wait for that transaction's own connection)"
+          )
+          : Effect.asVoid(writeQueued)
+    )
+
+    const stats: Effect.Effect<Stats> = Effect.map(Queue.size(queue), (pending) => ({ ...counts, pending }))
+
+    if (enabled && writeBack) {
+      const worker = yield* Effect.forkDaemon(
+        Effect.forever(Effect.zipRight(Effect.sleep(flushInterval), writeQueued)).pipe(
+          Effect.catchAllCause((cause) => Effect.logError("lazy write-back fiber stopped", cause))
+        )
+      )
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          const before = yield* Queue.size(queue)
+          const drained = yield* Effect.timeoutOption(Effect.zipRight(Fiber.interrupt(worker), writeQueued), drainTimeout)
+          // Reads after close are not queued (they count as dropped); the caller never sees a closed queue.
+          yield* Queue.shutdown(queue)
+          if (Option.isNone(drained)) {
+            yield* Fiber.interruptFork(worker)
+            return yield* Effect.logWarning("lazy write-back drain timed out; the rest stay pending").pipe(
+              Effect.annotateLogs({ queued: before, drain_timeout: Duration.format(drainTimeout) })
+            )
+          }
+          yield* Effect.logInfo("lazy write-back drained").pipe(
+            Effect.annotateLogs({ drained: drained.value, written_back: counts.writtenBack, failed: counts.failed })
+          )
+        })
+      )
+    }
+
+    return { enabled, writeBack, tables: [...tables.keys()], fixRows, fixUp, withFixUp, flush, stats } as const
+  })
+
+/**
+ * The lazy migration service of one plan.
+ *
+ * @since 0.1.0
+ */
+export class LazyMigration extends Effect.Service<LazyMigration>()("@strata/sql/LazyMigration", {
+  scoped: (plan: Plan.Plan, options?: Options) => make(plan, options)
+}) {}
+
+/**
+ * The service for `plan`, with its write-back fiber living in the layer's scope (drained on close).
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  plan: Plan.Plan,
+  options: Options = {}
+): Layer.Layer<LazyMigration, ConfigError, SqlClient.SqlClient> => LazyMigration.Default(plan, options)
+
+/**
+ * The rows with every NULL (or absent) target of `table` filled from its source; queues the write-back.
+ *
+ * @since 0.1.0
+ */
+export const fixRows = <Row extends object>(
+  table: string,
+  rows: ReadonlyArray<Row>
+): Effect.Effect<ReadonlyArray<Row>, never, LazyMigration> =>
+  Effect.flatMap(LazyMigration, (lazy) => lazy.fixRows(table, rows))
+
+/**
+ * Wraps an effect returning rows of `table` (an array, a row, an `Option` of a row) so they come back fixed.
+ *
+ * @since 0.1.0
+ */
+export const withFixUp = (table: string) =>
+<A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | LazyMigration> =>
+  Effect.flatMap(LazyMigration, (lazy) => lazy.withFixUp(table)(self))
+
+/**
+ * Writes back everything queued so far and waits for it (tests, graceful hand-offs). Not inside a transaction.
+ *
+ * @since 0.1.0
+ */
+export const flush: Effect.Effect<void, never, LazyMigration> = Effect.flatMap(LazyMigration, (lazy) => lazy.flush)
+
+/**
+ * The counts since the layer was built.
+ *
+ * @since 0.1.0
+ */
+export const stats: Effect.Effect<Stats, never, LazyMigration> = Effect.flatMap(LazyMigration, (lazy) => lazy.stats)

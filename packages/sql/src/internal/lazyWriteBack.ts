@@ -1,0 +1,183 @@
+/**
+ * The SQL side of LazyMigration's write-back: finding a table's key, and the one batched,
+ * conditional UPDATE per table that writes fixed values without ever overwriting a non-NULL target.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Identifier } from "@strata/core"
+import { Data, Effect, Either } from "effect"
+
+/**
+ * How rows of a table are addressed by the write-back.
+ * - `Column`: a declared key or the table's single-column primary key (`pgType` is its PostgreSQL
+ *   type, needed to type the key array).
+ * - `Rowid`: a SQLite table without a single-column primary key; only rows that carry `rowid`
+ *   (the caller selected it) can be written back.
+ * - `None`: no usable key (composite or missing primary key on PostgreSQL); rows are fixed in
+ *   memory only.
+ */
+export type TableKey =
+  | { readonly _tag: "Column"; readonly column: Identifier.Identifier; readonly pgType: string | undefined }
+  | { readonly _tag: "Rowid" }
+  | { readonly _tag: "None"; readonly reason: string }
+
+/** The table (or the declared key column) is not in the database, so its key cannot be known yet. */
+export class TableKeyUnknown extends Data.TaggedError("TableKeyUnknown")<{
+  readonly table: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `cannot find the key of table ${this.table}: ${this.reason}`
+  }
+}
+
+/** A row's key value as the driver returned it; anything else (NULL, blobs) cannot address a row. */
+export type KeyValue = string | number | bigint
+
+/** The value of the row's key, or undefined when the row cannot be addressed. */
+export const keyValueOf = (key: TableKey, row: Readonly<Record<string, unknown>>): KeyValue | undefined => {
+  const value = key._tag === "Column" ? row[key.column] : key._tag === "Rowid" ? row["rowid"] : undefined
+  if (typeof value === "string" || typeof value === "bigint") return value
+  if (typeof value === "number" && Number.isFinite(value)) return value
+  return undefined
+}
+
+// Types come from the catalogue (format_type), but they are spliced into SQL text, so only plain type names pass.
+const plainPgType = /^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?$/
+
+const pgKeyType = (sql: SqlClient.SqlClient, table: string, column: string) =>
+  Effect.map(
+    sql.unsafe<{ readonly type: string }>(
+      `SELECT format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+       WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+      [Identifier.quote(table), column]
+    ),
+    (rows) => rows[0]?.type
+  )
+
+/**
+ * Finds the key of `table`: the declared one if the plan names it, else the single-column primary
+ * key, else (SQLite) `rowid`. Fails with `TableKeyUnknown` when the table does not exist yet.
+ */
+export const discoverKey = (
+  dialect: "sqlite" | "pg",
+  table: Identifier.Identifier,
+  declared: Identifier.Identifier | undefined
+): Effect.Effect<TableKey, SqlError | TableKeyUnknown, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (dialect === "sqlite") {
+      const columns = yield* sql.unsafe<{ readonly name: string; readonly pk: number }>(
+        "SELECT name, pk FROM pragma_table_info(?)",
+        [table]
+      )
+      if (columns.length === 0) return yield* new TableKeyUnknown({ table, reason: "no such table" })
+      if (declared !== undefined) {
+        return columns.some((c) => c.name === declared)
+          ? { _tag: "Column", column: declared, pgType: undefined } as const
+          : yield* new TableKeyUnknown({ table, reason: `declared key column ${declared} does not exist` })
+      }
+      const primary = columns.filter((c) => Number(c.pk) > 0)
+      const single = primary.length === 1 ? Identifier.decode(primary[0]!.name) : undefined
+      return single !== undefined && Either.isRight(single)
+        ? { _tag: "Column", column: single.right, pgType: undefined } as const
+        : { _tag: "Rowid" } as const
+    }
+    const exists = yield* sql.unsafe<{ readonly found: boolean }>(
+      "SELECT to_regclass($1) IS NOT NULL AS found",
+      [Identifier.quote(table)]
+    )
+    if (exists[0]?.found !== true) return yield* new TableKeyUnknown({ table, reason: "no such table" })
+    let column: Identifier.Identifier
+    if (declared !== undefined) {
+      column = declared
+    } else {
+      const primary = yield* sql.unsafe<{ readonly name: string }>(
+        `SELECT a.attname AS name FROM pg_index i
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indrelid = to_regclass($1) AND i.indisprimary`,
+        [Identifier.quote(table)]
+      )
+      const single = primary.length === 1 ? Identifier.decode(primary[0]!.name) : undefined
+      if (single === undefined || Either.isLeft(single)) {
+        return {
+          _tag: "None",
+          reason: primary.length === 0 ? "the table has no primary key" : "the primary key is not a single plain column"
+        } as const
+      }
+      column = single.right
+    }
+    const pgType = yield* pgKeyType(sql, table, column)
+    if (pgType === undefined) {
+      return yield* new TableKeyUnknown({ table, reason: `key column ${column} does not exist` })
+    }
+    if (!plainPgType.test(pgType)) {
+      return { _tag: "None", reason: `key column ${column} has type ${pgType}, which the write-back cannot bind` } as const
+    }
+    return { _tag: "Column", column, pgType } as const
+  })
+
+/** One row to write: its key and a value per target (null: this row does not fix that target). */
+export interface KeyedValues {
+  readonly key: KeyValue
+  readonly values: ReadonlyArray<number | null>
+}
+
+/** A statement and its parameters. */
+export interface WriteStatement {
+  readonly sql: string
+  readonly params: ReadonlyArray<unknown>
+}
+
+/**
+ * One UPDATE for many rows of one table. Each target becomes `COALESCE(target, fixed)` and a row
+ * is touched only if some target it fixes is still NULL, so a value written by anyone else between
+ * the read and the write-back is never overwritten. `RETURNING` the key counts the rows written.
+ * SQLite joins a VALUES list (`UPDATE … FROM`, SQLite ≥ 3.33); PostgreSQL joins typed arrays
+ * (`unnest`), so the statement text does not grow with the batch and the key stays indexable.
+ */
+export const writeStatement = (
+  dialect: "sqlite" | "pg",
+  table: Identifier.Identifier,
+  key: Exclude<TableKey, { readonly _tag: "None" }>,
+  targets: ReadonlyArray<Identifier.Identifier>,
+  rows: ReadonlyArray<KeyedValues>
+): WriteStatement => {
+  const quotedTable = Identifier.quote(table)
+  const keyColumn = key._tag === "Column" ? Identifier.quote(key.column) : "rowid"
+  if (dialect === "sqlite") {
+    const fixed = (index: number) => `fixed.column${index + 2}`
+    const assignments = targets.map((target, i) =>
+      `${Identifier.quote(target)} = COALESCE(${quotedTable}.${Identifier.quote(target)}, ${fixed(i)})`
+    )
+    const stillMissing = targets.map((target, i) =>
+      `(${quotedTable}.${Identifier.quote(target)} IS NULL AND ${fixed(i)} IS NOT NULL)`
+    )
+    const tuple = `(${["?", ...targets.map(() => "?")].join(", ")})`
+    return {
+      sql: `UPDATE ${quotedTable} SET ${assignments.join(", ")} FROM (VALUES ${rows.map(() => tuple).join(", ")}) AS fixed ` +
+        `WHERE ${quotedTable}.${keyColumn} = fixed.column1 AND (${stillMissing.join(" OR ")}) ` +
+        `RETURNING ${quotedTable}.${keyColumn}`,
+      params: rows.flatMap((row) => [row.key, ...row.values])
+    }
+  }
+  const pgType = key._tag === "Column" ? key.pgType ?? "text" : "text"
+  const fixedColumn = (i: number) => `fixed_${i}`
+  const assignments = targets.map((target, i) =>
+    `${Identifier.quote(target)} = COALESCE(target_row.${Identifier.quote(target)}, fixed.${fixedColumn(i)})`
+  )
+  const stillMissing = targets.map((target, i) =>
+    `(target_row.${Identifier.quote(target)} IS NULL AND fixed.${fixedColumn(i)} IS NOT NULL)`
+  )
+  const arrays = [`$1::${pgType}[]`, ...targets.map((_, i) => `$${i + 2}::bigint[]`)]
+  return {
+    sql: `UPDATE ${quotedTable} AS target_row SET ${assignments.join(", ")} ` +
+      `FROM unnest(${arrays.join(", ")}) AS fixed(strata_key, ${targets.map((_, i) => fixedColumn(i)).join(", ")}) ` +
+      `WHERE target_row.${keyColumn} = fixed.strata_key AND (${stillMissing.join(" OR ")}) ` +
+      `RETURNING target_row.${keyColumn}`,
+    params: [
+      rows.map((row) => (typeof row.key === "bigint" ? row.key.toString() : row.key)),
+      ...targets.map((_, i) => rows.map((row) => row.values[i] ?? null))
+    ]
+  }
+}
