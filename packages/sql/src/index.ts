@@ -5,3 +5,4 @@
 export * as Database from "./Database.js"
 export * as Logging from "./Logging.js"
 export * as LazyMigration from "./LazyMigration.js"
+export * as Migrator from "./Migrator.js"

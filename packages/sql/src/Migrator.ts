@@ -1,0 +1,746 @@
+/**
+ * Applies a plan's migrations to a live database: each migration in its own transaction under a
+ * cross-process lock (so concurrent runners apply each exactly once), recorded with its checksum
+ * in `strata_migrations`; status, drift detection, dry run and baseline; typed errors, never defects.
+ *
+ * Rules (what `run` refuses, and why):
+ * - A migration recorded with a checksum other than the plan's is drift (`MigrationDrifted`):
+ *   `run`, `dryRun` and `baseline` refuse before changing anything, whatever `to` is, because the
+ *   plan no longer describes the database. Restore the applied steps and add a new migration.
+ * - A row for this plan whose id is not in the plan is unknown. Below a pending migration it means
+ *   the plan lost a migration the database has: `run` refuses (`UnknownMigrationApplied`). Above
+ *   every pending migration (a newer plan version migrated this database) it is tolerated when
+ *   nothing is pending, and reported by `status`.
+ * - Migrations apply in id order: a pending migration below an applied one is `MigrationOutOfOrder`
+ *   (give it a later id, or `baseline` it if the database already has it).
+ * - `baseline(id)` records the plan's migrations up to `id` as applied without running them
+ *   (`durationMs` null), leaves already-applied ones as they are (so it is idempotent), and refuses
+ *   with `MigrationDrifted` if an applied one up to `id` has another checksum; it marks nothing then.
+ *
+ * Each migration runs in one transaction (DDL is transactional on both engines), so a failure
+ * leaves no trace of it; PostgreSQL statements that cannot run in a transaction (such as
+ * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { Compile, Plan, Timestamp } from "@strata/core"
+import { Clock, Duration, Effect, Either, type Layer, Schema } from "effect"
+import * as Database from "./Database.js"
+import * as History from "./internal/migrationHistory.js"
+import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
+
+/**
+ * `to` or a `baseline` id that is not one of the plan's migration ids.
+ *
+ * @since 0.1.0
+ */
+export class MigrationNotInPlan extends Schema.TaggedError<MigrationNotInPlan>()("MigrationNotInPlan", {
+  plan: Schema.String,
+  id: Schema.Number,
+  known: Schema.Array(Schema.Number)
+}) {
+  override get message(): string {
+    const known = this.known.length > 0 ? this.known.join(", ") : "none"
+    return `Migration ${this.id} is not in plan ${this.plan} (its migrations: ${known})`
+  }
+}
+
+/**
+ * An applied migration's stored checksum differs from the plan's: it was edited after it was applied.
+ *
+ * @since 0.1.0
+ */
+export class MigrationDrifted extends Schema.TaggedError<MigrationDrifted>()("MigrationDrifted", {
+  plan: Schema.String,
+  id: Schema.Number,
+  name: Schema.String,
+  stored: Schema.String,
+  expected: Schema.String
+}) {
+  override get message(): string {
+    return `Migration ${this.id} "${this.name}" of plan ${this.plan} changed after it was applied (stored checksum ${this.stored}, plan checksum ${this.expected}); restore the applied steps and put changes in a new migration`
+  }
+}
+
+/**
+ * The database records a migration of this plan that the plan does not have, below one `run` would apply.
+ *
+ * @since 0.1.0
+ */
+export class UnknownMigrationApplied extends Schema.TaggedError<UnknownMigrationApplied>()("UnknownMigrationApplied", {
+  plan: Schema.String,
+  id: Schema.Number,
+  name: Schema.String
+}) {
+  override get message(): string {
+    return `Migration ${this.id} "${this.name}" is recorded as applied for plan ${this.plan} but is not in the plan; put it back in the plan before applying later migrations`
+  }
+}
+
+/**
+ * A pending migration has a lower id than one already applied; strata applies migrations in id order.
+ *
+ * @since 0.1.0
+ */
+export class MigrationOutOfOrder extends Schema.TaggedError<MigrationOutOfOrder>()("MigrationOutOfOrder", {
+  plan: Schema.String,
+  id: Schema.Number,
+  name: Schema.String,
+  latestAppliedId: Schema.Number
+}) {
+  override get message(): string {
+    return `Migration ${this.id} "${this.name}" of plan ${this.plan} is pending but migration ${this.latestAppliedId} is already applied; migrations apply in id order (give it an id after ${this.latestAppliedId}, or baseline it if the database already has it)`
+  }
+}
+
+/**
+ * A statement of a migration failed; the migration was rolled back entirely (earlier ones stay applied).
+ * `cause` is the database's error message.
+ *
+ * @since 0.1.0
+ */
+export class MigrationFailed extends Schema.TaggedError<MigrationFailed>()("MigrationFailed", {
+  plan: Schema.String,
+  id: Schema.Number,
+  name: Schema.String,
+  statement: Schema.String,
+  cause: Schema.String
+}) {
+  override get message(): string {
+    return `Migration ${this.id} "${this.name}" of plan ${this.plan} failed and was rolled back: ${this.cause}; statement: ${
+      oneLine(this.statement)
+    }`
+  }
+}
+
+/**
+ * Another runner held the migration lock for longer than the lock timeout.
+ *
+ * @since 0.1.0
+ */
+export class MigrationLockTimeout extends Schema.TaggedError<MigrationLockTimeout>()("MigrationLockTimeout", {
+  plan: Schema.String,
+  waitedMs: Schema.Number
+}) {
+  override get message(): string {
+    return `Gave up after ${this.waitedMs} ms waiting for the migration lock of plan ${this.plan} (another runner holds it)`
+  }
+}
+
+/**
+ * The database failed while the Migrator read or wrote its own state (not a migration's statement).
+ *
+ * @since 0.1.0
+ */
+export class MigratorDatabaseError extends Schema.TaggedError<MigratorDatabaseError>()("MigratorDatabaseError", {
+  plan: Schema.String,
+  operation: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Migrator (plan ${this.plan}) could not ${this.operation}: ${this.reason}`
+  }
+}
+
+/**
+ * What `status` can fail with.
+ *
+ * @since 0.1.0
+ */
+export type StatusError = MigratorDatabaseError
+
+/**
+ * What `dryRun` can fail with (the refusals `run` would make, found without changing anything).
+ *
+ * @since 0.1.0
+ */
+export type DryRunError =
+  | MigrationNotInPlan
+  | MigrationDrifted
+  | UnknownMigrationApplied
+  | MigrationOutOfOrder
+  | MigratorDatabaseError
+
+/**
+ * What `run` can fail with.
+ *
+ * @since 0.1.0
+ */
+export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout
+
+/**
+ * What `baseline` can fail with.
+ *
+ * @since 0.1.0
+ */
+export type BaselineError = MigrationNotInPlan | MigrationDrifted | MigrationLockTimeout | MigratorDatabaseError
+
+/**
+ * Every Migrator error.
+ *
+ * @since 0.1.0
+ */
+export type MigrationError = RunError | BaselineError
+
+/**
+ * Options of `layer` / `make`.
+ *
+ * @since 0.1.0
+ */
+export interface MigratorOptions {
+  /** How long a runner waits for another runner's migration before `MigrationLockTimeout`. Default 60 seconds. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Options of `run` and `dryRun`.
+ *
+ * @since 0.1.0
+ */
+export interface RunOptions {
+  /** Apply up to and including this migration id (one of the plan's ids). Default: all. */
+  readonly to?: number | undefined
+}
+
+/**
+ * A statement `run` executed, or skipped because its guard found the column already there (SQLite).
+ *
+ * @since 0.1.0
+ */
+export interface ExecutedStatement {
+  readonly sql: string
+  readonly skipped: boolean
+}
+
+/**
+ * A migration this runner applied.
+ *
+ * @since 0.1.0
+ */
+export interface AppliedMigration {
+  readonly id: number
+  readonly name: string
+  readonly checksum: string
+  readonly appliedAtMs: number
+  readonly durationMs: number
+  readonly statements: ReadonlyArray<ExecutedStatement>
+}
+
+/**
+ * The outcome of `run`: what this runner applied, in order, and what was applied already — before
+ * it started (`alreadyApplied`) or by a concurrent runner while it waited for the lock (`appliedConcurrently`).
+ *
+ * @since 0.1.0
+ */
+export interface RunResult {
+  readonly plan: string
+  readonly applied: ReadonlyArray<AppliedMigration>
+  readonly alreadyApplied: ReadonlyArray<number>
+  readonly appliedConcurrently: ReadonlyArray<number>
+}
+
+/**
+ * One plan migration's state in the database. `durationMs` is null for a baselined migration.
+ *
+ * @since 0.1.0
+ */
+export type MigrationStatus =
+  | {
+    readonly state: "applied"
+    readonly id: number
+    readonly name: string
+    readonly checksum: string
+    readonly appliedAtMs: number
+    readonly durationMs: number | null
+  }
+  | { readonly state: "pending"; readonly id: number; readonly name: string; readonly checksum: string }
+  | {
+    readonly state: "drifted"
+    readonly id: number
+    readonly name: string
+    readonly stored: string
+    readonly expected: string
+    readonly appliedAtMs: number
+    readonly durationMs: number | null
+  }
+
+/**
+ * A migration recorded for this plan that the plan does not contain.
+ *
+ * @since 0.1.0
+ */
+export interface UnknownMigration {
+  readonly id: number
+  readonly name: string
+  readonly checksum: string
+  readonly appliedAtMs: number
+  readonly durationMs: number | null
+}
+
+/**
+ * The plan against the database: every plan migration in id order, and unknown recorded ones.
+ *
+ * @since 0.1.0
+ */
+export interface StatusReport {
+  readonly plan: string
+  readonly migrations: ReadonlyArray<MigrationStatus>
+  readonly unknown: ReadonlyArray<UnknownMigration>
+}
+
+/**
+ * A statement a dry run found `run` would reach. `text` is `Compile.render`'s; `guard` (SQLite
+ * ADD COLUMN) says whether the column exists now or is added by an earlier statement of this run,
+ * in which case `willRun` is false.
+ *
+ * @since 0.1.0
+ */
+export interface PlannedStatement {
+  readonly sql: string
+  readonly text: string
+  readonly guard: { readonly table: string; readonly column: string; readonly columnExists: boolean } | undefined
+  readonly willRun: boolean
+}
+
+/**
+ * A pending migration as a dry run sees it.
+ *
+ * @since 0.1.0
+ */
+export interface PlannedMigration {
+  readonly id: number
+  readonly name: string
+  readonly checksum: string
+  readonly statements: ReadonlyArray<PlannedStatement>
+}
+
+/**
+ * What `run` with the same options would do; `createsHistoryTable` when `strata_migrations` is missing.
+ *
+ * @since 0.1.0
+ */
+export interface DryRunResult {
+  readonly plan: string
+  readonly dialect: "sqlite" | "pg"
+  readonly createsHistoryTable: boolean
+  readonly pending: ReadonlyArray<PlannedMigration>
+  readonly alreadyApplied: ReadonlyArray<number>
+}
+
+/**
+ * The outcome of `baseline`: migrations newly recorded as applied, and those that already were.
+ *
+ * @since 0.1.0
+ */
+export interface BaselineResult {
+  readonly plan: string
+  readonly baselined: ReadonlyArray<number>
+  readonly alreadyApplied: ReadonlyArray<number>
+}
+
+/**
+ * The Migrator's operations on one plan.
+ *
+ * @since 0.1.0
+ */
+export interface MigratorApi {
+  readonly plan: Plan.Plan
+  readonly dialect: "sqlite" | "pg"
+  /** Applies pending migrations in id order (up to `to`), each in its own locked transaction. */
+  readonly run: (options?: RunOptions) => Effect.Effect<RunResult, RunError>
+  /** Each plan migration's state, and unknown recorded ones; changes nothing. */
+  readonly status: () => Effect.Effect<StatusReport, StatusError>
+  /** The statements `run` would execute; changes nothing (does not even create `strata_migrations`). */
+  readonly dryRun: (options?: RunOptions) => Effect.Effect<DryRunResult, DryRunError>
+  /** Records migrations up to `id` as applied without running them. */
+  readonly baseline: (id: number) => Effect.Effect<BaselineResult, BaselineError>
+}
+
+const defaultLockTimeout = Duration.seconds(60)
+
+/** One line, and short enough to read: statements can span lines and be long. */
+const oneLine = (statement: string): string => {
+  const flat = statement.replace(/\s+/g, " ").trim()
+  return flat.length > 300 ? `${flat.slice(0, 299)}…` : flat
+}
+
+const errorText = (cause: unknown): string => {
+  if (cause instanceof SqlError) return cause.cause !== undefined ? errorText(cause.cause) : cause.message
+  if (cause instanceof Error) {
+    const code = (cause as { readonly code?: unknown }).code
+    const text = cause.message !== "" ? cause.message : cause.name
+    return typeof code === "string" && !text.includes(code) ? `${text} (${code})` : text
+  }
+  return String(cause)
+}
+
+interface Selection {
+  readonly pending: ReadonlyArray<Plan.Migration>
+  readonly alreadyApplied: ReadonlyArray<number>
+}
+
+const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<MigratorApi, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    // Without the app's name transforms: strata's own queries name their columns exactly.
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const dialect = yield* Database.dialect
+    const lockTimeout = Duration.decode(options.lockTimeout ?? defaultLockTimeout)
+    const migrationLock = { dialect, lockTimeout, lockKey: advisoryLockKey(`strata_migrations:${plan.name}`) }
+    // One key for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
+    const historyLock = { dialect, lockTimeout, lockKey: advisoryLockKey("strata_migrations") }
+    const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
+    const checksumOf = (migration: Plan.Migration): string => checksums.get(migration.id) ?? Compile.checksum(migration)
+    const planIds = new Set(plan.migrations.map((migration) => migration.id))
+
+    const databaseError = (operation: string) => (cause: SqlError) =>
+      new MigratorDatabaseError({ plan: plan.name, operation, reason: errorText(cause) })
+
+    const lockTimedOut = (waitedMs: number) => new MigrationLockTimeout({ plan: plan.name, waitedMs })
+
+    const resolveTarget = (id: number | undefined): Effect.Effect<number | undefined, MigrationNotInPlan> =>
+      id === undefined || planIds.has(id)
+        ? Effect.succeed(id)
+        : Effect.fail(new MigrationNotInPlan({ plan: plan.name, id, known: plan.migrations.map((m) => m.id) }))
+
+    const drifted = (migration: Plan.Migration, row: History.HistoryRow) =>
+      new MigrationDrifted({
+        plan: plan.name,
+        id: migration.id,
+        name: migration.name,
+        stored: row.checksum,
+        expected: checksumOf(migration)
+      })
+
+    const select = (
+      rows: ReadonlyArray<History.HistoryRow>,
+      target: number | undefined
+    ): Either.Either<Selection, MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder> => {
+      const recorded = new Map(rows.map((row) => [row.id, row]))
+      for (const migration of plan.migrations) {
+        const row = recorded.get(migration.id)
+        if (row !== undefined && row.checksum !== checksumOf(migration)) return Either.left(drifted(migration, row))
+      }
+      const considered = plan.migrations.filter((migration) => target === undefined || migration.id <= target)
+      const pending = considered.filter((migration) => !recorded.has(migration.id))
+      const alreadyApplied = considered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
+      const first = pending[0]
+      const last = pending[pending.length - 1]
+      if (first !== undefined && last !== undefined) {
+        const unknown = rows.find((row) => !planIds.has(row.id) && row.id < last.id)
+        if (unknown !== undefined) {
+          return Either.left(new UnknownMigrationApplied({ plan: plan.name, id: unknown.id, name: unknown.name }))
+        }
+        const latest = rows.reduce((max, row) => Math.max(max, row.id), -Infinity)
+        if (latest > first.id) {
+          return Either.left(
+            new MigrationOutOfOrder({ plan: plan.name, id: first.id, name: first.name, latestAppliedId: latest })
+          )
+        }
+      }
+      return Either.right({ pending, alreadyApplied })
+    }
+
+    const historyExists = History.exists(sql, dialect).pipe(Effect.mapError(databaseError("read strata_migrations")))
+
+    const readHistory = History.read(sql, plan.name).pipe(Effect.mapError(databaseError("read strata_migrations")))
+
+    /** Rows as they are, without creating the table (status and dry run change nothing). */
+    const peekHistory: Effect.Effect<
+      { readonly exists: boolean; readonly rows: ReadonlyArray<History.HistoryRow> },
+      MigratorDatabaseError
+    > = Effect.gen(function*() {
+      const exists = yield* historyExists
+      return { exists, rows: exists ? yield* readHistory : [] }
+    })
+
+    const ensureHistory: Effect.Effect<void, MigratorDatabaseError | MigrationLockTimeout> = Effect.gen(function*() {
+      if (yield* historyExists) return
+      yield* withLockedTransaction(
+        sql,
+        historyLock,
+        History.create(sql, dialect).pipe(Effect.mapError(databaseError("create strata_migrations")))
+      ).pipe(
+        Effect.catchTags({
+          LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
+          TransactionControlFailed: (error) => Effect.fail(databaseError("create strata_migrations")(error.cause))
+        })
+      )
+    })
+
+    const columnExists = (table: string, column: string): Effect.Effect<boolean, SqlError> =>
+      Effect.map(
+        sql`SELECT count(*) AS n FROM pragma_table_info(${table}) WHERE name = ${column} COLLATE NOCASE`.unprepared,
+        (rows) => Number((rows[0] as { readonly n?: unknown } | undefined)?.n ?? 0) > 0
+      )
+
+    type Outcome =
+      | { readonly _tag: "Applied"; readonly migration: AppliedMigration }
+      | { readonly _tag: "AppliedConcurrently" }
+
+    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError> => {
+      const checksum = checksumOf(migration)
+      const failed = (statement: string) => (cause: SqlError) =>
+        new MigrationFailed({
+          plan: plan.name,
+          id: migration.id,
+          name: migration.name,
+          statement,
+          cause: errorText(cause)
+        })
+      const body = Effect.gen(function*() {
+        // Re-checked under the lock: a concurrent runner may have applied it since we looked.
+        const recorded = yield* History.find(sql, plan.name, migration.id).pipe(
+          Effect.mapError(databaseError(`read strata_migrations for migration ${migration.id}`))
+        )
+        if (recorded !== undefined) {
+          if (recorded.checksum !== checksum) return yield* drifted(migration, recorded)
+          return { _tag: "AppliedConcurrently" } as const
+        }
+        yield* Effect.logInfo("applying migration")
+        const started = yield* Clock.currentTimeMillis
+        const statements: Array<ExecutedStatement> = []
+        for (const statement of Compile.statements(migration, dialect)) {
+          const guard = statement.unlessColumnExists
+          if (guard !== undefined) {
+            const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
+            if (exists) {
+              yield* Effect.logDebug("column exists; ADD COLUMN skipped").pipe(
+                Effect.annotateLogs({ table: guard.table, column: guard.column })
+              )
+              statements.push({ sql: statement.sql, skipped: true })
+              continue
+            }
+          }
+          yield* sql.unsafe(statement.sql).unprepared.pipe(Effect.mapError(failed(statement.sql)))
+          statements.push({ sql: statement.sql, skipped: false })
+        }
+        const appliedAtMs = yield* Timestamp.now
+        const durationMs = Math.max(0, appliedAtMs - started)
+        yield* History.insert(sql, plan.name, {
+          id: migration.id,
+          name: migration.name,
+          checksum,
+          appliedAtMs,
+          durationMs
+        }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in strata_migrations`)))
+        return {
+          _tag: "Applied",
+          migration: { id: migration.id, name: migration.name, checksum, appliedAtMs, durationMs, statements }
+        } as const
+      })
+      return withLockedTransaction(sql, migrationLock, body).pipe(
+        Effect.catchTags({
+          LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
+          TransactionControlFailed: (error) =>
+            Effect.fail(
+              error.operation === "commit"
+                ? failed("COMMIT")(error.cause)
+                : databaseError(`begin the transaction of migration ${migration.id}`)(error.cause)
+            )
+        }),
+        Effect.tap((outcome) =>
+          outcome._tag === "Applied"
+            ? Effect.logInfo("migration applied").pipe(
+              Effect.annotateLogs({ duration_ms: outcome.migration.durationMs })
+            )
+            : Effect.logInfo("migration already applied by a concurrent runner")
+        ),
+        Effect.tapError((error) =>
+          error._tag === "MigrationFailed" ? Effect.logError("migration failed and was rolled back", error.message) : Effect.void
+        ),
+        Effect.annotateLogs({ plan: plan.name, migration_id: migration.id, migration_name: migration.name })
+      )
+    }
+
+    const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError> =>
+      Effect.gen(function*() {
+        const target = yield* resolveTarget(runOptions.to)
+        yield* ensureHistory
+        const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
+        const applied: Array<AppliedMigration> = []
+        const appliedConcurrently: Array<number> = []
+        for (const migration of selection.pending) {
+          const outcome = yield* applyMigration(migration)
+          if (outcome._tag === "Applied") applied.push(outcome.migration)
+          else appliedConcurrently.push(migration.id)
+        }
+        return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently }
+      }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: plan.name } }))
+
+    const status = (): Effect.Effect<StatusReport, StatusError> =>
+      Effect.map(peekHistory, ({ rows }) => {
+        const recorded = new Map(rows.map((row) => [row.id, row]))
+        const migrations = plan.migrations.map((migration): MigrationStatus => {
+          const checksum = checksumOf(migration)
+          const row = recorded.get(migration.id)
+          if (row === undefined) return { state: "pending", id: migration.id, name: migration.name, checksum }
+          return row.checksum === checksum
+            ? {
+              state: "applied",
+              id: migration.id,
+              name: migration.name,
+              checksum,
+              appliedAtMs: row.appliedAtMs,
+              durationMs: row.durationMs
+            }
+            : {
+              state: "drifted",
+              id: migration.id,
+              name: migration.name,
+              stored: row.checksum,
+              expected: checksum,
+              appliedAtMs: row.appliedAtMs,
+              durationMs: row.durationMs
+            }
+        })
+        const unknown = rows.filter((row) => !planIds.has(row.id)).map((row) => ({ ...row }))
+        return { plan: plan.name, migrations, unknown }
+      })
+
+    const dryRun = (runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError> =>
+      Effect.gen(function*() {
+        const target = yield* resolveTarget(runOptions.to)
+        const history = yield* peekHistory
+        const selection = yield* select(history.rows, target)
+        // Columns added by earlier guarded statements of this run: their later guards would skip.
+        const added = new Set<string>()
+        const pending: Array<PlannedMigration> = []
+        for (const migration of selection.pending) {
+          const statements: Array<PlannedStatement> = []
+          for (const statement of Compile.statements(migration, dialect)) {
+            const guard = statement.unlessColumnExists
+            if (guard === undefined) {
+              statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true })
+              continue
+            }
+            const key = `${guard.table.toLowerCase()}.${guard.column.toLowerCase()}`
+            const columnExistsNow = added.has(key) ||
+              (yield* columnExists(guard.table, guard.column).pipe(
+                Effect.mapError(databaseError(`read the columns of ${guard.table}`))
+              ))
+            if (!columnExistsNow) added.add(key)
+            statements.push({
+              sql: statement.sql,
+              text: Compile.render(statement),
+              guard: { table: guard.table, column: guard.column, columnExists: columnExistsNow },
+              willRun: !columnExistsNow
+            })
+          }
+          pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })
+        }
+        return {
+          plan: plan.name,
+          dialect,
+          createsHistoryTable: !history.exists,
+          pending,
+          alreadyApplied: selection.alreadyApplied
+        }
+      }).pipe(Effect.withSpan("Migrator.dryRun", { attributes: { plan: plan.name } }))
+
+    const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError> =>
+      Effect.gen(function*() {
+        yield* resolveTarget(id)
+        yield* ensureHistory
+        const covered = plan.migrations.filter((migration) => migration.id <= id)
+        const result = yield* withLockedTransaction(
+          sql,
+          migrationLock,
+          Effect.gen(function*() {
+            const recorded = new Map((yield* readHistory).map((row) => [row.id, row]))
+            for (const migration of covered) {
+              const row = recorded.get(migration.id)
+              if (row !== undefined && row.checksum !== checksumOf(migration)) return yield* drifted(migration, row)
+            }
+            const appliedAtMs = yield* Timestamp.now
+            const baselined: Array<number> = []
+            for (const migration of covered) {
+              if (recorded.has(migration.id)) continue
+              yield* History.insert(sql, plan.name, {
+                id: migration.id,
+                name: migration.name,
+                checksum: checksumOf(migration),
+                appliedAtMs,
+                durationMs: null
+              }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in strata_migrations`)))
+              baselined.push(migration.id)
+            }
+            const alreadyApplied = covered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
+            return { plan: plan.name, baselined, alreadyApplied }
+          })
+        ).pipe(
+          Effect.catchTags({
+            LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
+            TransactionControlFailed: (error) =>
+              Effect.fail(databaseError(`${error.operation} the baseline transaction`)(error.cause))
+          })
+        )
+        for (const migrationId of result.baselined) {
+          const migration = covered.find((m) => m.id === migrationId)
+          yield* Effect.logInfo("migration baselined (recorded as applied without running it)").pipe(
+            Effect.annotateLogs({ plan: plan.name, migration_id: migrationId, migration_name: migration?.name ?? "" })
+          )
+        }
+        return result
+      }).pipe(Effect.withSpan("Migrator.baseline", { attributes: { plan: plan.name, id } }))
+
+    return { plan, dialect, run, status, dryRun, baseline }
+  })
+
+/**
+ * The Migrator service for one plan; build it with `layer(plan)` or `make(plan)`.
+ *
+ * @since 0.1.0
+ */
+export class Migrator extends Effect.Service<Migrator>()("@strata/sql/Migrator", {
+  effect: (plan: Plan.Plan, options?: MigratorOptions) => makeApi(plan, options)
+}) {}
+
+/**
+ * The Migrator for `plan` over the current `SqlClient`.
+ *
+ * @since 0.1.0
+ */
+export const layer = (plan: Plan.Plan, options?: MigratorOptions): Layer.Layer<Migrator, never, SqlClient.SqlClient> =>
+  Migrator.Default(plan, options)
+
+/**
+ * A Migrator for `plan` as a value (e.g. several plans over one database).
+ *
+ * @since 0.1.0
+ */
+export const make = (plan: Plan.Plan, options?: MigratorOptions): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
+  Effect.map(makeApi(plan, options), (api) => Migrator.make(api))
+
+/**
+ * `run` on the Migrator in context.
+ *
+ * @since 0.1.0
+ */
+export const run = (options?: RunOptions): Effect.Effect<RunResult, RunError, Migrator> =>
+  Effect.flatMap(Migrator, (migrator) => migrator.run(options))
+
+/**
+ * `status` on the Migrator in context.
+ *
+ * @since 0.1.0
+ */
+export const status = (): Effect.Effect<StatusReport, StatusError, Migrator> =>
+  Effect.flatMap(Migrator, (migrator) => migrator.status())
+
+/**
+ * `dryRun` on the Migrator in context.
+ *
+ * @since 0.1.0
+ */
+export const dryRun = (options?: RunOptions): Effect.Effect<DryRunResult, DryRunError, Migrator> =>
+  Effect.flatMap(Migrator, (migrator) => migrator.dryRun(options))
+
+/**
+ * `baseline` on the Migrator in context.
+ *
+ * @since 0.1.0
+ */
+export const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError, Migrator> =>
+  Effect.flatMap(Migrator, (migrator) => migrator.baseline(id))

@@ -1,0 +1,201 @@
+/**
+ * A transaction that first takes an exclusive, cross-process lock, so concurrent runners serialise:
+ * SQLite `BEGIN IMMEDIATE` (the database's single write lock), PostgreSQL `BEGIN` +
+ * `pg_advisory_xact_lock(key)`. Both locks end with the transaction, so a crashed runner never
+ * leaves one behind.
+ *
+ * @effect/sql's `withTransaction` issues a plain `BEGIN` (on SQLite a read lock that is upgraded
+ * at the first write, where two runners can deadlock into SQLITE_BUSY) and turns a failed COMMIT
+ * into a defect, so this module drives BEGIN/COMMIT/ROLLBACK itself on a reserved connection and
+ * provides it as `SqlClient.TransactionConnection`: every `sql` query of the body runs on it, and a
+ * nested `sql.withTransaction` becomes a savepoint.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import { Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
+
+/** The lock was not obtained within the timeout (another runner held it all along). */
+export class LockTimedOut extends Data.TaggedError("LockTimedOut")<{ readonly waitedMs: number }> {}
+
+/** BEGIN or COMMIT itself failed (not the body). */
+export class TransactionControlFailed extends Data.TaggedError("TransactionControlFailed")<{
+  readonly operation: "begin" | "commit"
+  readonly cause: SqlError
+}> {}
+
+export interface LockedTransactionOptions {
+  readonly dialect: "sqlite" | "pg"
+  /** PostgreSQL advisory lock key, a signed 64-bit integer as decimal text. */
+  readonly lockKey: string
+  /** How long to wait for the lock before `LockTimedOut`. */
+  readonly lockTimeout: Duration.Duration
+}
+
+/**
+ * SQLite waits for a lock inside `busy_timeout`, synchronously, blocking Node's event loop. While
+ * taking the lock we lower it to this, and wait between attempts with an Effect schedule instead.
+ */
+const lockAttemptBusyTimeoutMs = 20
+
+const lockRetrySchedule = (timeout: Duration.Duration) =>
+  Schedule.exponential("5 millis", 2).pipe(
+    // union keeps the shorter delay: exponential growth capped at 200 ms
+    Schedule.union(Schedule.spaced("200 millis")),
+    Schedule.jittered,
+    Schedule.upTo(timeout)
+  )
+
+const errorCode = (error: SqlError): string | undefined => {
+  const code = (error.cause as { readonly code?: unknown } | undefined)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+const isSqliteBusy = (error: unknown): boolean =>
+  error instanceof TransactionControlFailed && (errorCode(error.cause)?.startsWith("SQLITE_BUSY") ?? false)
+
+/** PostgreSQL `lock_not_available`, raised when `lock_timeout` expires. */
+const isPgLockTimeout = (error: SqlError): boolean => errorCode(error) === "55P03"
+
+const execute = (connection: Connection, statement: string, params: ReadonlyArray<unknown> = []) =>
+  connection.executeUnprepared(statement, params, undefined)
+
+const beginSqlite = (connection: Connection): Effect.Effect<void, SqlError> =>
+  Effect.gen(function*() {
+    const rows = yield* execute(connection, "PRAGMA busy_timeout")
+    const original = Number((rows[0] as { readonly timeout?: unknown } | undefined)?.timeout ?? 0)
+    yield* execute(connection, `PRAGMA busy_timeout = ${lockAttemptBusyTimeoutMs}`)
+    yield* execute(connection, "BEGIN IMMEDIATE").pipe(
+      Effect.ensuring(Effect.ignore(execute(connection, `PRAGMA busy_timeout = ${Math.max(0, Math.trunc(original))}`)))
+    )
+  })
+
+const lockTimeoutSetting = (timeout: Duration.Duration): string =>
+  Duration.isFinite(timeout) ? `${Math.max(1, Math.ceil(Duration.toMillis(timeout)))}ms` : "0"
+
+/**
+ * Inside an open transaction: wait (server-side, without blocking Node) for the advisory lock,
+ * bounded by `lock_timeout`, which is then restored so the body's own statements are unaffected.
+ */
+const lockPg = (connection: Connection, options: LockedTransactionOptions): Effect.Effect<void, SqlError | LockTimedOut> =>
+  Effect.gen(function*() {
+    const rows = yield* execute(connection, "SELECT current_setting('lock_timeout') AS lock_timeout")
+    const original = String((rows[0] as { readonly lock_timeout?: unknown } | undefined)?.lock_timeout ?? "0")
+    yield* execute(connection, "SELECT set_config('lock_timeout', $1, true)", [lockTimeoutSetting(options.lockTimeout)])
+    yield* execute(connection, "SELECT pg_advisory_xact_lock($1::bigint)", [options.lockKey]).pipe(
+      Effect.catchIf(isPgLockTimeout, () => new LockTimedOut({ waitedMs: Duration.toMillis(options.lockTimeout) }))
+    )
+    yield* execute(connection, "SELECT set_config('lock_timeout', $1, true)", [original])
+  })
+
+interface OpenTransaction {
+  readonly connection: Connection
+  readonly commit: Effect.Effect<void, TransactionControlFailed>
+}
+
+/**
+ * Reserves a connection in a child of `outer` and begins a transaction on it. The child scope's
+ * finalizer rolls back unless the transaction committed, then releases the connection, so an
+ * interruption or failure at any point leaves neither a transaction nor a held connection behind.
+ */
+const open = (
+  sql: SqlClient.SqlClient,
+  outer: Scope.Scope,
+  begin: (connection: Connection) => Effect.Effect<void, SqlError>
+): Effect.Effect<OpenTransaction, TransactionControlFailed> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    const attempt = Effect.gen(function*() {
+      const connection = yield* Scope.extend(sql.reserve, scope).pipe(
+        Effect.mapError((cause) => new TransactionControlFailed({ operation: "begin", cause }))
+      )
+      let state: "none" | "open" | "committed" = "none"
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.suspend(() =>
+          state === "open"
+            ? execute(connection, "ROLLBACK").pipe(
+              Effect.catchAllCause((cause) => Effect.logWarning("ROLLBACK failed", cause))
+            )
+            : Effect.void
+        )
+      )
+      yield* Effect.uninterruptible(
+        begin(connection).pipe(
+          Effect.tap(() => {
+            state = "open"
+          }),
+          Effect.mapError((cause) => new TransactionControlFailed({ operation: "begin", cause }))
+        )
+      )
+      const commit = Effect.uninterruptible(
+        execute(connection, "COMMIT").pipe(
+          Effect.tap(() => {
+            state = "committed"
+          }),
+          Effect.asVoid,
+          Effect.mapError((cause) => new TransactionControlFailed({ operation: "commit", cause }))
+        )
+      )
+      return { connection, commit }
+    })
+    return yield* attempt.pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
+  })
+
+/**
+ * Runs `body` in a transaction holding the lock. The body's failure (or interruption) rolls the
+ * transaction back; a failed COMMIT is a `TransactionControlFailed` with operation "commit".
+ */
+export const withLockedTransaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  options: LockedTransactionOptions,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | LockTimedOut | TransactionControlFailed, R> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const outer = yield* Effect.scope
+      const transaction = options.dialect === "sqlite"
+        ? yield* waitForSqliteLock(sql, outer, options.lockTimeout)
+        : yield* open(sql, outer, (connection) => execute(connection, "BEGIN").pipe(Effect.asVoid)).pipe(
+          Effect.tap((opened) =>
+            lockPg(opened.connection, options).pipe(
+              Effect.catchIf(
+                (error): error is SqlError => error instanceof SqlError,
+                (cause) => new TransactionControlFailed({ operation: "begin", cause })
+              )
+            )
+          )
+        )
+      const result = yield* body.pipe(
+        Effect.provideService(SqlClient.TransactionConnection, [transaction.connection, 0] as const)
+      )
+      yield* transaction.commit
+      return result
+    })
+  )
+
+const waitForSqliteLock = (sql: SqlClient.SqlClient, outer: Scope.Scope, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    return yield* open(sql, outer, beginSqlite).pipe(
+      Effect.retry({ schedule: lockRetrySchedule(timeout), while: isSqliteBusy }),
+      Effect.catchIf(isSqliteBusy, () =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => new LockTimedOut({ waitedMs: now - started })))
+    )
+  })
+
+const FNV_OFFSET = 0xcbf29ce484222325n
+const FNV_PRIME = 0x100000001b3n
+const MASK_64 = 0xffffffffffffffffn
+
+/**
+ * A PostgreSQL advisory lock key for a name: FNV-1a 64 of its UTF-8 bytes as a signed 64-bit
+ * integer (decimal text), identical in every process and on every machine.
+ */
+export const advisoryLockKey = (name: string): string => {
+  let hash = FNV_OFFSET
+  for (const byte of new TextEncoder().encode(name)) {
+    hash = ((hash ^ BigInt(byte)) * FNV_PRIME) & MASK_64
+  }
+  return BigInt.asIntN(64, hash).toString()
+}
