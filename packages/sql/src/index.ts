@@ -5,4 +5,5 @@
 export * as Database from "./Database.js"
 export * as Logging from "./Logging.js"
 export * as LazyMigration from "./LazyMigration.js"
+export * as ChatStore from "./ChatStore.js"
 export * as Migrator from "./Migrator.js"

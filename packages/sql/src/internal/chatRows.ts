@@ -1,0 +1,156 @@
+/**
+ * The chat-store tables as rows: what `ChatStore`, `WriteBehind` and `LegacyImport` read and write,
+ * and the one place their columns are normalised (JSON is JSONB on PostgreSQL, which node-postgres
+ * returns parsed, and TEXT on SQLite; booleans are BOOLEAN / 0-1; BIGINT may arrive as text from a
+ * client strata did not configure).
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Timestamp } from "@strata/core"
+import type { Message, Session } from "../ChatStore.js"
+import { Effect } from "effect"
+
+export const sessionColumns = "id, title, description, created_at_ms, last_activity_ms, is_active, deleted_at_ms"
+
+export const messageColumns =
+  "id, session_id, seq, role, content, name, tool_call_id, tool_calls, token_count, metadata, created_at_ms"
+
+export interface SessionRow {
+  readonly id: string
+  readonly title: string | null
+  readonly description: string | null
+  readonly created_at_ms: number | string
+  readonly last_activity_ms: number | string
+  readonly is_active: boolean | number | string
+  readonly deleted_at_ms: number | string | null
+}
+
+export interface MessageRow {
+  readonly id: string
+  readonly session_id: string
+  readonly seq: number | string
+  readonly role: string
+  readonly content: string | null
+  readonly name: string | null
+  readonly tool_call_id: string | null
+  readonly tool_calls: unknown
+  readonly token_count: number | string | null
+  readonly metadata: unknown
+  readonly created_at_ms: number | string
+}
+
+export type Dialect = "sqlite" | "pg"
+
+export const dialectOf = (sql: SqlClient.SqlClient): Dialect =>
+  sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
+
+/** Epoch ms and counts are safe integers; a client without strata's type parsers returns BIGINT as text. */
+export const toNumber = (value: number | string | bigint): number => typeof value === "number" ? value : Number(value)
+
+export const toMillis = (value: number | string | bigint): Timestamp.EpochMillis => toNumber(value) as Timestamp.EpochMillis
+
+export const toMillisOrNull = (value: number | string | bigint | null): Timestamp.EpochMillis | null =>
+  value === null ? null : toMillis(value)
+
+const toBoolean = (value: boolean | number | string): boolean =>
+  value === true || value === 1 || value === "1" || value === "t" || value === "true"
+
+/** A JSON column's value: parsed text on SQLite, already parsed JSONB on PostgreSQL; SQL NULL is `null`. */
+export const jsonFromColumn = (value: unknown, dialect: Dialect): unknown => {
+  if (value === null || value === undefined) return null
+  if (dialect === "sqlite" || typeof value !== "string") {
+    return typeof value === "string" ? JSON.parse(value) : value
+  }
+  // A PostgreSQL client with JSON parsing turned off hands back the text.
+  return value
+}
+
+/**
+ * A value for a JSON column: always bound as JSON text (node-postgres would turn a JS array into a
+ * PostgreSQL array literal), `null` stays SQL NULL.
+ */
+export const jsonToColumn = (value: unknown): string | null => value === null || value === undefined ? null : JSON.stringify(value)
+
+export const sessionFromRow = (row: SessionRow): Session => ({
+  id: row.id,
+  title: row.title,
+  description: row.description,
+  createdAtMs: toMillis(row.created_at_ms),
+  lastActivityMs: toMillis(row.last_activity_ms),
+  isActive: toBoolean(row.is_active),
+  deletedAtMs: toMillisOrNull(row.deleted_at_ms)
+})
+
+export const messageFromRow = (row: MessageRow, dialect: Dialect): Message => ({
+  id: row.id,
+  sessionId: row.session_id,
+  seq: toNumber(row.seq),
+  role: row.role as Message["role"],
+  content: row.content,
+  name: row.name,
+  toolCallId: row.tool_call_id,
+  toolCalls: jsonFromColumn(row.tool_calls, dialect),
+  tokenCount: row.token_count === null ? null : toNumber(row.token_count),
+  metadata: jsonFromColumn(row.metadata, dialect),
+  createdAtMs: toMillis(row.created_at_ms)
+})
+
+const messageInsertRow = (message: Message) => ({
+  id: message.id,
+  session_id: message.sessionId,
+  seq: message.seq,
+  role: message.role,
+  content: message.content,
+  name: message.name,
+  tool_call_id: message.toolCallId,
+  tool_calls: jsonToColumn(message.toolCalls),
+  token_count: message.tokenCount,
+  metadata: jsonToColumn(message.metadata),
+  created_at_ms: message.createdAtMs
+})
+
+// 11 parameters a row: far under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const messagesPerStatement = 500
+
+/** Multi-row INSERTs of complete messages (ids and seqs assigned), in the caller's transaction. */
+export const insertMessages = (
+  sql: SqlClient.SqlClient,
+  messages: ReadonlyArray<Message>
+): Effect.Effect<void, SqlError> =>
+  Effect.gen(function*() {
+    for (let start = 0; start < messages.length; start += messagesPerStatement) {
+      const chunk = messages.slice(start, start + messagesPerStatement).map(messageInsertRow)
+      yield* sql`INSERT INTO messages ${sql.insert(chunk)}`
+    }
+  })
+
+/**
+ * Moves each session's `last_activity_ms` forward to its newest message (never back), in the
+ * caller's transaction.
+ */
+export const touchSessions = (
+  sql: SqlClient.SqlClient,
+  messages: ReadonlyArray<Message>
+): Effect.Effect<void, SqlError> => {
+  const newest = new Map<string, number>()
+  for (const message of messages) {
+    const current = newest.get(message.sessionId)
+    if (current === undefined || message.createdAtMs > current) newest.set(message.sessionId, message.createdAtMs)
+  }
+  return Effect.forEach(
+    newest,
+    ([sessionId, atMs]) =>
+      sql`UPDATE sessions SET last_activity_ms = ${atMs} WHERE id = ${sessionId} AND last_activity_ms < ${atMs}`,
+    { discard: true }
+  )
+}
+
+/** The highest `seq` of a session's messages, 0 when it has none. */
+export const lastSeq = (sql: SqlClient.SqlClient, sessionId: string): Effect.Effect<number, SqlError> =>
+  Effect.map(
+    sql<{ last_seq: number | string | null }>`SELECT max(seq) AS last_seq FROM messages WHERE session_id = ${sessionId}`,
+    (rows) => {
+      const value = rows[0]?.last_seq
+      return value === null || value === undefined ? 0 : toNumber(value)
+    }
+  )
