@@ -1,17 +1,11 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Compile, Plans } from "@strata/core"
+import { Plans } from "@strata/core"
 import { Effect, Either, Exit, Layer, Option, TestClock } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { ChatStore, Database } from "../src/index.js"
+import { ChatStore, Migrator } from "../src/index.js"
 
-const applyChatStorePlan = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const dialect = yield* Database.dialect
-  for (const migration of Plans.chatStore.migrations) {
-    for (const statement of Compile.statements(migration, dialect)) yield* sql.unsafe(statement.sql)
-  }
-})
+const applyChatStorePlan = Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())
 
 const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
   ChatStore.ChatStore.Default.pipe(
