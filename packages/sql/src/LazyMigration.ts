@@ -94,34 +94,41 @@ export interface Stats {
  */
 export type Fixable = object | null | undefined
 
-const metricFixed = Metric.counter("strata_lazy_rows_fixed", {
-  description: "rows returned with a shadow column filled at read time",
-  incremental: true
-})
-const metricUnparseable = Metric.counter("strata_lazy_unparseable", {
-  description: "shadow values left NULL at read time because the source does not parse",
-  incremental: true
-})
-const metricDropped = Metric.counter("strata_lazy_rows_dropped", {
-  description: "fixed rows not queued for write-back because the queue was full",
-  incremental: true
-})
-const metricWrittenBack = Metric.counter("strata_lazy_rows_written_back", {
-  description: "rows whose shadow columns the lazy write-back wrote",
-  incremental: true
-})
-const metricAlreadySet = Metric.counter("strata_lazy_rows_already_set", {
-  description: "queued rows whose shadow columns were set by someone else before the write-back",
-  incremental: true
-})
-const metricFailures = Metric.counter("strata_lazy_write_back_failures", {
-  description: "queued rows whose lazy write-back statement failed",
-  incremental: true
-})
-const metricUnkeyed = Metric.counter("strata_lazy_rows_unkeyed", {
-  description: "fixed rows without a key value, never written back",
-  incremental: true
-})
+/**
+ * The service's counters (tagged with `table`), for exporters and dashboards; `stats` has the same counts per layer.
+ *
+ * @since 0.1.0
+ */
+export const metrics = {
+  fixed: Metric.counter("strata_lazy_rows_fixed", {
+    description: "rows returned with a shadow column filled at read time",
+    incremental: true
+  }),
+  unparseable: Metric.counter("strata_lazy_unparseable", {
+    description: "shadow values left NULL at read time because the source does not parse",
+    incremental: true
+  }),
+  dropped: Metric.counter("strata_lazy_rows_dropped", {
+    description: "fixed rows not queued for write-back because the queue was full",
+    incremental: true
+  }),
+  writtenBack: Metric.counter("strata_lazy_rows_written_back", {
+    description: "rows whose shadow columns the lazy write-back wrote",
+    incremental: true
+  }),
+  alreadySet: Metric.counter("strata_lazy_rows_already_set", {
+    description: "queued rows whose shadow columns were set by someone else before the write-back",
+    incremental: true
+  }),
+  failures: Metric.counter("strata_lazy_write_back_failures", {
+    description: "queued rows whose lazy write-back statement failed",
+    incremental: true
+  }),
+  unkeyed: Metric.counter("strata_lazy_rows_unkeyed", {
+    description: "fixed rows without a key value, never written back",
+    incremental: true
+  })
+} as const
 
 type Counter = Metric.Metric.Counter<number>
 
@@ -168,13 +175,13 @@ const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
       rules,
       targets: rules.map((r) => r.target),
       metrics: {
-        fixed: tagged(metricFixed),
-        unparseable: tagged(metricUnparseable),
-        dropped: tagged(metricDropped),
-        writtenBack: tagged(metricWrittenBack),
-        alreadySet: tagged(metricAlreadySet),
-        failures: tagged(metricFailures),
-        unkeyed: tagged(metricUnkeyed)
+        fixed: tagged(metrics.fixed),
+        unparseable: tagged(metrics.unparseable),
+        dropped: tagged(metrics.dropped),
+        writtenBack: tagged(metrics.writtenBack),
+        alreadySet: tagged(metrics.alreadySet),
+        failures: tagged(metrics.failures),
+        unkeyed: tagged(metrics.unkeyed)
       }
     })
   }
@@ -351,15 +358,18 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         }))
     }
 
+    // Unprepared: the SQLite client caches prepared statements, failed prepares included (a write-back that
+    // failed on a renamed column would keep failing after the rename is undone), and batch texts vary with the
+    // batch size, so caching them would only evict the application's own statements.
     const execute = (statement: { readonly sql: string; readonly params: ReadonlyArray<unknown> }) =>
       dialect === "pg"
         ? sql.withTransaction(
           Effect.zipRight(
-            sql.unsafe(`SET LOCAL statement_timeout = ${statementTimeoutMs}`),
-            sql.unsafe(statement.sql, statement.params)
+            sql.unsafe(`SET LOCAL statement_timeout = ${statementTimeoutMs}`).unprepared,
+            sql.unsafe(statement.sql, statement.params).unprepared
           )
         )
-        : sql.unsafe(statement.sql, statement.params)
+        : sql.unsafe(statement.sql, statement.params).unprepared
 
     const countFailed = (rules: TableRules, rows: number, keysShown: ReadonlyArray<KeyValue>, cause: Cause.Cause<unknown>) =>
       Effect.suspend(() => {
