@@ -30,6 +30,7 @@ import { Clock, Duration, Effect, Either, type Layer, Schema } from "effect"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
 import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
+import { unprepared } from "./internal/unprepared.js"
 
 /**
  * `to` or a `baseline` id that is not one of the plan's migration ids.
@@ -471,7 +472,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
 
     const columnExists = (table: string, column: string): Effect.Effect<boolean, SqlError> =>
       Effect.map(
-        sql`SELECT count(*) AS n FROM pragma_table_info(${table}) WHERE name = ${column} COLLATE NOCASE`.unprepared,
+        unprepared(sql`SELECT count(*) AS n FROM pragma_table_info(${table}) WHERE name = ${column} COLLATE NOCASE`),
         (rows) => Number((rows[0] as { readonly n?: unknown } | undefined)?.n ?? 0) > 0
       )
 
@@ -513,7 +514,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
               continue
             }
           }
-          yield* sql.unsafe(statement.sql).unprepared.pipe(Effect.mapError(failed(statement.sql)))
+          yield* unprepared(sql.unsafe(statement.sql)).pipe(Effect.mapError(failed(statement.sql)))
           statements.push({ sql: statement.sql, skipped: false })
         }
         const appliedAtMs = yield* Timestamp.now

@@ -14,6 +14,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
+import { executeOn } from "./unprepared.js"
 
 /** The lock was not obtained within the timeout (another runner held it all along). */
 export class LockTimedOut extends Data.TaggedError("LockTimedOut")<{ readonly waitedMs: number }> {}
@@ -57,8 +58,7 @@ const isSqliteBusy = (error: unknown): boolean =>
 /** PostgreSQL `lock_not_available`, raised when `lock_timeout` expires. */
 const isPgLockTimeout = (error: SqlError): boolean => errorCode(error) === "55P03"
 
-const execute = (connection: Connection, statement: string, params: ReadonlyArray<unknown> = []) =>
-  connection.executeUnprepared(statement, params, undefined)
+const execute = executeOn
 
 const beginSqlite = (connection: Connection): Effect.Effect<void, SqlError> =>
   Effect.gen(function*() {

@@ -6,6 +6,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import { unprepared } from "./unprepared.js"
 
 /** The history table's name. */
 export const tableName = "strata_migrations"
@@ -37,8 +38,8 @@ const createStatement = (dialect: "sqlite" | "pg"): string => {
 export const exists = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg"): Effect.Effect<boolean, SqlError> =>
   Effect.map(
     dialect === "pg"
-      ? sql`SELECT to_regclass(${tableName}) IS NOT NULL AS present`.unprepared
-      : sql`SELECT count(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ${tableName}`.unprepared,
+      ? unprepared(sql`SELECT to_regclass(${tableName}) IS NOT NULL AS present`)
+      : unprepared(sql`SELECT count(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ${tableName}`),
     (rows) => {
       const present = (rows[0] as { readonly present?: unknown } | undefined)?.present
       return present === true || Number(present) === 1
@@ -47,7 +48,7 @@ export const exists = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg"): Effe
 
 /** Creates the table if missing (run inside the Migrator's locked transaction). */
 export const create = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg"): Effect.Effect<void, SqlError> =>
-  Effect.asVoid(sql.unsafe(createStatement(dialect)).unprepared)
+  Effect.asVoid(unprepared(sql.unsafe(createStatement(dialect))))
 
 const toRow = (row: Record<string, unknown>): HistoryRow => ({
   id: Number(row["id"]),
@@ -60,8 +61,9 @@ const toRow = (row: Record<string, unknown>): HistoryRow => ({
 /** Every row of a plan, by id. */
 export const read = (sql: SqlClient.SqlClient, plan: string): Effect.Effect<ReadonlyArray<HistoryRow>, SqlError> =>
   Effect.map(
-    sql`SELECT id, name, checksum, applied_at_ms, duration_ms FROM ${sql(tableName)} WHERE plan = ${plan} ORDER BY id`
-      .unprepared,
+    unprepared(
+      sql`SELECT id, name, checksum, applied_at_ms, duration_ms FROM ${sql(tableName)} WHERE plan = ${plan} ORDER BY id`
+    ),
     (rows) => rows.map(toRow)
   )
 
@@ -72,8 +74,9 @@ export const find = (
   id: number
 ): Effect.Effect<HistoryRow | undefined, SqlError> =>
   Effect.map(
-    sql`SELECT id, name, checksum, applied_at_ms, duration_ms FROM ${sql(tableName)} WHERE plan = ${plan} AND id = ${id}`
-      .unprepared,
+    unprepared(
+      sql`SELECT id, name, checksum, applied_at_ms, duration_ms FROM ${sql(tableName)} WHERE plan = ${plan} AND id = ${id}`
+    ),
     (rows) => (rows[0] !== undefined ? toRow(rows[0]) : undefined)
   )
 
@@ -84,6 +87,7 @@ export const insert = (
   row: HistoryRow
 ): Effect.Effect<void, SqlError> =>
   Effect.asVoid(
-    sql`INSERT INTO ${sql(tableName)} (plan, id, name, checksum, applied_at_ms, duration_ms) VALUES (${plan}, ${row.id}, ${row.name}, ${row.checksum}, ${row.appliedAtMs}, ${row.durationMs})`
-      .unprepared
+    unprepared(
+      sql`INSERT INTO ${sql(tableName)} (plan, id, name, checksum, applied_at_ms, duration_ms) VALUES (${plan}, ${row.id}, ${row.name}, ${row.checksum}, ${row.appliedAtMs}, ${row.durationMs})`
+    )
   )
