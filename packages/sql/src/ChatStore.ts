@@ -121,6 +121,16 @@ const PageSize = Schema.Int.pipe(
 )
 
 /**
+ * Page options of `getMessages`: `page` from 1 (default 1), `pageSize` 1 to `maxPageSize` (default 50).
+ *
+ * @since 0.1.0
+ */
+export const PageOptions = Schema.Struct({
+  page: Schema.optionalWith(PageNumber, { default: () => 1 }),
+  pageSize: Schema.optionalWith(PageSize, { default: () => 50 })
+})
+
+/**
  * What `createSession` takes.
  *
  * @since 0.1.0
@@ -392,12 +402,16 @@ export const decoder = <A, I>(schema: Schema.Schema<A, I>) => {
 }
 
 const decodeId = decoder(Id)
+
+/**
+ * Validates a session or message id; the error names `field`.
+ *
+ * @since 0.1.0
+ */
+export const validateId = (input: unknown, field: string): Either.Either<string, InvalidInput> => decodeId(input, field)
 const decodeNewSession = decoder(NewSession)
 const decodeNewMessage = decoder(NewMessage)
-const decodePageOptions = decoder(Schema.Struct({
-  page: Schema.optionalWith(PageNumber, { default: () => 1 }),
-  pageSize: Schema.optionalWith(PageSize, { default: () => 50 })
-}))
+const decodePageOptions = decoder(PageOptions)
 const decodeListOptions = decoder(Schema.Struct({
   includeDeleted: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   limit: Schema.optionalWith(PageSize, { default: () => 50 }),

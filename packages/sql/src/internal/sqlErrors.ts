@@ -1,0 +1,34 @@
+/**
+ * Telling a row the database will never accept (retrying cannot help) from a failure of the
+ * connection or the server (retrying later can).
+ */
+import { SqlError } from "@effect/sql/SqlError"
+
+const codeOf = (cause: unknown): string | undefined => {
+  const code = (cause as { readonly code?: unknown } | null | undefined)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+/**
+ * Whether the failure is about the rows written: a constraint violation (SQLite `SQLITE_CONSTRAINT*`,
+ * PostgreSQL class 23), bad data (`SQLITE_MISMATCH`, `SQLITE_TOOBIG`, class 22) or a row beyond a
+ * limit (class 54, e.g. an index entry too large).
+ */
+export const isRowRejected = (error: unknown): boolean => {
+  const code = codeOf(error instanceof SqlError ? error.cause : error)
+  if (code === undefined) return false
+  if (code.startsWith("SQLITE_")) {
+    return code.startsWith("SQLITE_CONSTRAINT") || code === "SQLITE_MISMATCH" || code === "SQLITE_TOOBIG"
+  }
+  return /^(22|23|54)[0-9A-Z]{3}$/.test(code)
+}
+
+/** The database's own words for a failure (the driver's message, not the wrapper's). */
+export const failureText = (error: unknown): string => {
+  if (error instanceof SqlError && error.cause !== undefined) return failureText(error.cause)
+  if (error instanceof Error) {
+    const code = codeOf(error)
+    return code !== undefined && !error.message.includes(code) ? `${error.message} (${code})` : error.message
+  }
+  return String(error)
+}

@@ -1,0 +1,237 @@
+import { expect, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { Plans } from "@strata/core"
+import { Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { describeEachEngine } from "../../../test/support/databases.js"
+import { ChatStore, Migrator, WriteBehind } from "../src/index.js"
+
+const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
+  ChatStore.ChatStore.Default.pipe(
+    Layer.provideMerge(
+      Layer.effectDiscard(Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())).pipe(
+        Layer.provideMerge(database)
+      )
+    ),
+    Layer.orDie
+  )
+
+/**
+ * The same client, except that message INSERTs run `inject` first: when it says so, they fail the
+ * way a dropped connection does (no error code, so a transient failure).
+ */
+const faultyClient = (sql: SqlClient.SqlClient, inject: () => boolean): SqlClient.SqlClient =>
+  new Proxy(sql, {
+    apply(target, thisArg, args: Array<unknown>) {
+      const statement = Reflect.apply(target, thisArg, args) as Effect.Effect<unknown, SqlError>
+      const strings = args[0]
+      if (!Array.isArray(strings) || !String(strings[0]).startsWith("INSERT INTO messages")) return statement
+      return Effect.zipRight(
+        Effect.suspend(() =>
+          inject()
+            ? Effect.fail(new SqlError({ message: "injected", cause: new Error("connection reset (injected)") }))
+            : Effect.void
+        ),
+        statement
+      )
+    }
+  })
+
+/** Fails the first `times` message INSERTs, then behaves; `failures()` tells how many it failed. */
+const failingInserts = (times: number) => {
+  let failed = 0
+  return {
+    inject: () => failed < times ? (failed++, true) : false,
+    failures: () => failed
+  }
+}
+
+const withFaultyClient = (inject: () => boolean) =>
+  Layer.unwrapEffect(
+    Effect.map(SqlClient.SqlClient, (sql) => Layer.succeed(SqlClient.SqlClient, faultyClient(sql, inject)))
+  )
+
+const storedRows = (sessionId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ id: string; seq: number; content: string | null }>`SELECT id, seq, content FROM messages
+      WHERE session_id = ${sessionId} ORDER BY seq`)
+
+let counter = 0
+const freshSession = (label: string) =>
+  Effect.gen(function*() {
+    const store = yield* ChatStore.ChatStore
+    const id = `${label}-${++counter}`
+    yield* store.createSession({ id })
+    return id
+  })
+
+const user = (content: string) => ({ role: "user" as const, content })
+
+// Flushes only when asked (or on close): the interval is far away and the batch never fills.
+const manual = { intervalMs: 3_600_000, maxBatch: 100_000, capacity: 100_000 }
+
+describeEachEngine("WriteBehind", (engine) => {
+  layer(storeLayer(engine.layer()), { excludeTestServices: true })((it) => {
+    it.effect("append returns before the write; reads see buffered messages; flush stores them once", () =>
+      Effect.gen(function*() {
+        const id = yield* freshSession("ryw")
+        const wb = yield* WriteBehind.WriteBehind
+        const appended = [] as Array<ChatStore.Message>
+        for (let i = 1; i <= 7; i++) appended.push(yield* wb.append(id, { ...user(`m${i}`), tokenCount: i }))
+        expect(appended.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
+        expect(yield* storedRows(id)).toEqual([])
+        expect((yield* wb.metrics).pending).toBe(7)
+
+        const page2 = yield* wb.getMessages(id, { page: 2, pageSize: 3 })
+        expect(page2.messages.map((m) => m.content)).toEqual(["m4", "m5", "m6"])
+        expect(page2.hasMore).toBe(true)
+        expect((yield* wb.getRecentMessages(id, 2)).map((m) => m.content)).toEqual(["m6", "m7"])
+        expect((yield* wb.getMessagesAfter(id, 5, 10)).map((m) => m.seq)).toEqual([6, 7])
+        const stats = yield* wb.getSessionStats(id)
+        expect(stats).toMatchObject({ messageCount: 7, totalTokens: 28 })
+        expect(stats.lastMessageAtMs).toBe(appended[6]!.createdAtMs)
+
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => [r.id, r.seq, r.content])).toEqual(
+          appended.map((m) => [m.id, m.seq, m.content])
+        )
+        expect(yield* wb.metrics).toMatchObject({ pending: 0, flushed: 7, flushes: 1, failedFlushes: 0, poisoned: 0 })
+        // Appends after a flush continue the sequence; stored and buffered pages merge in seq order.
+        yield* wb.appendAll(id, [user("m8"), user("m9")])
+        const pages = yield* Effect.forEach([1, 2, 3, 4], (page) => wb.getMessages(id, { page, pageSize: 3 }))
+        expect(pages.map((p) => p.messages.map((m) => m.seq))).toEqual([[1, 2, 3], [4, 5, 6], [7, 8, 9], []])
+        expect((yield* wb.getSessionStats(id)).messageCount).toBe(9)
+        expect((yield* wb.getRecentMessages(id, 4)).map((m) => m.seq)).toEqual([6, 7, 8, 9])
+        expect((yield* wb.getMessagesAfter(id, 2, 3)).map((m) => m.seq)).toEqual([3, 4, 5])
+      }).pipe(Effect.provide(WriteBehind.layer(manual))))
+
+    it.effect("a message stored by an unacknowledged earlier commit is read and written once", () =>
+      Effect.gen(function*() {
+        const id = yield* freshSession("ambiguous")
+        const wb = yield* WriteBehind.WriteBehind
+        const appended = yield* wb.appendAll(id, ["a", "b", "c", "d", "e"].map(user))
+        // As if a flush committed message 3 but its acknowledgement was lost.
+        const sql = yield* SqlClient.SqlClient
+        const third = appended[2]!
+        yield* sql`INSERT INTO messages ${
+          sql.insert({ id: third.id, session_id: id, seq: 3, role: "user", content: "c", created_at_ms: third.createdAtMs })
+        }`
+        expect((yield* wb.getMessages(id, { pageSize: 10 })).messages.map((m) => m.content)).toEqual(["a", "b", "c", "d", "e"])
+        expect((yield* wb.getMessages(id, { page: 2, pageSize: 2 })).messages.map((m) => m.seq)).toEqual([3, 4])
+        expect((yield* wb.getSessionStats(id)).messageCount).toBe(5)
+        expect((yield* wb.getRecentMessages(id, 3)).map((m) => m.seq)).toEqual([3, 4, 5])
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => r.content)).toEqual(["a", "b", "c", "d", "e"])
+        expect(yield* wb.metrics).toMatchObject({ flushed: 5, poisoned: 0 })
+      }).pipe(Effect.provide(WriteBehind.layer(manual))))
+
+    it.effect("failed flushes keep their messages and retry in order", () => {
+      const faults = failingInserts(3)
+      return Effect.gen(function*() {
+        const a = yield* freshSession("retry-a")
+        const b = yield* freshSession("retry-b")
+        const wb = yield* WriteBehind.WriteBehind
+        const acknowledged = [] as Array<ChatStore.Message>
+        for (let i = 0; i < 50; i++) acknowledged.push(yield* wb.append(i % 2 === 0 ? a : b, user(`x${i}`)))
+        yield* wb.flush
+        expect(faults.failures()).toBe(3)
+        for (const session of [a, b]) {
+          const mine = acknowledged.filter((m) => m.sessionId === session)
+          expect((yield* storedRows(session)).map((r) => [r.id, r.seq, r.content])).toEqual(
+            mine.map((m) => [m.id, m.seq, m.content])
+          )
+        }
+        expect(yield* wb.metrics).toMatchObject({ pending: 0, flushed: 50, failedFlushes: 3, poisoned: 0 })
+      }).pipe(
+        Effect.provide(
+          WriteBehind.layer({ ...manual, retryDelayMs: 5 }).pipe(Layer.provide(withFaultyClient(faults.inject)))
+        )
+      )
+    })
+
+    it.effect("a poison message is isolated and reported; the rest of its flush is written", () =>
+      Effect.gen(function*() {
+        const store = yield* ChatStore.ChatStore
+        const wb = yield* WriteBehind.WriteBehind
+        const other = yield* freshSession("poison-other")
+        const id = yield* freshSession("poison")
+        const [taken] = yield* store.appendMessages(other, [{ id: `taken-${id}`, role: "user" }])
+        yield* wb.append(id, user("before"))
+        const poison = yield* wb.append(id, { id: taken!.id, role: "assistant", content: "duplicate id" })
+        yield* wb.append(id, user("after"))
+        yield* wb.append(other, user("other session"))
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => [r.seq, r.content])).toEqual([[1, "before"], [3, "after"]])
+        expect((yield* storedRows(other)).map((r) => r.content)).toEqual([null, "other session"])
+        const reported = yield* wb.poisoned
+        expect(reported).toHaveLength(1)
+        expect(reported[0]).toMatchObject({ _tag: "PoisonMessage", messageId: poison.id, sessionId: id, seq: 2 })
+        expect(reported[0]!.reason).toMatch(/unique|duplicate|PRIMARY/i)
+        expect(yield* wb.metrics).toMatchObject({ flushed: 3, poisoned: 1, failedFlushes: 0 })
+        // The session keeps working after the refused message.
+        expect((yield* wb.append(id, user("later"))).seq).toBe(4)
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => r.seq)).toEqual([1, 3, 4])
+      }).pipe(Effect.provide(WriteBehind.layer(manual))))
+
+    it.effect("messages for a session hard-deleted before the flush are reported; the session is then unknown", () =>
+      Effect.gen(function*() {
+        const store = yield* ChatStore.ChatStore
+        const wb = yield* WriteBehind.WriteBehind
+        const id = yield* freshSession("gone")
+        const keep = yield* freshSession("kept")
+        yield* wb.appendAll(id, [user("1"), user("2")])
+        yield* wb.append(keep, user("k"))
+        yield* store.hardDelete(id)
+        yield* wb.flush
+        expect((yield* wb.poisoned).map((p) => [p.sessionId, p.seq])).toEqual([[id, 1], [id, 2]])
+        expect((yield* storedRows(keep)).map((r) => r.content)).toEqual(["k"])
+        expect((yield* Effect.flip(wb.append(id, user("3"))))._tag).toBe("SessionNotFound")
+      }).pipe(Effect.provide(WriteBehind.layer(manual))))
+
+    it.effect("append waits for room when the buffer is full, and never drops", () => {
+      let failing = true
+      return Effect.gen(function*() {
+        const id = yield* freshSession("full")
+        const wb = yield* WriteBehind.WriteBehind
+        for (let i = 1; i <= 5; i++) yield* wb.append(id, user(`f${i}`))
+        const sixth = yield* Effect.fork(wb.append(id, user("f6")))
+        // Flushes fail while `failing` holds, so the buffer stays full and the sixth append must wait.
+        yield* Effect.sleep("100 millis")
+        expect(Option.isNone(yield* Fiber.poll(sixth))).toBe(true)
+        expect((yield* wb.metrics).pending).toBe(5)
+        failing = false
+        expect((yield* Fiber.join(sixth)).seq).toBe(6)
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => r.content)).toEqual(["f1", "f2", "f3", "f4", "f5", "f6"])
+        expect((yield* wb.metrics).failedFlushes).toBeGreaterThan(0)
+      }).pipe(
+        Effect.provide(
+          WriteBehind.layer({ intervalMs: 10, maxBatch: 5, capacity: 5, retryDelayMs: 5, maxRetryDelayMs: 20 }).pipe(
+            Layer.provide(withFaultyClient(() => failing))
+          )
+        )
+      )
+    })
+
+    it.effect("closing the scope flushes everything, waiting out failures, then refuses appends", () => {
+      let failing = true
+      return Effect.gen(function*() {
+        const id = yield* freshSession("close")
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(
+          WriteBehind.layer({ ...manual, retryDelayMs: 5, maxRetryDelayMs: 20 }).pipe(
+            Layer.provide(withFaultyClient(() => failing))
+          ),
+          scope
+        )
+        const wb = yield* Effect.provide(WriteBehind.WriteBehind, context)
+        const acknowledged = yield* Effect.forEach(Array.from({ length: 1200 }, (_, i) => i), (i) => wb.append(id, user(`c${i}`)))
+        yield* Effect.fork(Effect.delay(Effect.sync(() => (failing = false)), "150 millis"))
+        yield* Scope.close(scope, Exit.void)
+        expect((yield* storedRows(id)).map((r) => [r.id, r.seq])).toEqual(acknowledged.map((m) => [m.id, m.seq]))
+        expect((yield* Effect.flip(wb.append(id, user("late"))))._tag).toBe("WriteBehindClosed")
+      })
+    })
+  })
+})
