@@ -50,12 +50,19 @@ export interface RecordedReject extends Reject {
 const dialectOf = (sql: SqlClient.SqlClient): "sqlite" | "pg" =>
   sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
 
-/** Creates `strata_jobs` and `strata_rejects` if they do not exist (re-runnable). */
+/**
+ * Creates `strata_jobs` and `strata_rejects` if they do not exist (re-runnable, and safe when two
+ * processes start at once: on PostgreSQL concurrent `CREATE TABLE IF NOT EXISTS` can still collide
+ * in the catalog, so creation is serialised by a transaction-scoped advisory lock).
+ */
 export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const bigint = dialectOf(sql) === "pg" ? "BIGINT" : "INTEGER"
-  yield* sql.unsafe(
-    `CREATE TABLE IF NOT EXISTS strata_jobs (
+  const pg = dialectOf(sql) === "pg"
+  const bigint = pg ? "BIGINT" : "INTEGER"
+  const create = Effect.gen(function*() {
+    if (pg) yield* sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.jobState.ensureTables'))`)
+    yield* sql.unsafe(
+      `CREATE TABLE IF NOT EXISTS strata_jobs (
   job TEXT PRIMARY KEY,
   cursor TEXT,
   processed ${bigint} NOT NULL DEFAULT 0,
@@ -65,16 +72,18 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
   started_at_ms ${bigint} NOT NULL,
   updated_at_ms ${bigint} NOT NULL
 )`
-  )
-  yield* sql.unsafe(
-    `CREATE TABLE IF NOT EXISTS strata_rejects (
+    )
+    yield* sql.unsafe(
+      `CREATE TABLE IF NOT EXISTS strata_rejects (
   job TEXT NOT NULL,
   row_key TEXT NOT NULL,
   reason TEXT NOT NULL,
   at_ms ${bigint} NOT NULL,
   PRIMARY KEY (job, row_key)
 )`
-  )
+    )
+  })
+  yield* pg ? sql.withTransaction(create) : create
 })
 
 interface CheckpointRow {
@@ -144,6 +153,14 @@ export const setState = (job: string, state: JobState): Effect.Effect<void, SqlE
     const sql = yield* SqlClient.SqlClient
     const now = yield* Timestamp.now
     yield* sql`UPDATE strata_jobs SET state = ${state}, updated_at_ms = ${now} WHERE job = ${job}`
+  })
+
+/** Marks a running job `paused` (it stopped at a batch boundary); a `done` job stays done. */
+export const pauseJob = (job: string): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const now = yield* Timestamp.now
+    yield* sql`UPDATE strata_jobs SET state = 'paused', updated_at_ms = ${now} WHERE job = ${job} AND state = 'running'`
   })
 
 // Well under SQLite's 32,766 bound parameters per statement (4 per row).

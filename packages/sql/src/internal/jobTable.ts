@@ -1,0 +1,294 @@
+/**
+ * A backfill job's table as the live database has it: the columns exist (the job's migration is
+ * applied), the batching key, and the column types PostgreSQL needs for typed arrays. Shared by
+ * the BackfillRunner, the Verifier and the progress report, with the typed errors they share.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Backfill } from "@strata/core"
+import { Identifier } from "@strata/core"
+import { Effect, Schema } from "effect"
+
+/**
+ * `jobs` named a job the plan does not have.
+ */
+export class UnknownJob extends Schema.TaggedError<UnknownJob>()("UnknownJob", {
+  job: Schema.String,
+  known: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Unknown job ${JSON.stringify(this.job)}; the plan's jobs are: ${this.known.length === 0 ? "(none)" : this.known.join(", ")}`
+  }
+}
+
+/**
+ * The job's table does not exist.
+ */
+export class TableNotFound extends Schema.TaggedError<TableNotFound>()("TableNotFound", {
+  job: Schema.String,
+  table: Schema.String
+}) {
+  override get message(): string {
+    return `Job ${this.job}: table ${this.table} does not exist`
+  }
+}
+
+/**
+ * The job's target columns are missing: the migration that adds them is not applied yet.
+ */
+export class MigrationNotApplied extends Schema.TaggedError<MigrationNotApplied>()("MigrationNotApplied", {
+  job: Schema.String,
+  migrationId: Schema.Number,
+  table: Schema.String,
+  columns: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Job ${this.job} needs migration ${this.migrationId}: ${this.table} has no column ${this.columns.join(", ")}; apply the migration first (strata migrate)`
+  }
+}
+
+/**
+ * Columns the job reads (its source, payload, fallback or filter columns) are missing.
+ */
+export class SourceColumnsMissing extends Schema.TaggedError<SourceColumnsMissing>()("SourceColumnsMissing", {
+  job: Schema.String,
+  table: Schema.String,
+  columns: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Job ${this.job} reads ${this.table}.${this.columns.join(`, ${this.table}.`)}, which does not exist`
+  }
+}
+
+/**
+ * The table has no key strata can walk in batches (composite or missing primary key and no rowid);
+ * declare one in the plan step (`key`).
+ */
+export class NoBatchKey extends Schema.TaggedError<NoBatchKey>()("NoBatchKey", {
+  job: Schema.String,
+  table: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Job ${this.job}: cannot walk ${this.table} in batches: ${this.reason}; declare a unique, ordered key column in the plan step (key)`
+  }
+}
+
+/**
+ * The database failed while the job ran (connection lost, lock timeout, a statement error).
+ */
+export class JobDatabaseError extends Schema.TaggedError<JobDatabaseError>()("JobDatabaseError", {
+  job: Schema.String,
+  reason: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message(): string {
+    return `Job ${this.job}: database error: ${this.reason}`
+  }
+}
+
+/** Everything that keeps a job from starting. */
+export type JobTableError = TableNotFound | MigrationNotApplied | SourceColumnsMissing | NoBatchKey
+
+/** How a key's values are ordered and stored in a cursor. */
+export type KeyKind = "integer" | "text"
+
+/** The column a job walks in key order. */
+export interface BatchKey {
+  /** SQL for the key: a quoted column, or `rowid`. */
+  readonly sql: string
+  /** The column name (`rowid` for SQLite's implicit key). */
+  readonly name: string
+  readonly kind: KeyKind
+  readonly origin: "declared" | "primaryKey" | "rowid"
+}
+
+/** A job with its table checked against the live schema. */
+export interface JobTable {
+  readonly job: Backfill.Job
+  readonly dialect: "sqlite" | "pg"
+  readonly key: BatchKey
+  /** The declared type of every column of the table, by name (PostgreSQL: `format_type`). */
+  readonly columnTypes: ReadonlyMap<string, string>
+}
+
+interface ColumnRow {
+  readonly name: string
+  readonly type: string
+  readonly pk: number
+}
+
+/** The table's columns (name, declared type, position in the primary key, 0 if none); empty if the table is missing. */
+export const tableColumns = (table: string): Effect.Effect<ReadonlyArray<ColumnRow>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.onDialectOrElse({
+      pg: () =>
+        sql.unsafe<{ name: string; type: string; pk: number }>(
+          `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+                  COALESCE((a.attnum = ANY(i.indkey))::int, 0) AS pk
+           FROM pg_attribute a
+           LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum`,
+          [Identifier.quote(table)]
+        ),
+      orElse: () => sql.unsafe<ColumnRow>(`SELECT name, type, pk FROM pragma_table_info(?)`, [table])
+    })
+  })
+
+const integerType = (type: string, dialect: "sqlite" | "pg"): boolean =>
+  dialect === "pg" ? /^(smallint|integer|bigint)$/.test(type) : /INT/i.test(type)
+
+const textType = (type: string, dialect: "sqlite" | "pg"): boolean =>
+  dialect === "pg" ? /^(text|character varying(\(\d+\))?|character(\(\d+\))?)$/.test(type) : /CHAR|CLOB|TEXT/i.test(type)
+
+const sqliteHasRowid = (table: string): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.unsafe<{ wr: number }>(
+      `SELECT wr FROM pragma_table_list WHERE name = ? AND schema = 'main'`,
+      [table]
+    )
+    return rows[0] !== undefined && Number(rows[0].wr) === 0
+  })
+
+/**
+ * Checks a job's table against the live schema and finds its batching key: the declared `key`,
+ * else a single-column integer or text primary key, else (SQLite) the rowid of a rowid table.
+ */
+export const inspectJob = (
+  job: Backfill.Job
+): Effect.Effect<JobTable, JobTableError | JobDatabaseError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
+    const columns = yield* tableColumns(job.table)
+    if (columns.length === 0) return yield* new TableNotFound({ job: job.name, table: job.table })
+    const columnTypes = new Map(columns.map((c) => [c.name, c.type]))
+    const missingTargets = job.targets.filter((c) => !columnTypes.has(c))
+    if (missingTargets.length > 0) {
+      return yield* new MigrationNotApplied({
+        job: job.name,
+        migrationId: job.migrationId,
+        table: job.table,
+        columns: missingTargets
+      })
+    }
+    const needed = [...job.reads, ...(job.key === undefined ? [] : [job.key])]
+    const missingReads = [...new Set(needed)].filter((c) => !columnTypes.has(c))
+    if (missingReads.length > 0) {
+      return yield* new SourceColumnsMissing({ job: job.name, table: job.table, columns: missingReads })
+    }
+    const key = yield* findKey(job, columns, dialect)
+    return { job, dialect, key, columnTypes }
+  }).pipe(
+    Effect.catchTag("SqlError", (error) =>
+      Effect.fail(new JobDatabaseError({ job: job.name, reason: errorText(error), cause: error })))
+  )
+
+const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: "sqlite" | "pg") =>
+  Effect.gen(function*() {
+    if (job.key !== undefined) {
+      const type = columns.find((c) => c.name === job.key)?.type ?? ""
+      return {
+        sql: Identifier.quote(job.key),
+        name: job.key,
+        kind: integerType(type, dialect) ? "integer" : "text",
+        origin: "declared"
+      } satisfies BatchKey
+    }
+    const primaryKey = columns.filter((c) => Number(c.pk) > 0)
+    const single = primaryKey.length === 1 ? primaryKey[0] : undefined
+    if (single !== undefined && (integerType(single.type, dialect) || textType(single.type, dialect))) {
+      return {
+        sql: Identifier.quote(single.name),
+        name: single.name,
+        kind: integerType(single.type, dialect) ? "integer" : "text",
+        origin: "primaryKey"
+      } satisfies BatchKey
+    }
+    const describePk = primaryKey.length === 0
+      ? "it has no primary key"
+      : single !== undefined
+      ? `its primary key ${single.name} has type ${single.type}, neither integer nor text`
+      : `its primary key (${primaryKey.map((c) => c.name).join(", ")}) has ${primaryKey.length} columns`
+    if (dialect === "sqlite" && (yield* sqliteHasRowid(job.table))) {
+      return { sql: "rowid", name: "rowid", kind: "integer", origin: "rowid" } satisfies BatchKey
+    }
+    return yield* new NoBatchKey({
+      job: job.name,
+      table: job.table,
+      reason: dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk
+    })
+  })
+
+/** A SqlError's underlying driver message, for error reasons. */
+export const errorText = (error: unknown): string => {
+  if (error !== null && typeof error === "object" && "cause" in error && error.cause instanceof Error) {
+    return error.cause.message
+  }
+  return error instanceof Error ? error.message : String(error)
+}
+
+/** The key value of a row as the cursor stores it (node-postgres may return BIGINT as text). */
+export const keyValue = (table: JobTable, value: unknown): number | bigint | string => {
+  if (typeof value === "number" || typeof value === "bigint") return value
+  if (typeof value === "string") {
+    if (table.key.kind === "integer" && /^-?\d+$/.test(value)) {
+      const big = BigInt(value)
+      return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big
+    }
+    return value
+  }
+  return String(value)
+}
+
+/** A key value as a bound parameter (PostgreSQL infers the key column's type from text). */
+export const keyParam = (table: JobTable, value: number | bigint | string): unknown =>
+  table.dialect === "pg" ? String(value) : value
+
+/** Builds a statement's parameter list with the dialect's placeholders. */
+export class Params {
+  readonly values: Array<unknown> = []
+  constructor(readonly dialect: "sqlite" | "pg") {}
+  /** Adds a value and returns its placeholder. */
+  bind(value: unknown): string {
+    this.values.push(value)
+    return this.dialect === "pg" ? `$${this.values.length}` : "?"
+  }
+}
+
+/** The job's row filter in SQL (case-sensitive), or `undefined` when it has none. */
+export const filterSql = (table: JobTable, params: Params): string | undefined => {
+  const filter = table.job.filter
+  if (filter === undefined) return undefined
+  const column = Identifier.quote(filter.column)
+  if (filter.op === "equals") return `${column} = ${params.bind(filter.value)}`
+  return table.dialect === "pg"
+    ? `strpos(${column}, ${params.bind(filter.value)}) > 0`
+    : `instr(${column}, ${params.bind(filter.value)}) > 0`
+}
+
+/**
+ * The job's pending predicate: any target NULL, the required source NOT NULL, the filter matching.
+ * With `targets`, only those targets count (per-column progress).
+ */
+export const pendingSql = (
+  table: JobTable,
+  params: Params,
+  targets: ReadonlyArray<string> = table.job.targets
+): string => {
+  const parts = [`(${targets.map((t) => `${Identifier.quote(t)} IS NULL`).join(" OR ")})`]
+  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NOT NULL`)
+  const filter = filterSql(table, params)
+  if (filter !== undefined) parts.push(filter)
+  return parts.join(" AND ")
+}
+
+/** The columns a job's row functions and checks need, each once, quoted, with the key as `__strata_key`. */
+export const selectList = (table: JobTable): string =>
+  [
+    `${table.key.sql} AS __strata_key`,
+    ...[...new Set([...table.job.reads, ...table.job.targets])].map(Identifier.quote)
+  ].join(", ")

@@ -1,0 +1,344 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { expect, it } from "@effect/vitest"
+import { Plan, Plans } from "@strata/core"
+import { Chunk, Effect, FastCheck as fc, Layer, Option, Stream } from "effect"
+import {
+  auditCases,
+  chatMessageCases,
+  createLegacyTables,
+  expectedRejects,
+  expectedState,
+  insertFixture,
+  insertGenerated,
+  presetTargets,
+  readEverything,
+  readState
+} from "../../../test/fixtures/agentosLegacy.js"
+import { describeEachEngine } from "../../../test/support/databases.js"
+import { BackfillRunner, Migrator } from "../src/index.js"
+import * as JobState from "../src/internal/jobState.js"
+
+const applyPlan = (plan: Plan.Plan) => Effect.flatMap(Migrator.make(plan), (migrator) => migrator.run())
+
+/** Legacy tables with the fixed fixture, the agentos migrations applied, preset targets written. */
+const fixtureDatabase = Effect.gen(function*() {
+  yield* createLegacyTables
+  yield* insertFixture
+  yield* applyPlan(Plans.agentos)
+  yield* presetTargets
+})
+
+const rejectsTable = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ job: string; row_key: string }>`SELECT job, row_key FROM strata_rejects`
+  return rows.map((r) => `${r.job} ${r.row_key}`).sort()
+})
+
+const tableExists = (name: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.onDialectOrElse({
+      pg: () => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = ${name} AND schemaname = current_schema()`,
+      orElse: () => sql<{ n: number }>`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ${name}`
+    })
+    return Number(rows[0]?.n) > 0
+  })
+
+const chatJob = "chat_messages.created_at_ms"
+const auditJob = "task_audits.payload"
+
+describeEachEngine("BackfillRunner", (engine) => {
+  const database = () => BackfillRunner.BackfillRunner.Default.pipe(Layer.provideMerge(engine.layer()))
+
+  it.effect("backfills the agentos plan on legacy data to exactly the expected values, never overwriting", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const summaries = yield* runner.run(Plans.agentos, { batchSize: 4, fixedBatchSize: true })
+      expect(yield* readState).toEqual(expectedState())
+      expect(yield* rejectsTable).toEqual(expectedRejects)
+
+      const byJob = Object.fromEntries(summaries.map((s) => [s.job, s]))
+      expect(summaries.map((s) => s.job)).toEqual([
+        "task_audits.payload",
+        "chat_sessions.created_at_ms",
+        "chat_sessions.updated_at_ms",
+        "chat_messages.created_at_ms",
+        "tasks.created_at_ms",
+        "tasks.updated_at_ms",
+        "task_lineage.created_at_ms",
+        "task_agents.started_at_ms",
+        "task_agents.ended_at_ms",
+        "task_audits.created_at_ms",
+        "projects.added_at_ms",
+        "runs.started_at_ms",
+        "runs.completed_at_ms",
+        "runs.lease_until_ms",
+        "artifacts.created_at_ms",
+        "schema_version.applied_at_ms"
+      ])
+      expect(summaries.every((s) => s.outcome === "completed")).toBe(true)
+      // 25 messages: 7 rejects, m10 NULL (nothing to do), m16-m18 preset (not pending): 14 written.
+      expect(byJob[chatJob]).toMatchObject({ processed: 25, updated: 14, rejected: 7, batches: 7 })
+      // 23 audits: 9 rejects; 15, 16 filtered out; 17 nothing found; 11 written (18 only its second column).
+      expect(byJob[auditJob]).toMatchObject({ processed: 23, updated: 11, rejected: 9, batches: 6 })
+      expect(byJob["task_audits.created_at_ms"]).toMatchObject({ processed: 23, updated: 18, rejected: 3 })
+      expect(byJob["chat_sessions.updated_at_ms"]).toMatchObject({ processed: 2, updated: 1, rejected: 1 })
+      expect(byJob["task_agents.ended_at_ms"]).toMatchObject({ processed: 2, updated: 1, rejected: 0 })
+
+      const checkpoint = yield* JobState.loadCheckpoint(chatJob)
+      expect(Option.map(checkpoint, (c) => [c.cursor, c.processed, c.updated, c.rejected, c.state])).toEqual(
+        Option.some(["t:m25", 25, 14, 7, "done"])
+      )
+    }).pipe(Effect.provide(database())))
+
+  it.effect("records why each row was rejected", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      yield* runner.run(Plans.agentos, { jobs: [chatJob, auditJob] })
+      const reasons = Object.fromEntries(
+        [...(yield* JobState.loadRejects(chatJob, 100)), ...(yield* JobState.loadRejects(auditJob, 100))].map((r) => [`${r.job} ${r.rowKey}`, r.reason])
+      )
+      expect(reasons[`${chatJob} m09`]).toMatch(/^created_at: "garbage": /)
+      expect(reasons[`${chatJob} m13`]).toMatch(/^created_at: "2024-02-30 10:00:00": /)
+      expect(reasons[`${chatJob} m12`]).toBe(
+        engine.name === "sqlite" ? "created_at: expected timestamp text, found number 0" : reasons[`${chatJob} m12`]
+      )
+      expect(reasons[`${chatJob} m12`]).toMatch(engine.name === "sqlite" ? /number 0/ : /^created_at: "0": /)
+      expect(reasons[`${auditJob} 8`]).toMatch(/^payload: invalid JSON: /)
+      expect(reasons[`${auditJob} 9`]).toBe("payload: payload is not a JSON object: null")
+      expect(reasons[`${auditJob} 10`]).toBe("payload: payload is not a JSON object: an array")
+      expect(reasons[`${auditJob} 11`]).toBe("payload: payload is not a JSON object: number 42")
+      expect(reasons[`${auditJob} 13`]).toBe(`source_event_ts: payload.source_event_ts: expected timestamp text, found number 1705312800000`)
+      expect(reasons[`${auditJob} 19`]).toMatch(/^supervisor_processed_at: fallback created_at: |^source_event_ts: fallback created_at: /)
+    }).pipe(Effect.provide(database())))
+
+  it.effect("a finished job is not scanned again; restart re-scans it and finds nothing left to write", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      yield* runner.run(Plans.agentos)
+      const before = yield* readEverything
+      const again = yield* runner.run(Plans.agentos)
+      expect(again.every((s) => s.outcome === "alreadyDone" && s.batches === 0)).toBe(true)
+      expect(again.find((s) => s.job === chatJob)).toMatchObject({ processed: 25, updated: 14, rejected: 7 })
+      const restarted = yield* runner.run(Plans.agentos, { restart: true, jobs: [chatJob] })
+      expect(restarted).toHaveLength(1)
+      expect(restarted[0]).toMatchObject({ outcome: "completed", processed: 25, updated: 0, rejected: 7 })
+      expect(yield* readEverything).toEqual(before)
+      expect(yield* rejectsTable).toEqual(expectedRejects)
+    }).pipe(Effect.provide(database())))
+
+  it.effect("a dry run writes nothing (not even its own tables), ends, and counts what a real run then does", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const before = yield* readEverything
+      const dry = yield* runner.run(Plans.agentos, { dryRun: true, batchSize: 3, fixedBatchSize: true })
+      expect(yield* readEverything).toEqual(before)
+      expect(yield* tableExists("strata_jobs")).toBe(false)
+      expect(yield* tableExists("strata_rejects")).toBe(false)
+      const real = yield* runner.run(Plans.agentos)
+      expect(dry.map((s) => [s.job, s.outcome, s.processed, s.updated, s.rejected])).toEqual(
+        real.map((s) => [s.job, "dryRun", s.processed, s.updated, s.rejected])
+      )
+    }).pipe(Effect.provide(database())))
+
+  it.effect("a dry run over all-garbage data ends", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* createLegacyTables
+      yield* applyPlan(Plans.agentos)
+      for (let i = 0; i < 50; i++) {
+        yield* sql`INSERT INTO chat_messages (message_id, created_at) VALUES (${`k${i}`}, ${`garbage ${i}`})`
+      }
+      const runner = yield* BackfillRunner.BackfillRunner
+      const [dry] = yield* runner.run(Plans.agentos, { dryRun: true, jobs: [chatJob], batchSize: 7, fixedBatchSize: true })
+      expect(dry).toMatchObject({ outcome: "dryRun", processed: 50, updated: 0, rejected: 50, batches: 8 })
+      const [real] = yield* runner.run(Plans.agentos, { jobs: [chatJob], batchSize: 7, fixedBatchSize: true })
+      expect(real).toMatchObject({ outcome: "completed", processed: 50, updated: 0, rejected: 50, batches: 8 })
+      expect((yield* rejectsTable).length).toBe(50)
+    }).pipe(Effect.provide(database())))
+
+  /** Runs `body` on a fresh database with `count` generated rows from `seed`; returns what it left behind. */
+  const onGenerated = <A, E>(count: number, seed: number, body: (runner: BackfillRunner.BackfillRunner) => Effect.Effect<A, E, SqlClient.SqlClient>) =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* applyPlan(Plans.agentos)
+      yield* insertGenerated(count, seed)
+      const result = yield* body(yield* BackfillRunner.BackfillRunner)
+      return {
+        result,
+        state: yield* readState,
+        rejects: yield* rejectsTable,
+        checkpoints: (yield* JobState.loadCheckpoints).map((c) => [c.job, c.cursor, c.processed, c.updated, c.rejected, c.state])
+      }
+    }).pipe(Effect.provide(database()))
+
+  it.effect("the fast path and the pure-JS path write the same values", () =>
+    Effect.gen(function*() {
+      const options = { jobs: [chatJob], batchSize: 50, fixedBatchSize: true }
+      const fast = yield* onGenerated(600, 7, (runner) => runner.run(Plans.agentos, options))
+      const slow = yield* onGenerated(600, 7, (runner) => runner.run(Plans.agentos, { ...options, fastPath: false }))
+      expect(slow.state).toEqual(fast.state)
+      expect(slow.rejects).toEqual(fast.rejects)
+      expect(slow.checkpoints).toEqual(fast.checkpoints)
+      expect(fast.result[0]!.updated).toBeGreaterThan(300)
+      expect(fast.result[0]!.rejected).toBeGreaterThan(30)
+    }))
+
+  it.effect("unknown job names fail with the known ones listed; nothing runs", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const error = yield* Effect.flip(runner.run(Plans.agentos, { jobs: [chatJob, "chat_messages.nope"] }))
+      expect(error._tag).toBe("UnknownJob")
+      expect(error.message).toContain(`"chat_messages.nope"`)
+      expect(error.message).toContain("task_audits.payload, chat_sessions.created_at_ms")
+      expect(yield* tableExists("strata_jobs")).toBe(false)
+    }).pipe(Effect.provide(database())))
+
+  it.effect("a job whose migration is not applied fails naming the job and the migration", () =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* applyPlan(Plan.upTo(Plans.agentos, 21))
+      const runner = yield* BackfillRunner.BackfillRunner
+      const error = yield* Effect.flip(runner.run(Plans.agentos))
+      expect(error).toMatchObject({ _tag: "MigrationNotApplied", job: "chat_sessions.created_at_ms", migrationId: 44, table: "chat_sessions", columns: ["created_at_ms"] })
+      expect(error.message).toBe(
+        "Job chat_sessions.created_at_ms needs migration 44: chat_sessions has no column created_at_ms; apply the migration first (strata migrate)"
+      )
+      // Nothing ran, not even the job whose migration is applied.
+      expect(yield* tableExists("strata_jobs")).toBe(false)
+      const [audits] = yield* runner.run(Plans.agentos, { jobs: [auditJob] })
+      expect(audits!.outcome).toBe("completed")
+    }).pipe(Effect.provide(database())))
+
+  it.effect("rejects bad options", () =>
+    Effect.gen(function*() {
+      const runner = yield* BackfillRunner.BackfillRunner
+      const error = yield* Effect.flip(runner.run(Plans.agentos, { batchSize: 0 }))
+      expect(error).toMatchObject({ _tag: "InvalidBackfillOptions", option: "batchSize" })
+      const error2 = yield* Effect.flip(runner.run(Plans.agentos, { maxBatchMs: -1 }))
+      expect(error2).toMatchObject({ _tag: "InvalidBackfillOptions", option: "maxBatchMs" })
+    }).pipe(Effect.provide(database())))
+
+  it.effect("the stream reports started, each batch and completed, with the job's counts", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const events = Chunk.toReadonlyArray(yield* Stream.runCollect(runner.stream(Plans.agentos, { jobs: [chatJob], batchSize: 10, fixedBatchSize: true })))
+      expect(events.map((e) => [e.phase, e.processed, e.updated, e.rejected, e.total, e.batchSize, e.done])).toEqual([
+        ["started", 0, 0, 0, 25, 0, false],
+        ["batch", 10, 8, 1, 25, 10, false],
+        ["batch", 20, 10, 6, 25, 10, false],
+        ["completed", 25, 14, 7, 25, 5, true]
+      ])
+      expect(events.every((e) => e.job === chatJob && e.table === "chat_messages" && !e.dryRun)).toBe(true)
+      expect(events.map((e) => e.percent)).toEqual([0, 40, 80, 100])
+      const skipped = Chunk.toReadonlyArray(yield* Stream.runCollect(runner.stream(Plans.agentos, { jobs: [chatJob] })))
+      expect(skipped.map((e) => [e.phase, e.processed, e.done])).toEqual([["skipped", 25, true]])
+    }).pipe(Effect.provide(database())))
+
+  it.effect("stopping the stream stops at a batch boundary with the checkpoint saved; the next run resumes", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const options = { jobs: [chatJob], batchSize: 5, fixedBatchSize: true }
+      const firstTwo = yield* Stream.runCollect(runner.stream(Plans.agentos, options).pipe(Stream.take(2)))
+      expect(Chunk.toReadonlyArray(firstTwo).map((e) => e.phase)).toEqual(["started", "batch"])
+      const saved = Option.getOrThrow(yield* JobState.loadCheckpoint(chatJob))
+      expect(saved.state).toBe("paused")
+      expect(saved.processed % 5).toBe(0)
+      expect(saved.processed).toBeGreaterThanOrEqual(5)
+      const [rest] = yield* runner.run(Plans.agentos, options)
+      expect(rest).toMatchObject({ outcome: "completed", processed: 25, updated: 14, rejected: 7, batches: Math.ceil((25 - saved.processed) / 5) })
+      expect((yield* readState)["chat_messages"]).toEqual(expectedState()["chat_messages"])
+    }).pipe(Effect.provide(database())))
+
+  it.effect("two runners of the same job take turns: no batch is done twice, counts are not doubled", () =>
+    Effect.gen(function*() {
+      const options = { jobs: [chatJob, auditJob], batchSize: 13, fixedBatchSize: true }
+      const together = yield* onGenerated(400, 11, (runner) =>
+        Effect.all([runner.run(Plans.agentos, options), runner.run(Plans.agentos, options)], { concurrency: 2 }))
+      const single = yield* onGenerated(400, 11, (runner) => runner.run(Plans.agentos, options))
+      expect(together.state).toEqual(single.state)
+      expect(together.rejects).toEqual(single.rejects)
+      expect(together.checkpoints).toEqual(single.checkpoints)
+      const [a, b] = together.result
+      // Each job completed in one of the runners; the other found it done or finished the last batch.
+      expect([...a!, ...b!].filter((s) => s.outcome === "completed").length).toBeGreaterThanOrEqual(2)
+    }))
+
+  it.effect.prop(
+    "interrupted at random points and resumed, the result equals a one-shot run, and every checkpoint matches the table",
+    [
+      fc.array(fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 30 })), { minLength: 1, maxLength: 10 }),
+      fc.integer({ min: 1, max: 12 }),
+      fc.boolean()
+    ],
+    ([interruptions, batchSize, fastPath]) =>
+      Effect.gen(function*() {
+        yield* fixtureDatabase
+        const runner = yield* BackfillRunner.BackfillRunner
+        const options = { jobs: [chatJob, auditJob], batchSize, fixedBatchSize: true, fastPath }
+        for (const [events, yields] of interruptions) {
+          // Read `events` progress events, yielding `yields` times at each so the run moves on meanwhile;
+          // then the stream stops, interrupting the run wherever it is (often inside a batch).
+          yield* runner.stream(Plans.agentos, options).pipe(
+            Stream.tap(() => Effect.repeatN(Effect.yieldNow(), yields)),
+            Stream.take(events),
+            Stream.runDrain
+          )
+          yield* checkpointMatchesTable
+        }
+        const final = yield* runner.run(Plans.agentos, options)
+        expect(final.map((s) => s.outcome === "completed" || s.outcome === "alreadyDone")).toEqual([true, true])
+        const state = yield* readState
+        const expected = expectedState()
+        expect(state["chat_messages"]).toEqual(expected["chat_messages"])
+        expect(Object.fromEntries(Object.entries(state["task_audits"]!).map(([k, v]) => [k, { ...v, created_at_ms: null }]))).toEqual(
+          Object.fromEntries(Object.entries(expected["task_audits"]!).map(([k, v]) => [k, { ...v, created_at_ms: null }]))
+        )
+        expect(yield* rejectsTable).toEqual(expectedRejects.filter((r) => r.startsWith(chatJob) || r.startsWith(auditJob)))
+        const checkpoints = yield* JobState.loadCheckpoints
+        expect(checkpoints.map((c) => [c.job, c.processed, c.updated, c.rejected, c.state])).toEqual([
+          [auditJob, 23, 11, 9, "done"],
+          [chatJob, 25, 14, 7, "done"]
+        ].sort())
+      }).pipe(Effect.provide(database())),
+    { fastCheck: { numRuns: 25 } }
+  )
+})
+
+/** After an interrupt: for each job, every row up to the saved cursor is final and every row after it untouched. */
+const checkpointMatchesTable = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  if (!(yield* tableExists("strata_jobs"))) return
+  const expected = expectedState()
+  const checkpoints = yield* JobState.loadCheckpoints
+  for (const checkpoint of checkpoints) {
+    const cursor = checkpoint.cursor === null ? undefined : JobState.decodeKeyCursor(checkpoint.cursor)
+    const done = checkpoint.state === "done"
+    if (checkpoint.job === chatJob) {
+      const rows = yield* sql<{ message_id: string; created_at_ms: number | null }>`SELECT message_id, created_at_ms FROM chat_messages ORDER BY message_id`
+      for (const row of rows) {
+        const passed = done || (cursor !== undefined && row.message_id <= String(cursor))
+        const initial = chatMessageCases.find((c) => c.key === row.message_id)!.preset ?? null
+        expect([row.message_id, row.created_at_ms]).toEqual([row.message_id, passed ? expected["chat_messages"]![row.message_id]!.created_at_ms : initial])
+      }
+    }
+    if (checkpoint.job === auditJob) {
+      const rows = yield* sql<{ audit_id: number; source_event_ts: number | null; supervisor_processed_at: number | null }>`SELECT audit_id, source_event_ts, supervisor_processed_at FROM task_audits ORDER BY audit_id`
+      for (const row of rows) {
+        const passed = done || (cursor !== undefined && row.audit_id <= Number(cursor))
+        const c = auditCases.find((a) => a.id === row.audit_id)!
+        const final = expected["task_audits"]![String(row.audit_id)]!
+        expect([row.audit_id, row.source_event_ts, row.supervisor_processed_at]).toEqual(
+          passed ? [row.audit_id, final.source_event_ts, final.supervisor_processed_at] : [row.audit_id, c.presetSource ?? null, null]
+        )
+      }
+    }
+  }
+})
