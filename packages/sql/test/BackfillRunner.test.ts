@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
 import { Plan, Plans } from "@strata/core"
-import { Chunk, Effect, FastCheck as fc, Layer, Option, Stream } from "effect"
+import { Chunk, Effect, Either, FastCheck as fc, Layer, Option, Stream } from "effect"
 import {
   auditCases,
   chatMessageCases,
@@ -10,6 +10,7 @@ import {
   expectedState,
   insertFixture,
   insertGenerated,
+  NOON,
   presetTargets,
   readEverything,
   readState
@@ -270,6 +271,69 @@ describeEachEngine("BackfillRunner", (engine) => {
       // Each job completed in one of the runners; the other found it done or finished the last batch.
       expect([...a!, ...b!].filter((s) => s.outcome === "completed").length).toBeGreaterThanOrEqual(2)
     }))
+
+  it.effect("grows the batch while batches are far under the target (TestClock: every batch takes 0 ms)", () =>
+    Effect.gen(function*() {
+      yield* fixtureDatabase
+      const runner = yield* BackfillRunner.BackfillRunner
+      const events = yield* Stream.runCollect(runner.stream(Plans.agentos, { jobs: [chatJob], batchSize: 1, minBatchSize: 1 }))
+      expect(Chunk.toReadonlyArray(events).filter((e) => e.phase !== "started").map((e) => e.batchSize)).toEqual([1, 2, 4, 8, 10])
+    }).pipe(Effect.provide(database())))
+
+  const keysPlan = (options: { readonly key?: string } = {}) =>
+    Plan.make("keys", [Plan.migration(1, "shadow", [Plan.epochShadow("events", "at", options)])])
+
+  const keyCase = (ddl: string, options: { readonly key?: string } = {}) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(ddl)
+      for (let i = 0; i < 9; i++) {
+        yield* sql.unsafe(`INSERT INTO events (name, grp, at) VALUES ('n${i}', 'g${i % 2}', '2024-01-15 12:00:0${i}')`)
+      }
+      const plan = keysPlan(options)
+      yield* applyPlan(plan)
+      const runner = yield* BackfillRunner.BackfillRunner
+      const summaries = yield* Effect.either(runner.run(plan, { batchSize: 2, fixedBatchSize: true }))
+      const values = Either.isRight(summaries)
+        ? (yield* sql<{ at_ms: number }>`SELECT at_ms FROM events ORDER BY at_ms`).map((r) => Number(r.at_ms) - NOON)
+        : []
+      const cursor = Option.getOrNull(Option.flatMap(yield* JobState.loadCheckpoint("events.at_ms").pipe(Effect.orElseSucceed(() => Option.none())), (c) => Option.fromNullable(c.cursor)))
+      return { summaries: Either.mapLeft(summaries, (e) => ({ _tag: e._tag, message: e.message, ...("reason" in e ? { reason: e.reason } : {}) })), values, cursor }
+    }).pipe(Effect.provide(database()))
+
+  it.effect("walks a table by its declared key, and refuses tables with no usable key", () =>
+    Effect.gen(function*() {
+      const all = [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
+      const declared = yield* keyCase(`CREATE TABLE events (name TEXT NOT NULL UNIQUE, grp TEXT, at TEXT)`, { key: "name" })
+      expect(declared.values).toEqual(all)
+      const composite = yield* keyCase(`CREATE TABLE events (name TEXT, grp TEXT, at TEXT, PRIMARY KEY (name, grp))${engine.name === "sqlite" ? " WITHOUT ROWID" : ""}`)
+      expect(Either.isLeft(composite.summaries) && composite.summaries.left).toMatchObject({
+        _tag: "NoBatchKey",
+        reason: engine.name === "sqlite"
+          ? "its primary key (name, grp) has 2 columns and it is a WITHOUT ROWID table"
+          : "its primary key (name, grp) has 2 columns"
+      })
+    }).pipe(Effect.provide(database())))
+
+  if (engine.name === "sqlite") {
+    it.effect("walks a SQLite table without a primary key by its rowid", () =>
+      Effect.gen(function*() {
+        const result = yield* keyCase(`CREATE TABLE events (name TEXT, grp TEXT, at TIMESTAMP)`)
+        expect(result.values).toEqual([0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000])
+        expect(result.cursor).toBe("i:9")
+      }))
+  } else {
+    it.effect("refuses a PostgreSQL table without a primary key, or with a key of another type", () =>
+      Effect.gen(function*() {
+        const none = yield* keyCase(`CREATE TABLE events (name TEXT, grp TEXT, at TEXT)`)
+        expect(Either.isLeft(none.summaries) && none.summaries.left).toMatchObject({ _tag: "NoBatchKey", reason: "it has no primary key" })
+        const uuid = yield* keyCase(`CREATE TABLE events (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name TEXT, grp TEXT, at TEXT)`)
+        expect(Either.isLeft(uuid.summaries) && uuid.summaries.left).toMatchObject({
+          _tag: "NoBatchKey",
+          reason: "its primary key id has type uuid, neither integer nor text"
+        })
+      }))
+  }
 
   it.effect.prop(
     "interrupted at random points and resumed, the result equals a one-shot run, and every checkpoint matches the table",
