@@ -246,15 +246,27 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       coalesced: 0
     }
     const queue = yield* Queue.dropping<PendingRow>(queueCapacity)
+    // Rung when a full batch is waiting: a fiber reading SQLite in a tight loop never lets the event loop fire
+    // timers. It does not let the write-back in either: Effect's semaphores are not fair, so a reader that takes
+    // and releases the one connection thousands of times between yields starves a waiting writer. So while a
+    // full batch waits, readers that add to it yield once (a scheduler turn, never a wait on the database).
+    const batchFull = yield* Queue.sliding<void>(1)
+    const backlogIsFull = (): boolean => {
+      const size = queue.unsafeSize()
+      if (Option.isNone(size) || size.value < maxBatchRows) return false
+      Queue.unsafeOffer(batchFull, undefined)
+      return true
+    }
     const warnedTables = new Set<string>()
 
     // The read path. Everything here is synchronous and allocation-free for rows that need nothing,
     // so a read of migrated rows costs one loop; offering to the queue never waits.
-    const scratch = { fixed: 0, unparseable: 0, dropped: 0 }
+    const scratch = { fixed: 0, unparseable: 0, dropped: 0, queued: 0 }
     const fixInMemory = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
       scratch.fixed = 0
       scratch.unparseable = 0
       scratch.dropped = 0
+      scratch.queued = 0
       let result: Array<Row> | undefined
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i] as Readonly<Record<string, unknown>>
@@ -286,7 +298,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         scratch.fixed++
         if (!writeBack) continue
         if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
-          counts.queued++
+          scratch.queued++
         } else {
           scratch.dropped++
         }
@@ -294,6 +306,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       counts.fixed += scratch.fixed
       counts.unparseable += scratch.unparseable
       counts.dropped += scratch.dropped
+      counts.queued += scratch.queued
       return result ?? rows
     }
 
@@ -320,9 +333,11 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       if (rules === undefined) return Effect.as(unknownTable(table), rows)
       return Effect.suspend(() => {
         const fixed = fixInMemory(rules, rows)
-        return scratch.fixed === 0 && scratch.unparseable === 0 && scratch.dropped === 0
+        const yieldToWriteBack = scratch.queued > 0 && backlogIsFull()
+        const recorded = scratch.fixed === 0 && scratch.unparseable === 0 && scratch.dropped === 0
           ? Effect.succeed(fixed)
           : Effect.as(recordReadCounts(rules), fixed)
+        return yieldToWriteBack ? Effect.zipLeft(recorded, Effect.yieldNow()) : recorded
       })
     }
 
@@ -465,10 +480,12 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     // One writer at a time, so `flush` returns only after rows taken by the background fiber are written too.
     const writeLock = yield* Effect.makeSemaphore(1)
-    const writeQueued: Effect.Effect<number> = writeLock.withPermits(1)(
+    const writeQueued = (onlyFullBatches: boolean): Effect.Effect<number> => writeLock.withPermits(1)(
       Effect.gen(function*() {
         // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
-        let remaining = yield* Queue.size(queue)
+        const queued = yield* Queue.size(queue)
+        // Woken by a full batch, write only full batches: the rest waits for the timer to coalesce more.
+        let remaining = onlyFullBatches ? queued - (queued % maxBatchRows) : queued
         let taken = 0
         while (remaining > 0) {
           // Taken rows are written (or counted failed) before an interruption is honoured: none vanish.
@@ -495,21 +512,24 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           ? Effect.dieMessage(
             "LazyMigration.flush was called inside a transaction; call it outside (on SQLite it would wait for that transaction's own connection)"
           )
-          : Effect.asVoid(writeQueued)
+          : Effect.asVoid(writeQueued(false))
     )
 
     const stats: Effect.Effect<Stats> = Effect.map(Queue.size(queue), (pending) => ({ ...counts, pending }))
 
     if (enabled && writeBack) {
-      const worker = yield* Effect.forkDaemon(
-        Effect.forever(Effect.zipRight(Effect.sleep(flushInterval), writeQueued)).pipe(
-          Effect.catchAllCause((cause) => Effect.logError("lazy write-back fiber stopped", cause))
-        )
+      const nextRound = Effect.raceFirst(
+        Effect.as(Effect.sleep(flushInterval), false),
+        Effect.as(Queue.take(batchFull), true)
+      ).pipe(
+        Effect.flatMap(writeQueued),
+        Effect.catchAllCause((cause) => Effect.logError("lazy write-back round failed", cause))
       )
+      const worker = yield* Effect.forkDaemon(Effect.forever(nextRound))
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           const before = yield* Queue.size(queue)
-          const drained = yield* Effect.timeoutOption(Effect.zipRight(Fiber.interrupt(worker), writeQueued), drainTimeout)
+          const drained = yield* Effect.timeoutOption(Effect.zipRight(Fiber.interrupt(worker), writeQueued(false)), drainTimeout)
           // Reads after close are not queued (they count as dropped); the caller never sees a closed queue.
           yield* Queue.shutdown(queue)
           if (Option.isNone(drained)) {

@@ -347,7 +347,7 @@ describeEachEngine("LazyMigration", (engine) => {
         const sql = yield* SqlClient.SqlClient
         yield* sql`SELECT * FROM events`.pipe(LazyMigration.withFixUp("events"))
         expect(yield* LazyMigration.stats).toMatchObject({ queued: 700, writtenBack: 0, pending: 700 })
-      }).pipe(withLazy({ maxBatchRows: 300 }), Effect.provide(logs.layer))
+      }).pipe(withLazy({ maxBatchRows: 1000 }), Effect.provide(logs.layer))
       expect(yield* pendingEvents).toBe(0)
       expect(yield* wrongEvents).toBe(0)
       expect(logs.lines.filter((l) => l.message === "lazy write-back drained").map((l) => l.annotations["drained"])).toEqual([700])
