@@ -1,0 +1,208 @@
+/**
+ * Verification checks derived from a plan (seed 001's validation queries and seed 002's
+ * payload/column consistency, done right): which checks exist per job and target column, and the
+ * pure verdict on one row. Stored values are compared with the value recomputed by the job's own
+ * row function, exactly (seed 001 allowed 1 s of slack, which hid its 1 ms-low CAST bug).
+ *
+ * Kinds:
+ *
+ * ```
+ * range          a timestamp target holds a value outside the accepted range         fails
+ * mismatch       the stored value differs from the recomputed one                    fails
+ * missing        the source converts to a value but the target is NULL               fails
+ * orphan         the target holds a value but the source yields nothing              fails
+ * coverage       migrated rows of the rows whose source converts                     informational
+ * unconvertible  rows whose source cannot be converted (bad text, bad JSON)          informational
+ * rejects        rows the backfill recorded in strata_rejects                        informational
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Either } from "effect"
+import * as Backfill from "./Backfill.js"
+import type { Identifier } from "./Identifier.js"
+import * as Plan from "./Plan.js"
+import type * as Timestamp from "./Timestamp.js"
+
+/**
+ * What a check looks at.
+ *
+ * @since 0.1.0
+ */
+export type Kind = "range" | "mismatch" | "missing" | "orphan" | "coverage" | "unconvertible" | "rejects"
+
+/**
+ * One check of a plan, as data.
+ *
+ * @since 0.1.0
+ */
+export interface Spec {
+  readonly kind: Kind
+  readonly job: string
+  readonly table: Identifier
+  /** The target column; for `unconvertible` and `rejects`, the job's source columns joined by ", ". */
+  readonly column: string
+  /** Whether a non-zero count fails verification (the others inform). */
+  readonly failing: boolean
+  readonly description: string
+}
+
+/**
+ * A job with the checks that apply to it.
+ *
+ * @since 0.1.0
+ */
+export interface JobChecks {
+  readonly job: Backfill.Job
+  /** The targets holding epoch ms (range-checked); the others hold text. */
+  readonly timestampTargets: ReadonlyArray<Identifier>
+  readonly specs: ReadonlyArray<Spec>
+}
+
+const failingKinds: ReadonlySet<Kind> = new Set(["range", "mismatch", "missing", "orphan"])
+
+const describeKind = (kind: Kind, column: string, source: string): string => {
+  switch (kind) {
+    case "range":
+      return `${column} holds a timestamp outside the accepted range`
+    case "mismatch":
+      return `${column} differs from the value recomputed from ${source}`
+    case "missing":
+      return `${source} converts to a value but ${column} is NULL`
+    case "orphan":
+      return `${column} holds a value but ${source} yields nothing`
+    case "coverage":
+      return `rows with ${column} set, of the rows whose ${source} converts`
+    case "unconvertible":
+      return `rows whose ${source} cannot be converted`
+    case "rejects":
+      return `rows the backfill recorded in strata_rejects`
+  }
+}
+
+/** Job name → its targets that hold epoch ms (from the steps, which know each target's type). */
+const timestampTargetsByJob = (plan: Plan.Plan): ReadonlyMap<string, ReadonlyArray<Identifier>> =>
+  new Map(Plan.steps(plan).flatMap(({ step }): ReadonlyArray<readonly [string, ReadonlyArray<Identifier>]> => {
+    switch (step._tag) {
+      case "EpochShadow":
+        return [[Plan.shadowJobName(step), [Plan.shadowTarget(step)]]]
+      case "ExtractJson":
+        return [[Plan.extractJobName(step), step.targets.filter((t) => t.as === "timestamp").map((t) => t.column)]]
+      default:
+        return []
+    }
+  }))
+
+/**
+ * The checks of each job of a plan, in plan order.
+ *
+ * @since 0.1.0
+ */
+export const forJobs = (plan: Plan.Plan): ReadonlyArray<JobChecks> => {
+  const timestamps = timestampTargetsByJob(plan)
+  return Backfill.jobs(plan).map((job) => {
+    const timestampTargets = timestamps.get(job.name) ?? []
+    const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")
+    const spec = (kind: Kind, column: string): Spec => ({
+      kind,
+      job: job.name,
+      table: job.table,
+      column,
+      failing: failingKinds.has(kind),
+      description: describeKind(kind, column, source)
+    })
+    const perTarget = job.targets.flatMap((target) => [
+      ...(timestampTargets.includes(target) ? [spec("range", target)] : []),
+      spec("mismatch", target),
+      spec("missing", target),
+      spec("orphan", target),
+      spec("coverage", target)
+    ])
+    return { job, timestampTargets, specs: [...perTarget, spec("unconvertible", source), spec("rejects", source)] }
+  })
+}
+
+/**
+ * Every check of a plan, in plan order.
+ *
+ * @since 0.1.0
+ */
+export const checks = (plan: Plan.Plan): ReadonlyArray<Spec> => forJobs(plan).flatMap((j) => j.specs)
+
+/**
+ * How one target of one row compares with its recomputation.
+ *
+ * - `match`: stored equals recomputed; `mismatch`: both set, different
+ * - `missing`: recomputed set, stored NULL; `orphan`: stored set, recomputed nothing
+ * - `empty`: both NULL; `unverifiable`: the source does not convert (see `RowVerdict.unconvertible`)
+ *
+ * @since 0.1.0
+ */
+export type Outcome = "match" | "mismatch" | "missing" | "orphan" | "empty" | "unverifiable"
+
+/**
+ * The verdict on one row of a job.
+ *
+ * @since 0.1.0
+ */
+export interface RowVerdict {
+  /** False when the row is outside the job's filter (nothing to check). */
+  readonly applies: boolean
+  /** Why the source does not convert, when it does not. */
+  readonly unconvertible: string | undefined
+  readonly targets: ReadonlyArray<{
+    readonly column: Identifier
+    readonly outcome: Outcome
+    /** A stored timestamp outside the range. */
+    readonly outOfRange: boolean
+  }>
+}
+
+const asNumber = (value: unknown): number | undefined =>
+  typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : typeof value === "string" && /^-?\d+$/.test(value) ? Number(value) : undefined
+
+const sameValue = (stored: unknown, computed: number | string): boolean => {
+  if (typeof computed === "string") return stored === computed
+  if (typeof stored === "bigint") return stored === BigInt(computed)
+  return asNumber(stored) === computed
+}
+
+/**
+ * Compares one row (keyed by column name, with the job's reads and targets) with the job's
+ * recomputation, and range-checks its stored timestamps.
+ *
+ * @since 0.1.0
+ */
+export const verdict = (checks: JobChecks, row: Readonly<Record<string, unknown>>, range: Timestamp.Range): RowVerdict => {
+  const job = checks.job
+  if (!Backfill.matchesFilter(job.filter, row)) return { applies: false, unconvertible: undefined, targets: [] }
+  const converted = job.convert(row)
+  const outOfRange = (column: Identifier): boolean => {
+    if (!checks.timestampTargets.includes(column)) return false
+    const stored = asNumber(row[column])
+    return stored !== undefined && (stored < range.min || stored > range.max)
+  }
+  if (Either.isLeft(converted)) {
+    return {
+      applies: true,
+      unconvertible: `${converted.left.column}: ${converted.left.reason}`,
+      targets: job.targets.map((column) => ({ column, outcome: "unverifiable", outOfRange: outOfRange(column) }))
+    }
+  }
+  return {
+    applies: true,
+    unconvertible: undefined,
+    targets: job.targets.map((column) => {
+      const stored = row[column]
+      const computed = converted.right[column] ?? null
+      const outcome: Outcome = stored == null
+        ? (computed === null ? "empty" : "missing")
+        : computed === null
+        ? "orphan"
+        : sameValue(stored, computed)
+        ? "match"
+        : "mismatch"
+      return { column, outcome, outOfRange: outOfRange(column) }
+    })
+  }
+}
