@@ -1,0 +1,287 @@
+/**
+ * Verifies a plan's backfilled columns against their sources: the checks of `Checks` (range,
+ * exact mismatch, missing, orphan, coverage, unconvertible, rejects), each row recomputed with the
+ * job's own row function. Tables are read in keyset batches, so it works on big tables without
+ * holding anything open; it only reads.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Checks, Identifier, type Plan, Timestamp } from "@strata/core"
+import { Effect, Schema } from "effect"
+import {
+  errorText,
+  inspectJob,
+  JobDatabaseError,
+  type JobTable,
+  type JobTableError,
+  keyParam,
+  keyValue,
+  Params,
+  selectList,
+  tableColumns,
+  UnknownJob
+} from "./internal/jobTable.js"
+import * as JobState from "./internal/jobState.js"
+
+/**
+ * The result of one check.
+ *
+ * @since 0.1.0
+ */
+export const CheckResult = Schema.Struct({
+  /** `<table>.<column> <kind>`, e.g. `chat_messages.created_at_ms mismatch`. */
+  name: Schema.String,
+  kind: Schema.Literal("range", "mismatch", "missing", "orphan", "coverage", "unconvertible", "rejects"),
+  job: Schema.String,
+  table: Schema.String,
+  column: Schema.String,
+  /** `fail` when a failing check counts any row; `info` for informational checks. */
+  status: Schema.Literal("pass", "fail", "info"),
+  /** Rows the check found (coverage: rows migrated). */
+  count: Schema.Number,
+  /** Rows the count is out of (coverage: rows whose source converts). */
+  total: Schema.Number,
+  /** Up to five keys of rows it found, in key order. */
+  sampleKeys: Schema.Array(Schema.String),
+  description: Schema.String
+})
+
+/**
+ * @since 0.1.0
+ */
+export type CheckResult = typeof CheckResult.Type
+
+/**
+ * A verification of a plan.
+ *
+ * @since 0.1.0
+ */
+export const VerificationReport = Schema.Struct({
+  plan: Schema.String,
+  checkedAtMs: Schema.Number,
+  range: Schema.Struct({ min: Schema.Number, max: Schema.Number }),
+  /** Rows read, per job. */
+  rowsScanned: Schema.Record({ key: Schema.String, value: Schema.Number }),
+  passed: Schema.Boolean,
+  checks: Schema.Array(CheckResult)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type VerificationReport = typeof VerificationReport.Type
+
+/**
+ * At least one failing check found rows; the report says which and where.
+ *
+ * @since 0.1.0
+ */
+export class VerificationFailed extends Schema.TaggedError<VerificationFailed>()("VerificationFailed", {
+  report: VerificationReport
+}) {
+  override get message(): string {
+    const failed = this.report.checks.filter((c) => c.status === "fail")
+    const first = failed.slice(0, 3).map((c) => `${c.name}: ${c.count}${c.sampleKeys.length > 0 ? ` (e.g. ${c.sampleKeys.join(", ")})` : ""}`)
+    return `Verification of ${this.report.plan} failed: ${failed.length} check(s) found rows: ${first.join("; ")}${failed.length > 3 ? "; ..." : ""}`
+  }
+}
+
+/**
+ * What keeps a verification from running.
+ *
+ * @since 0.1.0
+ */
+export type VerifyError = UnknownJob | JobTableError | JobDatabaseError
+
+/**
+ * Options of `run` and `report`.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Accepted timestamps; default `Timestamp.defaultRange(now)` (1970 to a year from the `Clock`'s now). */
+  readonly range?: Timestamp.Range | undefined
+  /** Only these jobs; default all. */
+  readonly jobs?: ReadonlyArray<string> | undefined
+  /** Rows per read. Default 5,000. */
+  readonly batchSize?: number | undefined
+}
+
+const sampleSize = 5
+
+interface Tally {
+  count: number
+  total: number
+  readonly samples: Array<string>
+}
+
+const tally = (): Tally => ({ count: 0, total: 0, samples: [] })
+
+const hit = (t: Tally, key: string) => {
+  t.count++
+  if (t.samples.length < sampleSize) t.samples.push(key)
+}
+
+const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Range, batchSize: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const byTarget = new Map(table.job.targets.map((t) => [t, {
+      range: tally(),
+      mismatch: tally(),
+      missing: tally(),
+      orphan: tally(),
+      coverage: tally()
+    }]))
+    const unconvertible = tally()
+    let cursor: number | bigint | string | undefined = undefined
+    let scanned = 0
+    while (true) {
+      const params = new Params(table.dialect)
+      const after = cursor === undefined ? "TRUE" : `${table.key.sql} > ${params.bind(keyParam(table, cursor))}`
+      const rows: ReadonlyArray<Record<string, unknown>> = yield* sql.unsafe<Record<string, unknown>>(
+        `SELECT ${selectList(table)} FROM ${Identifier.quote(table.job.table)} WHERE ${after} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
+        params.values
+      )
+      for (const row of rows) {
+        const verdict = Checks.verdict(checks, row, range)
+        if (!verdict.applies) continue
+        scanned++
+        const key = String(keyValue(table, row["__strata_key"]))
+        unconvertible.total++
+        if (verdict.unconvertible !== undefined) hit(unconvertible, key)
+        for (const target of verdict.targets) {
+          const t = byTarget.get(target.column)!
+          const stored = row[target.column] != null
+          if (stored) t.range.total++
+          if (target.outOfRange) hit(t.range, key)
+          switch (target.outcome) {
+            case "match":
+              t.mismatch.total++
+              t.missing.total++
+              t.coverage.total++
+              t.coverage.count++
+              break
+            case "mismatch":
+              t.mismatch.total++
+              hit(t.mismatch, key)
+              t.missing.total++
+              t.coverage.total++
+              t.coverage.count++
+              break
+            case "missing":
+              t.missing.total++
+              hit(t.missing, key)
+              t.coverage.total++
+              break
+            case "orphan":
+              hit(t.orphan, key)
+              break
+            case "empty":
+            case "unverifiable":
+              break
+          }
+          if (stored) t.orphan.total++
+        }
+      }
+      const last = rows[rows.length - 1]
+      if (last === undefined || rows.length < batchSize) break
+      cursor = keyValue(table, last["__strata_key"])
+    }
+    return { byTarget, unconvertible, scanned }
+  })
+
+const recordedRejects = (job: string) =>
+  Effect.gen(function*() {
+    if ((yield* tableColumns("strata_rejects")).length === 0) return { count: 0, samples: [] as ReadonlyArray<string> }
+    return {
+      count: yield* JobState.rejectCount(job),
+      samples: (yield* JobState.loadRejects(job, sampleSize)).map((r) => r.rowKey)
+    }
+  })
+
+const buildReport = (plan: Plan.Plan, options: Options) =>
+  Effect.gen(function*() {
+    const batchSize = options.batchSize ?? 5000
+    const range = options.range ?? Timestamp.defaultRange(yield* Timestamp.now)
+    const all = Checks.forJobs(plan)
+    const unknown = options.jobs?.find((name) => !all.some((j) => j.job.name === name))
+    if (unknown !== undefined) return yield* new UnknownJob({ job: unknown, known: all.map((j) => j.job.name) })
+    const selected = options.jobs === undefined ? all : all.filter((j) => options.jobs!.includes(j.job.name))
+    const tables = yield* Effect.forEach(selected, (checks) => inspectJob(checks.job))
+    const results: Array<CheckResult> = []
+    const rowsScanned: Record<string, number> = {}
+    for (const [i, checks] of selected.entries()) {
+      const table = tables[i]!
+      const scan = yield* scanJob(table, checks, range, Math.max(1, Math.trunc(batchSize))).pipe(
+        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: errorText(e), cause: e }))),
+        Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
+      )
+      rowsScanned[checks.job.name] = scan.scanned
+      const rejects = yield* recordedRejects(checks.job.name).pipe(
+        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: errorText(e), cause: e })))
+      )
+      for (const spec of checks.specs) {
+        const t: { readonly count: number; readonly total: number; readonly samples: ReadonlyArray<string> } = spec.kind === "unconvertible"
+          ? scan.unconvertible
+          : spec.kind === "rejects"
+          ? { count: rejects.count, total: rejects.count, samples: rejects.samples }
+          : scan.byTarget.get(spec.column as Identifier.Identifier)![spec.kind]
+        results.push({
+          name: `${spec.table}.${spec.column} ${spec.kind}`,
+          kind: spec.kind,
+          job: spec.job,
+          table: spec.table,
+          column: spec.column,
+          status: spec.failing ? (t.count > 0 ? "fail" : "pass") : "info",
+          count: t.count,
+          total: t.total,
+          sampleKeys: [...t.samples],
+          description: spec.description
+        })
+      }
+    }
+    const report: VerificationReport = {
+      plan: plan.name,
+      checkedAtMs: yield* Timestamp.now,
+      range: { min: range.min, max: range.max },
+      rowsScanned,
+      passed: results.every((r) => r.status !== "fail"),
+      checks: results
+    }
+    yield* Effect.logInfo(report.passed ? "verification passed" : "verification found problems").pipe(
+      Effect.annotateLogs({ plan: plan.name, failed: results.filter((r) => r.status === "fail").length })
+    )
+    return report
+  }).pipe(Effect.withSpan("Verifier.report", { attributes: { plan: plan.name } }))
+
+/**
+ * Runs a plan's checks (see the module documentation).
+ *
+ * @since 0.1.0
+ */
+export class Verifier extends Effect.Service<Verifier>()("@strata/sql/Verifier", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const provide = Effect.provideService(SqlClient.SqlClient, sql)
+
+    /** The report, whatever it says (for printing). */
+    const report = (plan: Plan.Plan, options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
+      provide(buildReport(plan, options))
+
+    /** The report when every failing check passed; `VerificationFailed` with the report otherwise. */
+    const run = (plan: Plan.Plan, options: Options = {}): Effect.Effect<VerificationReport, VerificationFailed | VerifyError> =>
+      Effect.flatMap(report(plan, options), (r) => (r.passed ? Effect.succeed(r) : Effect.fail(new VerificationFailed({ report: r }))))
+
+    return { run, report } as const
+  })
+}) {}
+
+/**
+ * The check results of a report that failed.
+ *
+ * @since 0.1.0
+ */
+export const failures = (report: VerificationReport): ReadonlyArray<CheckResult> => report.checks.filter((c) => c.status === "fail")
+
