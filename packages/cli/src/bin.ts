@@ -1,2 +1,34 @@
 #!/usr/bin/env node
-export {}
+/**
+ * The `strata` executable.
+ *
+ * @since 0.1.0
+ */
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Effect, Exit, Logger, LogLevel } from "effect"
+import * as Cli from "./Cli.js"
+import * as Outcome from "./Outcome.js"
+import * as Terminal from "./Terminal.js"
+
+const main = Effect.gen(function*() {
+  const console = yield* Effect.console
+  return yield* Cli.run(process.argv).pipe(Effect.withConsole(Terminal.plainWhenPiped(console)))
+}).pipe(
+  // strata's own output is the result; service logs below warning only with --log-level info/debug.
+  Logger.withMinimumLogLevel(LogLevel.Warning),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(main, {
+  disableErrorReporting: true,
+  // Each command installs strata's logger (stderr, pretty or JSON); runMain's own would log everything twice.
+  disablePrettyLogger: true,
+  teardown: (exit, onExit) => {
+    if (Exit.isSuccess(exit)) return onExit(typeof exit.value === "number" ? exit.value : Outcome.ok)
+    if (Cause.isInterruptedOnly(exit.cause)) return onExit(Outcome.interrupted)
+    // Not reached in practice: Cli.run reports every failure itself. Never exit 0 on one.
+    process.stderr.write(`strata: unexpected error: ${Cause.pretty(exit.cause)}\n`)
+    onExit(Outcome.failed)
+  }
+})
+

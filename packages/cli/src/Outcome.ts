@@ -1,0 +1,137 @@
+/**
+ * How a command ends: exit codes, and one clear line on stderr for each failure
+ * (`strata: <what went wrong>`), with the full cause only at `--log-level debug` or lower.
+ *
+ * Exit codes: 0 ok; 1 the work failed (a migration, a check, an unreachable database);
+ * 2 the command line cannot be acted on (parse errors — usage printed — and bad values such as an
+ * invalid --db URL, an unreadable or malformed plan, an unknown job); 130 interrupted (Ctrl-C).
+ *
+ * @since 0.1.0
+ */
+import { Cause, Console, Data, Effect, FiberRef, LogLevel, Option } from "effect"
+
+/**
+ * @since 0.1.0
+ */
+export const ok = 0
+
+/**
+ * @since 0.1.0
+ */
+export const failed = 1
+
+/**
+ * @since 0.1.0
+ */
+export const usage = 2
+
+/**
+ * 128 + SIGINT, as shells report a process stopped by Ctrl-C.
+ *
+ * @since 0.1.0
+ */
+export const interrupted = 130
+
+/**
+ * The command has already said what went wrong; exit with `code`.
+ *
+ * @since 0.1.0
+ */
+export class ExitWith extends Data.TaggedError("ExitWith")<{ readonly code: number }> {}
+
+/**
+ * A value the command line gave that the command cannot use (checked by the command, not the parser).
+ *
+ * @since 0.1.0
+ */
+export class BadArgument extends Data.TaggedError("BadArgument")<{ readonly text: string }> {
+  override get message(): string {
+    return this.text
+  }
+}
+
+// Failures caused by what the user typed: fix the command line and run again.
+const badInputTags: ReadonlySet<string> = new Set([
+  "BadArgument",
+  "InvalidBackfillOptions",
+  "InvalidDatabaseUrl",
+  "InvalidLogLevel",
+  "InvalidPlan",
+  "MigrationNotInPlan",
+  "PlanUnreadable",
+  "UnknownPlan",
+  "UnknownJob"
+])
+
+const tagOf = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && typeof (error as { _tag?: unknown })._tag === "string"
+    ? (error as { _tag: string })._tag
+    : undefined
+
+/**
+ * The exit code for a typed failure: 2 for bad input, 1 otherwise.
+ *
+ * @since 0.1.0
+ */
+export const codeFor = (error: unknown): number => (badInputTags.has(tagOf(error) ?? "") ? usage : failed)
+
+const messageOf = (error: unknown): string => {
+  if (error instanceof Error && error.message !== "") return error.message
+  if (typeof error === "object" && error !== null) {
+    const message = (error as { message?: unknown }).message
+    if (typeof message === "string" && message !== "") return message
+    const tag = tagOf(error)
+    if (tag !== undefined) return tag
+  }
+  return String(error)
+}
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
+
+/**
+ * Whether the current minimum log level shows debug lines (`--log-level debug`): then failures
+ * print their full cause with stack traces.
+ *
+ * @since 0.1.0
+ */
+export const isVerbose: Effect.Effect<boolean> = Effect.map(
+  FiberRef.get(FiberRef.currentMinimumLogLevel),
+  (level) => LogLevel.lessThanEqual(level, LogLevel.Debug)
+)
+
+/**
+ * Prints the failure (one line, or the full cause when verbose) and returns the exit code.
+ *
+ * @since 0.1.0
+ */
+export const report = (cause: Cause.Cause<unknown>, verbose: boolean): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure) && failure.value instanceof ExitWith) return failure.value.code
+    const code = Option.match(failure, {
+      onNone: () => (Cause.isInterruptedOnly(cause) ? interrupted : failed),
+      onSome: codeFor
+    })
+    const line = Option.match(failure, {
+      onNone: () =>
+        Cause.isInterruptedOnly(cause)
+          ? "interrupted"
+          : `unexpected error: ${oneLine(messageOf(Option.getOrUndefined(Cause.dieOption(cause))))}`,
+      onSome: (error) => oneLine(messageOf(error))
+    })
+    yield* Console.error(`strata: ${line}`)
+    if (verbose) yield* Console.error(Cause.pretty(cause, { renderErrorCause: true }))
+    return code
+  })
+
+/**
+ * Runs a command body: failures are reported here (where `--log-level` is known) and become
+ * `ExitWith`, so the entry point only maps them to the process exit code.
+ *
+ * @since 0.1.0
+ */
+export const guard = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, ExitWith, R> =>
+  Effect.catchAllCause(body, (cause) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.failCause(cause as Cause.Cause<never>)
+      : Effect.flatMap(isVerbose, (verbose) => Effect.flatMap(report(cause, verbose), (code) => new ExitWith({ code }))))

@@ -1,0 +1,64 @@
+/**
+ * What every subcommand does around its work: logging set up for `--json` and `--log-level`,
+ * failures reported as one line with the right exit code, the plan loaded, the database opened.
+ *
+ * @since 0.1.0
+ */
+import type { Plan } from "@strata/core"
+import { Database, Logging } from "@strata/sql"
+import { Effect, FiberRef, Layer } from "effect"
+import * as Outcome from "./Outcome.js"
+import * as PlanSource from "./PlanSource.js"
+import type { Shared } from "./SharedOptions.js"
+import * as Target from "./Target.js"
+import type { SqlClient } from "./internal/sqlClient.js"
+
+/**
+ * Logs go to stderr, as JSON lines with `--json`, at the level `--log-level` chose.
+ *
+ * @since 0.1.0
+ */
+export const logging = (json: boolean): Layer.Layer<never> =>
+  Layer.unwrapEffect(
+    Effect.map(FiberRef.get(FiberRef.currentMinimumLogLevel), (level) =>
+      Logging.layer({ format: json ? "json" : "pretty", level }))
+  )
+
+/**
+ * Runs a subcommand body with logging and failure reporting (see `Outcome.guard`).
+ *
+ * @since 0.1.0
+ */
+export const run = <A, E, R>(shared: Shared, body: Effect.Effect<A, E, R>): Effect.Effect<A, Outcome.ExitWith, R> =>
+  Outcome.guard(body).pipe(Effect.provide(logging(shared.json)))
+
+/**
+ * The plan and database a command works on.
+ *
+ * @since 0.1.0
+ */
+export interface Context {
+  readonly plan: Plan.Plan
+  readonly target: Target.Target
+}
+
+/**
+ * Loads `--plan`, checks `--db` and runs `body` with a `SqlClient` for it (closed afterwards).
+ * With `mustExist`, a missing SQLite file is an error rather than a new empty database.
+ *
+ * @since 0.1.0
+ */
+export const withDatabase = <A, E, R>(
+  shared: Shared,
+  options: { readonly mustExist: boolean },
+  body: (context: Context) => Effect.Effect<A, E, R>
+): Effect.Effect<
+  A,
+  E | PlanSource.PlanError | Target.DatabaseMissing | Database.DatabaseError,
+  Exclude<R, SqlClient>
+> =>
+  Effect.gen(function*() {
+    const target = yield* Target.resolve(shared.db, options)
+    const plan = yield* PlanSource.load(shared.plan)
+    return yield* body({ plan, target }).pipe(Effect.provide(Database.layer({ url: target.url })))
+  })

@@ -1,0 +1,182 @@
+/**
+ * `strata migrate [--to N] [--dry-run] [--baseline N] [--backup FILE]`: applies the plan's pending
+ * migrations (each in its own transaction), or shows what it would run, or records migrations the
+ * database already has as applied.
+ *
+ * @since 0.1.0
+ */
+import { Command, Options } from "@effect/cli"
+import { Timestamp } from "@strata/core"
+import { Database, Migrator } from "@strata/sql"
+import { Effect, Option } from "effect"
+import * as Outcome from "../Outcome.js"
+import * as Output from "../Output.js"
+import * as Session from "../Session.js"
+import * as SharedOptions from "../SharedOptions.js"
+import * as Target from "../Target.js"
+
+/**
+ * `--backup FILE`, shared with `backfill`: an online copy of the SQLite database before anything changes.
+ *
+ * @since 0.1.0
+ */
+export const backupOption = Options.text("backup").pipe(
+  Options.withPseudoName("FILE"),
+  Options.withDescription(
+    "Before changing anything, copy the SQLite database to FILE with SQLite's online backup (the file must not exist)."
+  ),
+  Options.optional
+)
+
+/**
+ * Takes the `--backup` copy, if asked for; refuses when there is nothing to copy yet.
+ *
+ * @since 0.1.0
+ */
+export const backupFirst = (target: { readonly display: string; readonly exists: boolean }, backup: Option.Option<string>) =>
+  Option.match(backup, {
+    onNone: () => Effect.void,
+    onSome: (file) =>
+      target.exists
+        ? Effect.zipRight(Database.backup(file), Effect.logInfo("backup written").pipe(Effect.annotateLogs({ backup: file })))
+        : new Outcome.BadArgument({ text: `nothing to back up: ${target.display} does not exist yet` })
+  })
+
+const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyArray<string> => {
+  const lines = [`Plan ${result.plan} on ${database}`]
+  for (const migration of result.applied) {
+    const ran = migration.statements.filter((s) => !s.skipped).length
+    lines.push(
+      `  applied  ${String(migration.id).padStart(4)}  ${migration.name}  (${ran} statement${ran === 1 ? "" : "s"}, ${migration.durationMs} ms)`
+    )
+  }
+  if (result.appliedConcurrently.length > 0) {
+    lines.push(`  applied meanwhile by another runner: ${result.appliedConcurrently.join(", ")}`)
+  }
+  const latest = [...result.alreadyApplied, ...result.appliedConcurrently, ...result.applied.map((m) => m.id)]
+  const at = latest.length === 0 ? "no migrations applied" : `at migration ${Math.max(...latest)}`
+  lines.push(
+    result.applied.length === 0
+      ? `Nothing to apply; the database is ${at}.`
+      : `${result.applied.length} migration${result.applied.length === 1 ? "" : "s"} applied; the database is ${at}.`
+  )
+  return lines
+}
+
+const terminated = (text: string): string => (text.trimEnd().endsWith(";") ? text : `${text};`)
+
+const oneLine = (text: string): string => text.split("\n").filter((line) => !line.startsWith("--")).join(" ")
+
+const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyArray<string> => {
+  const lines = [`-- Dry run: plan ${result.plan} on ${database} (${result.dialect}); nothing is changed.`]
+  if (result.createsHistoryTable) lines.push("-- strata_migrations would be created.")
+  if (result.pending.length === 0) {
+    lines.push("-- Nothing to apply.")
+    return lines
+  }
+  for (const migration of result.pending) {
+    lines.push("", `-- migration ${migration.id} "${migration.name}" (checksum ${migration.checksum})`)
+    for (const statement of migration.statements) {
+      lines.push(statement.willRun ? terminated(statement.text) : `-- skipped, the column exists: ${oneLine(statement.text)}`)
+    }
+  }
+  lines.push("", `-- ${result.pending.length} migration${result.pending.length === 1 ? "" : "s"} would be applied.`)
+  return lines
+}
+
+const dryRunJson = (result: Migrator.DryRunResult, database: string) => ({
+  database,
+  plan: result.plan,
+  dialect: result.dialect,
+  dryRun: true,
+  createsHistoryTable: result.createsHistoryTable,
+  alreadyApplied: result.alreadyApplied,
+  pending: result.pending.map((migration) => ({
+    id: migration.id,
+    name: migration.name,
+    checksum: migration.checksum,
+    statements: migration.statements.map((s) => ({ sql: s.sql, willRun: s.willRun }))
+  }))
+})
+
+const runJson = (result: Migrator.RunResult, database: string) => ({
+  database,
+  plan: result.plan,
+  applied: result.applied.map((m) => ({
+    id: m.id,
+    name: m.name,
+    checksum: m.checksum,
+    appliedAt: Timestamp.toIso(m.appliedAtMs as Timestamp.EpochMillis),
+    durationMs: m.durationMs,
+    statements: m.statements.filter((s) => !s.skipped).length
+  })),
+  alreadyApplied: result.alreadyApplied,
+  appliedConcurrently: result.appliedConcurrently
+})
+
+/**
+ * The `migrate` subcommand.
+ *
+ * @since 0.1.0
+ */
+export const command = Command.make(
+  "migrate",
+  {
+    ...SharedOptions.shared,
+    to: Options.integer("to").pipe(
+      Options.withDescription("Apply migrations up to and including this id (default: all)."),
+      Options.optional
+    ),
+    dryRun: Options.boolean("dry-run").pipe(
+      Options.withDescription("Print the SQL that would run, change nothing.")
+    ),
+    baseline: Options.integer("baseline").pipe(
+      Options.withDescription(
+        "Record the plan's migrations up to this id as applied without running them (the database already has them)."
+      ),
+      Options.optional
+    ),
+    backup: backupOption
+  },
+  (options) =>
+    Session.run(
+      options,
+      Effect.gen(function*() {
+        if (Option.isSome(options.baseline) && (options.dryRun || Option.isSome(options.to))) {
+          return yield* new Outcome.BadArgument({ text: "--baseline cannot be combined with --to or --dry-run" })
+        }
+        if (options.dryRun && Option.isSome(options.backup)) {
+          return yield* new Outcome.BadArgument({ text: "--backup has no effect with --dry-run (nothing is changed)" })
+        }
+        const to = Option.getOrUndefined(options.to)
+        // A dry run changes nothing, not even by creating the SQLite file: a missing file is planned as an empty database.
+        const shared = options.dryRun ? { ...options, db: yield* dryRunDatabase(options.db) } : options
+        yield* Session.withDatabase(shared, { mustExist: false }, ({ plan, target }) =>
+          Effect.gen(function*() {
+            const database = options.dryRun && target.url !== options.db ? `${options.db} (does not exist yet)` : target.display
+            if (options.dryRun) {
+              const result = yield* Migrator.dryRun({ to })
+              return yield* options.json ? Output.json(dryRunJson(result, database)) : Output.lines(dryRunLines(result, database))
+            }
+            yield* backupFirst(target, options.backup)
+            if (Option.isSome(options.baseline)) {
+              const result = yield* Migrator.baseline(options.baseline.value)
+              return yield* options.json
+                ? Output.json({ database, ...result })
+                : Output.lines([
+                  `Plan ${result.plan} on ${database}`,
+                  result.baselined.length === 0
+                    ? "Nothing to baseline; those migrations are already recorded."
+                    : `Recorded as applied without running: ${result.baselined.join(", ")}.`,
+                  ...(result.alreadyApplied.length > 0 ? [`Already applied: ${result.alreadyApplied.join(", ")}.`] : [])
+                ])
+            }
+            const result = yield* Migrator.run({ to })
+            return yield* options.json ? Output.json(runJson(result, database)) : Output.lines(migrationLines(result, database))
+          }).pipe(Effect.provide(Migrator.layer(plan))))
+      })
+    )
+).pipe(Command.withDescription("Apply the plan's pending migrations, each in its own transaction."))
+
+const dryRunDatabase = (db: string) =>
+  Effect.map(Target.resolve(db, { mustExist: false }), (target) => (target.exists ? db : ":memory:"))

@@ -1,0 +1,95 @@
+/**
+ * Runs the BUILT `strata` binary (`packages/cli/dist/bin.js`, built by `tsc -b` before vitest) as a
+ * child process, the way a user's shell does: arguments, environment, exit code, stdout, stderr.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+/** The built entry point. */
+export const binPath = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+
+/** How a run ended. */
+export interface Result {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Options of `strata`. */
+export interface RunOptions {
+  readonly env?: Readonly<Record<string, string | undefined>>
+  readonly cwd?: string
+  /**
+   * Sends SIGINT once stdout contains this text (or matches this predicate), as Ctrl-C would.
+   */
+  readonly interruptWhen?: (stdout: string) => boolean
+  readonly timeoutMs?: number
+}
+
+// The parent's environment minus what would change how strata behaves under test.
+const baseEnv = (): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && name !== "STRATA_DATABASE_URL" && name !== "FORCE_COLOR") env[name] = value
+  }
+  env["NO_COLOR"] = "1"
+  return env
+}
+
+/** Runs `node dist/bin.js ...args` to completion. */
+export const strata = (args: ReadonlyArray<string>, options: RunOptions = {}): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const env = { ...baseEnv() }
+    for (const [name, value] of Object.entries(options.env ?? {})) {
+      if (value === undefined) delete env[name]
+      else env[name] = value
+    }
+    const child = spawn(process.execPath, [binPath, ...args], {
+      cwd: options.cwd ?? process.cwd(),
+      env,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    let interrupted = false
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+      if (!interrupted && options.interruptWhen?.(stdout) === true) {
+        interrupted = true
+        child.kill("SIGINT")
+      }
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`strata ${args.join(" ")} timed out\nstdout:\n${stdout}\nstderr:\n${stderr}`))
+    }, options.timeoutMs ?? 90_000)
+    child.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+
+/** Parses stdout as one JSON document. */
+export const json = <A = any>(result: Result): A => {
+  try {
+    return JSON.parse(result.stdout) as A
+  } catch (error) {
+    throw new Error(`stdout is not JSON (${(error as Error).message}):\n${result.stdout}\nstderr:\n${result.stderr}`)
+  }
+}
+
+/** Parses stdout as JSON lines. */
+export const jsonLines = <A = any>(result: Result): ReadonlyArray<A> =>
+  result.stdout.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line) as A)
+
+/** A result rendered for assertion messages. */
+export const show = (result: Result): string =>
+  `exit ${result.code ?? result.signal}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`
