@@ -5,7 +5,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Backfill } from "@strata/core"
+import type { Backfill, Plan } from "@strata/core"
 import { Identifier } from "@strata/core"
 import { Effect, Schema } from "effect"
 
@@ -260,12 +260,11 @@ export class Params {
 }
 
 /** The job's row filter in SQL (case-sensitive), or `undefined` when it has none. */
-export const filterSql = (table: JobTable, params: Params): string | undefined => {
-  const filter = table.job.filter
+export const filterSql = (filter: Plan.RowFilter | undefined, params: Params): string | undefined => {
   if (filter === undefined) return undefined
   const column = Identifier.quote(filter.column)
   if (filter.op === "equals") return `${column} = ${params.bind(filter.value)}`
-  return table.dialect === "pg"
+  return params.dialect === "pg"
     ? `strpos(${column}, ${params.bind(filter.value)}) > 0`
     : `instr(${column}, ${params.bind(filter.value)}) > 0`
 }
@@ -281,7 +280,7 @@ export const pendingSql = (
 ): string => {
   const parts = [`(${targets.map((t) => `${Identifier.quote(t)} IS NULL`).join(" OR ")})`]
   if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NOT NULL`)
-  const filter = filterSql(table, params)
+  const filter = filterSql(table.job.filter, params)
   if (filter !== undefined) parts.push(filter)
   return parts.join(" AND ")
 }

@@ -1,0 +1,157 @@
+/**
+ * How far a plan's backfills are, per table and column (seed 000's report, from SQL counts): rows
+ * migrated, rows still pending (the job's own pending predicate), rows rejected, percent and a
+ * label. Works while a backfill or the lazy path is running; reads only.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
+import { Effect, Option } from "effect"
+import { errorText, filterSql, JobDatabaseError, Params, tableColumns } from "./internal/jobTable.js"
+import * as JobState from "./internal/jobState.js"
+
+/**
+ * One target column's progress.
+ *
+ * @since 0.1.0
+ */
+export interface ColumnProgress {
+  readonly job: string
+  readonly table: string
+  readonly column: string
+  /** What the column is computed from (the source column, or the payload and fallbacks). */
+  readonly source: string
+  /** False while the migration adding the column is not applied (then nothing is migrated yet). */
+  readonly applied: boolean
+  /** The backfill job's saved state; `notStarted` when it never ran. */
+  readonly jobState: "notStarted" | JobState.JobState
+  /** Rows the job applies to (its filter matches). */
+  readonly total: number
+  /** Rows with the column set. */
+  readonly migrated: number
+  /** Rows still waiting for it (the column NULL, its source present); includes rows that cannot be converted. */
+  readonly pending: number
+  /** Rows the job recorded as unconvertible (per job, so the same for each of its columns). */
+  readonly rejected: number
+  /** `migrated / (migrated + pending)`, 0-100; 100 when there is nothing to do. */
+  readonly percent: number
+  readonly label: CoreProgress.Label
+}
+
+/**
+ * A plan's progress.
+ *
+ * @since 0.1.0
+ */
+export interface ProgressReport {
+  readonly plan: string
+  readonly columns: ReadonlyArray<ColumnProgress>
+  readonly migrated: number
+  readonly pending: number
+  readonly percent: number
+  readonly label: CoreProgress.Label
+}
+
+/**
+ * What keeps the report from being made (a database error, naming the job it was counting).
+ *
+ * @since 0.1.0
+ */
+export type ProgressError = JobDatabaseError
+
+interface Counts {
+  readonly total: number
+  readonly perTarget: ReadonlyArray<{ readonly migrated: number; readonly pending: number }>
+}
+
+const countJob = (job: Backfill.Job, dialect: "sqlite" | "pg", present: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const params = new Params(dialect)
+    const filter = filterSql(job.filter, params)
+    const requires = job.requires === undefined ? "" : ` AND ${Identifier.quote(job.requires)} IS NOT NULL`
+    const columns = job.targets.flatMap((target, i) => {
+      const column = Identifier.quote(target)
+      return present.has(target)
+        ? [
+          `count(${column}) AS m${i}`,
+          `COALESCE(sum(CASE WHEN ${column} IS NULL${requires} THEN 1 ELSE 0 END), 0) AS p${i}`
+        ]
+        : [`0 AS m${i}`, `COALESCE(sum(CASE WHEN TRUE${requires} THEN 1 ELSE 0 END), 0) AS p${i}`]
+    })
+    const rows = yield* sql.unsafe<Record<string, number | string | null>>(
+      `SELECT count(*) AS total, ${columns.join(", ")} FROM ${Identifier.quote(job.table)}${filter === undefined ? "" : ` WHERE ${filter}`}`,
+      params.values
+    )
+    const row = rows[0] ?? {}
+    return {
+      total: Number(row["total"] ?? 0),
+      perTarget: job.targets.map((_, i) => ({ migrated: Number(row[`m${i}`] ?? 0), pending: Number(row[`p${i}`] ?? 0) }))
+    } satisfies Counts
+  })
+
+const jobStates = Effect.gen(function*() {
+  if ((yield* tableColumns("strata_jobs")).length === 0) return new Map<string, JobState.Checkpoint>()
+  return new Map((yield* JobState.loadCheckpoints).map((c) => [c.job, c]))
+})
+
+const rejectCounts = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  if ((yield* tableColumns("strata_rejects")).length === 0) return new Map<string, number>()
+  const rows = yield* sql<{ job: string; n: number | string }>`SELECT job, count(*) AS n FROM strata_rejects GROUP BY job`
+  return new Map(rows.map((r) => [r.job, Number(r.n)]))
+})
+
+/**
+ * The progress of every backfill column of a plan, from SQL counts. A table that does not exist yet
+ * reports zero rows; a column whose migration is not applied reports `applied: false`, nothing migrated.
+ *
+ * @since 0.1.0
+ */
+export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
+    const asError = (job: string) => (e: SqlError) => new JobDatabaseError({ job, reason: errorText(e), cause: e })
+    const states = yield* jobStates.pipe(Effect.mapError(asError("strata_jobs")))
+    const rejects = yield* rejectCounts.pipe(Effect.mapError(asError("strata_rejects")))
+    const columns: Array<ColumnProgress> = []
+    for (const job of Backfill.jobs(plan)) {
+      const present = new Set((yield* tableColumns(job.table).pipe(Effect.mapError(asError(job.name)))).map((c) => c.name))
+      const readable = present.size > 0 && job.reads.every((c) => present.has(c))
+      const counts: Counts = readable
+        ? yield* countJob(job, dialect, present).pipe(Effect.mapError(asError(job.name)))
+        : { total: 0, perTarget: job.targets.map(() => ({ migrated: 0, pending: 0 })) }
+      const state = Option.match(Option.fromNullable(states.get(job.name)), { onNone: () => "notStarted" as const, onSome: (c) => c.state })
+      const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")
+      job.targets.forEach((target, i) => {
+        const { migrated, pending } = counts.perTarget[i]!
+        columns.push({
+          job: job.name,
+          table: job.table,
+          column: target,
+          source,
+          applied: present.has(target),
+          jobState: state,
+          total: counts.total,
+          migrated,
+          pending,
+          rejected: rejects.get(job.name) ?? 0,
+          percent: CoreProgress.percent(migrated, migrated + pending),
+          label: CoreProgress.label(migrated, migrated + pending)
+        })
+      })
+    }
+    const migrated = columns.reduce((sum, c) => sum + c.migrated, 0)
+    const pending = columns.reduce((sum, c) => sum + c.pending, 0)
+    return {
+      plan: plan.name,
+      columns,
+      migrated,
+      pending,
+      percent: CoreProgress.percent(migrated, migrated + pending),
+      label: CoreProgress.label(migrated, migrated + pending)
+    }
+  }).pipe(Effect.withSpan("Progress.report", { attributes: { plan: plan.name } }))

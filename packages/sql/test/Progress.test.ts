@@ -1,0 +1,113 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { expect, it } from "@effect/vitest"
+import { Plan, Plans } from "@strata/core"
+import { Effect, Layer } from "effect"
+import { createLegacyTables, insertFixture, presetTargets } from "../../../test/fixtures/agentosLegacy.js"
+import { describeEachEngine } from "../../../test/support/databases.js"
+import { BackfillRunner, Migrator, Progress } from "../src/index.js"
+
+const applyPlan = (plan: Plan.Plan) => Effect.flatMap(Migrator.make(plan), (migrator) => migrator.run())
+
+const row = (report: Progress.ProgressReport, column: string) => {
+  const found = report.columns.find((c) => `${c.table}.${c.column}` === column)
+  if (found === undefined) throw new Error(`no column ${column}`)
+  const { job: _job, table: _table, column: _column, ...rest } = found
+  return rest
+}
+
+describeEachEngine("Progress.report", (engine) => {
+  const database = () => BackfillRunner.BackfillRunner.Default.pipe(Layer.provideMerge(engine.layer()))
+
+  it.effect("per column counts before, during and after the backfill, with seed 000's labels", () =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* insertFixture
+      yield* applyPlan(Plan.upTo(Plans.agentos, 21))
+
+      const notApplied = yield* Progress.report(Plans.agentos)
+      expect(notApplied.columns).toHaveLength(17)
+      expect(row(notApplied, "chat_messages.created_at_ms")).toEqual({
+        source: "created_at",
+        applied: false,
+        jobState: "notStarted",
+        total: 25,
+        migrated: 0,
+        pending: 24,
+        rejected: 0,
+        percent: 0,
+        label: "Just started"
+      })
+
+      yield* applyPlan(Plans.agentos)
+      yield* presetTargets
+      const before = yield* Progress.report(Plans.agentos)
+      expect(row(before, "chat_messages.created_at_ms")).toEqual({
+        source: "created_at",
+        applied: true,
+        jobState: "notStarted",
+        total: 25,
+        migrated: 3,
+        pending: 21,
+        rejected: 0,
+        percent: 12.5,
+        label: "Just started"
+      })
+      expect(row(before, "task_audits.source_event_ts")).toMatchObject({ source: "payload, created_at", total: 21, migrated: 1, pending: 20 })
+
+      const runner = yield* BackfillRunner.BackfillRunner
+      yield* runner.run(Plans.agentos, { jobs: ["chat_messages.created_at_ms"], batchSize: 10, fixedBatchSize: true })
+      const after = yield* Progress.report(Plans.agentos)
+      // The 7 rows that cannot be converted stay pending: the report does not pretend they are done.
+      expect(row(after, "chat_messages.created_at_ms")).toEqual({
+        source: "created_at",
+        applied: true,
+        jobState: "done",
+        total: 25,
+        migrated: 17,
+        pending: 7,
+        rejected: 7,
+        percent: (17 / 24) * 100,
+        label: "In progress"
+      })
+
+      yield* runner.run(Plans.agentos)
+      const done = yield* Progress.report(Plans.agentos)
+      expect(row(done, "task_audits.source_event_ts")).toEqual({
+        source: "payload, created_at",
+        applied: true,
+        jobState: "done",
+        total: 21,
+        migrated: 11,
+        pending: 10,
+        rejected: 9,
+        percent: (11 / 21) * 100,
+        label: "In progress"
+      })
+      expect(row(done, "task_agents.ended_at_ms")).toMatchObject({ total: 2, migrated: 1, pending: 0, percent: 100, label: "Complete" })
+      expect(row(done, "chat_sessions.updated_at_ms")).toMatchObject({ total: 2, migrated: 1, pending: 1, rejected: 1, label: "In progress" })
+      expect(row(done, "schema_version.applied_at_ms")).toMatchObject({ total: 2, migrated: 2, pending: 0, label: "Complete" })
+      expect([done.migrated, done.pending]).toEqual([
+        done.columns.reduce((s, c) => s + c.migrated, 0),
+        done.columns.reduce((s, c) => s + c.pending, 0)
+      ])
+    }).pipe(Effect.provide(database())))
+
+  it.effect("a table that does not exist yet reports nothing to do", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE unrelated (id INTEGER PRIMARY KEY)`
+      const report = yield* Progress.report(Plans.agentos)
+      expect(row(report, "tasks.created_at_ms")).toEqual({
+        source: "created_at",
+        applied: false,
+        jobState: "notStarted",
+        total: 0,
+        migrated: 0,
+        pending: 0,
+        rejected: 0,
+        percent: 100,
+        label: "Complete"
+      })
+      expect(report.label).toBe("Complete")
+    }).pipe(Effect.provide(database())))
+})
