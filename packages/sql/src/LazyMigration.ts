@@ -51,11 +51,13 @@ export interface Options {
   /** On scope close, how long draining the queue may take before the rest is abandoned. Default 5 seconds. */
   readonly drainTimeout?: Duration.DurationInput | undefined
   /**
-   * PostgreSQL: `statement_timeout` of each write-back statement, so a locked row costs the
-   * write-back (not a reader) at most this long. SQLite's wait is the connection's `busy_timeout`.
-   * Default 2 seconds.
+   * How long one write-back statement may wait for locks before it fails (counted, logged; the rows stay
+   * pending). SQLite: the connection's `busy_timeout` while the write-back runs, so a write lock held
+   * elsewhere never stalls the process for the connection's own (long) busy timeout: better-sqlite3 waits
+   * synchronously, blocking every fiber. PostgreSQL: `statement_timeout` of the write-back's transaction.
+   * Default 50 ms on SQLite, 1 second on PostgreSQL.
    */
-  readonly statementTimeout?: Duration.DurationInput | undefined
+  readonly writeTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -229,10 +231,13 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     const maxBatchRows = positiveInt(options.maxBatchRows, 500)
     const flushInterval = Duration.decode(options.flushInterval ?? Duration.millis(100))
     const drainTimeout = Duration.decode(options.drainTimeout ?? Duration.seconds(5))
-    const statementTimeoutMs = Math.max(1, Math.trunc(Duration.toMillis(options.statementTimeout ?? Duration.seconds(2))))
 
     const sql = yield* SqlClient.SqlClient
     const dialect = yield* Database.dialect
+    const writeTimeoutMs = Math.max(
+      1,
+      Math.trunc(Duration.toMillis(options.writeTimeout ?? (dialect === "sqlite" ? Duration.millis(50) : Duration.seconds(1))))
+    )
     const tables = tableRules(plan)
     const counts = {
       fixed: 0,
@@ -376,15 +381,23 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     // Unprepared: the SQLite client caches prepared statements, failed prepares included (a write-back that
     // failed on a renamed column would keep failing after the rename is undone), and batch texts vary with the
     // batch size, so caching them would only evict the application's own statements.
-    const execute = (statement: { readonly sql: string; readonly params: ReadonlyArray<unknown> }) =>
-      dialect === "pg"
-        ? sql.withTransaction(
-          Effect.zipRight(
-            sql.unsafe(`SET LOCAL statement_timeout = ${statementTimeoutMs}`).unprepared,
-            sql.unsafe(statement.sql, statement.params).unprepared
-          )
-        )
-        : sql.unsafe(statement.sql, statement.params).unprepared
+    // Each batch is its own short transaction, holding the connection (SQLite) so the short busy timeout set
+    // for it applies to no one else's statement, and is restored even when the update fails.
+    const execute = (statement: { readonly sql: string; readonly params: ReadonlyArray<unknown> }) => {
+      const update = sql.unsafe(statement.sql, statement.params).unprepared
+      if (dialect === "pg") {
+        return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL statement_timeout = ${writeTimeoutMs}`).unprepared, update))
+      }
+      const shortBusyTimeout = Effect.flatMap(
+        sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
+        (rows) => Effect.as(sql.unsafe(`PRAGMA busy_timeout = ${writeTimeoutMs}`).unprepared, rows[0]?.timeout)
+      )
+      const restore = (previous: number | undefined) =>
+        previous === undefined
+          ? Effect.void
+          : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
+      return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
+    }
 
     const countFailed = (rules: TableRules, rows: number, keysShown: ReadonlyArray<KeyValue>, cause: Cause.Cause<unknown>) =>
       Effect.suspend(() => {

@@ -452,8 +452,9 @@ describeEachEngine("LazyMigration", (engine) => {
     Effect.gen(function*() {
       const url = yield* freshUrl(engine)
       const holder = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
-      // SQLite waits busy_timeout for the lock; keep it short so the test does not block for long.
-      const main = yield* Layer.build(Layer.provideMerge(Layer.effectDiscard(applyPlan), Database.layer({ url, busyTimeoutMs: 5 }).pipe(Layer.orDie)))
+      // The connection keeps its default 5 s busy_timeout: the write-back must use its own short one
+      // (20 failed statements at 5 s each would take 100 s, blocking the process).
+      const main = yield* Layer.build(Layer.provideMerge(Layer.effectDiscard(applyPlan), Database.layer({ url }).pipe(Layer.orDie)))
       const logs = captureLogs()
       yield* Effect.gen(function*() {
         yield* insertEvents(1000)
@@ -475,6 +476,11 @@ describeEachEngine("LazyMigration", (engine) => {
         expect(yield* LazyMigration.stats).toMatchObject({ fixed: 10_000, failed: 10_000, writtenBack: 0 })
         expect(failureLogs(logs.lines).length).toBe(20)
         expect(yield* pendingEvents).toBe(1000)
+        if (engine.name === "sqlite") {
+          // The write-back's short busy timeout was its own: the connection's is back to the default.
+          const sql = yield* SqlClient.SqlClient
+          expect(yield* sql.unsafe("PRAGMA busy_timeout")).toEqual([{ timeout: 5000 }])
+        }
 
         yield* Deferred.succeed(release, undefined)
         yield* Fiber.join(holding)
@@ -487,7 +493,7 @@ describeEachEngine("LazyMigration", (engine) => {
         expect(yield* pendingEvents).toBe(0)
         expect(yield* wrongEvents).toBe(0)
       }).pipe(
-        withLazy({ maxBatchRows: 500, statementTimeout: "50 millis" }),
+        withLazy({ maxBatchRows: 500, writeTimeout: "20 millis" }),
         Effect.provide(logs.layer),
         Effect.provide(main)
       )
