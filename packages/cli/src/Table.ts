@@ -38,13 +38,3 @@ export const render = <Row>(columns: ReadonlyArray<Column<Row>>, rows: ReadonlyA
  * @since 0.1.0
  */
 export const count = (n: number): string => Math.trunc(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",")
-
-/**
- * A percentage with one decimal (`99.5%`); never shows 100.0% for an unfinished column.
- *
- * @since 0.1.0
- */
-export const percent = (value: number): string => {
-  const rounded = Math.floor(value * 10) / 10
-  return `${rounded.toFixed(1)}%`
-}

@@ -1,0 +1,139 @@
+/**
+ * Shows a backfill's progress events: on a terminal, one live bar per job redrawn in place
+ * (percent, rows, rows/s, ETA); otherwise (a pipe, a log file, CI) a line at most every few seconds
+ * while a job runs, and one when it ends; with `--json`, every event as a JSON line
+ * (or nothing, when the command's JSON result is one document).
+ *
+ * @since 0.1.0
+ */
+import { Progress } from "@strata/core"
+import type { BackfillRunner } from "@strata/sql"
+import { Clock, Effect, Ref } from "effect"
+import * as Output from "./Output.js"
+import { count } from "./Table.js"
+import * as Terminal from "./Terminal.js"
+
+/**
+ * How events are shown.
+ *
+ * @since 0.1.0
+ */
+export type Mode = "bar" | "lines" | "json" | "silent"
+
+/**
+ * The mode for the current stdout: JSON lines with `--json`, a live bar on a terminal, lines otherwise.
+ *
+ * @since 0.1.0
+ */
+export const modeFor = (json: boolean): Mode => (json ? "json" : Terminal.stdoutIsTty() ? "bar" : "lines")
+
+/**
+ * The gap between two progress lines of one job when stdout is not a terminal.
+ *
+ * @since 0.1.0
+ */
+export const lineIntervalMs = 2000
+
+// A terminal line redrawn more often than this only flickers.
+const redrawIntervalMs = 100
+
+const barWidth = 24
+
+const bar = (percent: number): string => {
+  const filled = Math.min(barWidth, Math.floor((percent / 100) * barWidth))
+  return `[${"#".repeat(filled)}${"-".repeat(barWidth - filled)}]`
+}
+
+/**
+ * The words of one progress line: counts, percent, rate, ETA, rejects.
+ *
+ * @since 0.1.0
+ */
+export const describe = (event: BackfillRunner.ProgressEvent): string => {
+  const parts = [
+    `${count(event.processed)}/${count(event.total)} rows`,
+    Progress.formatPercent(event.percent)
+  ]
+  if (event.done) {
+    parts.push(`${count(event.updated)} ${event.dryRun ? "would be updated" : "updated"}`)
+  } else {
+    parts.push(Progress.formatRate(event.rowsPerSecond))
+    parts.push(`ETA ${event.etaMs === undefined ? "?" : Progress.formatDuration(event.etaMs)}`)
+  }
+  if (event.rejected > 0) parts.push(`${count(event.rejected)} rejected`)
+  return parts.join("  ")
+}
+
+const phaseWord = (event: BackfillRunner.ProgressEvent): string => {
+  switch (event.phase) {
+    case "started":
+      return "started"
+    case "batch":
+      return "running"
+    case "completed":
+      return event.dryRun ? "dry run" : "done"
+    case "skipped":
+      return "already done"
+  }
+}
+
+/**
+ * A sink for one run's events; `close` ends a bar left open (after an interrupt or failure).
+ *
+ * @since 0.1.0
+ */
+export interface View {
+  readonly show: (event: BackfillRunner.ProgressEvent) => Effect.Effect<void>
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * A view in `mode`; `nameWidth` aligns job names.
+ *
+ * @since 0.1.0
+ */
+export const make = (mode: Mode, nameWidth: number): Effect.Effect<View> =>
+  Effect.gen(function*() {
+    // The job whose bar is open (drawn without a newline), and when each job last printed.
+    const openBar = yield* Ref.make<string | undefined>(undefined)
+    const lastShown = yield* Ref.make(new Map<string, number>())
+    const name = (job: string) => job.padEnd(nameWidth)
+
+    const due = (event: BackfillRunner.ProgressEvent, interval: number) =>
+      Effect.gen(function*() {
+        if (event.phase !== "batch") return true
+        const now = yield* Clock.currentTimeMillis
+        const last = (yield* Ref.get(lastShown)).get(event.job)
+        if (last !== undefined && now - last < interval) return false
+        yield* Ref.update(lastShown, (m) => new Map(m).set(event.job, now))
+        return true
+      })
+
+    const show = (event: BackfillRunner.ProgressEvent): Effect.Effect<void> => {
+      switch (mode) {
+        case "silent":
+          return Effect.void
+        case "json":
+          return Output.jsonLine({ type: "progress", ...event })
+        case "lines":
+          // A job that starts and ends between two lines needs only its end line.
+          if (event.phase === "started") return Effect.void
+          return Effect.flatMap(due(event, lineIntervalMs), (print) =>
+            print ? Output.line(`${name(event.job)}  ${phaseWord(event).padEnd(12)}  ${describe(event)}`) : Effect.void)
+        case "bar":
+          return Effect.flatMap(due(event, redrawIntervalMs), (print) => {
+            if (!print) return Effect.void
+            const finished = event.phase === "completed" || event.phase === "skipped"
+            const text = `\r\x1b[K${name(event.job)}  ${bar(event.percent)}  ${describe(event)}${finished ? `  ${phaseWord(event)}` : ""}`
+            return Effect.zipRight(
+              Terminal.writeStdout(finished ? `${text}\n` : text),
+              Ref.set(openBar, finished ? undefined : event.job)
+            )
+          })
+      }
+    }
+
+    const close = Effect.flatMap(Ref.getAndSet(openBar, undefined), (job) => (job === undefined ? Effect.void : Terminal.writeStdout("\n")))
+
+    return { show, close }
+  })

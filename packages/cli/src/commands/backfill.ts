@@ -1,0 +1,176 @@
+/**
+ * `strata backfill [--job NAME ...] [--batch-size N] [--max-batch-ms N] [--pause-ms N] [--dry-run]
+ * [--restart] [--backup FILE]`: runs the plan's backfill jobs in short batches with live
+ * progress. Ctrl-C stops at a batch boundary with the checkpoint saved (exit 130); running again
+ * resumes where it stopped.
+ *
+ * @since 0.1.0
+ */
+import { Command, Options } from "@effect/cli"
+import { Backfill, type Plan, Progress } from "@strata/core"
+import { BackfillRunner } from "@strata/sql"
+import { Clock, Console, Effect, Either, Option, Ref, Stream } from "effect"
+import * as Output from "../Output.js"
+import * as ProgressView from "../ProgressView.js"
+import * as Session from "../Session.js"
+import * as SharedOptions from "../SharedOptions.js"
+import { count } from "../Table.js"
+import { backupFirst, backupOption } from "./migrate.js"
+
+const optionalInteger = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
+
+/**
+ * The `backfill` options besides the shared ones.
+ *
+ * @since 0.1.0
+ */
+export const options = {
+  job: Options.text("job").pipe(
+    Options.withPseudoName("NAME"),
+    Options.withDescription("Run only this job (repeat for several); default: every job of the plan. See 'strata status' for names."),
+    Options.repeated
+  ),
+  batchSize: optionalInteger("batch-size", "Rows in the first batch (adapted afterwards to --max-batch-ms). Default 1000."),
+  maxBatchMs: optionalInteger("max-batch-ms", "The longest one batch's transaction should hold its locks, in ms. Default 50."),
+  pauseMs: optionalInteger("pause-ms", "Pause between batches, in ms, leaving room for other writers. Default 0."),
+  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Convert and count every pending row, write nothing.")),
+  restart: Options.boolean("restart").pipe(
+    Options.withDescription("Forget the selected jobs' checkpoints and rejects and scan their tables again.")
+  ),
+  backup: backupOption
+} as const
+
+/** Checks `--job` names against the plan before the database is opened. */
+const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) =>
+  Effect.forEach(names, (name) =>
+    Either.match(Backfill.findJob(plan, name), {
+      onLeft: ({ known }) => Effect.fail(new BackfillRunner.UnknownJob({ job: name, known })),
+      onRight: (job) => Effect.succeed(job)
+    }))
+
+/**
+ * What a run did: each job's last event, and how long the run took.
+ *
+ * @since 0.1.0
+ */
+export interface RunSummary {
+  readonly events: ReadonlyArray<BackfillRunner.ProgressEvent>
+  readonly elapsedMs: number
+  readonly dryRun: boolean
+}
+
+/**
+ * Runs `jobs` of `plan`, showing progress in `mode`. Interrupted (Ctrl-C), it stops at a batch
+ * boundary with the checkpoint saved and says how to resume.
+ *
+ * @since 0.1.0
+ */
+export const runWithProgress = (
+  plan: Plan.Plan,
+  jobs: ReadonlyArray<Backfill.Job>,
+  options: Omit<BackfillRunner.Options, "jobs">,
+  mode: ProgressView.Mode
+) =>
+  Effect.gen(function*() {
+    const width = Math.max(0, ...jobs.map((job) => job.name.length))
+    const view = yield* ProgressView.make(mode, width)
+    const last = yield* Ref.make(new Map<string, BackfillRunner.ProgressEvent>())
+    const runner = yield* BackfillRunner.BackfillRunner
+    const started = yield* Clock.currentTimeMillis
+    yield* runner.stream(plan, { ...options, jobs: jobs.map((job) => job.name) }).pipe(
+      Stream.runForEach((event) => Effect.zipRight(view.show(event), Ref.update(last, (m) => new Map(m).set(event.job, event)))),
+      Effect.ensuring(view.close),
+      Effect.onInterrupt(() =>
+        Console.error("strata: interrupted; every finished batch is saved. Run the same command again to resume where it stopped.")
+      )
+    )
+    const ended = yield* Ref.get(last)
+    const summary: RunSummary = {
+      events: jobs.flatMap((job) => {
+        const event = ended.get(job.name)
+        return event === undefined ? [] : [event]
+      }),
+      elapsedMs: (yield* Clock.currentTimeMillis) - started,
+      dryRun: options.dryRun === true
+    }
+    return summary
+  })
+
+/**
+ * The run's summary for people: totals (each job's own line was shown as it ended), and what
+ * happened to rows that could not be converted.
+ *
+ * @since 0.1.0
+ */
+export const summaryLines = (summary: RunSummary): ReadonlyArray<string> => {
+  const sum = (pick: (e: BackfillRunner.ProgressEvent) => number) => summary.events.reduce((total, e) => total + pick(e), 0)
+  const skipped = summary.events.filter((e) => e.phase === "skipped").length
+  const rejected = sum((e) => e.rejected)
+  return [
+    `${summary.dryRun ? "Dry run finished" : "Backfill finished"} in ${Progress.formatDuration(summary.elapsedMs)}: ` +
+    `${summary.events.length} job${summary.events.length === 1 ? "" : "s"}${skipped > 0 ? ` (${skipped} already done)` : ""}, ` +
+    `${count(sum((e) => e.processed))} rows walked, ${count(sum((e) => e.updated))} ${summary.dryRun ? "would be updated" : "updated"}, ` +
+    `${count(rejected)} rejected.`,
+    ...(rejected > 0 && !summary.dryRun
+      ? [`Rejected rows could not be converted: they are recorded in strata_rejects and left as they were ('strata verify' lists them).`]
+      : [])
+  ]
+}
+
+/**
+ * The run's summary for machines.
+ *
+ * @since 0.1.0
+ */
+export const summaryJson = (summary: RunSummary) => ({
+  dryRun: summary.dryRun,
+  elapsedMs: summary.elapsedMs,
+  jobs: summary.events.map((e) => ({
+    job: e.job,
+    table: e.table,
+    outcome: e.phase === "skipped" ? "alreadyDone" : e.dryRun ? "dryRun" : "completed",
+    processed: e.processed,
+    updated: e.updated,
+    rejected: e.rejected,
+    total: e.total
+  }))
+})
+
+/**
+ * The `backfill` subcommand.
+ *
+ * @since 0.1.0
+ */
+export const command = Command.make("backfill", { ...SharedOptions.shared, ...options }, (args) =>
+  Session.run(
+    args,
+    Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
+      Effect.gen(function*() {
+        const selected = yield* selectJobs(plan, args.job)
+        const jobs = selected.length > 0 ? selected : Backfill.jobs(plan)
+        if (jobs.length === 0) {
+          return yield* args.json
+            ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, dryRun: args.dryRun, elapsedMs: 0, jobs: [] })
+            : Output.line(`Plan ${plan.name} has no backfill jobs.`)
+        }
+        if (!args.dryRun) yield* backupFirst(target, args.backup)
+        if (!args.json) {
+          yield* Output.line(
+            `Backfilling ${jobs.length} job${jobs.length === 1 ? "" : "s"} of plan ${plan.name} on ${target.display}${
+              args.dryRun ? " (dry run: nothing is written)" : ""
+            }`
+          )
+        }
+        const summary = yield* runWithProgress(plan, jobs, {
+          batchSize: Option.getOrUndefined(args.batchSize),
+          maxBatchMs: Option.getOrUndefined(args.maxBatchMs),
+          pauseMs: Option.getOrUndefined(args.pauseMs),
+          dryRun: args.dryRun,
+          restart: args.restart
+        }, ProgressView.modeFor(args.json))
+        yield* args.json
+          ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, ...summaryJson(summary) })
+          : Output.lines(["", ...summaryLines(summary)])
+      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))
+  )).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))
