@@ -15,7 +15,7 @@ import { pathToFileURL } from "node:url"
  *
  * @since 0.1.0
  */
-export const builtIn: Readonly<Record<string, Plan.Plan>> = { agentos: Plans.agentos }
+export const builtIn: Readonly<Record<string, Plan.Plan>> = { agentos: Plans.agentos, "chat-store": Plans.chatStore }
 
 /**
  * The plan file or module could not be read or loaded.

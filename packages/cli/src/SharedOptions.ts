@@ -28,7 +28,7 @@ export const db = Options.text("db").pipe(
 export const plan = Options.text("plan").pipe(
   Options.withPseudoName("name|file"),
   Options.withDescription(
-    "The plan: agentos (built in), a .json file, or a .js/.mjs module exporting a plan (default export or `plan`)."
+    "The plan: agentos or chat-store (built in), a .json file, or a .js/.mjs module exporting a plan (default export or `plan`)."
   ),
   Options.withDefault("agentos")
 )

@@ -24,6 +24,7 @@ import * as Session from "../Session.js"
 import * as SharedOptions from "../SharedOptions.js"
 import * as Table from "../Table.js"
 import * as BackfillCommand from "./backfill.js"
+import * as Status from "./status.js"
 import * as Verify from "./verify.js"
 
 /**
@@ -177,6 +178,9 @@ export const command = Command.make(
             const report = yield* verifier.report(plan)
             yield* say(["5. Verify: every backfilled value recomputed from its source", ...indent(Verify.reportLines(report, target.display)), ""])
 
+            const [migrations, progress] = yield* Status.readStatus(plan)
+            yield* say(["6. Status: what 'strata status' shows", ...indent(Status.statusLines(migrations, progress, target.display)), ""])
+
             if (args.json) {
               yield* Output.json({
                 database: target.display,
@@ -187,7 +191,8 @@ export const command = Command.make(
                 migrate: { applied: migrated.applied.map((m) => m.id), alreadyApplied: migrated.alreadyApplied },
                 backfill: BackfillCommand.summaryJson(backfill),
                 lazy,
-                verify: Verify.reportJson(report, target.display)
+                verify: Verify.reportJson(report, target.display),
+                status: Status.statusJson(migrations, progress, target.display)
               })
             } else {
               yield* say([

@@ -1,0 +1,130 @@
+/**
+ * `strata status`: the plan's migrations (applied, pending, drifted) and, per backfilled column,
+ * rows migrated and pending with seed 000's labels (Complete / Almost done / In progress /
+ * Just started). Reads only; exit 0 whatever it finds (`migrate` and `verify` are the gates).
+ *
+ * @since 0.1.0
+ */
+import { Command } from "@effect/cli"
+import { type Plan, Progress as CoreProgress, Timestamp } from "@strata/core"
+import { Migrator, Progress } from "@strata/sql"
+import { Effect } from "effect"
+import type { SqlClient } from "../internal/sqlClient.js"
+import * as Output from "../Output.js"
+import * as Session from "../Session.js"
+import * as SharedOptions from "../SharedOptions.js"
+import * as Table from "../Table.js"
+
+const jobStateWords: Record<Progress.ColumnProgress["jobState"], string> = {
+  notStarted: "not run",
+  running: "running",
+  paused: "paused",
+  done: "done"
+}
+
+const when = (ms: number): string => Timestamp.toSqlText(ms as Timestamp.EpochMillis).slice(0, 19)
+
+const duration = (ms: number | null): string => (ms === null ? "baselined" : `${Table.count(ms)} ms`)
+
+/**
+ * The report for people: the migrations table, then the columns table with an overall line.
+ *
+ * @since 0.1.0
+ */
+export const statusLines = (
+  migrations: Migrator.StatusReport,
+  progress: Progress.ProgressReport,
+  database: string
+): ReadonlyArray<string> => {
+  const migrationTable = Table.render<Migrator.MigrationStatus>([
+    { header: "MIGRATION", align: "right", cell: (m) => String(m.id) },
+    { header: "NAME", cell: (m) => m.name },
+    { header: "STATE", cell: (m) => (m.state === "drifted" ? "DRIFTED" : m.state) },
+    { header: "APPLIED AT (UTC)", cell: (m) => (m.state === "pending" ? "" : when(m.appliedAtMs)) },
+    { header: "DURATION", align: "right", cell: (m) => (m.state === "pending" ? "" : duration(m.durationMs)) }
+  ], migrations.migrations)
+  const drifted = migrations.migrations.flatMap((m) =>
+    m.state === "drifted"
+      ? [`DRIFTED: migration ${m.id} "${m.name}" was changed after it was applied (stored checksum ${m.stored}, plan checksum ${m.expected}); 'strata migrate' refuses until the plan matches again.`]
+      : []
+  )
+  const unknown = migrations.unknown.map((m) =>
+    `Recorded but not in the plan: migration ${m.id} "${m.name}", applied ${when(m.appliedAtMs)} UTC (a newer plan?).`
+  )
+  const columnTable = Table.render<Progress.ColumnProgress>([
+    { header: "COLUMN", cell: (c) => `${c.table}.${c.column}` },
+    { header: "FROM", cell: (c) => c.source },
+    { header: "BACKFILL", cell: (c) => (c.applied ? jobStateWords[c.jobState] : "column missing") },
+    { header: "MIGRATED", align: "right", cell: (c) => Table.count(c.migrated) },
+    { header: "PENDING", align: "right", cell: (c) => Table.count(c.pending) },
+    { header: "REJECTED", align: "right", cell: (c) => Table.count(c.rejected) },
+    { header: "DONE", align: "right", cell: (c) => CoreProgress.formatPercent(c.percent) },
+    { header: "STATUS", cell: (c) => c.label }
+  ], progress.columns)
+  const pendingMigrations = migrations.migrations.filter((m) => m.state === "pending").length
+  const rejected = progress.columns.reduce((sum, c) => sum + c.rejected, 0)
+  return [
+    `Plan ${migrations.plan} on ${database}`,
+    "",
+    ...migrationTable,
+    ...(drifted.length + unknown.length > 0 ? ["", ...drifted, ...unknown] : []),
+    "",
+    ...(progress.columns.length === 0 ? ["The plan has no backfilled columns."] : columnTable),
+    "",
+    `Migrations: ${migrations.migrations.length - pendingMigrations} applied, ${pendingMigrations} pending` +
+    `${drifted.length > 0 ? `, ${drifted.length} drifted` : ""}. ` +
+    `Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending ` +
+    `(${CoreProgress.formatPercent(progress.percent)}, ${progress.label}).`,
+    ...(rejected > 0
+      ? ["Rejected rows could not be converted; they stay pending until their source is fixed ('strata verify' lists them)."]
+      : [])
+  ]
+}
+
+/**
+ * The report for machines: `migrations`, `unknownMigrations` and `columns`, plus totals.
+ *
+ * @since 0.1.0
+ */
+export const statusJson = (migrations: Migrator.StatusReport, progress: Progress.ProgressReport, database: string) => ({
+  database,
+  plan: migrations.plan,
+  migrations: migrations.migrations,
+  unknownMigrations: migrations.unknown,
+  columns: progress.columns,
+  migrated: progress.migrated,
+  pending: progress.pending,
+  percent: progress.percent,
+  label: progress.label
+})
+
+/**
+ * Reads both reports.
+ *
+ * @since 0.1.0
+ */
+export const readStatus = (
+  plan: Plan.Plan
+): Effect.Effect<
+  readonly [Migrator.StatusReport, Progress.ProgressReport],
+  Migrator.StatusError | Progress.ProgressError,
+  SqlClient
+> =>
+  Effect.all([Migrator.status().pipe(Effect.provide(Migrator.layer(plan))), Progress.report(plan)])
+
+/**
+ * The `status` subcommand.
+ *
+ * @since 0.1.0
+ */
+export const command = Command.make("status", SharedOptions.shared, (args) =>
+  Session.run(
+    args,
+    Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
+      Effect.gen(function*() {
+        const [migrations, progress] = yield* readStatus(plan)
+        yield* args.json
+          ? Output.json(statusJson(migrations, progress, target.display))
+          : Output.lines(statusLines(migrations, progress, target.display))
+      }))
+  )).pipe(Command.withDescription("Show migrations applied/pending/drifted and each backfilled column's progress."))
