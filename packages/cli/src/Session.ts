@@ -58,7 +58,7 @@ export const withDatabase = <A, E, R>(
   Exclude<R, SqlClient>
 > =>
   Effect.gen(function*() {
-    const target = yield* Target.resolve(shared.db, options)
     const plan = yield* PlanSource.load(shared.plan)
+    const target = yield* Target.resolve(shared.db, options)
     return yield* body({ plan, target }).pipe(Effect.provide(Database.layer({ url: target.url })))
   })

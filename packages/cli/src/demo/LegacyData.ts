@@ -31,6 +31,8 @@ export type Cell = string | number | null
 export interface Row {
   readonly values: Readonly<Record<string, Cell>>
   readonly expected: Readonly<Record<string, number | null>>
+  /** The backfill jobs that must reject this row (record it in `strata_rejects`). */
+  readonly rejectedBy: ReadonlyArray<string>
 }
 
 /**
@@ -68,6 +70,9 @@ interface TimestampCell {
   readonly text: string | null
   readonly ms: number | null
 }
+
+/** Text that is there but is no timestamp: the job converting it rejects the row. */
+const isGarbage = (cell: TimestampCell): boolean => cell.text !== null && cell.ms === null
 
 // 2023-01-01T00:00:00Z .. 2025-06-30T00:00:00Z: a couple of years of history.
 const historyStart = 1_672_531_200_000
@@ -179,7 +184,12 @@ const auditPayload = (
   prng: Prng.Prng,
   createdAt: TimestampCell,
   createdText: string | null
-): { readonly payload: string | null; readonly source: number | null; readonly processed: number | null } => {
+): {
+  readonly payload: string | null
+  readonly source: number | null
+  readonly processed: number | null
+  readonly rejected: boolean
+} => {
   const event = randomInstant(prng)
   const processedAt = event + prng.int(1, 3600) * 1000
   const a = formatted(prng, event)
@@ -187,39 +197,41 @@ const auditPayload = (
   const createdIsGarbage = createdText !== null && createdAt.ms === null
   // The fallback column: a NULL created_at gives "nothing", garbage rejects the row.
   const fallback = createdAt.ms
-  const rejected = { source: null, processed: null }
+  const rejected = { source: null, processed: null, rejected: true }
   const roll = prng.next()
   if (roll < 0.35) {
     return {
       payload: JSON.stringify({ decision: prng.pick(["approve", "reject", "retry"]), source_event_ts: a.text, supervisor_processed_at: b.text }),
       source: a.ms,
-      processed: b.ms
+      processed: b.ms,
+      rejected: false
     }
   }
   if (roll < 0.5) {
-    return { payload: JSON.stringify({ source_ts: a.text, processed_at: b.text, decision: "approve" }), source: a.ms, processed: b.ms }
+    return { payload: JSON.stringify({ source_ts: a.text, processed_at: b.text, decision: "approve" }), source: a.ms, processed: b.ms, rejected: false }
   }
   if (roll < 0.6) {
-    return { payload: JSON.stringify({ event_timestamp: a.text, timestamp: b.text }), source: a.ms, processed: b.ms }
+    return { payload: JSON.stringify({ event_timestamp: a.text, timestamp: b.text }), source: a.ms, processed: b.ms, rejected: false }
   }
   if (roll < 0.67) {
     // Empty and null values are skipped in favour of the next name.
     return {
       payload: JSON.stringify({ source_event_ts: "", source_ts: a.text, supervisor_processed_at: null, processed_at: b.text }),
       source: a.ms,
-      processed: b.ms
+      processed: b.ms,
+      rejected: false
     }
   }
   if (roll < 0.74) {
     const payload = JSON.stringify({ task_created_at: a.text, decision: "retry" })
-    return createdIsGarbage ? { payload, ...rejected } : { payload, source: a.ms, processed: fallback }
+    return createdIsGarbage ? { payload, ...rejected } : { payload, source: a.ms, processed: fallback, rejected: false }
   }
   if (roll < 0.84) {
     const payload = JSON.stringify({ decision: prng.pick(["approve", "reject"]), reviewer: "supervisor" })
-    return createdIsGarbage ? { payload, ...rejected } : { payload, source: fallback, processed: fallback }
+    return createdIsGarbage ? { payload, ...rejected } : { payload, source: fallback, processed: fallback, rejected: false }
   }
   if (roll < 0.89) {
-    return createdIsGarbage ? { payload: null, ...rejected } : { payload: null, source: fallback, processed: fallback }
+    return createdIsGarbage ? { payload: null, ...rejected } : { payload: null, source: fallback, processed: fallback, rejected: false }
   }
   if (roll < 0.93) {
     return { payload: `{"source_event_ts": "${a.text ?? ""}", "decision": "appr`, ...rejected }
@@ -229,7 +241,15 @@ const auditPayload = (
   return { payload: JSON.stringify({ source_event_ts: Math.floor(event / 1000), supervisor_processed_at: b.text }), ...rejected }
 }
 
-const row = (values: Record<string, Cell>, expected: Record<string, number | null> = {}): Row => ({ values, expected })
+/**
+ * A row whose timestamp targets are shadows of `sources` (`created_at` → `created_at_ms`): the
+ * expected values, and the shadow jobs that must reject garbage text.
+ */
+const shadowRow = (table: string, values: Record<string, Cell>, sources: Record<string, TimestampCell>): Row => ({
+  values,
+  expected: Object.fromEntries(Object.entries(sources).map(([column, cell]) => [`${column}_ms`, cell.ms])),
+  rejectedBy: Object.entries(sources).flatMap(([column, cell]) => (isGarbage(cell) ? [`${table}.${column}_ms`] : []))
+})
 
 /**
  * Generates the legacy AgentOS tables for `options` (deterministic: same options, same rows).
@@ -243,9 +263,9 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
   const projects: Array<Row> = []
   for (let i = 1; i <= n.projects; i++) {
     const added = timestampCell(prng, randomInstant(prng))
-    projects.push(row(
+    projects.push(shadowRow("projects",
       { project_id: id("prj", i), name: `project ${i}`, path: `/srv/projects/p${i}`, added_at: added.text },
-      { added_at_ms: added.ms }
+      { added_at: added }
     ))
   }
 
@@ -256,7 +276,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     taskCreated.push(createdMs)
     const created = timestampCell(prng, createdMs)
     const updated = timestampCell(prng, createdMs + prng.int(0, 86_400) * 1000)
-    tasks.push(row(
+    tasks.push(shadowRow("tasks",
       {
         task_id: id("tsk", i),
         title: `task ${i}`,
@@ -264,7 +284,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         created_at: created.text,
         updated_at: updated.text
       },
-      { created_at_ms: created.ms, updated_at_ms: updated.ms }
+      { created_at: created, updated_at: updated }
     ))
   }
   const taskOf = () => {
@@ -279,7 +299,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     sessionStart.push(startMs)
     const created = timestampCell(prng, startMs)
     const updated = timestampCell(prng, startMs + prng.int(60, 7 * 86_400) * 1000)
-    sessions.push(row(
+    sessions.push(shadowRow("chat_sessions",
       {
         session_id: id("ses", i),
         title: `conversation ${i}`,
@@ -288,7 +308,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         created_at: created.text,
         updated_at: updated.text
       },
-      { created_at_ms: created.ms, updated_at_ms: updated.ms }
+      { created_at: created, updated_at: updated }
     ))
   }
 
@@ -297,7 +317,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     const session = prng.int(1, n.sessions)
     const created = timestampCell(prng, sessionStart[session - 1]! + prng.int(0, 3 * 86_400) * 1000)
     const role = prng.pick(["user", "assistant", "assistant", "tool", "system"])
-    messages.push(row(
+    messages.push(shadowRow("chat_messages",
       {
         message_id: id("msg", i),
         session_id: id("ses", session),
@@ -306,7 +326,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         metadata: prng.chance(0.2) ? JSON.stringify({ tokens: prng.int(5, 900) }) : null,
         created_at: created.text
       },
-      { created_at_ms: created.ms }
+      { created_at: created }
     ))
   }
 
@@ -314,7 +334,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
   for (let i = 1; i <= n.lineage; i++) {
     const task = taskOf()
     const created = timestampCell(prng, task.createdMs + prng.int(0, 3600) * 1000)
-    lineage.push(row(
+    lineage.push(shadowRow("task_lineage",
       {
         lineage_id: i,
         task_id: task.taskId,
@@ -323,7 +343,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         phase: prng.pick(["plan", "execute", "review"]),
         created_at: created.text
       },
-      { created_at_ms: created.ms }
+      { created_at: created }
     ))
   }
 
@@ -334,7 +354,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     const started = timestampCell(prng, startMs)
     // A running agent has no end yet: many NULLs here.
     const ended = prng.chance(0.3) ? { text: null, ms: null } : timestampCell(prng, startMs + prng.int(1, 7200) * 1000)
-    agents.push(row(
+    agents.push(shadowRow("task_agents",
       {
         id: i,
         task_id: task.taskId,
@@ -343,7 +363,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         started_at: started.text,
         ended_at: ended.text
       },
-      { started_at_ms: started.ms, ended_at_ms: ended.ms }
+      { started_at: started, ended_at: ended }
     ))
   }
 
@@ -355,18 +375,20 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     const eventType = supervisor ? prng.pick(supervisorEvents) : prng.pick(otherEvents)
     const extracted = supervisor
       ? auditPayload(prng, created, created.text)
-      : { payload: prng.chance(0.5) ? JSON.stringify({ step: prng.int(1, 9) }) : null, source: null, processed: null }
-    audits.push(row(
-      {
-        audit_id: i,
-        task_id: task.taskId,
-        level: prng.pick(["info", "info", "warning", "error"]),
-        event_type: eventType,
-        payload: extracted.payload,
-        created_at: created.text
-      },
-      { created_at_ms: created.ms, source_event_ts: extracted.source, supervisor_processed_at: extracted.processed }
-    ))
+      : { payload: prng.chance(0.5) ? JSON.stringify({ step: prng.int(1, 9) }) : null, source: null, processed: null, rejected: false }
+    const shadow = shadowRow("task_audits", {
+      audit_id: i,
+      task_id: task.taskId,
+      level: prng.pick(["info", "info", "warning", "error"]),
+      event_type: eventType,
+      payload: extracted.payload,
+      created_at: created.text
+    }, { created_at: created })
+    audits.push({
+      values: shadow.values,
+      expected: { ...shadow.expected, source_event_ts: extracted.source, supervisor_processed_at: extracted.processed },
+      rejectedBy: [...(extracted.rejected ? ["task_audits.payload"] : []), ...shadow.rejectedBy]
+    })
   }
 
   const runs: Array<Row> = []
@@ -376,7 +398,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
     const started = timestampCell(prng, startMs)
     const completed = prng.chance(0.25) ? { text: null, ms: null } : timestampCell(prng, startMs + prng.int(1, 7200) * 1000)
     const lease = timestampCell(prng, startMs + 300_000)
-    runs.push(row(
+    runs.push(shadowRow("runs",
       {
         run_id: id("run", i),
         task_id: task.taskId,
@@ -386,7 +408,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         completed_at: completed.text,
         lease_until: lease.text
       },
-      { started_at_ms: started.ms, completed_at_ms: completed.ms, lease_until_ms: lease.ms }
+      { started_at: started, completed_at: completed, lease_until: lease }
     ))
   }
 
@@ -394,7 +416,7 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
   for (let i = 1; i <= n.artifacts; i++) {
     const task = taskOf()
     const created = timestampCell(prng, task.createdMs + prng.int(0, 7200) * 1000)
-    artifacts.push(row(
+    artifacts.push(shadowRow("artifacts",
       {
         artifact_id: id("art", i),
         task_id: task.taskId,
@@ -402,14 +424,14 @@ export const generate = (options: Options): ReadonlyArray<Table> => {
         path: `/artifacts/${i}.txt`,
         created_at: created.text
       },
-      { created_at_ms: created.ms }
+      { created_at: created }
     ))
   }
 
   const versions: Array<Row> = []
   for (let i = 1; i <= n.versions; i++) {
     const applied = timestampCell(prng, historyStart + i * 30 * 86_400_000, { nulls: 0, garbage: 0 })
-    versions.push(row({ version: String(i), applied_at: applied.text }, { applied_at_ms: applied.ms }))
+    versions.push(shadowRow("schema_version", { version: String(i), applied_at: applied.text }, { applied_at: applied }))
   }
 
   const table = (name: string, key: string, rows: ReadonlyArray<Row>): Table => ({
