@@ -151,6 +151,12 @@ interface TableRules {
   readonly rules: ReadonlyArray<Lazy.Rule>
   readonly targets: ReadonlyArray<Identifier.Identifier>
   readonly metrics: TableMetrics
+  /**
+   * Read-path counts not yet added to `metrics`. A tagged metric update costs about a microsecond (its
+   * key is hashed), as much as the whole fix-up, so readers count in plain numbers and the background
+   * fiber publishes them every round.
+   */
+  readonly unpublished: { fixed: number; unparseable: number; dropped: number }
 }
 
 /** A fixed row waiting for write-back: the row as read (for its key) and one value per target (null: not fixed here). */
@@ -184,7 +190,8 @@ const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
         alreadySet: tagged(metrics.alreadySet),
         failures: tagged(metrics.failures),
         unkeyed: tagged(metrics.unkeyed)
-      }
+      },
+      unpublished: { fixed: 0, unparseable: 0, dropped: 0 }
     })
   }
   return tables
@@ -264,14 +271,12 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     }
     const warnedTables = new Set<string>()
 
-    // The read path. Everything here is synchronous and allocation-free for rows that need nothing,
-    // so a read of migrated rows costs one loop; offering to the queue never waits.
-    const scratch = { fixed: 0, unparseable: 0, dropped: 0, queued: 0 }
-    const fixInMemory = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
-      scratch.fixed = 0
-      scratch.unparseable = 0
-      scratch.dropped = 0
-      scratch.queued = 0
+    // The read path: synchronous, no Effect operations of its own beyond handing the value on, and no
+    // allocation for rows that need nothing. Offering to the queue never waits.
+    let backlogFull = false
+    const fixRowsNow = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
+      let fixedRows = 0
+      let queuedRows = 0
       let result: Array<Row> | undefined
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i] as Readonly<Record<string, unknown>>
@@ -289,7 +294,8 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           if (source == null) continue
           const converted = rule.convert(source)
           if (Either.isLeft(converted)) {
-            scratch.unparseable++
+            counts.unparseable++
+            rules.unpublished.unparseable++
             continue
           }
           if (converted.right === null) continue
@@ -300,28 +306,43 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         result ??= rows.slice()
         result[i] = { ...row, ...patch } as Row
         if (values === undefined) continue
-        scratch.fixed++
+        fixedRows++
         if (!writeBack) continue
         if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
-          scratch.queued++
+          queuedRows++
         } else {
-          scratch.dropped++
+          counts.dropped++
+          rules.unpublished.dropped++
         }
       }
-      counts.fixed += scratch.fixed
-      counts.unparseable += scratch.unparseable
-      counts.dropped += scratch.dropped
-      counts.queued += scratch.queued
+      if (fixedRows > 0) {
+        counts.fixed += fixedRows
+        rules.unpublished.fixed += fixedRows
+      }
+      if (queuedRows > 0) {
+        counts.queued += queuedRows
+        if (backlogIsFull()) backlogFull = true
+      }
       return result ?? rows
     }
 
-    const recordReadCounts = (rules: TableRules) => {
-      const { dropped, fixed, unparseable } = scratch
-      return Effect.all([
-        fixed > 0 ? Metric.incrementBy(rules.metrics.fixed, fixed) : Effect.void,
-        unparseable > 0 ? Metric.incrementBy(rules.metrics.unparseable, unparseable) : Effect.void,
-        dropped > 0 ? Metric.incrementBy(rules.metrics.dropped, dropped) : Effect.void
-      ], { discard: true })
+    const fixValueNow = <A extends Fixable>(rules: TableRules, value: A): A => {
+      if (value == null) return value
+      if (Array.isArray(value)) return fixRowsNow(rules, value) as unknown as A
+      if (Option.isOption(value)) {
+        if (Option.isNone(value)) return value
+        const rows = [value.value as object]
+        const fixed = fixRowsNow(rules, rows)
+        return (fixed === rows ? value : Option.some(fixed[0])) as unknown as A
+      }
+      return fixRowsNow(rules, [value])[0] as A
+    }
+
+    // While a full batch waits, the reader that added to it yields one scheduler turn (see `batchFull`).
+    const handOn = <A>(value: A): Effect.Effect<A> => {
+      if (!backlogFull) return Effect.succeed(value)
+      backlogFull = false
+      return Effect.as(Effect.yieldNow(), value)
     }
 
     const unknownTable = (table: string) =>
@@ -332,33 +353,36 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         )
       })
 
-    const fixRows = <Row extends object>(table: string, rows: ReadonlyArray<Row>): Effect.Effect<ReadonlyArray<Row>> => {
-      if (!enabled) return Effect.succeed(rows)
-      const rules = tables.get(table)
-      if (rules === undefined) return Effect.as(unknownTable(table), rows)
-      return Effect.suspend(() => {
-        const fixed = fixInMemory(rules, rows)
-        const yieldToWriteBack = scratch.queued > 0 && backlogIsFull()
-        const recorded = scratch.fixed === 0 && scratch.unparseable === 0 && scratch.dropped === 0
-          ? Effect.succeed(fixed)
-          : Effect.as(recordReadCounts(rules), fixed)
-        return yieldToWriteBack ? Effect.zipLeft(recorded, Effect.yieldNow()) : recorded
-      })
-    }
-
     const fixUp = <A extends Fixable>(table: string, value: A): Effect.Effect<A> => {
-      if (value == null) return Effect.succeed(value)
-      if (Array.isArray(value)) return fixRows(table, value) as Effect.Effect<unknown> as Effect.Effect<A>
-      if (Option.isOption(value)) {
-        return Option.isNone(value)
-          ? Effect.succeed(value)
-          : Effect.map(fixRows(table, [value.value as object]), (rows) => Option.some(rows[0]) as unknown as A)
-      }
-      return Effect.map(fixRows(table, [value]), (rows) => rows[0]!)
+      if (!enabled) return Effect.succeed(value)
+      const rules = tables.get(table)
+      if (rules === undefined) return Effect.as(unknownTable(table), value)
+      return Effect.suspend(() => handOn(fixValueNow(rules, value)))
     }
 
-    const withFixUp = (table: string) => <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.flatMap(self, (value) => fixUp(table, value))
+    const fixRows = <Row extends object>(table: string, rows: ReadonlyArray<Row>): Effect.Effect<ReadonlyArray<Row>> =>
+      fixUp(table, rows)
+
+    const withFixUp = (table: string) => <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+      if (!enabled) return self
+      const rules = tables.get(table)
+      if (rules === undefined) return Effect.zipLeft(self, unknownTable(table))
+      return Effect.flatMap(self, (value) => handOn(fixValueNow(rules, value)))
+    }
+
+    const publishReadMetrics = Effect.suspend(() => {
+      const updates: Array<Effect.Effect<void>> = []
+      for (const rules of tables.values()) {
+        const { dropped, fixed, unparseable } = rules.unpublished
+        if (fixed > 0) updates.push(Metric.incrementBy(rules.metrics.fixed, fixed))
+        if (unparseable > 0) updates.push(Metric.incrementBy(rules.metrics.unparseable, unparseable))
+        if (dropped > 0) updates.push(Metric.incrementBy(rules.metrics.dropped, dropped))
+        rules.unpublished.fixed = 0
+        rules.unpublished.unparseable = 0
+        rules.unpublished.dropped = 0
+      }
+      return Effect.all(updates, { discard: true })
+    })
 
     // The write-back. Keys are discovered on this side, once per table, so reads never query the catalogue.
     const keys = new Map<string, TableKey>()
@@ -510,6 +534,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           remaining -= n
           taken += n
         }
+        yield* publishReadMetrics
         yield* reportDrops
         return taken
       })
@@ -530,7 +555,8 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     const stats: Effect.Effect<Stats> = Effect.map(Queue.size(queue), (pending) => ({ ...counts, pending }))
 
-    if (enabled && writeBack) {
+    // The fiber also runs with the write-back off: it publishes the read path's metrics.
+    if (enabled) {
       const nextRound = Effect.raceFirst(
         Effect.as(Effect.sleep(flushInterval), false),
         Effect.as(Queue.take(batchFull), true)
@@ -551,9 +577,11 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
               Effect.annotateLogs({ queued: before, drain_timeout: Duration.format(drainTimeout) })
             )
           }
-          yield* Effect.logInfo("lazy write-back drained").pipe(
-            Effect.annotateLogs({ drained: drained.value, written_back: counts.writtenBack, failed: counts.failed })
-          )
+          if (writeBack) {
+            yield* Effect.logInfo("lazy write-back drained").pipe(
+              Effect.annotateLogs({ drained: drained.value, written_back: counts.writtenBack, failed: counts.failed })
+            )
+          }
         })
       )
     }
@@ -598,7 +626,9 @@ export const fixRows = <Row extends object>(
  */
 export const withFixUp = (table: string) =>
 <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | LazyMigration> =>
-  Effect.flatMap(LazyMigration, (lazy) => lazy.withFixUp(table)(self))
+  // One context read rather than yielding the tag: this runs on every read (on hot paths, bind the
+  // service's own `withFixUp(table)` once instead).
+  Effect.contextWithEffect((context: Context.Context<LazyMigration>) => Context.get(context, LazyMigration).withFixUp(table)(self))
 
 /**
  * Writes back everything queued so far and waits for it (tests, graceful hand-offs). Not inside a transaction.
