@@ -97,6 +97,34 @@ for (const engine of engines) {
       expect(await rejectsByJob(url)).toEqual(rejects)
     })
 
+    it("verify fails on a tampered row, naming it (exit 1)", async () => {
+      const { tables } = expectedState()
+      const messages = tables.find((t) => t.table === "chat_messages")!
+      const victim = messages.rows.find((r) => r.expected["created_at_ms"] !== null)!
+      const key = String(victim.values["message_id"])
+      const clean = await strata(["verify", "--db", url])
+      expect(clean.code, show(clean)).toBe(0)
+      expect(clean.stdout).toContain("All checks passed: 17 columns")
+
+      await execute(url, `UPDATE chat_messages SET created_at_ms = created_at_ms + 1 WHERE message_id = '${key}'`)
+      const failed = await strata(["verify", "--db", url])
+      expect(failed.code, show(failed)).toBe(1)
+      expect(failed.stdout).toMatch(/chat_messages\.created_at_ms +FAIL /)
+      expect(failed.stdout).toContain(
+        `FAILED chat_messages.created_at_ms mismatch: 1 row (e.g. ${key}) — created_at_ms differs from the value recomputed from created_at`
+      )
+      expect(failed.stderr.trim()).toBe(
+        `strata: Verification of agentos failed: 1 check(s) found rows: chat_messages.created_at_ms mismatch: 1 (e.g. ${key})`
+      )
+      const report = json(await strata(["verify", "--db", url, "--json"]))
+      expect(report.passed).toBe(false)
+      expect(report.checks.filter((c: { status: string }) => c.status === "fail")).toEqual([
+        expect.objectContaining({ name: "chat_messages.created_at_ms mismatch", count: 1, sampleKeys: [key] })
+      ])
+      const otherJob = await strata(["verify", "--db", url, "--job", "tasks.created_at_ms"])
+      expect(otherJob.code, show(otherJob)).toBe(0)
+    })
+
     it("refuses a database it did not create, and leaves it alone", async () => {
       const other = await newDatabase(engine.name)
       await execute(other, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO customers VALUES (1, 'Ada')")

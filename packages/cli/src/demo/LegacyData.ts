@@ -194,8 +194,8 @@ const auditPayload = (
   const processedAt = event + prng.int(1, 3600) * 1000
   const a = formatted(prng, event)
   const b = formatted(prng, processedAt)
-  const createdIsGarbage = createdText !== null && createdAt.ms === null
-  // The fallback column: a NULL created_at gives "nothing", garbage rejects the row.
+  // The fallback column: NULL or empty created_at gives "nothing", other garbage rejects the row.
+  const createdIsGarbage = createdText !== null && createdText !== "" && createdAt.ms === null
   const fallback = createdAt.ms
   const rejected = { source: null, processed: null, rejected: true }
   const roll = prng.next()
