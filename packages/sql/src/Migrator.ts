@@ -19,7 +19,14 @@
  *
  * Each migration runs in one transaction (DDL is transactional on both engines), so a failure
  * leaves no trace of it; PostgreSQL statements that cannot run in a transaction (such as
- * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration.
+ * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration. Call the Migrator
+ * outside any transaction of your own: it reserves its own connection (on SQLite, the only one).
+ *
+ * Locking: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at a
+ * time (better-sqlite3 waits synchronously, blocking Node) and backing off between attempts with a
+ * jittered Effect schedule (5 ms doubling to 200 ms) until `lockTimeout`; PostgreSQL waits
+ * server-side in `pg_advisory_xact_lock`, bounded by `lock_timeout`. Interrupting a runner (Ctrl-C)
+ * rolls back the migration in progress and releases the lock.
  *
  * @since 0.1.0
  */

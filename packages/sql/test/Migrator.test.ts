@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan, Plans } from "@strata/core"
-import { Deferred, Effect, Either, Fiber, HashMap, Layer, Logger, TestClock } from "effect"
+import { Deferred, Effect, Either, Exit, Fiber, HashMap, Layer, Logger, Schedule, TestClock } from "effect"
 import { describeEachEngine, hasPg, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
 import { Database, Migrator } from "../src/index.js"
 import { advisoryLockKey } from "../src/internal/lockedTransaction.js"
@@ -601,7 +601,7 @@ describeEachEngine("Migrator", (engine) => {
     })))
 })
 
-describe("Migrator lock timeout", () => {
+describe("Migrator lock timeout and interruption", () => {
   const holdPlan = Plan.make("held", [
     Plan.migration(1, "needs the lock", [Plan.createTable("held_table", [{ name: "id", type: "integer", primaryKey: true }])])
   ])
@@ -669,5 +669,64 @@ describe("Migrator lock timeout", () => {
         Database.layer({ url }).pipe(Layer.orDie),
         Database.layer({ url }).pipe(Layer.orDie)
       )
+    })))
+
+  it.live("SQLite: a runner interrupted while it waits for the lock leaves nothing behind and frees its connection", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const file = yield* tempSqliteFile()
+      const holderClient = yield* Layer.build(Database.layer({ url: file }).pipe(Layer.orDie))
+      const runnerClient = yield* Layer.build(Database.layer({ url: file }).pipe(Layer.orDie))
+      const held = yield* Deferred.make<void>()
+      const holder = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.withTransaction(
+          sql`CREATE TABLE holding_the_write_lock (id INTEGER)`.pipe(
+            Effect.zipRight(Deferred.succeed(held, undefined)),
+            Effect.zipRight(Effect.sleep("600 millis"))
+          )
+        )).pipe(Effect.provide(holderClient), Effect.fork)
+      yield* Deferred.await(held)
+      const runner = Effect.flatMap(Migrator.make(holdPlan), (m) => m.run()).pipe(Effect.provide(runnerClient))
+      const waiting = yield* Effect.fork(runner)
+      yield* Effect.sleep("150 millis")
+      const exit = yield* Fiber.interrupt(waiting)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      yield* Fiber.join(holder)
+      // The interrupted runner's connection is free again (no transaction or permit left held).
+      expect(yield* tableExists("held_table").pipe(Effect.provide(runnerClient))).toBe(false)
+      expect((yield* runner).applied.map((m) => m.id)).toEqual([1])
+    })))
+
+  it.live.skipIf(!hasPg())("PostgreSQL: a migration interrupted mid-statement rolls back and releases the lock", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { url } = yield* pgTestUrlWithSchema()
+      const runnerClient = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
+      const observerClient = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
+      const slow = Plan.make("held", [
+        Plan.migration(1, "needs the lock", [
+          Plan.createTable("held_table", [{ name: "id", type: "integer", primaryKey: true }]),
+          Plan.sql({ sqlite: "SELECT 1", pg: "SELECT pg_sleep(30)" })
+        ])
+      ])
+      const running = yield* Effect.fork(
+        Effect.flatMap(Migrator.make(slow), (m) => m.run()).pipe(Effect.provide(runnerClient))
+      )
+      const sleeping = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'`
+      ).pipe(Effect.provide(observerClient), Effect.map((rows) => rows[0]?.n ?? 0))
+      yield* sleeping.pipe(Effect.repeat({ until: (n) => n === 1, schedule: Schedule.spaced("20 millis") }))
+      const exit = yield* Fiber.interrupt(running)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          expect(yield* tableExists("held_table")).toBe(false)
+          expect(yield* historyRows).toEqual([])
+        }),
+        observerClient
+      )
+      // The advisory lock went with the rolled-back transaction: a short lock timeout suffices now.
+      const result = yield* Effect.flatMap(Migrator.make(holdPlan, { lockTimeout: "2 seconds" }), (m) => m.run()).pipe(
+        Effect.provide(observerClient)
+      )
+      expect(result.applied.map((m) => m.id)).toEqual([1])
     })))
 })
