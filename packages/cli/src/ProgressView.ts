@@ -124,7 +124,10 @@ export const make = (mode: Mode, nameWidth: number): Effect.Effect<View> =>
           return Effect.flatMap(due(event, redrawIntervalMs), (print) => {
             if (!print) return Effect.void
             const finished = event.phase === "completed" || event.phase === "skipped"
-            const text = `\r\x1b[K${name(event.job)}  ${bar(event.percent)}  ${describe(event)}${finished ? `  ${phaseWord(event)}` : ""}`
+            const line = `${name(event.job)}  ${bar(event.percent)}  ${describe(event)}${finished ? `  ${phaseWord(event)}` : ""}`
+            // A line wider than the terminal wraps, and "\r" then redraws only its last part.
+            const columns = process.stdout.columns
+            const text = `\r\x1b[K${columns !== undefined && columns > 1 && line.length >= columns ? line.slice(0, columns - 1) : line}`
             return Effect.zipRight(
               Terminal.writeStdout(finished ? `${text}\n` : text),
               Ref.set(openBar, finished ? undefined : event.job)
