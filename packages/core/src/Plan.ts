@@ -255,6 +255,18 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.length === 0 ? "(root)" : path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "")
 
 /**
+ * An optional field is `T | undefined` to Schema, so a bad value is reported twice: the real reason,
+ * then "Expected undefined". Keep the second only where it is the only word on that path.
+ */
+const withoutOptionalNoise = (
+  issues: ReadonlyArray<{ readonly path: string; readonly message: string }>
+): ReadonlyArray<{ readonly path: string; readonly message: string }> =>
+  issues.filter((issue) =>
+    !issue.message.startsWith("Expected undefined, actual") ||
+    !issues.some((other) => other !== issue && other.path === issue.path)
+  )
+
+/**
  * Decodes a plan from unknown input (parsed JSON, a module's export), naming every bad field's path.
  *
  * @since 0.1.0
@@ -264,10 +276,10 @@ export const decode = (input: unknown, source = "plan"): Either.Either<Plan, Inv
     Either.mapLeft((error) =>
       new InvalidPlan({
         source,
-        issues: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+        issues: withoutOptionalNoise(ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
           path: formatPath(issue.path),
           message: issue.message
-        }))
+        })))
       })
     )
   )

@@ -35,6 +35,17 @@ describe("Plan.decode", () => {
     expect(error.message).toContain("migrations[0].steps[0].table")
   })
 
+  it("reports a bad optional identifier once, with the real reason", () => {
+    const decoded = Plan.decode({
+      name: "p",
+      migrations: [{ id: 1, name: "a", steps: [{ _tag: "EpochShadow", table: "t", column: "c", target: "bad name" }] }]
+    })
+    expect(Either.isLeft(decoded) && decoded.left.issues).toEqual([{
+      path: "migrations[0].steps[0].target",
+      message: `expected a SQL identifier (letters, digits and _, not starting with a digit, at most 63 characters), got "bad name"`
+    }])
+  })
+
   it("rejects malformed JSON, unknown step tags, extra fields and unordered ids", () => {
     const messageOf = (text: string) => Either.match(Plan.fromJson(text, "f.json"), { onLeft: (e) => e.message, onRight: () => "decoded" })
     expect(messageOf("{ nope")).toMatch(/^invalid plan in f\.json: at \(root\): not valid JSON/)
