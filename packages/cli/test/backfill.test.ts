@@ -59,81 +59,84 @@ const expectedColumnCounts = (tables: ReadonlyArray<LegacyData.Table>) => {
   return counts
 }
 
-for (const engine of engines) {
-  describe.skipIf(!engine.available())(`strata backfill [${engine.name}]`, () => {
-    it("interrupted with SIGINT, then resumed, equals a one-shot run", async () => {
-      const [oneShot, interrupted] = await Promise.all([migratedLegacy(engine.name), migratedLegacy(engine.name)])
+// Every test has its own database: the engines and cases run concurrently (each strata process mostly waits).
+describe.concurrent("strata backfill", () => {
+  for (const engine of engines) {
+    describe.skipIf(!engine.available())(`[${engine.name}]`, () => {
+      it("interrupted with SIGINT, then resumed, equals a one-shot run", async () => {
+        const [oneShot, interrupted] = await Promise.all([migratedLegacy(engine.name), migratedLegacy(engine.name)])
 
-      const full = await strata(["backfill", "--db", oneShot.url])
-      expect(full.code, show(full)).toBe(0)
-      expect(full.stdout).toMatch(/chat_messages\.created_at_ms +done +1,200\/1,200 rows {2}100\.0%/)
-      expect(full.stdout).toContain("Backfill finished in ")
-      expect(full.stdout).toContain("16 jobs, ")
+        const full = await strata(["backfill", "--db", oneShot.url])
+        expect(full.code, show(full)).toBe(0)
+        expect(full.stdout).toMatch(/chat_messages\.created_at_ms +done +1,200\/1,200 rows {2}100\.0%/)
+        expect(full.stdout).toContain("Backfill finished in ")
+        expect(full.stdout).toContain("16 jobs, ")
 
-      // Small, paced batches so the run is still going when Ctrl-C arrives after its first batch.
-      const stopped = await strata(["backfill", "--db", interrupted.url, "--json", "--batch-size", "20", "--pause-ms", "40"], {
-        interruptWhen: (stdout) => stdout.includes("\"phase\":\"batch\"")
+        // Small, paced batches so the run is still going when Ctrl-C arrives after its first batch.
+        const stopped = await strata(["backfill", "--db", interrupted.url, "--json", "--batch-size", "20", "--pause-ms", "40"], {
+          interruptWhen: (stdout) => stdout.includes("\"phase\":\"batch\"")
+        })
+        expect(stopped.code, show(stopped)).toBe(130)
+        expect(stopped.stderr).toContain(
+          "strata: interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
+        )
+        const events = jsonLines(stopped)
+        expect(events.every((e) => e.type === "progress")).toBe(true)
+        expect(events.some((e) => e.type === "summary")).toBe(false)
+        const saved = await jobRows(interrupted.url)
+        expect(saved.length).toBeGreaterThan(0)
+        expect(saved.some((j) => j["state"] !== "done")).toBe(true)
+        expect(await readTargets(interrupted.url, interrupted.tables)).not.toEqual(expectedTargets(interrupted.tables))
+
+        const resumed = await strata(["backfill", "--db", interrupted.url, "--json"])
+        expect(resumed.code, show(resumed)).toBe(0)
+        const summary = jsonLines(resumed).at(-1)
+        expect(summary.type).toBe("summary")
+        expect(summary.jobs).toHaveLength(16)
+
+        const expected = expectedTargets(oneShot.tables)
+        expect(await readTargets(oneShot.url, oneShot.tables)).toEqual(expected)
+        expect(await readTargets(interrupted.url, interrupted.tables)).toEqual(expected)
+        expect(await jobRows(interrupted.url)).toEqual(await jobRows(oneShot.url))
+        expect(await rejectRows(interrupted.url)).toEqual(await rejectRows(oneShot.url))
+
+        const status = json(await strata(["status", "--db", interrupted.url, "--json"]))
+        const counts = expectedColumnCounts(interrupted.tables)
+        expect(status.columns).toHaveLength(17)
+        for (const column of status.columns) {
+          expect({ column: `${column.table}.${column.column}`, migrated: column.migrated, pending: column.pending, rejected: column.rejected, jobState: column.jobState })
+            .toEqual({ column: `${column.table}.${column.column}`, ...counts[`${column.table}.${column.column}`], jobState: "done" })
+        }
+        const messages = counts["chat_messages.created_at_ms"]!
+        expect(status.columns.find((c: { table: string }) => c.table === "chat_messages")).toMatchObject({
+          total: rows,
+          percent: (messages.migrated / (messages.migrated + messages.pending)) * 100,
+          label: messages.pending === 0 ? "Complete" : "Almost done"
+        })
       })
-      expect(stopped.code, show(stopped)).toBe(130)
-      expect(stopped.stderr).toContain(
-        "strata: interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
-      )
-      const events = jsonLines(stopped)
-      expect(events.every((e) => e.type === "progress")).toBe(true)
-      expect(events.some((e) => e.type === "summary")).toBe(false)
-      const saved = await jobRows(interrupted.url)
-      expect(saved.length).toBeGreaterThan(0)
-      expect(saved.some((j) => j["state"] !== "done")).toBe(true)
-      expect(await readTargets(interrupted.url, interrupted.tables)).not.toEqual(expectedTargets(interrupted.tables))
 
-      const resumed = await strata(["backfill", "--db", interrupted.url, "--json"])
-      expect(resumed.code, show(resumed)).toBe(0)
-      const summary = jsonLines(resumed).at(-1)
-      expect(summary.type).toBe("summary")
-      expect(summary.jobs).toHaveLength(16)
-
-      const expected = expectedTargets(oneShot.tables)
-      expect(await readTargets(oneShot.url, oneShot.tables)).toEqual(expected)
-      expect(await readTargets(interrupted.url, interrupted.tables)).toEqual(expected)
-      expect(await jobRows(interrupted.url)).toEqual(await jobRows(oneShot.url))
-      expect(await rejectRows(interrupted.url)).toEqual(await rejectRows(oneShot.url))
-
-      const status = json(await strata(["status", "--db", interrupted.url, "--json"]))
-      const counts = expectedColumnCounts(interrupted.tables)
-      expect(status.columns).toHaveLength(17)
-      for (const column of status.columns) {
-        expect({ column: `${column.table}.${column.column}`, migrated: column.migrated, pending: column.pending, rejected: column.rejected, jobState: column.jobState })
-          .toEqual({ column: `${column.table}.${column.column}`, ...counts[`${column.table}.${column.column}`], jobState: "done" })
-      }
-      const messages = counts["chat_messages.created_at_ms"]!
-      expect(status.columns.find((c: { table: string }) => c.table === "chat_messages")).toMatchObject({
-        total: rows,
-        percent: (messages.migrated / (messages.migrated + messages.pending)) * 100,
-        label: messages.pending === 0 ? "Complete" : "Almost done"
+      it("--dry-run writes nothing", async () => {
+        const { url, tables } = await migratedLegacy(engine.name)
+        const before = await readTargets(url, tables)
+        const result = await strata(["backfill", "--db", url, "--dry-run", "--job", "chat_messages.created_at_ms"])
+        expect(result.code, show(result)).toBe(0)
+        const messages = tables.find((t) => t.table === "chat_messages")!
+        const convertible = messages.rows.filter((r) => r.expected["created_at_ms"] !== null).length
+        const garbage = messages.rows.filter((r) => r.rejectedBy.length > 0).length
+        expect(result.stdout).toContain(
+          `Dry run finished in `
+        )
+        expect(result.stdout).toContain(`1 job, 1,200 rows walked, ${convertible.toLocaleString("en-US")} would be updated, ${garbage} rejected.`)
+        expect(await readTargets(url, tables)).toEqual(before)
+        const strataTables = await query<{ name: string }>(
+          url,
+          engine.name === "sqlite"
+            ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'strata_%' ORDER BY name"
+            : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'strata_%' ORDER BY table_name"
+        )
+        // No checkpoint either: the jobs table is not even created.
+        expect(strataTables.map((t) => t.name)).toEqual(["strata_demo", "strata_migrations"])
       })
     })
-
-    it("--dry-run writes nothing", async () => {
-      const { url, tables } = await migratedLegacy(engine.name)
-      const before = await readTargets(url, tables)
-      const result = await strata(["backfill", "--db", url, "--dry-run", "--job", "chat_messages.created_at_ms"])
-      expect(result.code, show(result)).toBe(0)
-      const messages = tables.find((t) => t.table === "chat_messages")!
-      const convertible = messages.rows.filter((r) => r.expected["created_at_ms"] !== null).length
-      const garbage = messages.rows.filter((r) => r.rejectedBy.length > 0).length
-      expect(result.stdout).toContain(
-        `Dry run finished in `
-      )
-      expect(result.stdout).toContain(`1 job, 1,200 rows walked, ${convertible.toLocaleString("en-US")} would be updated, ${garbage} rejected.`)
-      expect(await readTargets(url, tables)).toEqual(before)
-      const strataTables = await query<{ name: string }>(
-        url,
-        engine.name === "sqlite"
-          ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'strata_%' ORDER BY name"
-          : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'strata_%' ORDER BY table_name"
-      )
-      // No checkpoint either: the jobs table is not even created.
-      expect(strataTables.map((t) => t.name)).toEqual(["strata_demo", "strata_migrations"])
-    })
-  })
-}
+  }
+})

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { afterAll } from "vitest"
 import { engines, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
 import { lateMessage } from "../src/commands/demo.js"
 import { execute, expectedTargets, generate, query, readTargets } from "./support/legacy.js"
@@ -40,102 +40,99 @@ const rejectsByJob = async (url: string) =>
       .map((r) => [r.job, Number(r.n)])
   )
 
-for (const engine of engines) {
-  describe.skipIf(!engine.available())(`strata demo [${engine.name}]`, () => {
-    let url = ""
-    beforeAll(async () => {
-      url = await newDatabase(engine.name)
-    })
+// Every test has its own database: the engines and cases run concurrently (each strata process mostly waits).
+describe.concurrent("strata demo", () => {
+  for (const engine of engines) {
+    describe.skipIf(!engine.available())(`[${engine.name}]`, () => {
+      it("runs the whole story, again on the same database, and verify catches a tampered row", async () => {
+        const url = await newDatabase(engine.name)
+        const first = await strata(["demo", "--db", url, "--rows", String(rows)])
+        expect(first.code, show(first)).toBe(0)
+        for (const line of [
+          `strata demo on `,
+          "1. Legacy data: 10 AgentOS tables as they were before migration 21",
+          `chat_messages ${rows}`,
+          "applied 21 \"audit decision fields\"",
+          "applied 44 \"epoch ms timestamps\"",
+          "Backfill finished in ",
+          `stored before the read:   ${lateMessage.message_id}  created_at "2025-07-01T09:30:00+02:00"  created_at_ms NULL`,
+          `the read returns:         created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
+          `stored after write-back:  created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
+          "All checks passed: 17 columns",
+          "6. Status: what 'strata status' shows",
+          "Migrations: 2 applied, 0 pending."
+        ]) expect(first.stdout, show(first)).toContain(line)
+        expect(first.stdout).not.toContain("Found the demo database")
 
-    it("runs the whole story, and again on the same database", async () => {
-      const first = await strata(["demo", "--db", url, "--rows", String(rows)])
-      expect(first.code, show(first)).toBe(0)
-      for (const line of [
-        `strata demo on `,
-        "1. Legacy data: 10 AgentOS tables as they were before migration 21",
-        `chat_messages ${rows}`,
-        "applied 21 \"audit decision fields\"",
-        "applied 44 \"epoch ms timestamps\"",
-        "Backfill finished in ",
-        `stored before the read:   ${lateMessage.message_id}  created_at "2025-07-01T09:30:00+02:00"  created_at_ms NULL`,
-        `the read returns:         created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
-        `stored after write-back:  created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
-        "All checks passed: 17 columns",
-        "6. Status: what 'strata status' shows",
-        "Migrations: 2 applied, 0 pending."
-      ]) expect(first.stdout, show(first)).toContain(line)
-      expect(first.stdout).not.toContain("Found the demo database")
+        const { expected, rejects, tables } = expectedState()
+        expect(await readTargets(url, tables)).toEqual(expected)
+        expect(await rejectsByJob(url)).toEqual(rejects)
+        expect(await query(url, "SELECT plan, id FROM strata_migrations ORDER BY id")).toEqual([
+          { plan: "agentos", id: 21 },
+          { plan: "agentos", id: 44 }
+        ])
 
-      const { expected, rejects, tables } = expectedState()
-      expect(await readTargets(url, tables)).toEqual(expected)
-      expect(await rejectsByJob(url)).toEqual(rejects)
-      expect(await query(url, "SELECT plan, id FROM strata_migrations ORDER BY id")).toEqual([
-        { plan: "agentos", id: 21 },
-        { plan: "agentos", id: 44 }
-      ])
+        const second = await strata(["demo", "--db", url, "--rows", String(rows), "--json"])
+        expect(second.code, show(second)).toBe(0)
+        const report = json(second)
+        expect(report.reset).toBe(true)
+        expect(report.seeded["chat_messages"]).toBe(rows)
+        expect(report.migrate.applied).toEqual([21, 44])
+        expect(report.lazy).toEqual({
+          messageId: lateMessage.message_id,
+          createdAt: lateMessage.created_at,
+          before: null,
+          read: lateMs,
+          after: lateMs
+        })
+        expect(report.verify.passed).toBe(true)
+        const messages = report.status.columns.find((c: { column: string; table: string }) =>
+          c.table === "chat_messages" && c.column === "created_at_ms"
+        )
+        const fixed = Object.values(expected["chat_messages"]!).filter((v) => v.created_at_ms !== null).length
+        expect(messages).toMatchObject({ migrated: fixed, pending: rejects["chat_messages.created_at_ms"], jobState: "done" })
+        expect(await readTargets(url, tables)).toEqual(expected)
+        expect(await rejectsByJob(url)).toEqual(rejects)
 
-      const second = await strata(["demo", "--db", url, "--rows", String(rows), "--json"])
-      expect(second.code, show(second)).toBe(0)
-      const report = json(second)
-      expect(report.reset).toBe(true)
-      expect(report.seeded["chat_messages"]).toBe(rows)
-      expect(report.migrate.applied).toEqual([21, 44])
-      expect(report.lazy).toEqual({
-        messageId: lateMessage.message_id,
-        createdAt: lateMessage.created_at,
-        before: null,
-        read: lateMs,
-        after: lateMs
+        // verify: passes, then fails on a tampered row, naming it (exit 1).
+        const messageRows = tables.find((t) => t.table === "chat_messages")!
+        const victim = messageRows.rows.find((r) => r.expected["created_at_ms"] !== null)!
+        const key = String(victim.values["message_id"])
+        const clean = await strata(["verify", "--db", url])
+        expect(clean.code, show(clean)).toBe(0)
+        expect(clean.stdout).toContain("All checks passed: 17 columns")
+
+        await execute(url, `UPDATE chat_messages SET created_at_ms = created_at_ms + 1 WHERE message_id = '${key}'`)
+        const failed = await strata(["verify", "--db", url])
+        expect(failed.code, show(failed)).toBe(1)
+        expect(failed.stdout).toMatch(/chat_messages\.created_at_ms +FAIL /)
+        expect(failed.stdout).toContain(
+          `FAILED chat_messages.created_at_ms mismatch: 1 row (e.g. ${key}) — created_at_ms differs from the value recomputed from created_at`
+        )
+        expect(failed.stderr.trim()).toBe(
+          `strata: Verification of agentos failed: 1 check(s) found rows: chat_messages.created_at_ms mismatch: 1 (e.g. ${key})`
+        )
+        const verifyReport = json(await strata(["verify", "--db", url, "--json"]))
+        expect(verifyReport.passed).toBe(false)
+        expect(verifyReport.checks.filter((c: { status: string }) => c.status === "fail")).toEqual([
+          expect.objectContaining({ name: "chat_messages.created_at_ms mismatch", count: 1, sampleKeys: [key] })
+        ])
+        const otherJob = await strata(["verify", "--db", url, "--job", "tasks.created_at_ms"])
+        expect(otherJob.code, show(otherJob)).toBe(0)
       })
-      expect(report.verify.passed).toBe(true)
-      const messages = report.status.columns.find((c: { column: string; table: string }) =>
-        c.table === "chat_messages" && c.column === "created_at_ms"
-      )
-      const fixed = Object.values(expected["chat_messages"]!).filter((v) => v.created_at_ms !== null).length
-      expect(messages).toMatchObject({ migrated: fixed, pending: rejects["chat_messages.created_at_ms"], jobState: "done" })
-      expect(await readTargets(url, tables)).toEqual(expected)
-      expect(await rejectsByJob(url)).toEqual(rejects)
-    })
 
-    it("verify fails on a tampered row, naming it (exit 1)", async () => {
-      const { tables } = expectedState()
-      const messages = tables.find((t) => t.table === "chat_messages")!
-      const victim = messages.rows.find((r) => r.expected["created_at_ms"] !== null)!
-      const key = String(victim.values["message_id"])
-      const clean = await strata(["verify", "--db", url])
-      expect(clean.code, show(clean)).toBe(0)
-      expect(clean.stdout).toContain("All checks passed: 17 columns")
-
-      await execute(url, `UPDATE chat_messages SET created_at_ms = created_at_ms + 1 WHERE message_id = '${key}'`)
-      const failed = await strata(["verify", "--db", url])
-      expect(failed.code, show(failed)).toBe(1)
-      expect(failed.stdout).toMatch(/chat_messages\.created_at_ms +FAIL /)
-      expect(failed.stdout).toContain(
-        `FAILED chat_messages.created_at_ms mismatch: 1 row (e.g. ${key}) — created_at_ms differs from the value recomputed from created_at`
-      )
-      expect(failed.stderr.trim()).toBe(
-        `strata: Verification of agentos failed: 1 check(s) found rows: chat_messages.created_at_ms mismatch: 1 (e.g. ${key})`
-      )
-      const report = json(await strata(["verify", "--db", url, "--json"]))
-      expect(report.passed).toBe(false)
-      expect(report.checks.filter((c: { status: string }) => c.status === "fail")).toEqual([
-        expect.objectContaining({ name: "chat_messages.created_at_ms mismatch", count: 1, sampleKeys: [key] })
-      ])
-      const otherJob = await strata(["verify", "--db", url, "--job", "tasks.created_at_ms"])
-      expect(otherJob.code, show(otherJob)).toBe(0)
+      it("refuses a database it did not create, and leaves it alone", async () => {
+        const other = await newDatabase(engine.name)
+        await execute(other, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO customers VALUES (1, 'Ada')")
+        const result = await strata(["demo", "--db", other, "--rows", "10"])
+        expect(result.code, show(result)).toBe(1)
+        expect(result.stderr.trim().split("\n")).toHaveLength(1)
+        expect(result.stderr).toContain("is not empty (customers) and was not created by 'strata demo'")
+        expect(await query(other, "SELECT id, name FROM customers")).toEqual([{ id: 1, name: "Ada" }])
+        expect(await query(other, engine.name === "sqlite"
+          ? "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+          : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()")).toEqual([{ name: "customers" }])
+      })
     })
-
-    it("refuses a database it did not create, and leaves it alone", async () => {
-      const other = await newDatabase(engine.name)
-      await execute(other, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO customers VALUES (1, 'Ada')")
-      const result = await strata(["demo", "--db", other, "--rows", "10"])
-      expect(result.code, show(result)).toBe(1)
-      expect(result.stderr.trim().split("\n")).toHaveLength(1)
-      expect(result.stderr).toContain("is not empty (customers) and was not created by 'strata demo'")
-      expect(await query(other, "SELECT id, name FROM customers")).toEqual([{ id: 1, name: "Ada" }])
-      expect(await query(other, engine.name === "sqlite"
-        ? "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()")).toEqual([{ name: "customers" }])
-    })
-  })
-}
+  }
+})

@@ -44,99 +44,102 @@ const legacyMessageColumns = ["message_id", "session_id", "role", "content", "me
 const states = (report: { migrations: ReadonlyArray<{ id: number; state: string }> }) =>
   report.migrations.map((m) => [m.id, m.state])
 
-for (const engine of engines) {
-  describe.skipIf(!engine.available())(`strata migrate [${engine.name}]`, () => {
-    it("dry run, --to, backup, no-op re-run, drift", async () => {
-      const url = await newDatabase(engine.name)
-      await seedLegacy(url, 50)
-      const tablesBefore = await tablesOf(url, engine.name)
+// Every test has its own database: the engines and cases run concurrently (each strata process mostly waits).
+describe.concurrent("strata migrate", () => {
+  for (const engine of engines) {
+    describe.skipIf(!engine.available())(`[${engine.name}]`, () => {
+      it("dry run, --to, backup, no-op re-run, drift", async () => {
+        const url = await newDatabase(engine.name)
+        await seedLegacy(url, 50)
+        const tablesBefore = await tablesOf(url, engine.name)
 
-      const dry = await strata(["migrate", "--db", url, "--dry-run"])
-      expect(dry.code, show(dry)).toBe(0)
-      expect(dry.stdout).toContain("-- strata_migrations would be created.")
-      expect(dry.stdout).toMatch(/ALTER TABLE "chat_messages" ADD COLUMN (IF NOT EXISTS )?"created_at_ms"/)
-      expect(dry.stdout).toContain("CREATE INDEX IF NOT EXISTS \"idx_chat_messages_created_at_ms\" ON \"chat_messages\" (\"created_at_ms\" DESC);")
-      expect(dry.stdout).toContain("-- 2 migrations would be applied.")
-      const dryJson = json(await strata(["migrate", "--db", url, "--dry-run", "--json", "--to", "21"]))
-      expect(dryJson.pending.map((m: { id: number }) => m.id)).toEqual([21])
-      expect(dryJson.createsHistoryTable).toBe(true)
-      expect(await tablesOf(url, engine.name)).toEqual(tablesBefore)
-      expect(await columnsOf(url, engine.name, "chat_messages")).toEqual(legacyMessageColumns)
+        const dry = await strata(["migrate", "--db", url, "--dry-run"])
+        expect(dry.code, show(dry)).toBe(0)
+        expect(dry.stdout).toContain("-- strata_migrations would be created.")
+        expect(dry.stdout).toMatch(/ALTER TABLE "chat_messages" ADD COLUMN (IF NOT EXISTS )?"created_at_ms"/)
+        expect(dry.stdout).toContain("CREATE INDEX IF NOT EXISTS \"idx_chat_messages_created_at_ms\" ON \"chat_messages\" (\"created_at_ms\" DESC);")
+        expect(dry.stdout).toContain("-- 2 migrations would be applied.")
+        const dryJson = json(await strata(["migrate", "--db", url, "--dry-run", "--json", "--to", "21"]))
+        expect(dryJson.pending.map((m: { id: number }) => m.id)).toEqual([21])
+        expect(dryJson.createsHistoryTable).toBe(true)
+        expect(await tablesOf(url, engine.name)).toEqual(tablesBefore)
+        expect(await columnsOf(url, engine.name, "chat_messages")).toEqual(legacyMessageColumns)
 
-      const to21 = await strata(["migrate", "--db", url, "--to", "21"])
-      expect(to21.code, show(to21)).toBe(0)
-      expect(to21.stdout).toMatch(/applied +21 {2}audit decision fields {2}\(2 statements, \d+ ms\)/)
-      expect(to21.stdout).toContain("1 migration applied; the database is at migration 21.")
-      const after21 = json(await strata(["status", "--db", url, "--json"]))
-      expect(states(after21)).toEqual([[21, "applied"], [44, "pending"]])
-      expect(after21.columns.filter((c: { applied: boolean }) => c.applied).map((c: { column: string }) => c.column))
-        .toEqual(["source_event_ts", "supervisor_processed_at"])
+        const to21 = await strata(["migrate", "--db", url, "--to", "21"])
+        expect(to21.code, show(to21)).toBe(0)
+        expect(to21.stdout).toMatch(/applied +21 {2}audit decision fields {2}\(2 statements, \d+ ms\)/)
+        expect(to21.stdout).toContain("1 migration applied; the database is at migration 21.")
+        const after21 = json(await strata(["status", "--db", url, "--json"]))
+        expect(states(after21)).toEqual([[21, "applied"], [44, "pending"]])
+        expect(after21.columns.filter((c: { applied: boolean }) => c.applied).map((c: { column: string }) => c.column))
+          .toEqual(["source_event_ts", "supervisor_processed_at"])
 
-      if (engine.name === "sqlite") {
-        const backup = Path.join(Path.dirname(url), "before-44.db")
-        const migrated = await strata(["migrate", "--db", url, "--backup", backup])
-        expect(migrated.code, show(migrated)).toBe(0)
-        expect(migrated.stdout).toContain("1 migration applied; the database is at migration 44.")
-        // The copy is a working database as it was before migration 44.
-        const copy = json(await strata(["status", "--db", backup, "--json"]))
-        expect(states(copy)).toEqual([[21, "applied"], [44, "pending"]])
-        expect(await columnsOf(backup, "sqlite", "chat_messages")).toEqual(legacyMessageColumns)
-        expect(await query(backup, "SELECT count(*) AS n FROM chat_messages")).toEqual([{ n: 50 }])
-        const again = await strata(["migrate", "--db", url, "--backup", backup])
-        expect(again.code, show(again)).toBe(1)
-        expect(again.stderr.trim()).toBe(
-          `strata: Backup destination ${backup} already exists; choose a new file name (it is never overwritten)`
+        if (engine.name === "sqlite") {
+          const backup = Path.join(Path.dirname(url), "before-44.db")
+          const migrated = await strata(["migrate", "--db", url, "--backup", backup])
+          expect(migrated.code, show(migrated)).toBe(0)
+          expect(migrated.stdout).toContain("1 migration applied; the database is at migration 44.")
+          // The copy is a working database as it was before migration 44.
+          const copy = json(await strata(["status", "--db", backup, "--json"]))
+          expect(states(copy)).toEqual([[21, "applied"], [44, "pending"]])
+          expect(await columnsOf(backup, "sqlite", "chat_messages")).toEqual(legacyMessageColumns)
+          expect(await query(backup, "SELECT count(*) AS n FROM chat_messages")).toEqual([{ n: 50 }])
+          const again = await strata(["migrate", "--db", url, "--backup", backup])
+          expect(again.code, show(again)).toBe(1)
+          expect(again.stderr.trim()).toBe(
+            `strata: Backup destination ${backup} already exists; choose a new file name (it is never overwritten)`
+          )
+          expect(Fs.statSync(backup).size).toBeGreaterThan(0)
+        } else {
+          const refused = await strata(["migrate", "--db", url, "--backup", "/tmp/never.db"])
+          expect(refused.code, show(refused)).toBe(1)
+          expect(refused.stderr.trim()).toBe(
+            "strata: Online backup is only available for SQLite databases; for PostgreSQL (pg) use pg_dump"
+          )
+          expect(states(json(await strata(["status", "--db", url, "--json"])))).toEqual([[21, "applied"], [44, "pending"]])
+          const migrated = await strata(["migrate", "--db", url])
+          expect(migrated.code, show(migrated)).toBe(0)
+          expect(migrated.stdout).toContain("1 migration applied; the database is at migration 44.")
+        }
+        expect(await columnsOf(url, engine.name, "chat_messages")).toEqual([...legacyMessageColumns, "created_at_ms"])
+
+        const noop = await strata(["migrate", "--db", url])
+        expect(noop.code, show(noop)).toBe(0)
+        expect(noop.stdout).toContain("Nothing to apply; the database is at migration 44.")
+
+        await execute(url, "UPDATE strata_migrations SET checksum = '0000000000000000' WHERE id = 44")
+        const status = await strata(["status", "--db", url])
+        expect(status.code, show(status)).toBe(0)
+        expect(status.stdout).toMatch(/44 {2}epoch ms timestamps +DRIFTED /)
+        expect(status.stdout).toContain(
+          `DRIFTED: migration 44 "epoch ms timestamps" was changed after it was applied (stored checksum 0000000000000000, plan checksum ${checksum44})`
         )
-        expect(Fs.statSync(backup).size).toBeGreaterThan(0)
-      } else {
-        const refused = await strata(["migrate", "--db", url, "--backup", "/tmp/never.db"])
-        expect(refused.code, show(refused)).toBe(1)
-        expect(refused.stderr.trim()).toBe(
-          "strata: Online backup is only available for SQLite databases; for PostgreSQL (pg) use pg_dump"
+        const statusJson = json(await strata(["status", "--db", url, "--json"]))
+        expect(statusJson.migrations[1]).toMatchObject({ id: 44, state: "drifted", stored: "0000000000000000", expected: checksum44 })
+
+        const blocked = await strata(["migrate", "--db", url])
+        expect(blocked.code, show(blocked)).toBe(1)
+        expect(blocked.stdout).toBe("")
+        expect(blocked.stderr.trim()).toBe(
+          `strata: Migration 44 "epoch ms timestamps" of plan agentos changed after it was applied (stored checksum 0000000000000000, plan checksum ${checksum44}); restore the applied steps and put changes in a new migration`
         )
-        expect(states(json(await strata(["status", "--db", url, "--json"])))).toEqual([[21, "applied"], [44, "pending"]])
-        const migrated = await strata(["migrate", "--db", url])
-        expect(migrated.code, show(migrated)).toBe(0)
-        expect(migrated.stdout).toContain("1 migration applied; the database is at migration 44.")
-      }
-      expect(await columnsOf(url, engine.name, "chat_messages")).toEqual([...legacyMessageColumns, "created_at_ms"])
+      })
 
-      const noop = await strata(["migrate", "--db", url])
-      expect(noop.code, show(noop)).toBe(0)
-      expect(noop.stdout).toContain("Nothing to apply; the database is at migration 44.")
-
-      await execute(url, "UPDATE strata_migrations SET checksum = '0000000000000000' WHERE id = 44")
-      const status = await strata(["status", "--db", url])
-      expect(status.code, show(status)).toBe(0)
-      expect(status.stdout).toMatch(/44 {2}epoch ms timestamps +DRIFTED /)
-      expect(status.stdout).toContain(
-        `DRIFTED: migration 44 "epoch ms timestamps" was changed after it was applied (stored checksum 0000000000000000, plan checksum ${checksum44})`
-      )
-      const statusJson = json(await strata(["status", "--db", url, "--json"]))
-      expect(statusJson.migrations[1]).toMatchObject({ id: 44, state: "drifted", stored: "0000000000000000", expected: checksum44 })
-
-      const blocked = await strata(["migrate", "--db", url])
-      expect(blocked.code, show(blocked)).toBe(1)
-      expect(blocked.stdout).toBe("")
-      expect(blocked.stderr.trim()).toBe(
-        `strata: Migration 44 "epoch ms timestamps" of plan agentos changed after it was applied (stored checksum 0000000000000000, plan checksum ${checksum44}); restore the applied steps and put changes in a new migration`
-      )
+      it("baseline records without running", async () => {
+        const url = await newDatabase(engine.name)
+        await seedLegacy(url, 10)
+        const result = await strata(["migrate", "--db", url, "--baseline", "21"])
+        expect(result.code, show(result)).toBe(0)
+        expect(result.stdout).toContain("Recorded as applied without running: 21.")
+        expect(await query(url, "SELECT id, duration_ms FROM strata_migrations ORDER BY id")).toEqual([{ id: 21, duration_ms: null }])
+        expect(await columnsOf(url, engine.name, "task_audits")).toEqual(["audit_id", "task_id", "level", "event_type", "payload", "created_at"])
+        const combined = await strata(["migrate", "--db", url, "--baseline", "21", "--dry-run"])
+        expect(combined.code, show(combined)).toBe(2)
+        expect(combined.stderr.trim()).toBe("strata: --baseline cannot be combined with --to or --dry-run")
+      })
     })
-
-    it("baseline records without running", async () => {
-      const url = await newDatabase(engine.name)
-      await seedLegacy(url, 10)
-      const result = await strata(["migrate", "--db", url, "--baseline", "21"])
-      expect(result.code, show(result)).toBe(0)
-      expect(result.stdout).toContain("Recorded as applied without running: 21.")
-      expect(await query(url, "SELECT id, duration_ms FROM strata_migrations ORDER BY id")).toEqual([{ id: 21, duration_ms: null }])
-      expect(await columnsOf(url, engine.name, "task_audits")).toEqual(["audit_id", "task_id", "level", "event_type", "payload", "created_at"])
-      const combined = await strata(["migrate", "--db", url, "--baseline", "21", "--dry-run"])
-      expect(combined.code, show(combined)).toBe(2)
-      expect(combined.stderr.trim()).toBe("strata: --baseline cannot be combined with --to or --dry-run")
-    })
-  })
-}
+  }
+})
 
 describe("strata migrate --dry-run on a SQLite file that does not exist", () => {
   it("plans against an empty database and creates nothing", async () => {
