@@ -48,6 +48,7 @@ import {
 import * as ChatStore from "./ChatStore.js"
 import type { MessageRow } from "./internal/chatRows.js"
 import { dialectOf, insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
+import { FairPermits } from "./internal/fairPermits.js"
 import { failureText, isRowRejected } from "./internal/sqlErrors.js"
 import { WriteBuffer } from "./internal/writeBuffer.js"
 
@@ -155,7 +156,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
     const maxTrackedSessions = Math.max(1, options.maxTrackedSessions ?? 100_000)
 
     const buffer = new WriteBuffer()
-    const room = yield* Effect.makeSemaphore(capacity)
+    const room = new FairPermits(capacity)
     const loadLock = yield* Effect.makeSemaphore(1)
     const wake = yield* Effect.makeLatch(false)
     const waiters: Array<{ readonly position: number; readonly done: Deferred.Deferred<void, WriteBehindClosed> }> = []
@@ -208,23 +209,27 @@ const makeService = (options: WriteBehindOptions = {}) =>
             return yield* new ChatStore.MessageExists({ messageId: message.id, sessionId: id })
           }
         }
-        yield* room.take(valid.length)
-        return yield* Effect.gen(function*() {
-          yield* track(id)
-          const now = yield* Timestamp.now
-          // Checked again in the same synchronous step as the push: nothing enters the buffer after draining began.
-          return yield* Effect.suspend(() => {
-            if (closed) return Effect.fail(new WriteBehindClosed())
-            const { messages } = buffer.push(
-              id,
-              valid.length,
-              (i, seq) => ChatStore.toMessage(valid[i]!, id, seq, now),
-              (i) => valid[i]!.id !== undefined
-            )
-            if (buffer.pending >= maxBatch) wake.unsafeOpen()
-            return Effect.succeed(messages)
-          })
-        }).pipe(Effect.onError(() => room.release(valid.length)))
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(
+            restore(room.take(valid.length)),
+            restore(Effect.gen(function*() {
+              yield* track(id)
+              const now = yield* Timestamp.now
+              // Checked again in the same synchronous step as the push: nothing enters the buffer after draining began.
+              return yield* Effect.suspend(() => {
+                if (closed) return Effect.fail(new WriteBehindClosed())
+                const { messages } = buffer.push(
+                  id,
+                  valid.length,
+                  (i, seq) => ChatStore.toMessage(valid[i]!, id, seq, now),
+                  (i) => valid[i]!.id !== undefined
+                )
+                if (buffer.pending >= maxBatch) wake.unsafeOpen()
+                return Effect.succeed(messages)
+              })
+            })).pipe(Effect.onError(() => Effect.sync(() => room.release(valid.length))))
+          )
+        )
       })
 
     const appendAll = (
@@ -344,7 +349,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
         )
         const elapsed = (yield* Clock.currentTimeMillis) - started
         buffer.complete(batch)
-        yield* room.release(batch.length)
+        room.release(batch.length)
         counters.flushes++
         counters.flushed += outcome.written
         counters.lastFlushMs = elapsed
@@ -394,6 +399,11 @@ const makeService = (options: WriteBehindOptions = {}) =>
       while (true) {
         if (buffer.pending < maxBatch) {
           yield* Effect.raceFirst(Effect.sleep(Duration.millis(intervalMs)), wake.await)
+        } else {
+          // Back to the event loop between back-to-back flushes: the permits a flush released (the
+          // SQLite connection, room in the buffer) go to the fibers waiting for them, and I/O and
+          // signals get their turn, instead of the next flush taking them straight back.
+          yield* Effect.sleep(Duration.zero)
         }
         wake.unsafeClose()
         yield* flushWithRetry(undefined)
@@ -423,7 +433,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
       }
       // Wake whoever still waits (for room, or for a flush): they get WriteBehindClosed, not a hang.
       yield* Effect.forEach(waiters.splice(0), (w) => Deferred.fail(w.done, new WriteBehindClosed()), { discard: true })
-      yield* room.release(capacity)
+      room.release(capacity)
     })
     // Added after the SqlClient was acquired, so it runs before the client's own finalizer closes it.
     yield* Effect.addFinalizer(() => drain)
