@@ -11,6 +11,13 @@ import * as Cli from "./Cli.js"
 import * as Outcome from "./Outcome.js"
 import * as Terminal from "./Terminal.js"
 
+// `pnpm strata …` runs the script from the repository root; relative paths (--db, --plan, --backup)
+// mean the directory the user typed the command in, which pnpm passes as INIT_CWD.
+const invokedFrom = process.env["INIT_CWD"]
+if (process.env["npm_lifecycle_event"] === "strata" && invokedFrom !== undefined && invokedFrom !== "") {
+  process.chdir(invokedFrom)
+}
+
 const main = Effect.gen(function*() {
   const console = yield* Effect.console
   return yield* Cli.run(process.argv).pipe(Effect.withConsole(Terminal.plainWhenPiped(console)))
