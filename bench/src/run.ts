@@ -14,9 +14,10 @@
 import * as Os from "node:os"
 import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
 import { repetitions } from "./harness.js"
+import { benchmark as lazy } from "./lazy.js"
 import { benchmark as timestamp } from "./timestamp.js"
 
-const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp]
+const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp, lazy]
 
 const formatNumber = (value: number): string =>
   value >= 100 ? Math.round(value).toLocaleString("en-US") : value >= 10 ? value.toFixed(1) : value.toFixed(2)
