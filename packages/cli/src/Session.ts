@@ -6,7 +6,7 @@
  */
 import type { Plan } from "@strata/core"
 import { Database, Logging } from "@strata/sql"
-import { Effect, FiberRef, Layer } from "effect"
+import { Console, Effect, FiberRef, Layer } from "effect"
 import * as Outcome from "./Outcome.js"
 import * as PlanSource from "./PlanSource.js"
 import type { Shared } from "./SharedOptions.js"
@@ -25,12 +25,20 @@ export const logging = (json: boolean): Layer.Layer<never> =>
   )
 
 /**
- * Runs a subcommand body with logging and failure reporting (see `Outcome.guard`).
+ * Runs a subcommand body with logging and failure reporting (see `Outcome.guard`). On Ctrl-C the
+ * body is interrupted (each service stops at a safe point) and `interrupted` is printed; the process exits 130.
  *
  * @since 0.1.0
  */
-export const run = <A, E, R>(shared: Shared, body: Effect.Effect<A, E, R>): Effect.Effect<A, Outcome.ExitWith, R> =>
-  Outcome.guard(body).pipe(Effect.provide(logging(shared.json)))
+export const run = <A, E, R>(
+  shared: Shared,
+  body: Effect.Effect<A, E, R>,
+  interrupted = "interrupted"
+): Effect.Effect<A, Outcome.ExitWith, R> =>
+  Outcome.guard(body).pipe(
+    Effect.onInterrupt(() => Console.error(`strata: ${interrupted}`)),
+    Effect.provide(logging(shared.json))
+  )
 
 /**
  * The plan and database a command works on.

@@ -9,7 +9,7 @@
 import { Command, Options } from "@effect/cli"
 import { Backfill, type Plan, Progress } from "@strata/core"
 import { BackfillRunner } from "@strata/sql"
-import { Clock, Console, Effect, Either, Option, Ref, Stream } from "effect"
+import { Clock, Effect, Either, Option, Ref, Stream } from "effect"
 import * as Output from "../Output.js"
 import * as ProgressView from "../ProgressView.js"
 import * as Session from "../Session.js"
@@ -61,8 +61,16 @@ export interface RunSummary {
 }
 
 /**
- * Runs `jobs` of `plan`, showing progress in `mode`. Interrupted (Ctrl-C), it stops at a batch
- * boundary with the checkpoint saved and says how to resume.
+ * What Ctrl-C during a backfill prints.
+ *
+ * @since 0.1.0
+ */
+export const interruptedMessage =
+  "interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
+
+/**
+ * Runs `jobs` of `plan`, showing progress in `mode`. Interrupted (Ctrl-C), the runner stops at a
+ * batch boundary with the checkpoint saved.
  *
  * @since 0.1.0
  */
@@ -80,10 +88,7 @@ export const runWithProgress = (
     const started = yield* Clock.currentTimeMillis
     yield* runner.stream(plan, { ...options, jobs: jobs.map((job) => job.name) }).pipe(
       Stream.runForEach((event) => Effect.zipRight(view.show(event), Ref.update(last, (m) => new Map(m).set(event.job, event)))),
-      Effect.ensuring(view.close),
-      Effect.onInterrupt(() =>
-        Console.error("strata: interrupted; every finished batch is saved. Run the same command again to resume where it stopped.")
-      )
+      Effect.ensuring(view.close)
     )
     const ended = yield* Ref.get(last)
     const summary: RunSummary = {
@@ -172,5 +177,6 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
         yield* args.json
           ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, ...summaryJson(summary) })
           : Output.lines(["", ...summaryLines(summary)])
-      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))
+      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))),
+    interruptedMessage
   )).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))

@@ -204,6 +204,7 @@ export const command = Command.make(
             }
             if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
           }).pipe(Effect.provide(Verifier.Verifier.Default), Effect.provide(BackfillRunner.BackfillRunner.Default)))
-      })
+      }),
+      "interrupted; run 'strata demo' again to start over (it resets its own tables)."
     )
 ).pipe(Command.withDescription("Run the whole story on a generated legacy database: migrate, backfill, lazy read, verify, status."))
