@@ -20,7 +20,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Identifier, Plan } from "@strata/core"
 import { Lazy } from "@strata/core"
 import type { Chunk, Layer } from "effect"
-import { Cause, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
@@ -48,7 +48,10 @@ export interface Options {
   readonly flushInterval?: Duration.DurationInput | undefined
   /** Rows per UPDATE statement. Default 500. */
   readonly maxBatchRows?: number | undefined
-  /** On scope close, how long draining the queue may take before the rest is abandoned. Default 5 seconds. */
+  /**
+   * On scope close, how long draining the queue may take: no batch starts after it, so closing takes at
+   * most this plus one batch's `writeTimeout`; rows left are logged and stay pending. Default 5 seconds.
+   */
   readonly drainTimeout?: Duration.DurationInput | undefined
   /**
    * How long one write-back statement may wait for locks before it fails (counted, logged; the rows stay
@@ -517,7 +520,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     // One writer at a time, so `flush` returns only after rows taken by the background fiber are written too.
     const writeLock = yield* Effect.makeSemaphore(1)
-    const writeQueued = (onlyFullBatches: boolean): Effect.Effect<number> => writeLock.withPermits(1)(
+    const writeQueued = (onlyFullBatches: boolean, deadlineMs?: number): Effect.Effect<number> => writeLock.withPermits(1)(
       Effect.gen(function*() {
         // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
         const queued = yield* Queue.size(queue)
@@ -525,6 +528,8 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         let remaining = onlyFullBatches ? queued - (queued % maxBatchRows) : queued
         let taken = 0
         while (remaining > 0) {
+          // Checked between batches rather than by interrupting one: a batch either runs whole or not at all.
+          if (deadlineMs !== undefined && (yield* Clock.currentTimeMillis) >= deadlineMs) break
           // Taken rows are written (or counted failed) before an interruption is honoured: none vanish.
           const n = yield* Effect.uninterruptible(
             Effect.flatMap(Queue.takeUpTo(queue, Math.min(remaining, maxBatchRows)), (chunk) =>
@@ -533,6 +538,8 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           if (n === 0) break
           remaining -= n
           taken += n
+          // On SQLite a batch runs on the readers' thread: let them in between batches.
+          yield* Effect.yieldNow()
         }
         yield* publishReadMetrics
         yield* reportDrops
@@ -553,7 +560,11 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           : Effect.asVoid(writeQueued(false))
     )
 
-    const stats: Effect.Effect<Stats> = Effect.map(Queue.size(queue), (pending) => ({ ...counts, pending }))
+    // Read without Queue.size, which interrupts once the queue is shut down (after the scope closed).
+    const stats: Effect.Effect<Stats> = Effect.sync(() => ({
+      ...counts,
+      pending: Option.getOrElse(queue.unsafeSize(), () => 0)
+    }))
 
     // The fiber also runs with the write-back off: it publishes the read path's metrics.
     if (enabled) {
@@ -567,19 +578,21 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       const worker = yield* Effect.forkDaemon(Effect.forever(nextRound))
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
-          const before = yield* Queue.size(queue)
-          const drained = yield* Effect.timeoutOption(Effect.zipRight(Fiber.interrupt(worker), writeQueued(false)), drainTimeout)
+          const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(drainTimeout)
+          // Waits for a batch the fiber is writing (bounded by writeTimeout), then drains what is left.
+          yield* Fiber.interrupt(worker)
+          const drained = yield* writeQueued(false, deadline)
+          const left = yield* Queue.size(queue)
           // Reads after close are not queued (they count as dropped); the caller never sees a closed queue.
           yield* Queue.shutdown(queue)
-          if (Option.isNone(drained)) {
-            yield* Fiber.interruptFork(worker)
-            return yield* Effect.logWarning("lazy write-back drain timed out; the rest stay pending").pipe(
-              Effect.annotateLogs({ queued: before, drain_timeout: Duration.format(drainTimeout) })
+          if (left > 0) {
+            return yield* Effect.logWarning("lazy write-back drain timed out; the rows left stay pending").pipe(
+              Effect.annotateLogs({ drained, left, drain_timeout: Duration.format(drainTimeout) })
             )
           }
           if (writeBack) {
             yield* Effect.logInfo("lazy write-back drained").pipe(
-              Effect.annotateLogs({ drained: drained.value, written_back: counts.writtenBack, failed: counts.failed })
+              Effect.annotateLogs({ drained, written_back: counts.writtenBack, failed: counts.failed })
             )
           }
         })

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
 import { Compile, Plan } from "@strata/core"
 import type { Scope } from "effect"
+import type { Context } from "effect"
 import { Array as Arr, Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Scope as ScopeOps, TestClock } from "effect"
 import type { Engine } from "../../../test/support/databases.js"
 import { describeEachEngine, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
@@ -146,6 +147,28 @@ const tenThousandReads = Effect.gen(function*() {
   }
   return { failedReads, wrongValues }
 })
+
+/**
+ * Another connection takes the write lock the write-back needs and holds it until `release`: on SQLite
+ * a write transaction (readers go on under WAL); on PostgreSQL `LOCK TABLE … IN EXCLUSIVE MODE`, which
+ * blocks UPDATE but not SELECT.
+ */
+const holdWriteLock = (engine: Engine, holder: Context.Context<SqlClient.SqlClient>) =>
+  Effect.gen(function*() {
+    const locked = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const holding = yield* Effect.fork(
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.withTransaction(
+          (engine.name === "sqlite" ? sql`INSERT INTO lock_holder (id) VALUES (1)` : sql`LOCK TABLE events IN EXCLUSIVE MODE`).pipe(
+            Effect.zipRight(Deferred.succeed(locked, undefined)),
+            Effect.zipRight(Deferred.await(release))
+          )
+        )).pipe(Effect.provide(holder))
+    )
+    yield* Deferred.await(locked)
+    return { holding, release }
+  })
 
 const failureLogs = (lines: ReturnType<typeof captureLogs>["lines"]) =>
   lines.filter((line) => line.message.startsWith("lazy write-back failed"))
@@ -458,20 +481,7 @@ describeEachEngine("LazyMigration", (engine) => {
       const logs = captureLogs()
       yield* Effect.gen(function*() {
         yield* insertEvents(1000)
-        const locked = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const holderSql = SqlClient.SqlClient.pipe(Effect.provide(holder))
-        const lockStatement = engine.name === "sqlite"
-          ? Effect.flatMap(holderSql, (sql) => sql`INSERT INTO lock_holder (id) VALUES (1)`)
-          // EXCLUSIVE blocks UPDATE but not SELECT: readers go on, the write-back waits and times out.
-          : Effect.flatMap(holderSql, (sql) => sql`LOCK TABLE events IN EXCLUSIVE MODE`)
-        const holding = yield* Effect.fork(
-          Effect.flatMap(holderSql, (sql) =>
-            sql.withTransaction(
-              lockStatement.pipe(Effect.zipRight(Deferred.succeed(locked, undefined)), Effect.zipRight(Deferred.await(release)))
-            )).pipe(Effect.provide(holder))
-        )
-        yield* Deferred.await(locked)
+        const { holding, release } = yield* holdWriteLock(engine, holder)
         expect(yield* tenThousandReads).toEqual({ failedReads: 0, wrongValues: 0 })
         expect(yield* LazyMigration.stats).toMatchObject({ fixed: 10_000, failed: 10_000, writtenBack: 0 })
         expect(failureLogs(logs.lines).length).toBe(20)
@@ -532,4 +542,41 @@ describeEachEngine("LazyMigration", (engine) => {
         expect(yield* wrongEvents).toBe(0)
       }).pipe(withLazy(), Effect.provide(main))
     }))
+  it.live("bounds the drain on scope close by drainTimeout: no batch starts after it, the rows left are logged", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl(engine)
+      const holder = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
+      const main = yield* Layer.build(Layer.provideMerge(Layer.effectDiscard(applyPlan), Database.layer({ url }).pipe(Layer.orDie)))
+      const logs = captureLogs()
+      const lazy = yield* Effect.gen(function*() {
+        yield* insertEvents(4000)
+        const { holding, release } = yield* holdWriteLock(engine, holder)
+        const lazy = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql`SELECT * FROM events`.pipe(LazyMigration.withFixUp("events"))
+          expect(rows.length).toBe(4000)
+          expect((yield* LazyMigration.stats).queued).toBe(4000)
+          return yield* LazyMigration.LazyMigration
+        }).pipe(
+          // Twenty batches that each wait writeTimeout for the lock: without the bound, closing would take them all.
+          withLazy({ maxBatchRows: 200, writeTimeout: "50 millis", drainTimeout: "120 millis" }),
+          Effect.provide(logs.layer)
+        )
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holding)
+        return lazy
+      }).pipe(Effect.provide(main))
+      const timedOut = logs.lines.filter((l) => l.message.startsWith("lazy write-back drain timed out"))
+      expect(timedOut.length).toBe(1)
+      const left = Number(timedOut[0]!.annotations["left"])
+      const { failed, writtenBack } = yield* lazy.stats
+      // Every row either failed (by the fiber before close, or by the drain) or was left; none vanished.
+      expect(writtenBack).toBe(0)
+      expect(failed + left).toBe(4000)
+      expect(failed % 200).toBe(0)
+      expect(failureLogs(logs.lines).length).toBe(failed / 200)
+      expect(left).toBeGreaterThanOrEqual(2000)
+      expect(logs.lines.some((l) => l.message === "lazy write-back drained")).toBe(false)
+      expect(yield* pendingEvents.pipe(Effect.provide(main))).toBe(4000)
+    }).pipe(Effect.scoped))
 })
