@@ -464,6 +464,14 @@ export const validateMessages = (
 }
 
 /**
+ * A new message id for the instant `ms`: a UUIDv7 (time-ordered, so the primary-key index grows
+ * at its end). What `appendMessages` assigns when a message comes without an id.
+ *
+ * @since 0.1.0
+ */
+export const makeMessageId = (ms: number): string => uuid7(ms)
+
+/**
  * A validated message with its place in the session: what gets stored.
  *
  * @since 0.1.0

@@ -194,39 +194,53 @@ const makeService = (options: WriteBehindOptions = {}) =>
       | WriteBehindClosed
       | SqlError
 
+    /** Assigns seqs and buffers; the caller holds the room and has tracked the session. Synchronous. */
+    const pushNow = (
+      id: string,
+      valid: ReadonlyArray<ChatStore.ValidMessage>,
+      now: Timestamp.EpochMillis
+    ): ReadonlyArray<ChatStore.Message> => {
+      const { messages } = buffer.push(
+        id,
+        valid.length,
+        (i, seq) => ChatStore.toMessage(valid[i]!, id, seq, now),
+        (i) => valid[i]!.id !== undefined
+      )
+      if (buffer.pending >= maxBatch) wake.unsafeOpen()
+      return messages
+    }
+
     const bufferValid = (
       sessionId: string,
       valid: ReadonlyArray<ChatStore.ValidMessage>
     ): Effect.Effect<ReadonlyArray<ChatStore.Message>, AppendError> =>
-      Effect.gen(function*() {
-        if (closed) return yield* new WriteBehindClosed()
-        const id = yield* ChatStore.validateId(sessionId, "sessionId")
+      Effect.clockWith((clock): Effect.Effect<ReadonlyArray<ChatStore.Message>, AppendError> => {
+        if (closed) return Effect.fail(new WriteBehindClosed())
+        const checked = ChatStore.validateId(sessionId, "sessionId")
+        if (Either.isLeft(checked)) return Effect.fail(checked.left)
+        const id = checked.right
         if (valid.length > capacity) {
-          return yield* new ChatStore.InvalidInput({ field: "messages", reason: `more than the buffer's capacity (${capacity})` })
+          return Effect.fail(new ChatStore.InvalidInput({ field: "messages", reason: `more than the buffer's capacity (${capacity})` }))
         }
         for (const message of valid) {
           if (message.id !== undefined && buffer.hasSuppliedId(message.id)) {
-            return yield* new ChatStore.MessageExists({ messageId: message.id, sessionId: id })
+            return Effect.fail(new ChatStore.MessageExists({ messageId: message.id, sessionId: id }))
           }
         }
-        return yield* Effect.uninterruptibleMask((restore) =>
+        // The hot path, in one synchronous step: a known session and room in the buffer.
+        if (buffer.isTracked(id) && room.tryTake(valid.length)) {
+          return Effect.succeed(pushNow(id, valid, Math.floor(clock.unsafeCurrentTimeMillis()) as Timestamp.EpochMillis))
+        }
+        return Effect.uninterruptibleMask((restore) =>
           Effect.zipRight(
             restore(room.take(valid.length)),
             restore(Effect.gen(function*() {
               yield* track(id)
               const now = yield* Timestamp.now
               // Checked again in the same synchronous step as the push: nothing enters the buffer after draining began.
-              return yield* Effect.suspend(() => {
-                if (closed) return Effect.fail(new WriteBehindClosed())
-                const { messages } = buffer.push(
-                  id,
-                  valid.length,
-                  (i, seq) => ChatStore.toMessage(valid[i]!, id, seq, now),
-                  (i) => valid[i]!.id !== undefined
-                )
-                if (buffer.pending >= maxBatch) wake.unsafeOpen()
-                return Effect.succeed(messages)
-              })
+              return yield* Effect.suspend(() =>
+                closed ? Effect.fail(new WriteBehindClosed()) : Effect.succeed(pushNow(id, valid, now))
+              )
             })).pipe(Effect.onError(() => Effect.sync(() => room.release(valid.length))))
           )
         )
@@ -243,8 +257,12 @@ const makeService = (options: WriteBehindOptions = {}) =>
       sessionId: string,
       message: ChatStore.NewMessage
     ): Effect.Effect<ChatStore.Message, AppendError> =>
-      Effect.flatMap(decodeNewMessage(message, "message"), (valid) =>
-        Effect.map(bufferValid(sessionId, [valid]), (stored) => stored[0]!))
+      Effect.suspend(() => {
+        const decoded = decodeNewMessage(message, "message")
+        return Either.isLeft(decoded)
+          ? Effect.fail(decoded.left)
+          : Effect.map(bufferValid(sessionId, [decoded.right]), (stored) => stored[0]!)
+      })
 
     // ---- flushing
 

@@ -50,6 +50,13 @@ export class FairPermits {
     })
   }
 
+  /** Takes `count` permits now if they are free and nobody is waiting; otherwise takes nothing. */
+  tryTake(count: number): boolean {
+    if (this.waiting.length > 0 || this.available < count) return false
+    this.available -= count
+    return true
+  }
+
   /** Returns permits and wakes waiters in arrival order (synchronous). */
   release(count: number): void {
     this.available += count
