@@ -29,8 +29,7 @@ import {
   sessionFromRow,
   toMillis,
   toMillisOrNull,
-  toNumber,
-  touchSessions
+  toNumber
 } from "./internal/chatRows.js"
 import { uuid7 } from "./internal/uuid7.js"
 
@@ -542,15 +541,9 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
       // Cascading deletes need foreign keys on; Database.layer turns them on, a client handed in may not have.
       yield* sql.unsafe("PRAGMA foreign_keys = ON").pipe(Effect.orDie)
     }
-    // PostgreSQL: the session row lock serialises concurrent appends to one session (next seq);
-    // SQLite has one writer per database and SqliteClient one connection, which serialise them already.
-    const lockClause = sql.literal(dialect === "pg" ? " FOR UPDATE" : "")
-
-    const findSession = (id: string, lock = false): Effect.Effect<Option.Option<Session>, SqlError> =>
+    const findSession = (id: string): Effect.Effect<Option.Option<Session>, SqlError> =>
       Effect.map(
-        sql<SessionRow>`SELECT ${sql.literal(sessionColumns)} FROM sessions WHERE id = ${id}${
-          lock ? lockClause : sql.literal("")
-        }`,
+        sql<SessionRow>`SELECT ${sql.literal(sessionColumns)} FROM sessions WHERE id = ${id}`,
         (rows) => Option.map(Option.fromNullable(rows[0]), sessionFromRow)
       )
 
@@ -560,14 +553,29 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
         onSome: Effect.succeed
       }))
 
-    const requireLiveSession = (id: string): Effect.Effect<Session, SessionNotFound | SessionDeleted | SqlError> =>
-      Effect.flatMap(findSession(id, true), (found): Effect.Effect<Session, SessionNotFound | SessionDeleted> => {
-        if (Option.isNone(found)) return Effect.fail(new SessionNotFound({ sessionId: id }))
-        const session = found.value
-        return session.deletedAtMs !== null
-          ? Effect.fail(new SessionDeleted({ sessionId: id, deletedAtMs: session.deletedAtMs }))
-          : Effect.succeed(session)
-      })
+    /**
+     * The first statement of a write to a session: moves its last activity forward to `activityMs`
+     * and, in the same statement, checks that it exists and is not deleted. Being a write, it takes
+     * the session's row lock on PostgreSQL (concurrent appends to one session queue here, so each
+     * reads the right next seq) and SQLite's write lock at once (no read-then-upgrade, which fails
+     * with SQLITE_BUSY when another process writes in between). A failure rolls the update back.
+     */
+    const lockLiveSession = (
+      id: string,
+      activityMs: number
+    ): Effect.Effect<void, SessionNotFound | SessionDeleted | SqlError> =>
+      Effect.flatMap(
+        sql<{ deleted_at_ms: number | string | null }>`UPDATE sessions
+          SET last_activity_ms = CASE WHEN last_activity_ms < ${activityMs} THEN ${activityMs} ELSE last_activity_ms END
+          WHERE id = ${id} RETURNING deleted_at_ms`,
+        (rows): Effect.Effect<void, SessionNotFound | SessionDeleted> => {
+          const row = rows[0]
+          if (row === undefined) return Effect.fail(new SessionNotFound({ sessionId: id }))
+          return row.deleted_at_ms !== null
+            ? Effect.fail(new SessionDeleted({ sessionId: id, deletedAtMs: toMillis(row.deleted_at_ms) }))
+            : Effect.void
+        }
+      )
 
     const selectMessages = (rows: Effect.Effect<ReadonlyArray<MessageRow>, SqlError>) =>
       Effect.map(rows, (found) => found.map((row) => messageFromRow(row, dialect)))
@@ -627,8 +635,11 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
         const id = yield* decodeId(sessionId, "sessionId")
         const valid = yield* validateMessages(messages)
         const now = yield* Timestamp.now
+        // Activity moves to the newest appended message (never back); an empty append leaves it.
+        let newest = Number.MIN_SAFE_INTEGER
+        for (const message of valid) newest = Math.max(newest, message.createdAtMs ?? now)
         return yield* sql.withTransaction(Effect.gen(function*() {
-          yield* requireLiveSession(id)
+          yield* lockLiveSession(id, newest)
           const supplied = valid.flatMap((m) => m.id === undefined ? [] : [m.id])
           if (supplied.length > 0) {
             const taken = yield* sql<{ id: string; session_id: string }>`SELECT id, session_id FROM messages WHERE ${
@@ -641,7 +652,6 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
           const last = yield* lastSeq(sql, id)
           const stored = valid.map((message, i) => toMessage(message, id, last + i + 1, now))
           yield* insertMessages(sql, stored)
-          yield* touchSessions(sql, stored)
           return stored
         }))
       }).pipe(Effect.withSpan("ChatStore.appendMessages", { attributes: { session_id: sessionId } }))
@@ -740,7 +750,7 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
         const input = yield* decodeSwitch({ toAgent: to, reason, metadata }, "")
         const now = yield* Timestamp.now
         return yield* sql.withTransaction(Effect.gen(function*() {
-          yield* requireLiveSession(id)
+          yield* lockLiveSession(id, now)
           const contexts = yield* sql<{ current_agent: string }>`SELECT current_agent FROM agent_contexts WHERE session_id = ${id}`
           const from = contexts[0]?.current_agent ?? null
           if (contexts.length === 0) {
@@ -768,7 +778,6 @@ export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStor
               switched_at_ms: now
             })
           } RETURNING id, session_id, from_agent, to_agent, reason, metadata, switched_at_ms`
-          yield* sql`UPDATE sessions SET last_activity_ms = ${now} WHERE id = ${id} AND last_activity_ms < ${now}`
           return agentSwitchFromRow(inserted[0]!)
         }))
       })

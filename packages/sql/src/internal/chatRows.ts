@@ -124,27 +124,6 @@ export const insertMessages = (
     }
   })
 
-/**
- * Moves each session's `last_activity_ms` forward to its newest message (never back), in the
- * caller's transaction.
- */
-export const touchSessions = (
-  sql: SqlClient.SqlClient,
-  messages: ReadonlyArray<Message>
-): Effect.Effect<void, SqlError> => {
-  const newest = new Map<string, number>()
-  for (const message of messages) {
-    const current = newest.get(message.sessionId)
-    if (current === undefined || message.createdAtMs > current) newest.set(message.sessionId, message.createdAtMs)
-  }
-  return Effect.forEach(
-    newest,
-    ([sessionId, atMs]) =>
-      sql`UPDATE sessions SET last_activity_ms = ${atMs} WHERE id = ${sessionId} AND last_activity_ms < ${atMs}`,
-    { discard: true }
-  )
-}
-
 /** The highest `seq` of a session's messages, 0 when it has none. */
 export const lastSeq = (sql: SqlClient.SqlClient, sessionId: string): Effect.Effect<number, SqlError> =>
   Effect.map(
