@@ -23,6 +23,10 @@ export const shape = "YYYY-MM-DD HH:MM:SS"
 
 const sqliteGlob = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
 
+const sqliteShape = (source: string): string => `(typeof(${source}) = 'text' AND ${source} GLOB '${sqliteGlob}')`
+
+const pgShape = (source: string): string => `(${source} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')`
+
 /**
  * SQLite: the shape by GLOB (ASCII digits only), year 0000 refused (`Timestamp.parse` starts at
  * 0001), hour 24 refused (SQLite 3.53 reads `24:00:01` and even prints it back unchanged), and
@@ -31,7 +35,7 @@ const sqliteGlob = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][
  * 1 ms low on about half of all rows).
  */
 const sqliteExpression = (source: string): string =>
-  `(CASE WHEN typeof(${source}) = 'text' AND ${source} GLOB '${sqliteGlob}' AND substr(${source}, 1, 4) <> '0000' ` +
+  `(CASE WHEN ${sqliteShape(source)} AND substr(${source}, 1, 4) <> '0000' ` +
   `AND substr(${source}, 12, 2) < '24' ` +
   `AND strftime('%Y-%m-%d %H:%M:%S', ${source}) = ${source} ` +
   `THEN CAST(strftime('%s', ${source}) AS INTEGER) * 1000 END)`
@@ -63,8 +67,7 @@ const pgExpression = (source: string): string => {
   const days =
     `(365 * ${marchYear} + ${marchYear} / 4 - ${marchYear} / 100 + ${marchYear} / 400 + (153 * ${marchMonth} + 2) / 5 + ${day} - 1 - 719468)`
   const millis = `((${days} * 86400 + ${hour} * 3600 + ${minute} * 60 + ${second}) * 1000)`
-  return `(CASE WHEN ${source} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$' ` +
-    `THEN (CASE WHEN ${valid} THEN ${millis} END) END)`
+  return `(CASE WHEN ${pgShape(source)} THEN (CASE WHEN ${valid} THEN ${millis} END) END)`
 }
 
 /**
@@ -76,3 +79,14 @@ const pgExpression = (source: string): string => {
  */
 export const epochMillisExpression = (source: Identifier, dialect: Dialect): string =>
   dialect === "sqlite" ? sqliteExpression(quote(source)) : pgExpression(quote(source))
+
+/**
+ * A cheap SQL test of the column `source` for the shape alone (no calendar check): true for every
+ * value `epochMillisExpression` converts, and also for shaped text that is no real instant
+ * (`2024-02-30 10:00:00`, where the expression yields NULL). An `UPDATE` can filter on it and set
+ * the full expression, evaluating that once per row.
+ *
+ * @since 0.1.0
+ */
+export const shapeTest = (source: Identifier, dialect: Dialect): string =>
+  dialect === "sqlite" ? sqliteShape(quote(source)) : pgShape(quote(source))

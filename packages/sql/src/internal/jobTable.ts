@@ -259,10 +259,21 @@ export class Params {
   }
 }
 
+/**
+ * `column IS NULL` that cannot be answered from an index on the column. Batches select by key
+ * range; on SQLite an index on the target (the plan's DESC index) would otherwise win for
+ * `target IS NULL` while most rows are NULL, and every batch would walk all NULL rows (quadratic).
+ * SQLite's unary `+` hides the column from the planner; PostgreSQL's cost-based planner prefers
+ * the key range by itself.
+ */
+export const nullTest = (dialect: "sqlite" | "pg", column: string, test: "IS NULL" | "IS NOT NULL"): string =>
+  dialect === "sqlite" ? `+${column} ${test}` : `${column} ${test}`
+
 /** The job's row filter in SQL (case-sensitive), or `undefined` when it has none. */
 export const filterSql = (filter: Plan.RowFilter | undefined, params: Params): string | undefined => {
   if (filter === undefined) return undefined
-  const column = Identifier.quote(filter.column)
+  // `+` on SQLite: never walk an index on the filter column instead of the key range.
+  const column = `${params.dialect === "sqlite" ? "+" : ""}${Identifier.quote(filter.column)}`
   if (filter.op === "equals") return `${column} = ${params.bind(filter.value)}`
   return params.dialect === "pg"
     ? `strpos(${column}, ${params.bind(filter.value)}) > 0`
@@ -278,8 +289,8 @@ export const pendingSql = (
   params: Params,
   targets: ReadonlyArray<string> = table.job.targets
 ): string => {
-  const parts = [`(${targets.map((t) => `${Identifier.quote(t)} IS NULL`).join(" OR ")})`]
-  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NOT NULL`)
+  const parts = [`(${targets.map((t) => nullTest(table.dialect, Identifier.quote(t), "IS NULL")).join(" OR ")})`]
+  if (table.job.requires !== undefined) parts.push(nullTest(table.dialect, Identifier.quote(table.job.requires), "IS NOT NULL"))
   const filter = filterSql(table.job.filter, params)
   if (filter !== undefined) parts.push(filter)
   return parts.join(" AND ")
