@@ -11,6 +11,7 @@ import * as Outcome from "./Outcome.js"
 import * as Usage from "./Usage.js"
 import * as Backfill from "./commands/backfill.js"
 import * as Demo from "./commands/demo.js"
+import * as ImportLegacy from "./commands/importLegacy.js"
 import * as Migrate from "./commands/migrate.js"
 import * as Status from "./commands/status.js"
 import * as Verify from "./commands/verify.js"
@@ -25,7 +26,7 @@ const packageVersion = (): string => {
  *
  * @since 0.1.0
  */
-export const subcommands = [Migrate.command, Status.command, Backfill.command, Verify.command, Demo.command] as const
+export const subcommands = [Migrate.command, Status.command, Backfill.command, Verify.command, ImportLegacy.command, Demo.command] as const
 
 const root = Command.make("strata").pipe(
   Command.withDescription(

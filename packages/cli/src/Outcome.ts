@@ -57,6 +57,7 @@ const badInputTags: ReadonlySet<string> = new Set([
   "InvalidDatabaseUrl",
   "InvalidLogLevel",
   "InvalidPlan",
+  "InvalidTableName",
   "MigrationNotInPlan",
   "PlanUnreadable",
   "UnknownPlan",

@@ -7,11 +7,29 @@
  * @since 0.1.0
  */
 import { Progress } from "@strata/core"
-import type { BackfillRunner } from "@strata/sql"
 import { Clock, Effect, Ref } from "effect"
 import * as Output from "./Output.js"
 import { count } from "./Table.js"
 import * as Terminal from "./Terminal.js"
+
+/**
+ * One progress report of a job (a backfill's `ProgressEvent` is one).
+ *
+ * @since 0.1.0
+ */
+export interface Update {
+  readonly job: string
+  readonly phase: "started" | "batch" | "completed" | "skipped"
+  readonly dryRun: boolean
+  readonly processed: number
+  readonly updated: number
+  readonly rejected: number
+  readonly total: number
+  readonly percent: number
+  readonly rowsPerSecond: number | undefined
+  readonly etaMs: number | undefined
+  readonly done: boolean
+}
 
 /**
  * How events are shown.
@@ -49,13 +67,13 @@ const bar = (percent: number): string => {
  *
  * @since 0.1.0
  */
-export const describe = (event: BackfillRunner.ProgressEvent): string => {
+export const describe = (event: Update, updatedWord = "updated"): string => {
   const parts = [
     `${count(event.processed)}/${count(event.total)} rows`,
     Progress.formatPercent(event.percent)
   ]
   if (event.done) {
-    parts.push(`${count(event.updated)} ${event.dryRun ? "would be updated" : "updated"}`)
+    parts.push(`${count(event.updated)} ${event.dryRun ? `would be ${updatedWord}` : updatedWord}`)
   } else {
     parts.push(Progress.formatRate(event.rowsPerSecond))
     parts.push(`ETA ${event.etaMs === undefined ? "?" : Progress.formatDuration(event.etaMs)}`)
@@ -64,7 +82,7 @@ export const describe = (event: BackfillRunner.ProgressEvent): string => {
   return parts.join("  ")
 }
 
-const phaseWord = (event: BackfillRunner.ProgressEvent): string => {
+const phaseWord = (event: Update): string => {
   switch (event.phase) {
     case "started":
       return "started"
@@ -83,7 +101,7 @@ const phaseWord = (event: BackfillRunner.ProgressEvent): string => {
  * @since 0.1.0
  */
 export interface View {
-  readonly show: (event: BackfillRunner.ProgressEvent) => Effect.Effect<void>
+  readonly show: (event: Update) => Effect.Effect<void>
   readonly close: Effect.Effect<void>
 }
 
@@ -92,14 +110,19 @@ export interface View {
  *
  * @since 0.1.0
  */
-export const make = (mode: Mode, nameWidth: number): Effect.Effect<View> =>
+export const make = (
+  mode: Mode,
+  nameWidth: number,
+  options: { readonly updatedWord?: string; readonly indent?: string } = {}
+): Effect.Effect<View> =>
   Effect.gen(function*() {
     // The job whose bar is open (drawn without a newline), and when each job last printed.
     const openBar = yield* Ref.make<string | undefined>(undefined)
     const lastShown = yield* Ref.make(new Map<string, number>())
-    const name = (job: string) => job.padEnd(nameWidth)
+    const updatedWord = options.updatedWord ?? "updated"
+    const name = (job: string) => `${options.indent ?? ""}${job.padEnd(nameWidth)}`
 
-    const due = (event: BackfillRunner.ProgressEvent, interval: number) =>
+    const due = (event: Update, interval: number) =>
       Effect.gen(function*() {
         if (event.phase !== "batch") return true
         const now = yield* Clock.currentTimeMillis
@@ -109,7 +132,7 @@ export const make = (mode: Mode, nameWidth: number): Effect.Effect<View> =>
         return true
       })
 
-    const show = (event: BackfillRunner.ProgressEvent): Effect.Effect<void> => {
+    const show = (event: Update): Effect.Effect<void> => {
       switch (mode) {
         case "silent":
           return Effect.void
@@ -119,12 +142,12 @@ export const make = (mode: Mode, nameWidth: number): Effect.Effect<View> =>
           // A job that starts and ends between two lines needs only its end line.
           if (event.phase === "started") return Effect.void
           return Effect.flatMap(due(event, lineIntervalMs), (print) =>
-            print ? Output.line(`${name(event.job)}  ${phaseWord(event).padEnd(12)}  ${describe(event)}`) : Effect.void)
+            print ? Output.line(`${name(event.job)}  ${phaseWord(event).padEnd(12)}  ${describe(event, updatedWord)}`) : Effect.void)
         case "bar":
           return Effect.flatMap(due(event, redrawIntervalMs), (print) => {
             if (!print) return Effect.void
             const finished = event.phase === "completed" || event.phase === "skipped"
-            const line = `${name(event.job)}  ${bar(event.percent)}  ${describe(event)}${finished ? `  ${phaseWord(event)}` : ""}`
+            const line = `${name(event.job)}  ${bar(event.percent)}  ${describe(event, updatedWord)}${finished ? `  ${phaseWord(event)}` : ""}`
             // A line wider than the terminal wraps, and "\r" then redraws only its last part.
             const columns = process.stdout.columns
             const text = `\r\x1b[K${columns !== undefined && columns > 1 && line.length >= columns ? line.slice(0, columns - 1) : line}`

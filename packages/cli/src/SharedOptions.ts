@@ -21,17 +21,25 @@ export const db = Options.text("db").pipe(
 )
 
 /**
+ * `--plan` with another default (the command that imports into the chat store defaults to `chat-store`).
+ *
+ * @since 0.1.0
+ */
+export const planWithDefault = (name: string) =>
+  Options.text("plan").pipe(
+    Options.withPseudoName("name|file"),
+    Options.withDescription(
+      `The plan: agentos or chat-store (built in), a .json file, or a .js/.mjs module exporting a plan (default export or \`plan\`). Default ${name}.`
+    ),
+    Options.withDefault(name)
+  )
+
+/**
  * `--plan`: a built-in plan name, a `.json` file, or a `.js`/`.mjs` module exporting a plan.
  *
  * @since 0.1.0
  */
-export const plan = Options.text("plan").pipe(
-  Options.withPseudoName("name|file"),
-  Options.withDescription(
-    "The plan: agentos or chat-store (built in), a .json file, or a .js/.mjs module exporting a plan (default export or `plan`)."
-  ),
-  Options.withDefault("agentos")
-)
+export const plan = planWithDefault("agentos")
 
 /**
  * `--json`: machine-readable output on stdout; logs stay on stderr.

@@ -8,10 +8,13 @@ import { Effect, Exit, Scope } from "effect"
 import { afterAll } from "vitest"
 import { engines, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
 import { lateMessage } from "../src/commands/demo.js"
+import * as LegacyData from "../src/demo/LegacyData.js"
+import * as LegacySessions from "../src/demo/LegacySessions.js"
 import { execute, expectedTargets, generate, query, readTargets } from "./support/legacy.js"
 import { json, show, strata } from "./support/strata.js"
 
 const rows = 300
+const sessions = LegacySessions.generate({ rows, seed: LegacyData.defaultSeed })
 const lateMs = 1_751_355_000_000 // 2025-07-01T09:30:00+02:00
 
 /** One database per engine for this file, removed at the end. */
@@ -28,6 +31,8 @@ const expectedState = () => {
   const expected = expectedTargets(tables)
   expected["chat_messages"]![lateMessage.message_id] = { created_at_ms: lateMs }
   const rejects: Record<string, number> = {}
+  if (sessions.expected.agentContexts.rejected > 0) rejects["legacy-import:legacy_agent_contexts"] = sessions.expected.agentContexts.rejected
+  if (sessions.expected.sessions.rejected > 0) rejects["legacy-import:legacy_sessions"] = sessions.expected.sessions.rejected
   for (const table of tables) {
     for (const row of table.rows) for (const job of row.rejectedBy) rejects[job] = (rejects[job] ?? 0) + 1
   }
@@ -59,7 +64,10 @@ describe.concurrent("strata demo", () => {
           `the read returns:         created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
           `stored after write-back:  created_at_ms ${lateMs} (2025-07-01T07:30:00.000Z)`,
           "All checks passed: 17 columns",
-          "6. Status: what 'strata status' shows",
+          "6. Import legacy sessions into the chat store (what 'strata import-legacy' does)",
+        "Renamed the legacy tables sessions, agent_contexts to legacy_sessions, legacy_agent_contexts",
+        `sessions        ${sessions.sessions.length} read: ${sessions.expected.sessions.imported} imported (${sessions.expected.messages} messages), 0 already in the store, ${sessions.expected.sessions.rejected} rejected`,
+        "7. Status: what 'strata status' shows",
           "Migrations: 2 applied, 0 pending."
         ]) expect(first.stdout, show(first)).toContain(line)
         expect(first.stdout).not.toContain("Found the demo database")
@@ -67,9 +75,10 @@ describe.concurrent("strata demo", () => {
         const { expected, rejects, tables } = expectedState()
         expect(await readTargets(url, tables)).toEqual(expected)
         expect(await rejectsByJob(url)).toEqual(rejects)
-        expect(await query(url, "SELECT plan, id FROM strata_migrations ORDER BY id")).toEqual([
+        expect(await query(url, "SELECT plan, id FROM strata_migrations ORDER BY plan, id")).toEqual([
           { plan: "agentos", id: 21 },
-          { plan: "agentos", id: 44 }
+          { plan: "agentos", id: 44 },
+          { plan: "chat-store", id: 1 }
         ])
 
         const second = await strata(["demo", "--db", url, "--rows", String(rows), "--json"])
@@ -86,6 +95,19 @@ describe.concurrent("strata demo", () => {
           after: lateMs
         })
         expect(report.verify.passed).toBe(true)
+        expect(report.importLegacy).toMatchObject({
+          renamed: ["sessions", "agent_contexts"],
+          migrated: [1],
+          sessions: { imported: sessions.expected.sessions.imported, rejected: sessions.expected.sessions.rejected, skipped: 0 },
+          messages: sessions.expected.messages,
+          agentContexts: { imported: sessions.expected.agentContexts.imported, rejected: sessions.expected.agentContexts.rejected },
+          agentSwitches: sessions.expected.agentSwitches
+        })
+        const [store] = await query<Record<string, number>>(
+          url,
+          "SELECT (SELECT count(*) FROM sessions) AS sessions, (SELECT count(*) FROM messages) AS messages, (SELECT count(*) FROM agent_switches) AS switches"
+        )
+        expect(store).toEqual({ sessions: sessions.expected.sessions.imported, messages: sessions.expected.messages, switches: sessions.expected.agentSwitches })
         const messages = report.status.columns.find((c: { column: string; table: string }) =>
           c.table === "chat_messages" && c.column === "created_at_ms"
         )

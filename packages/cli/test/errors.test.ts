@@ -177,7 +177,7 @@ describe.concurrent("strata: usage errors print the usage (exit 2)", () => {
   it("an unknown subcommand", async () => {
     const result = await strata(["migrat"])
     expect(result.code, show(result)).toBe(2)
-    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, backfill, verify, demo)")
+    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, backfill, verify, import-legacy, demo)")
   })
 
   it("an unknown log level", async () => {
@@ -197,7 +197,7 @@ describe.concurrent("strata: usage errors print the usage (exit 2)", () => {
   it("--help and --version", async () => {
     const help = await strata(["--help"])
     expect(help.code, show(help)).toBe(0)
-    for (const command of ["migrate", "status", "backfill", "verify", "demo"]) expect(help.stdout).toContain(command)
+    for (const command of ["migrate", "status", "backfill", "verify", "import-legacy", "demo"]) expect(help.stdout).toContain(command)
     const migrateHelp = await strata(["migrate", "--help"])
     expect(migrateHelp.code).toBe(0)
     expect(migrateHelp.stdout).toContain("--dry-run")

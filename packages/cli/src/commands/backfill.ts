@@ -78,11 +78,12 @@ export const runWithProgress = (
   plan: Plan.Plan,
   jobs: ReadonlyArray<Backfill.Job>,
   options: Omit<BackfillRunner.Options, "jobs">,
-  mode: ProgressView.Mode
+  mode: ProgressView.Mode,
+  indent = ""
 ) =>
   Effect.gen(function*() {
     const width = Math.max(0, ...jobs.map((job) => job.name.length))
-    const view = yield* ProgressView.make(mode, width)
+    const view = yield* ProgressView.make(mode, width, { indent })
     const last = yield* Ref.make(new Map<string, BackfillRunner.ProgressEvent>())
     const runner = yield* BackfillRunner.BackfillRunner
     const started = yield* Clock.currentTimeMillis

@@ -1,8 +1,9 @@
 /**
  * `strata demo [--rows N] [--seed N]`: the whole story on one embedded database, no server needed.
  * Creates the legacy AgentOS tables with generated data (mixed timestamp formats, NULLs, garbage,
- * supervisor audit payloads), applies the agentos plan, backfills with progress, shows a lazy
- * read fixing a row an old app version wrote after the backfill, verifies, and prints the status.
+ * supervisor audit payloads) and the old two-table session store, applies the agentos plan,
+ * backfills with progress, shows a lazy read fixing a row an old app version wrote after the
+ * backfill, verifies, imports the legacy sessions into the chat store, and prints the status.
  *
  * Re-running: the demo marks its database (table `strata_demo`). On a database it marked, it
  * drops the tables it owns and starts again from freshly generated data, so every run shows the
@@ -15,6 +16,7 @@ import { Backfill, Plans, Timestamp } from "@strata/core"
 import { BackfillRunner, LazyMigration, Migrator, Verifier } from "@strata/sql"
 import { Clock, Effect, Option } from "effect"
 import * as LegacyData from "../demo/LegacyData.js"
+import * as LegacySessions from "../demo/LegacySessions.js"
 import * as Seed from "../demo/Seed.js"
 import { SqlClient } from "../internal/sqlClient.js"
 import * as Outcome from "../Outcome.js"
@@ -24,6 +26,7 @@ import * as Session from "../Session.js"
 import * as SharedOptions from "../SharedOptions.js"
 import * as Table from "../Table.js"
 import * as BackfillCommand from "./backfill.js"
+import * as ImportLegacy from "./importLegacy.js"
 import * as Status from "./status.js"
 import * as Verify from "./verify.js"
 
@@ -41,6 +44,13 @@ export const maxRows = 1_000_000
  */
 export const ownedTables: ReadonlyArray<string> = [
   ...Plans.agentosLegacyTables.map((step) => step.table),
+  // The chat store, children first (their foreign keys point at sessions), and its legacy tables.
+  "messages",
+  "agent_switches",
+  "agent_contexts",
+  "sessions",
+  "legacy_sessions",
+  "legacy_agent_contexts",
   "strata_migrations",
   "strata_jobs",
   "strata_rejects",
@@ -147,10 +157,17 @@ export const command = Command.make(
               `1. Legacy data: ${tables.length} AgentOS tables as they were before migration 21 (times as TIMESTAMP text),`,
               `   seed ${args.seed}: ${tables.map((t) => `${t.table} ${Table.count(t.rows.length)}`).join(", ")}`
             ])
+            const legacySessions = LegacySessions.generate(options)
+            yield* say([
+              `   and the old two-table session store: sessions ${Table.count(legacySessions.sessions.length)} (messages as one JSON array each), ` +
+              `agent_contexts ${Table.count(legacySessions.agentContexts.length)} (agent history as JSON)`
+            ])
             const seedStarted = yield* Clock.currentTimeMillis
             yield* Seed.seedAgentos(tables, options)
+            yield* Seed.seedLegacySessions(legacySessions)
             const seedMs = (yield* Clock.currentTimeMillis) - seedStarted
-            yield* say([`   ${plural(total, "row")} written in ${seedMs} ms.`, ""])
+            const written = total + legacySessions.sessions.length + legacySessions.agentContexts.length
+            yield* say([`   ${plural(written, "row")} written in ${seedMs} ms.`, ""])
 
             yield* say([`2. Migrate: plan ${plan.name}, ${plural(plan.migrations.length, "migration")}`])
             const migrated = yield* Migrator.run().pipe(Effect.provide(Migrator.layer(plan)))
@@ -162,7 +179,7 @@ export const command = Command.make(
             ])
 
             yield* say(["3. Backfill: every job in short batches, each batch one transaction with its checkpoint"])
-            const backfill = yield* BackfillCommand.runWithProgress(plan, Backfill.jobs(plan), {}, args.json ? "silent" : ProgressView.modeFor(false))
+            const backfill = yield* BackfillCommand.runWithProgress(plan, Backfill.jobs(plan), {}, args.json ? "silent" : ProgressView.modeFor(false), "   ")
             yield* say([...indent(BackfillCommand.summaryLines(backfill)), ""])
 
             const lazy = yield* lazyRead
@@ -178,8 +195,19 @@ export const command = Command.make(
             const report = yield* verifier.report(plan)
             yield* say(["5. Verify: every backfilled value recomputed from its source", ...indent(Verify.reportLines(report, target.display)), ""])
 
+            yield* say(["6. Import legacy sessions into the chat store (what 'strata import-legacy' does)"])
+            const imported = yield* ImportLegacy.importWithProgress(
+              Plans.chatStore,
+              target.display,
+              { from: undefined, batchSize: undefined, restart: false },
+              args.json ? "silent" : ProgressView.modeFor(false),
+              (lines) => say(indent(lines)),
+              "   "
+            )
+            yield* say([...indent(ImportLegacy.summaryLines(imported)), ""])
+
             const [migrations, progress] = yield* Status.readStatus(plan)
-            yield* say(["6. Status: what 'strata status' shows", ...indent(Status.statusLines(migrations, progress, target.display)), ""])
+            yield* say(["7. Status: what 'strata status' shows", ...indent(Status.statusLines(migrations, progress, target.display)), ""])
 
             if (args.json) {
               yield* Output.json({
@@ -192,6 +220,7 @@ export const command = Command.make(
                 backfill: BackfillCommand.summaryJson(backfill),
                 lazy,
                 verify: Verify.reportJson(report, target.display),
+                importLegacy: ImportLegacy.summaryJson(imported, target.display),
                 status: Status.statusJson(migrations, progress, target.display)
               })
             } else {
@@ -207,4 +236,4 @@ export const command = Command.make(
       }),
       "interrupted; run 'strata demo' again to start over (it resets its own tables)."
     )
-).pipe(Command.withDescription("Run the whole story on a generated legacy database: migrate, backfill, lazy read, verify, status."))
+).pipe(Command.withDescription("Run the whole story on a generated legacy database: migrate, backfill, lazy read, verify, legacy import, status."))

@@ -13,6 +13,7 @@ import { Database } from "@strata/sql"
 import { Effect, Option, Schema } from "effect"
 import { SqlClient } from "../internal/sqlClient.js"
 import type * as LegacyData from "./LegacyData.js"
+import type * as LegacySessions from "./LegacySessions.js"
 
 /**
  * The table that marks a database as the demo's, with what it was seeded from.
@@ -155,4 +156,19 @@ export const seedAgentos = (
     for (const table of tables) {
       yield* insertRows(table.table, table.rows.map((row) => row.values))
     }
+  })
+
+/**
+ * Creates the legacy two-table session store under its original names (`sessions`,
+ * `agent_contexts`) and fills it with `dataset`.
+ *
+ * @since 0.1.0
+ */
+export const seedLegacySessions = (dataset: LegacySessions.Dataset): Effect.Effect<void, unknown, SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const dialect = yield* Database.dialect
+    for (const statement of Plans.chatStoreLegacyStatements(dialect)) yield* sql.unsafe(statement)
+    yield* insertRows("sessions", dataset.sessions.map((s) => s.values))
+    yield* insertRows("agent_contexts", dataset.agentContexts.map((c) => c.values))
   })
