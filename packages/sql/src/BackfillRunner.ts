@@ -435,6 +435,8 @@ const fastUpdate = (table: JobTable, fast: { readonly source: Identifier.Identif
 interface BatchResult {
   readonly checkpoint: JobState.CheckpointUpdate
   readonly rows: number
+  /** Time spent on the rows (the rest of the transaction is a fixed cost: checkpoint row, commit). */
+  readonly rowsMs: number
 }
 
 const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, CorruptCheckpoint> => {
@@ -469,14 +471,15 @@ const batch = (table: JobTable, size: number, fastPath: boolean) =>
       rejected: Number(saved?.rejected ?? 0)
     }
     if (saved?.state === "done") {
-      return { checkpoint: { cursor: saved.cursor, ...counts, state: "done" }, rows: 0 } satisfies BatchResult
+      return { checkpoint: { cursor: saved.cursor, ...counts, state: "done" }, rows: 0, rowsMs: 0 } satisfies BatchResult
     }
     const cursor = yield* decodeCursor(name, saved?.cursor ?? null)
+    const rowsStart = yield* Clock.currentTimeNanos
     const range = yield* nextRange(table, cursor, size)
     if (Option.isNone(range)) {
       const checkpoint: JobState.CheckpointUpdate = { cursor: saved?.cursor ?? null, ...counts, state: "done" }
       yield* JobState.saveCheckpoint(name, checkpoint)
-      return { checkpoint, rows: 0 } satisfies BatchResult
+      return { checkpoint, rows: 0, rowsMs: 0 } satisfies BatchResult
     }
     const { end, last, rows: rangeRows } = range.value
     const fast = fastPathFor(table, fastPath)
@@ -489,6 +492,7 @@ const batch = (table: JobTable, size: number, fastPath: boolean) =>
     if (converted.rejects.length > 0) {
       yield* JobState.recordRejects(name, converted.rejects, yield* Timestamp.now)
     }
+    const rowsMs = yield* elapsedMsSince(rowsStart)
     const checkpoint: JobState.CheckpointUpdate = {
       cursor: JobState.encodeKeyCursor(end),
       processed: counts.processed + rangeRows,
@@ -497,7 +501,7 @@ const batch = (table: JobTable, size: number, fastPath: boolean) =>
       state: last ? "done" : "running"
     }
     yield* JobState.saveCheckpoint(name, checkpoint)
-    return { checkpoint, rows: rangeRows } satisfies BatchResult
+    return { checkpoint, rows: rangeRows, rowsMs } satisfies BatchResult
   })
 
 type Emit = (event: ProgressEvent) => Effect.Effect<void>
@@ -579,6 +583,8 @@ const runJob = (
     yield* emit(event(table, "started", startTally, total, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
 
     let size = settings.batchSize
+    // Smoothed fixed cost of a batch (begin, checkpoint row, commit), which the size cannot shrink.
+    let fixedMs: number | undefined = undefined
     let tally = startTally
     let batches = 0
     let longestBatchMs = 0
@@ -593,7 +599,11 @@ const runJob = (
       processedThisRun += result.rows
       tally = pickTally(result.checkpoint)
       const done = result.checkpoint.state === "done"
-      const next = settings.fixedBatchSize ? size : nextBatchSize(size, batchMs, settings.maxBatchMs, { min: settings.minBatchSize, max: settings.maxBatchSize })
+      const batchFixedMs = Math.max(0, batchMs - result.rowsMs)
+      fixedMs = fixedMs === undefined ? batchFixedMs : 0.7 * fixedMs + 0.3 * batchFixedMs
+      const next = settings.fixedBatchSize
+        ? size
+        : nextBatchSize(size, batchMs, settings.maxBatchMs, { min: settings.minBatchSize, max: settings.maxBatchSize }, fixedMs)
       const elapsedMs = yield* elapsedMsSince(started)
       yield* emit(event(table, done ? "completed" : "batch", tally, total, { processedThisRun, elapsedMs, dryRun: false }, { batchSize: result.rows, batchMs, nextBatchSize: next }, done))
       yield* Effect.logDebug("backfill batch committed").pipe(

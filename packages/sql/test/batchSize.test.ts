@@ -21,6 +21,16 @@ describe("nextBatchSize", () => {
     expect(nextBatchSize(80_000, 1, 60, bounds)).toBe(100_000)
   })
 
+  it("sizes the part per row: a fixed cost (commit fsync) is not scaled with the rows", () => {
+    // 1,000 rows in 20 ms of which 12 are fixed: 8 µs a row, the aim is (50 - 12) / 3 = 12.7 ms of rows.
+    expect(nextBatchSize(1000, 20, 50, bounds, 12)).toBe(1000)
+    expect(nextBatchSize(500, 16, 50, bounds, 12)).toBe(1000)
+    expect(nextBatchSize(4000, 44, 50, bounds, 12)).toBe(1583)
+    // Ignoring the fixed part, the same batch would look too slow to grow.
+    expect(nextBatchSize(500, 16, 50, bounds)).toBe(500)
+    expect(nextBatchSize(1000, 60, 50, bounds, 55)).toBe(10)
+  })
+
   it.prop("stays within bounds, never grows after a slow batch nor shrinks after a fast one", [
     fc.integer({ min: 10, max: 100_000 }),
     fc.double({ min: 0, max: 10_000, noNaN: true }),

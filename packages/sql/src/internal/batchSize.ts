@@ -1,8 +1,10 @@
 /**
- * Adaptive batch sizing: each batch is one transaction that holds the write lock (SQLite) or row
- * locks (PostgreSQL) for its whole duration, so the size follows the measured duration toward a
- * third of the target. A third, because batch times jitter (a WAL checkpoint at commit, a GC pause,
- * another process on the core) by 2-3x on a busy machine, and the target is a ceiling, not an average.
+ * Adaptive batch sizing. Each batch is one transaction holding the write lock (SQLite) or row locks
+ * (PostgreSQL) for its whole duration, which costs a fixed part (begin, checkpoint row, commit: an
+ * fsync on PostgreSQL, several ms on a busy disk) and a part per row. The size follows the measured
+ * per-row cost toward an aim of the fixed part plus a third of what the target leaves: a third,
+ * because batch times jitter 2-3x on a busy machine (a WAL checkpoint at commit, a GC pause, another
+ * process on the core), and the target is a ceiling, not an average.
  */
 
 /** Bounds of the batch size. */
@@ -14,15 +16,20 @@ export interface Bounds {
 const clamp = (value: number, bounds: Bounds): number => Math.min(bounds.max, Math.max(bounds.min, Math.floor(value)))
 
 /**
- * The next batch's size after `size` rows took `batchMs`, aiming at `targetMs / 3`: over half the
- * target, shrink in proportion; under half the aim, grow in proportion but at most twofold (one
- * lucky fast batch must not make the next one huge); otherwise keep.
+ * The next batch's size after `size` rows took `batchMs`, of which about `fixedMs` does not depend
+ * on the rows. Over half the room the target leaves, shrink in proportion; under half the aim, grow in
+ * proportion but at most twofold (one lucky fast batch must not make the next one huge); otherwise
+ * keep. When the fixed part alone reaches the target, the smallest batch.
  */
-export const nextBatchSize = (size: number, batchMs: number, targetMs: number, bounds: Bounds): number => {
-  const aim = targetMs / 3
-  if (batchMs > targetMs / 2) return clamp(size * aim / batchMs, bounds)
-  if (batchMs < aim / 2) {
-    const proportional = batchMs > 0 ? size * aim / batchMs : Number.POSITIVE_INFINITY
+export const nextBatchSize = (size: number, batchMs: number, targetMs: number, bounds: Bounds, fixedMs = 0): number => {
+  const fixed = Math.max(0, Math.min(fixedMs, batchMs))
+  if (fixed >= targetMs) return bounds.min
+  const room = targetMs - fixed
+  const aim = room / 3
+  const variable = batchMs - fixed
+  if (variable > room / 2) return clamp(size * aim / variable, bounds)
+  if (variable < aim / 2) {
+    const proportional = variable > 0 ? size * aim / variable : Number.POSITIVE_INFINITY
     return clamp(Math.min(size * 2, proportional), bounds)
   }
   return clamp(size, bounds)
