@@ -366,11 +366,24 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     const fixRows = <Row extends object>(table: string, rows: ReadonlyArray<Row>): Effect.Effect<ReadonlyArray<Row>> =>
       fixUp(table, rows)
 
-    const withFixUp = (table: string) => <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-      if (!enabled) return self
+    // One combinator per table, made once: a read through it allocates nothing of ours but the flatMap.
+    type Combinator = <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    const combinators = new Map<string, Combinator>()
+    const makeCombinator = (table: string): Combinator => {
+      if (!enabled) return (self) => self
       const rules = tables.get(table)
-      if (rules === undefined) return Effect.zipLeft(self, unknownTable(table))
-      return Effect.flatMap(self, (value) => handOn(fixValueNow(rules, value)))
+      if (rules === undefined) return (self) => Effect.zipLeft(self, unknownTable(table))
+      const continuation = (value: Fixable) => handOn(fixValueNow(rules, value))
+      return <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>) =>
+        Effect.flatMap(self, continuation as unknown as (value: A) => Effect.Effect<A>)
+    }
+    const withFixUp = (table: string): Combinator => {
+      let combinator = combinators.get(table)
+      if (combinator === undefined) {
+        combinator = makeCombinator(table)
+        combinators.set(table, combinator)
+      }
+      return combinator
     }
 
     const publishReadMetrics = Effect.suspend(() => {
