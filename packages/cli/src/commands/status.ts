@@ -72,9 +72,11 @@ export const statusLines = (
     ...(progress.columns.length === 0 ? ["The plan has no backfilled columns."] : columnTable),
     "",
     `Migrations: ${migrations.migrations.length - pendingMigrations} applied, ${pendingMigrations} pending` +
-    `${drifted.length > 0 ? `, ${drifted.length} drifted` : ""}. ` +
-    `Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending ` +
-    `(${CoreProgress.formatPercent(progress.percent)}, ${progress.label}).`,
+    `${drifted.length > 0 ? `, ${drifted.length} drifted` : ""}.` +
+    (progress.columns.length === 0
+      ? ""
+      : ` Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending ` +
+        `(${CoreProgress.formatPercent(progress.percent)}, ${progress.label}).`),
     ...(rejected > 0
       ? ["Rejected rows could not be converted; they stay pending until their source is fixed ('strata verify' lists them)."]
       : [])

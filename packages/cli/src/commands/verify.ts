@@ -7,7 +7,7 @@
 import { Command, Options } from "@effect/cli"
 import { Timestamp } from "@strata/core"
 import { Verifier } from "@strata/sql"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import * as Output from "../Output.js"
 import * as Session from "../Session.js"
 import * as SharedOptions from "../SharedOptions.js"
@@ -95,7 +95,7 @@ export const reportLines = (report: Verifier.VerificationReport, database: strin
       } — ${c.description}`
     ),
     report.passed
-      ? `All checks passed: ${rows.length} columns, ${Table.count(scanned)} rows read. Unconvertible rows are left as they were and listed, not failures.`
+      ? `All checks passed: ${rows.length} column${rows.length === 1 ? "" : "s"}, ${Table.count(scanned)} rows read. Unconvertible rows are left as they were and listed, not failures.`
       : `${failing.length} check${failing.length === 1 ? "" : "s"} failed.`
   ]
 }
@@ -119,7 +119,9 @@ export const command = Command.make(
     job: Options.text("job").pipe(
       Options.withPseudoName("NAME"),
       Options.withDescription("Check only this job's columns (repeat for several); default: all."),
-      Options.repeated
+      Options.repeated,
+      Options.optional,
+      Options.map(Option.getOrElse((): ReadonlyArray<string> => []))
     )
   },
   (args) =>
