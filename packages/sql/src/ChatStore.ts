@@ -463,8 +463,9 @@ export const validateMessages = (
 }
 
 /**
- * A new message id for the instant `ms`: a UUIDv7 (time-ordered, so the primary-key index grows
- * at its end). What `appendMessages` assigns when a message comes without an id.
+ * A new message id for the instant `ms`: a UUIDv7, greater than every id made before it in this
+ * process (so the primary-key index grows at its end). What `appendMessages` assigns when a message
+ * comes without an id.
  *
  * @since 0.1.0
  */

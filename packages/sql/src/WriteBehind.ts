@@ -414,14 +414,18 @@ const makeService = (options: WriteBehindOptions = {}) =>
       })
 
     const flusher = Effect.gen(function*() {
+      let backToBack = 0
       while (true) {
         if (buffer.pending < maxBatch) {
+          backToBack = 0
           yield* Effect.raceFirst(Effect.sleep(Duration.millis(intervalMs)), wake.await)
-        } else {
-          // Back to the event loop between back-to-back flushes: the permits a flush released (the
-          // SQLite connection, room in the buffer) go to the fibers waiting for them, and I/O and
-          // signals get their turn, instead of the next flush taking them straight back.
+        } else if (++backToBack % 8 === 0) {
+          // Under sustained load, back to the event loop now and then so I/O and signals get their turn.
           yield* Effect.sleep(Duration.zero)
+        } else {
+          // Let the fibers the last flush woke (appenders given room, readers waiting for the SQLite
+          // connection) run before the next flush takes the connection again.
+          yield* Effect.yieldNow()
         }
         wake.unsafeClose()
         yield* flushWithRetry(undefined)
