@@ -111,6 +111,16 @@ describe.concurrent("strata: bad input", () => {
     )
   })
 
+  it("a failed migrate of a new SQLite file leaves no file behind", async () => {
+    const db = Path.join(dir, "first.db")
+    const result = await strata(["migrate", "--db", db])
+    expect(result.code, show(result)).toBe(1)
+    expect(stderrLines(result.stderr).at(-1)).toBe(
+      "strata: Migration 21 \"audit decision fields\" of plan agentos failed and was rolled back: no such table: task_audits (SQLITE_ERROR); statement: ALTER TABLE \"task_audits\" ADD COLUMN \"source_event_ts\" INTEGER"
+    )
+    expect(Fs.readdirSync(dir).filter((name) => name.startsWith("first.db"))).toEqual([])
+  })
+
   it("status, verify and backfill do not create a missing SQLite file", async () => {
     const db = Path.join(dir, "missing.db")
     for (const command of ["status", "verify", "backfill"]) {

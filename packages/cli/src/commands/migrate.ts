@@ -9,6 +9,7 @@ import { Command, Options } from "@effect/cli"
 import { Timestamp } from "@strata/core"
 import { Database, Migrator } from "@strata/sql"
 import { Effect, Option } from "effect"
+import * as Fs from "node:fs"
 import * as Outcome from "../Outcome.js"
 import * as Output from "../Output.js"
 import * as Session from "../Session.js"
@@ -151,6 +152,7 @@ export const command = Command.make(
         const to = Option.getOrUndefined(options.to)
         // A dry run changes nothing, not even by creating the SQLite file: a missing file is planned as an empty database.
         const shared = options.dryRun ? { ...options, db: yield* dryRunDatabase(options.db) } : options
+        const before = yield* Target.resolve(shared.db, { mustExist: false })
         yield* Session.withDatabase(shared, { mustExist: false }, ({ plan, target }) =>
           Effect.gen(function*() {
             const database = options.dryRun && target.url !== options.db ? `${options.db} (does not exist yet)` : target.display
@@ -173,10 +175,22 @@ export const command = Command.make(
             }
             const result = yield* Migrator.run({ to })
             return yield* options.json ? Output.json(runJson(result, database)) : Output.lines(migrationLines(result, database))
-          }).pipe(Effect.provide(Migrator.layer(plan))))
+          }).pipe(Effect.provide(Migrator.layer(plan)))).pipe(
+            // A failed first migrate leaves no empty database file behind (it is closed by now).
+            Effect.tapErrorCause(() => (before.exists ? Effect.void : removeNewSqliteFile(before)))
+          )
       })
     )
 ).pipe(Command.withDescription("Apply the plan's pending migrations, each in its own transaction."))
+
+/** Removes a SQLite file this command created (and its WAL side files). */
+const removeNewSqliteFile = (target: Target.Target) =>
+  Effect.sync(() => {
+    if (target.sqliteFile === undefined || target.sqliteFile === ":memory:") return
+    for (const file of [target.sqliteFile, `${target.sqliteFile}-wal`, `${target.sqliteFile}-shm`, `${target.sqliteFile}-journal`]) {
+      Fs.rmSync(file, { force: true })
+    }
+  })
 
 const dryRunDatabase = (db: string) =>
   Effect.map(Target.resolve(db, { mustExist: false }), (target) => (target.exists ? db : ":memory:"))
