@@ -44,13 +44,16 @@ export const options = {
   backup: backupOption
 } as const
 
-/** Checks `--job` names against the plan before the database is opened. */
+/** The `--job` jobs in plan order (each once), or `UnknownJob` naming the plan's jobs before any work starts. */
 const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) =>
-  Effect.forEach(names, (name) =>
+  Effect.map(
+    Effect.forEach(names, (name) =>
     Either.match(Backfill.findJob(plan, name), {
       onLeft: ({ known }) => Effect.fail(new BackfillRunner.UnknownJob({ job: name, known })),
       onRight: (job) => Effect.succeed(job)
-    }))
+    })),
+    (selected) => Backfill.jobs(plan).filter((job) => selected.some((s) => s.name === job.name))
+  )
 
 /**
  * What a run did: each job's last event, and how long the run took.
