@@ -143,6 +143,14 @@ describe.concurrent("strata: bad input", () => {
     expect(lines[0]).toMatch(/^strata: Unknown job "chat_messages\.nope"; the plan's jobs are: task_audits\.payload, chat_sessions\.created_at_ms, /)
   })
 
+  it("backfill numbers out of range, named as typed", async () => {
+    expectOneLine(
+      await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--batch-size", "0", "--pause-ms", "-5"]),
+      2,
+      "strata: --batch-size must be at least 1, got 0; --pause-ms must not be negative, got -5"
+    )
+  })
+
   it("--to a migration the plan does not have", async () => {
     const db = Path.join(dir, "to.db")
     await seedLegacy(db, 20)

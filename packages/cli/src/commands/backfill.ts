@@ -10,6 +10,7 @@ import { Command, Options } from "@effect/cli"
 import { Backfill, type Plan, Progress } from "@strata/core"
 import { BackfillRunner } from "@strata/sql"
 import { Clock, Effect, Either, Option, Ref, Stream } from "effect"
+import * as Outcome from "../Outcome.js"
 import * as Output from "../Output.js"
 import * as ProgressView from "../ProgressView.js"
 import * as Session from "../Session.js"
@@ -54,6 +55,20 @@ const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) =>
     })),
     (selected) => Backfill.jobs(plan).filter((job) => selected.some((s) => s.name === job.name))
   )
+
+/** Out-of-range numbers, named as typed, before anything is printed or run. */
+const checkNumbers = (args: {
+  readonly batchSize: Option.Option<number>
+  readonly maxBatchMs: Option.Option<number>
+  readonly pauseMs: Option.Option<number>
+}) => {
+  const problems = [
+    ...Option.toArray(Option.filter(args.batchSize, (n) => n < 1)).map((n) => `--batch-size must be at least 1, got ${n}`),
+    ...Option.toArray(Option.filter(args.maxBatchMs, (n) => n < 1)).map((n) => `--max-batch-ms must be at least 1, got ${n}`),
+    ...Option.toArray(Option.filter(args.pauseMs, (n) => n < 0)).map((n) => `--pause-ms must not be negative, got ${n}`)
+  ]
+  return problems.length === 0 ? Effect.void : Effect.fail(new Outcome.BadArgument({ text: problems.join("; ") }))
+}
 
 /**
  * What a run did: each job's last event, and how long the run took.
@@ -157,7 +172,7 @@ export const summaryJson = (summary: RunSummary) => ({
 export const command = Command.make("backfill", { ...SharedOptions.shared, ...options }, (args) =>
   Session.run(
     args,
-    Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
+    Effect.zipRight(checkNumbers(args), Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
       Effect.gen(function*() {
         const selected = yield* selectJobs(plan, args.job)
         const jobs = selected.length > 0 ? selected : Backfill.jobs(plan)
@@ -184,6 +199,6 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
         yield* args.json
           ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, ...summaryJson(summary) })
           : Output.lines(["", ...summaryLines(summary)])
-      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))),
+      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))),
     interruptedMessage
   )).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))
