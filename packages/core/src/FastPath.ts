@@ -41,33 +41,23 @@ const sqliteExpression = (source: string): string =>
   `THEN CAST(strftime('%s', ${source}) AS INTEGER) * 1000 END)`
 
 /**
- * PostgreSQL: the shape by regex, then the calendar checked in integers (leap years included)
- * before any date arithmetic, then epoch ms computed from the digits (days-from-civil), so no cast
- * of a date can ever raise and no server setting (DateStyle, TimeZone) is involved. The nested
- * CASE guarantees the digit casts only run on text the regex accepted.
+ * PostgreSQL: the shape by regex, then the calendar checked on the digits (text compared under the
+ * "C" collation, so no locale is involved; the year as an integer only for February's leap rule)
+ * before the text is cast: a cast of an invalid date raises and would abort the whole statement, so
+ * the nested CASE guarantees the cast only sees real instants. ISO year-first text reads the same
+ * under every DateStyle, and `timestamp` (without zone) ignores the session TimeZone: EXTRACT gives
+ * the seconds since 1970-01-01 00:00 of the wall time, read as UTC.
  */
 const pgExpression = (source: string): string => {
-  const part = (start: number, length: number) => `substr(${source}, ${start}, ${length})::int`
-  const year = part(1, 4)
-  const month = part(6, 2)
-  const day = part(9, 2)
-  const hour = part(12, 2)
-  const minute = part(15, 2)
-  const second = part(18, 2)
-  const leap = `((${year} % 4 = 0 AND ${year} % 100 <> 0) OR ${year} % 400 = 0)`
-  const monthDays =
-    `(CASE WHEN ${month} = 2 THEN (CASE WHEN ${leap} THEN 29 ELSE 28 END) WHEN ${month} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)`
-  const valid =
-    `${year} >= 1 AND ${month} BETWEEN 1 AND 12 AND ${day} >= 1 AND ${day} <= ${monthDays} ` +
-    `AND ${hour} <= 23 AND ${minute} <= 59 AND ${second} <= 59`
-  // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil, for years >= 0,
-  // where integer division truncating toward zero is floor division).
-  const marchYear = `(${year} - (CASE WHEN ${month} <= 2 THEN 1 ELSE 0 END))::bigint`
-  const marchMonth = `((${month} + 9) % 12)`
-  const days =
-    `(365 * ${marchYear} + ${marchYear} / 4 - ${marchYear} / 100 + ${marchYear} / 400 + (153 * ${marchMonth} + 2) / 5 + ${day} - 1 - 719468)`
-  const millis = `((${days} * 86400 + ${hour} * 3600 + ${minute} * 60 + ${second}) * 1000)`
-  return `(CASE WHEN ${pgShape(source)} THEN (CASE WHEN ${valid} THEN ${millis} END) END)`
+  const part = (start: number, length: number) => `substr(${source}, ${start}, ${length}) COLLATE "C"`
+  const year = `substr(${source}, 1, 4)::int`
+  const leap = `(${year} % 4 = 0 AND (${year} % 100 <> 0 OR ${year} % 400 = 0))`
+  const lastDay = `(CASE ${part(6, 2)} WHEN '02' THEN (CASE WHEN ${leap} THEN '29' ELSE '28' END) ` +
+    `WHEN '04' THEN '30' WHEN '06' THEN '30' WHEN '09' THEN '30' WHEN '11' THEN '30' ELSE '31' END)`
+  const valid = `${part(1, 4)} <> '0000' AND ${part(6, 2)} BETWEEN '01' AND '12' AND ${part(9, 2)} >= '01' ` +
+    `AND ${part(12, 2)} <= '23' AND ${part(15, 2)} <= '59' AND ${part(18, 2)} <= '59' AND ${part(9, 2)} <= ${lastDay}`
+  return `(CASE WHEN ${pgShape(source)} THEN (CASE WHEN ${valid} ` +
+    `THEN (EXTRACT(EPOCH FROM ${source}::timestamp))::bigint * 1000 END) END)`
 }
 
 /**
