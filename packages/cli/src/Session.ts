@@ -11,7 +11,7 @@ import * as Outcome from "./Outcome.js"
 import * as PlanSource from "./PlanSource.js"
 import type { Shared } from "./SharedOptions.js"
 import * as Target from "./Target.js"
-import type { SqlClient } from "./internal/sqlClient.js"
+import type { SqlClient } from "@effect/sql/SqlClient"
 
 /**
  * Logs go to stderr, as JSON lines with `--json`, at the level `--log-level` chose.

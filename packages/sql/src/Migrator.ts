@@ -556,7 +556,8 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
             : Effect.logInfo("migration already applied by a concurrent runner")
         ),
         Effect.tapError((error) =>
-          error._tag === "MigrationFailed" ? Effect.logError("migration failed and was rolled back", error.message) : Effect.void
+          // The typed error is the report; logging it at Error too would print it twice (once per layer that handles it).
+          error._tag === "MigrationFailed" ? Effect.logInfo("migration failed and was rolled back", error.message) : Effect.void
         ),
         Effect.annotateLogs({ plan: plan.name, migration_id: migration.id, migration_name: migration.name })
       )

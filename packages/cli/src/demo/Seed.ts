@@ -11,7 +11,7 @@
 import { Plans, Timestamp } from "@strata/core"
 import { Database } from "@strata/sql"
 import { Effect, Option, Schema } from "effect"
-import { SqlClient } from "../internal/sqlClient.js"
+import { SqlClient } from "@effect/sql/SqlClient"
 import type * as LegacyData from "./LegacyData.js"
 import type * as LegacySessions from "./LegacySessions.js"
 

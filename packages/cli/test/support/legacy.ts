@@ -6,7 +6,7 @@ import { Database } from "@strata/sql"
 import { Effect } from "effect"
 import * as LegacyData from "../../src/demo/LegacyData.js"
 import * as Seed from "../../src/demo/Seed.js"
-import { SqlClient } from "../../src/internal/sqlClient.js"
+import { SqlClient } from "@effect/sql/SqlClient"
 
 /** Runs `body` with a `SqlClient` on `url`, closed afterwards. */
 export const withDatabase = <A>(url: string, body: Effect.Effect<A, unknown, SqlClient>): Promise<A> =>
