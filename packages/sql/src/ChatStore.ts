@@ -17,6 +17,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Plans, Timestamp } from "@strata/core"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { MessageRow, SessionRow } from "./internal/chatRows.js"
+import { fastMessage } from "./internal/fastMessage.js"
 import {
   dialectOf,
   insertMessages,
@@ -435,6 +436,16 @@ const decodeSwitch = decoder(Schema.Struct({
 export type ValidMessage = typeof NewMessage.Type
 
 /**
+ * Validates one message to append; the error names `<field>.<name>`.
+ *
+ * @since 0.1.0
+ */
+export const validateMessage = (input: unknown, field: string): Either.Either<ValidMessage, InvalidInput> => {
+  const simple = fastMessage(input)
+  return simple !== undefined ? Either.right(simple) : decodeNewMessage(input, field)
+}
+
+/**
  * Validates messages to append (fields named `<field>[i].<name>`), including ids repeated in the batch.
  *
  * @since 0.1.0
@@ -447,7 +458,7 @@ export const validateMessages = (
   const valid: Array<ValidMessage> = []
   const seen = new Map<string, number>()
   for (let i = 0; i < messages.length; i++) {
-    const decoded = decodeNewMessage(messages[i], `${field}[${i}]`)
+    const decoded = validateMessage(messages[i], `${field}[${i}]`)
     if (Either.isLeft(decoded)) return Either.left(decoded.left)
     const id = decoded.right.id
     if (id !== undefined) {

@@ -140,7 +140,6 @@ interface FlushOutcome {
 }
 
 const decodePageOptions = ChatStore.decoder(ChatStore.PageOptions)
-const decodeNewMessage = ChatStore.decoder(ChatStore.NewMessage)
 
 const makeService = (options: WriteBehindOptions = {}) =>
   Effect.gen(function*() {
@@ -257,11 +256,20 @@ const makeService = (options: WriteBehindOptions = {}) =>
       sessionId: string,
       message: ChatStore.NewMessage
     ): Effect.Effect<ChatStore.Message, AppendError> =>
-      Effect.suspend(() => {
-        const decoded = decodeNewMessage(message, "message")
-        return Either.isLeft(decoded)
-          ? Effect.fail(decoded.left)
-          : Effect.map(bufferValid(sessionId, [decoded.right]), (stored) => stored[0]!)
+      Effect.clockWith((clock) => {
+        if (closed) return Effect.fail(new WriteBehindClosed())
+        const decoded = ChatStore.validateMessage(message, "message")
+        if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+        const valid = decoded.right
+        // The hot path in one synchronous step: no supplied id, a session already tracked (so its id
+        // was validated then), room in the buffer.
+        if (valid.id === undefined && buffer.isTracked(sessionId) && room.tryTake(1)) {
+          const now = Math.floor(clock.unsafeCurrentTimeMillis()) as Timestamp.EpochMillis
+          const stored = buffer.pushOne(sessionId, (seq) => ChatStore.toMessage(valid, sessionId, seq, now))!
+          if (buffer.pending >= maxBatch) wake.unsafeOpen()
+          return Effect.succeed(stored)
+        }
+        return Effect.map(bufferValid(sessionId, [valid]), (stored) => stored[0]!)
       })
 
     // ---- flushing

@@ -65,6 +65,16 @@ export class WriteBuffer {
     return { messages, position: this.completed + this.pending }
   }
 
+  /** `push` of one message without a supplied id, for the hot path; `undefined` when the session is not tracked. */
+  pushOne(sessionId: string, make: (seq: number) => Message): Message | undefined {
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined) return undefined
+    const message = make(entry.nextSeq++)
+    entry.buffered.push(message)
+    this.queue.push(message)
+    return message
+  }
+
   /** The oldest `max` buffered messages (the next flush). */
   nextBatch(max: number): ReadonlyArray<Message> {
     return this.queue.slice(this.head, this.head + max)
