@@ -7,6 +7,13 @@
  * logged and counted, never seen by callers, and unwritten rows stay pending for a later read or
  * the backfill.
  *
+ * - A target is missing when it is NULL or absent from the row (0 is a value); it is filled only when the
+ *   row carries its source. A NULL source stays NULL; an unparseable one stays NULL and is counted.
+ * - Rows are written back by key: the plan's declared key, else the table's single-column primary key,
+ *   else (SQLite) `rowid` when the caller selected it. Rows without a key value are fixed in memory only.
+ * - Targets come back as numbers on both engines. Inputs are never mutated; fixed rows are copies.
+ * - Read-path counts reach `metrics` on the background fiber's next round (every `flushInterval`).
+ *
  * ```ts
  * const messages = sql`SELECT * FROM chat_messages WHERE session_id = ${id}`.pipe(
  *   LazyMigration.withFixUp("chat_messages")
