@@ -1,0 +1,232 @@
+/**
+ * The BackfillRunner against the physical limit: a 1,000,000-row `chat_messages.created_at` →
+ * `created_at_ms` backfill (legacy AgentOS table, text primary key, the plan's DESC index on the
+ * target), every text in SQLite's `CURRENT_TIMESTAMP` shape. Cases, each on a fresh copy of the same
+ * data, interleaved within each repetition:
+ *
+ * - baseline: one `UPDATE chat_messages SET created_at_ms = <expr>` statement (the fast path's
+ *   expression), which locks the table for its whole run;
+ * - the runner (fast path on, adaptive batches, default 50 ms target), its longest batch transaction;
+ * - the runner with `fastPath: false` (every row read, parsed by `Timestamp.parse`, written back);
+ * - the seeds' approach: batches of 10,000 re-selected with `LIMIT` and no cursor
+ *   (`UPDATE ... WHERE key IN (SELECT key ... WHERE created_at_ms IS NULL LIMIT 10000)` until no row changes),
+ *   with the seed's expression on SQLite (`CAST((julianday(x) - 2440587.5) * 86400000 AS INTEGER)`, 1 ms
+ *   low on about half the rows) and `extract(epoch ...)` on PostgreSQL.
+ *
+ * The same on PostgreSQL when `STRATA_BENCH_PG_URL` (or `STRATA_TEST_PG_URL`) is set, in a schema of
+ * its own (dropped at the end). `BENCH_ROWS` scales the table (default 1,000,000).
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { FastPath, type Identifier, Plans } from "@strata/core"
+import { BackfillRunner, Database, Migrator } from "@strata/sql"
+import { Effect, Logger, LogLevel } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
+import { collectGarbage, median, repetitions } from "./harness.js"
+
+const ROWS = Number(process.env["BENCH_ROWS"] ?? "1000000")
+const JOB = "chat_messages.created_at_ms"
+const SEEDS_BATCH = 10_000
+const TARGET_MS = 50
+
+type Dialect = "sqlite" | "pg"
+
+const quiet = <A, E>(url: string, effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> =>
+  Effect.runPromise(
+    effect.pipe(Effect.provide(Database.layer({ url })), Logger.withMinimumLogLevel(LogLevel.None), Effect.orDie)
+  )
+
+const createData = (dialect: Dialect) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    for (const statement of Plans.agentosLegacyStatements(dialect)) yield* sql.unsafe(statement)
+    if (dialect === "sqlite") {
+      yield* sql.unsafe(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${ROWS})
+         INSERT INTO chat_messages (message_id, session_id, role, content, created_at)
+         SELECT printf('m%08d', i), 's' || (i % 1000), 'user', 'hello', strftime('%Y-%m-%d %H:%M:%S', 1600000000 + i * 37, 'unixepoch') FROM n`
+      )
+    } else {
+      yield* sql.unsafe(
+        `INSERT INTO chat_messages (message_id, session_id, role, content, created_at)
+         SELECT 'm' || lpad(i::text, 8, '0'), 's' || (i % 1000), 'user', 'hello',
+                to_char(to_timestamp(1600000000 + i * 37) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+         FROM generate_series(1, ${ROWS}) AS i`
+      )
+    }
+    yield* Effect.flatMap(Migrator.make(Plans.agentos), (m) => m.run())
+  })
+
+const expression = (dialect: Dialect) => FastPath.epochMillisExpression("created_at" as Identifier.Identifier, dialect)
+
+interface Timing {
+  readonly totalMs: number
+  readonly longestBatchMs?: number | undefined
+  readonly batches?: number | undefined
+}
+
+const now = () => performance.now()
+
+const singleStatement = (dialect: Dialect) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const start = now()
+    yield* sql.unsafe(`UPDATE chat_messages SET created_at_ms = ${expression(dialect)} WHERE created_at_ms IS NULL`)
+    const totalMs = now() - start
+    return { totalMs, longestBatchMs: totalMs, batches: 1 } satisfies Timing
+  })
+
+const runner = (fastPath: boolean) =>
+  Effect.gen(function*() {
+    const backfill = yield* BackfillRunner.BackfillRunner
+    const start = now()
+    const [summary] = yield* backfill.run(Plans.agentos, { jobs: [JOB], fastPath, maxBatchMs: TARGET_MS })
+    const totalMs = now() - start
+    if (summary === undefined || summary.updated !== ROWS) throw new Error(`runner updated ${summary?.updated} of ${ROWS} rows`)
+    return { totalMs, longestBatchMs: summary.longestBatchMs, batches: summary.batches } satisfies Timing
+  }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))
+
+const seedsApproach = (dialect: Dialect) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const seedExpression = dialect === "sqlite"
+      ? `CAST((julianday(created_at) - 2440587.5) * 86400000 AS INTEGER)`
+      : `(extract(epoch FROM created_at::timestamp) * 1000)::bigint`
+    const statement = `UPDATE chat_messages SET created_at_ms = ${seedExpression} WHERE message_id IN ` +
+      `(SELECT message_id FROM chat_messages WHERE created_at_ms IS NULL LIMIT ${SEEDS_BATCH})`
+    const start = now()
+    let longestBatchMs = 0
+    let batches = 0
+    while (true) {
+      const batchStart = now()
+      const result = yield* sql.unsafe(statement).raw
+      longestBatchMs = Math.max(longestBatchMs, now() - batchStart)
+      batches++
+      const changed = (result as { changes?: number; rowCount?: number }).changes ?? (result as { rowCount?: number }).rowCount ?? 0
+      if (changed === 0) break
+    }
+    return { totalMs: now() - start, longestBatchMs, batches } satisfies Timing
+  })
+
+interface Engine {
+  readonly dialect: Dialect
+  /** Builds the data once. */
+  readonly setUp: () => Promise<void>
+  /** A fresh copy of the data for one case: its URL, and how to dispose of it. */
+  readonly fresh: () => Promise<{ readonly url: string; readonly dispose: () => Promise<void> }>
+  readonly tearDown: () => Promise<void>
+}
+
+const sqliteEngine = (): Engine => {
+  const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-bench-backfill-"))
+  const template = Path.join(directory, "template.db")
+  let copies = 0
+  return {
+    dialect: "sqlite",
+    setUp: () => quiet(template, createData("sqlite")),
+    fresh: async () => {
+      // The template was closed (WAL checkpointed into the file), so copying the file copies the database.
+      const url = Path.join(directory, `copy-${copies++}.db`)
+      Fs.copyFileSync(template, url)
+      return {
+        url,
+        dispose: async () => {
+          for (const suffix of ["", "-wal", "-shm"]) Fs.rmSync(`${url}${suffix}`, { force: true })
+        }
+      }
+    },
+    tearDown: async () => Fs.rmSync(directory, { recursive: true, force: true })
+  }
+}
+
+const withSearchPath = (url: string, schema: string): string => {
+  const parsed = new URL(url)
+  parsed.searchParams.set("options", `-c search_path=${schema}`)
+  return parsed.toString()
+}
+
+const pgEngine = (baseUrl: string): Engine => {
+  const schema = `strata_bench_${process.pid}`
+  const url = withSearchPath(baseUrl, schema)
+  const admin = (statement: string) => quiet(baseUrl, Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)))
+  return {
+    dialect: "pg",
+    setUp: async () => {
+      await admin(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await admin(`CREATE SCHEMA ${schema}`)
+      await quiet(url, Effect.gen(function*() {
+        yield* createData("pg")
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`CREATE TABLE chat_messages_template AS SELECT * FROM chat_messages`)
+      }))
+    },
+    fresh: async () => {
+      // Same rows, no dead tuples, visibility map set: every case starts from the same physical state.
+      await quiet(url, Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`DROP TABLE IF EXISTS strata_jobs`)
+        yield* sql.unsafe(`DROP TABLE IF EXISTS strata_rejects`)
+        yield* sql.unsafe(`TRUNCATE chat_messages`)
+        yield* sql.unsafe(`INSERT INTO chat_messages SELECT * FROM chat_messages_template`)
+        yield* sql.unsafe(`VACUUM ANALYZE chat_messages`)
+        yield* sql.unsafe(`CHECKPOINT`)
+      }))
+      return { url, dispose: async () => undefined }
+    },
+    tearDown: () => admin(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).then(() => undefined)
+  }
+}
+
+type Case = readonly [name: string, run: (dialect: Dialect) => Effect.Effect<Timing, unknown, SqlClient.SqlClient>]
+
+const cases: ReadonlyArray<Case> = [
+  ["one UPDATE statement (baseline)", singleStatement],
+  ["BackfillRunner, fast path", () => runner(true)],
+  ["BackfillRunner, pure JS (fastPath: false)", () => runner(false)],
+  ["seeds' approach (LIMIT 10,000 re-select, no cursor)", seedsApproach]
+]
+
+const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => {
+  await engine.setUp()
+  const timings: Array<Array<Timing>> = cases.map(() => [])
+  try {
+    for (let repetition = 0; repetition < repetitions(); repetition++) {
+      for (const [index, [, run]] of cases.entries()) {
+        const copy = await engine.fresh()
+        collectGarbage()
+        timings[index]!.push(await quiet(copy.url, run(engine.dialect) as Effect.Effect<Timing, never, SqlClient.SqlClient>))
+        await copy.dispose()
+      }
+    }
+  } finally {
+    await engine.tearDown()
+  }
+  const label = engine.dialect === "sqlite" ? "SQLite" : "PostgreSQL"
+  const baseline = median(timings[0]!.map((t) => t.totalMs))
+  return cases.flatMap(([name], index) => {
+    const runs = timings[index]!
+    const total = median(runs.map((t) => t.totalMs))
+    return [
+      { case: `${label}: ${name}, total`, median: total, unit: "ms", ratio: total / baseline },
+      { case: `${label}: ${name}, rate`, median: ROWS / (total / 1000), unit: "rows/s" },
+      { case: `${label}: ${name}, longest batch (median of runs)`, median: median(runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
+      { case: `${label}: ${name}, longest batch (worst run)`, median: Math.max(...runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
+      { case: `${label}: ${name}, batches`, median: median(runs.map((t) => t.batches ?? 0)), unit: "batches" }
+    ]
+  })
+}
+
+export const benchmark: BenchmarkModule = {
+  name: "backfill",
+  description:
+    `${ROWS.toLocaleString("en-US")}-row chat_messages.created_at → created_at_ms backfill: the runner (target ${TARGET_MS} ms per batch) ` +
+    `vs one UPDATE statement (baseline, same run) and the seeds' LIMIT re-select loop; each case on a fresh copy of the data.`,
+  run: async () => {
+    const rows = [...(await measure(sqliteEngine()))]
+    const pgUrl = process.env["STRATA_BENCH_PG_URL"] ?? process.env["STRATA_TEST_PG_URL"]
+    if (pgUrl !== undefined && pgUrl !== "") rows.push(...(await measure(pgEngine(pgUrl))))
+    return rows
+  }
+}
