@@ -38,7 +38,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier, Timestamp } from "@strata/core"
 import { Context, Effect, Either, Layer, Option, Schema } from "effect"
-import { dialectOf, insertMessages, jsonToColumn } from "./internal/chatRows.js"
+import * as Catalog from "./internal/catalog.js"
+import { insertMessages, jsonToColumn } from "./internal/chatRows.js"
 import * as JobState from "./internal/jobState.js"
 import type { ImportedAgentContext, ImportedSession, LegacyAgentContextRow, LegacySessionRow } from "./internal/legacyRows.js"
 import { importAgentContext, importSession, rowKey } from "./internal/legacyRows.js"
@@ -217,10 +218,7 @@ export const jobNames = (tables: LegacyTables) => ({
 
 const tableColumns = (sql: SqlClient.SqlClient, table: string): Effect.Effect<ReadonlySet<string>, SqlError> =>
   Effect.map(
-    dialectOf(sql) === "pg"
-      ? sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns
-          WHERE table_schema = current_schema() AND table_name = ${table}`
-      : sql<{ name: string }>`SELECT name FROM pragma_table_info(${table})`,
+    Effect.provideService(Catalog.tableColumns(table), SqlClient.SqlClient, sql),
     (rows) => new Set(rows.map((r) => r.name))
   )
 

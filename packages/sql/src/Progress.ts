@@ -9,7 +9,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
 import { Effect, Option } from "effect"
-import { errorText, filterSql, JobDatabaseError, Params, tableColumns } from "./internal/jobTable.js"
+import { tableColumns } from "./internal/catalog.js"
+import { errorText, filterSql, JobDatabaseError, Params } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
 
 /**

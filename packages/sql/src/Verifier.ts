@@ -20,10 +20,10 @@ import {
   keyValue,
   Params,
   selectList,
-  tableColumns,
   UnknownJob
 } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
+import { tableColumns } from "./internal/catalog.js"
 
 /**
  * The result of one check.

@@ -8,6 +8,8 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Backfill, Plan } from "@strata/core"
 import { Identifier } from "@strata/core"
 import { Effect, Schema } from "effect"
+import type { ColumnRow } from "./catalog.js"
+import { tableColumns } from "./catalog.js"
 
 /**
  * `jobs` named a job the plan does not have.
@@ -111,31 +113,6 @@ export interface JobTable {
   /** The declared type of every column of the table, by name (PostgreSQL: `format_type`). */
   readonly columnTypes: ReadonlyMap<string, string>
 }
-
-interface ColumnRow {
-  readonly name: string
-  readonly type: string
-  readonly pk: number
-}
-
-/** The table's columns (name, declared type, position in the primary key, 0 if none); empty if the table is missing. */
-export const tableColumns = (table: string): Effect.Effect<ReadonlyArray<ColumnRow>, SqlError, SqlClient.SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    return yield* sql.onDialectOrElse({
-      pg: () =>
-        sql.unsafe<{ name: string; type: string; pk: number }>(
-          `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-                  COALESCE((a.attnum = ANY(i.indkey))::int, 0) AS pk
-           FROM pg_attribute a
-           LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-           ORDER BY a.attnum`,
-          [Identifier.quote(table)]
-        ),
-      orElse: () => sql.unsafe<ColumnRow>(`SELECT name, type, pk FROM pragma_table_info(?)`, [table])
-    })
-  })
 
 const integerType = (type: string, dialect: "sqlite" | "pg"): boolean =>
   dialect === "pg" ? /^(smallint|integer|bigint)$/.test(type) : /INT/i.test(type)

@@ -6,6 +6,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier } from "@strata/core"
 import { Data, Effect, Either } from "effect"
+import type { ColumnRow } from "./catalog.js"
+import { tableColumns } from "./catalog.js"
 
 /**
  * How rows of a table are addressed by the write-back.
@@ -45,16 +47,6 @@ export const keyValueOf = (key: TableKey, row: Readonly<Record<string, unknown>>
 // Types come from the catalogue (format_type), but they are spliced into SQL text, so only plain type names pass.
 const plainPgType = /^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?$/
 
-const pgKeyType = (sql: SqlClient.SqlClient, table: string, column: string) =>
-  Effect.map(
-    sql.unsafe<{ readonly type: string }>(
-      `SELECT format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
-       WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
-      [Identifier.quote(table), column]
-    ),
-    (rows) => rows[0]?.type
-  )
-
 /**
  * Finds the key of `table`: the declared one if the plan names it, else the single-column primary
  * key, else (SQLite) `rowid`. Fails with `TableKeyUnknown` when the table does not exist yet.
@@ -65,56 +57,33 @@ export const discoverKey = (
   declared: Identifier.Identifier | undefined
 ): Effect.Effect<TableKey, SqlError | TableKeyUnknown, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    if (dialect === "sqlite") {
-      const columns = yield* sql.unsafe<{ readonly name: string; readonly pk: number }>(
-        "SELECT name, pk FROM pragma_table_info(?)",
-        [table]
-      )
-      if (columns.length === 0) return yield* new TableKeyUnknown({ table, reason: "no such table" })
-      if (declared !== undefined) {
-        return columns.some((c) => c.name === declared)
-          ? { _tag: "Column", column: declared, pgType: undefined } as const
-          : yield* new TableKeyUnknown({ table, reason: `declared key column ${declared} does not exist` })
+    const columns = yield* tableColumns(table)
+    if (columns.length === 0) return yield* new TableKeyUnknown({ table, reason: "no such table" })
+    let key: ColumnRow
+    if (declared !== undefined) {
+      const found = columns.find((c) => c.name === declared)
+      if (found === undefined) {
+        return yield* new TableKeyUnknown({ table, reason: `declared key column ${declared} does not exist` })
       }
+      key = found
+    } else {
       const primary = columns.filter((c) => Number(c.pk) > 0)
       const single = primary.length === 1 ? Identifier.decode(primary[0]!.name) : undefined
-      return single !== undefined && Either.isRight(single)
-        ? { _tag: "Column", column: single.right, pgType: undefined } as const
-        : { _tag: "Rowid" } as const
-    }
-    const exists = yield* sql.unsafe<{ readonly found: boolean }>(
-      "SELECT to_regclass($1) IS NOT NULL AS found",
-      [Identifier.quote(table)]
-    )
-    if (exists[0]?.found !== true) return yield* new TableKeyUnknown({ table, reason: "no such table" })
-    let column: Identifier.Identifier
-    if (declared !== undefined) {
-      column = declared
-    } else {
-      const primary = yield* sql.unsafe<{ readonly name: string }>(
-        `SELECT a.attname AS name FROM pg_index i
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-         WHERE i.indrelid = to_regclass($1) AND i.indisprimary`,
-        [Identifier.quote(table)]
-      )
-      const single = primary.length === 1 ? Identifier.decode(primary[0]!.name) : undefined
       if (single === undefined || Either.isLeft(single)) {
+        if (dialect === "sqlite") return { _tag: "Rowid" } as const
         return {
           _tag: "None",
           reason: primary.length === 0 ? "the table has no primary key" : "the primary key is not a single plain column"
         } as const
       }
-      column = single.right
+      key = primary[0]!
     }
-    const pgType = yield* pgKeyType(sql, table, column)
-    if (pgType === undefined) {
-      return yield* new TableKeyUnknown({ table, reason: `key column ${column} does not exist` })
+    const column = key.name as Identifier.Identifier
+    if (dialect === "sqlite") return { _tag: "Column", column, pgType: undefined } as const
+    if (!plainPgType.test(key.type)) {
+      return { _tag: "None", reason: `key column ${column} has type ${key.type}, which the write-back cannot bind` } as const
     }
-    if (!plainPgType.test(pgType)) {
-      return { _tag: "None", reason: `key column ${column} has type ${pgType}, which the write-back cannot bind` } as const
-    }
-    return { _tag: "Column", column, pgType } as const
+    return { _tag: "Column", column, pgType: key.type } as const
   })
 
 /** One row to write: its key and a value per target (null: this row does not fix that target). */
