@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import { Progress } from "@strata/core"
+import type { BackfillRunner } from "@strata/sql"
 import { Clock, Effect, Ref } from "effect"
 import * as Output from "./Output.js"
 import { count } from "./Table.js"
@@ -17,19 +18,10 @@ import * as Terminal from "./Terminal.js"
  *
  * @since 0.1.0
  */
-export interface Update {
-  readonly job: string
-  readonly phase: "started" | "batch" | "completed" | "skipped"
-  readonly dryRun: boolean
-  readonly processed: number
-  readonly updated: number
-  readonly rejected: number
-  readonly total: number
-  readonly percent: number
-  readonly rowsPerSecond: number | undefined
-  readonly etaMs: number | undefined
-  readonly done: boolean
-}
+export type Update = Pick<
+  BackfillRunner.ProgressEvent,
+  "job" | "phase" | "dryRun" | "processed" | "updated" | "rejected" | "total" | "percent" | "rowsPerSecond" | "etaMs" | "done"
+>
 
 /**
  * How events are shown.
