@@ -13,7 +13,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Plans } from "@strata/core"
 import { ChatStore, Database, Migrator, WriteBehind } from "@strata/sql"
-import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -160,7 +160,8 @@ const openDatabase = async (url: string, scope: Scope.CloseableScope) => {
       yield* Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())
       const store = yield* ChatStore.ChatStore
       for (const id of sessionIds) yield* store.createSession({ id })
-    }).pipe(Effect.provide(context))
+      // The output is a Markdown table to paste: keep the Migrator's info lines out of it.
+    }).pipe(Effect.provide(context), Logger.withMinimumLogLevel(LogLevel.Warning))
   )
   return context
 }
