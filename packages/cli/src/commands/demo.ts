@@ -28,6 +28,9 @@ import * as Table from "../Table.js"
 import * as BackfillCommand from "./backfill.js"
 import * as ImportLegacy from "./importLegacy.js"
 import * as Status from "./status.js"
+
+// The quick start runs the demo as `pnpm strata demo`; suggest next commands the same way they can be typed.
+const invocation = process.env["npm_lifecycle_event"] === "strata" ? "pnpm strata" : "strata"
 import * as Verify from "./verify.js"
 
 /**
@@ -226,9 +229,9 @@ export const command = Command.make(
             } else {
               yield* say([
                 "Done. Try next:",
-                `  strata status --db ${args.db}`,
-                `  strata verify --db ${args.db}`,
-                `  strata migrate --dry-run --db ${args.db}`
+                `  ${invocation} status --db ${args.db}`,
+                `  ${invocation} verify --db ${args.db}`,
+                `  ${invocation} migrate --dry-run --db ${args.db}`
               ])
             }
             if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
