@@ -9,14 +9,10 @@
  * These tests only SELECT from literal arrays (no tables), so parallel test files cannot collide.
  */
 import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { SqliteClient } from "@effect/sql-sqlite-node"
-import { describe, expect, it, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Timestamp } from "@strata/core"
-import { Array as Arr, Effect, Either, FastCheck as fc, Layer, Redacted } from "effect"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as Path from "node:path"
+import { Array as Arr, Effect, Either, FastCheck as fc } from "effect"
+import { describePg, pgTestLayer, sqliteTestLayer } from "./support/databases.js"
 
 const BATCH = 500
 const SAMPLES = 5000
@@ -64,16 +60,6 @@ const inBatches = <Row, E, R>(
   query: (batch: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Row>, E, R>
 ) => Effect.map(Effect.forEach(Arr.chunksOf(texts, BATCH), query), Arr.flatten)
 
-const tempSqliteFile = Layer.unwrapScoped(
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-timestamp-engines-"))),
-      (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-    ),
-    (dir) => SqliteClient.layer({ filename: Path.join(dir, "timestamps.db") })
-  )
-)
-
 interface SqliteRow {
   readonly text: string
   readonly rounded: number
@@ -91,7 +77,7 @@ const sqliteEpochMillis = (texts: ReadonlyArray<string>) =>
         [JSON.stringify(batch)]
       )))
 
-layer(tempSqliteFile)("Timestamp.parse vs SQLite julianday", (it) => {
+layer(sqliteTestLayer())("Timestamp.parse vs SQLite julianday", (it) => {
   it.effect("equals CAST(ROUND((julianday(t) - 2440587.5) * 86400000) AS INTEGER) on second-precision text", () =>
     Effect.gen(function*() {
       const texts = sample(secondTexts)
@@ -120,32 +106,9 @@ layer(tempSqliteFile)("Timestamp.parse vs SQLite julianday", (it) => {
     }))
 })
 
-const isCi = () => {
-  const ci = process.env["CI"]
-  return ci != null && ci !== "" && ci !== "0" && ci.toLowerCase() !== "false"
-}
-const pgUrl = process.env["STRATA_TEST_PG_URL"]
-const hasPg = pgUrl != null && pgUrl !== ""
-
-/** The URL with `-c TimeZone=UTC` added to the startup options, so every pooled connection reads naive text as UTC. */
-const withUtcSession = (url: string): string => {
-  const parsedUrl = new URL(url)
-  const existing = parsedUrl.searchParams.get("options")
-  parsedUrl.searchParams.set("options", existing == null ? "-c TimeZone=UTC" : `${existing} -c TimeZone=UTC`)
-  return parsedUrl.toString()
-}
-
-if (!hasPg && isCi()) {
-  it("Timestamp.parse vs PostgreSQL needs STRATA_TEST_PG_URL in CI", () => {
-    expect.fail("CI is set but STRATA_TEST_PG_URL is missing: the PostgreSQL agreement tests must run in CI")
-  })
-}
-
-describe.runIf(hasPg)("Timestamp.parse vs PostgreSQL", () => {
-  // Suspended: vitest collects this body even when the suite does not run.
-  const pgLayer = Layer.suspend(() =>
-    PgClient.layer({ url: Redacted.make(withUtcSession(pgUrl ?? "")), maxConnections: 2 })
-  )
+describePg("Timestamp.parse vs PostgreSQL", () => {
+  // Through Database.layer: every connection's session TimeZone is UTC, as strata always runs it.
+  const pgLayer = pgTestLayer()
 
   const pgEpochMillis = (texts: ReadonlyArray<string>) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
