@@ -173,13 +173,16 @@ const FNV_OFFSET = 0xcbf29ce484222325n
 const FNV_PRIME = 0x100000001b3n
 const MASK_64 = 0xffffffffffffffffn
 
+// One encoder for every checksum: it holds no state between calls.
+const utf8 = new TextEncoder()
+
 /**
  * FNV-1a 64 over UTF-8 bytes: pure, dependency-free, identical on every machine.
  * A checksum detects edits; it is not a security boundary.
  */
 const fnv1a64 = (text: string): string => {
   let hash = FNV_OFFSET
-  for (const byte of new TextEncoder().encode(text)) {
+  for (const byte of utf8.encode(text)) {
     hash = ((hash ^ BigInt(byte)) * FNV_PRIME) & MASK_64
   }
   return hash.toString(16).padStart(16, "0")
