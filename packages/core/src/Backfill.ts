@@ -63,6 +63,18 @@ const describe = (value: unknown): string => {
   return `${typeof value} ${String(value)}`
 }
 
+/** A present value (never NULL) as a timestamp: only text, through `Timestamp.parse`. */
+const timestampValue = (value: unknown): Either.Either<Timestamp.EpochMillis, string> =>
+  typeof value === "string"
+    ? Either.mapLeft(Timestamp.parse(value), (error) => `${describe(value)}: ${error.reason}`)
+    : Either.left(`expected timestamp text, found ${describe(value)}`)
+
+/** A present value (never NULL) as a target of type `as`. */
+const convertValue = (value: unknown, as: "timestamp" | "text"): Either.Either<Timestamp.EpochMillis | string, string> => {
+  if (as === "timestamp") return timestampValue(value)
+  return typeof value === "string" ? Either.right(value) : Either.left(`expected text, found ${describe(value)}`)
+}
+
 /**
  * The one conversion of a stored TIMESTAMP column value: `null` stays `null` (nothing to do), text
  * goes through `Timestamp.parse`, anything else (a number SQLite's affinity made of "0", a blob)
@@ -70,11 +82,8 @@ const describe = (value: unknown): string => {
  *
  * @since 0.1.0
  */
-export const timestampFromColumn = (value: unknown): Either.Either<Timestamp.EpochMillis | null, string> => {
-  if (value === null || value === undefined) return Either.right(null)
-  if (typeof value !== "string") return Either.left(`expected timestamp text, found ${describe(value)}`)
-  return Either.mapLeft(Timestamp.parse(value), (error) => `${describe(value)}: ${error.reason}`)
-}
+export const timestampFromColumn = (value: unknown): Either.Either<Timestamp.EpochMillis | null, string> =>
+  value === null || value === undefined ? Either.right(null) : timestampValue(value)
 
 /**
  * Whether a row (keyed by column name) passes a row filter. Matching is case-sensitive.
@@ -121,11 +130,6 @@ const lookup = (object: Readonly<Record<string, unknown>>, path: string): unknow
   return current
 }
 
-const convertFound = (value: unknown, as: "timestamp" | "text"): Either.Either<number | string, string> => {
-  if (typeof value !== "string") return Either.left(`expected ${as === "timestamp" ? "timestamp text" : "text"}, found ${describe(value)}`)
-  return as === "text" ? Either.right(value) : Either.mapLeft(Timestamp.parse(value), (e) => `${describe(value)}: ${e.reason}`)
-}
-
 /**
  * The pure row function of an `extractJson` step: first non-empty path wins, then the fallback
  * column; a payload that is not a JSON object or a found value that does not convert rejects the
@@ -142,7 +146,7 @@ export const extractRow = (step: Plan.ExtractJson) => (row: Readonly<Record<stri
       ? undefined
       : target.paths.map((path) => ({ path, value: lookup(payload.right!, path) })).find(({ value }) => !isBlank(value))
     if (found !== undefined) {
-      const converted = convertFound(found.value, target.as)
+      const converted = convertValue(found.value, target.as)
       if (Either.isLeft(converted)) {
         return Either.left({ column: target.column, reason: `${step.payload}.${found.path}: ${converted.left}` })
       }
@@ -154,7 +158,7 @@ export const extractRow = (step: Plan.ExtractJson) => (row: Readonly<Record<stri
       values[target.column] = null
       continue
     }
-    const converted = target.as === "timestamp" ? timestampFromColumn(fallback) : convertFound(fallback, "text")
+    const converted = convertValue(fallback, target.as)
     if (Either.isLeft(converted)) {
       return Either.left({ column: target.column, reason: `fallback ${target.fallbackColumn}: ${converted.left}` })
     }
