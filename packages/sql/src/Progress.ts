@@ -36,8 +36,9 @@ export interface ColumnProgress {
   readonly pending: number
   /** Rows the job recorded as unconvertible (per job, so the same for each of its columns). */
   readonly rejected: number
-  /** `migrated / (migrated + pending)`, 0-100; 100 when there is nothing to do. */
+  /** `migrated / (migrated + pending)`, 0-100; 100 when there is nothing to do; 0 while the column is not applied. */
   readonly percent: number
+  /** Seed 000's label of `percent`; "Just started" while the column is not applied (never "Complete"). */
   readonly label: CoreProgress.Label
 }
 
@@ -51,6 +52,7 @@ export interface ProgressReport {
   readonly columns: ReadonlyArray<ColumnProgress>
   readonly migrated: number
   readonly pending: number
+  /** The lesser of the rows' share migrated and the columns' share applied (see `report`). */
   readonly percent: number
   readonly label: CoreProgress.Label
 }
@@ -107,7 +109,10 @@ const rejectCounts = Effect.gen(function*() {
 
 /**
  * The progress of every backfill column of a plan, from SQL counts. A table that does not exist yet
- * reports zero rows; a column whose migration is not applied reports `applied: false`, nothing migrated.
+ * reports zero rows; a column whose migration is not applied reports `applied: false`, nothing
+ * migrated, 0% and "Just started" (with no rows to count it would otherwise read as "Complete").
+ * The plan's overall figure is the lesser of the rows' share migrated and the columns' share
+ * applied, so a plan with a column still missing is never "Complete" either.
  *
  * @since 0.1.0
  */
@@ -129,30 +134,37 @@ export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressE
       const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")
       job.targets.forEach((target, i) => {
         const { migrated, pending } = counts.perTarget[i]!
+        const applied = present.has(target)
         columns.push({
           job: job.name,
           table: job.table,
           column: target,
           source,
-          applied: present.has(target),
+          applied,
           jobState: state,
           total: counts.total,
           migrated,
           pending,
           rejected: rejects.get(job.name) ?? 0,
-          percent: CoreProgress.percent(migrated, migrated + pending),
-          label: CoreProgress.label(migrated, migrated + pending)
+          percent: applied ? CoreProgress.percent(migrated, migrated + pending) : 0,
+          label: applied ? CoreProgress.label(migrated, migrated + pending) : "Just started"
         })
       })
     }
     const migrated = columns.reduce((sum, c) => sum + c.migrated, 0)
     const pending = columns.reduce((sum, c) => sum + c.pending, 0)
+    const appliedColumns = columns.filter((c) => c.applied).length
+    // A column whose table is missing has no rows to count, so rows alone can read 100%.
+    const byColumns = CoreProgress.percent(appliedColumns, columns.length)
+    const byRows = CoreProgress.percent(migrated, migrated + pending)
     return {
       plan: plan.name,
       columns,
       migrated,
       pending,
-      percent: CoreProgress.percent(migrated, migrated + pending),
-      label: CoreProgress.label(migrated, migrated + pending)
+      percent: Math.min(byRows, byColumns),
+      label: byColumns < byRows
+        ? CoreProgress.label(appliedColumns, columns.length)
+        : CoreProgress.label(migrated, migrated + pending)
     }
   }).pipe(Effect.withSpan("Progress.report", { attributes: { plan: plan.name } }))

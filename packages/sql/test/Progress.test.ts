@@ -92,7 +92,7 @@ describeEachEngine("Progress.report", (engine) => {
       ])
     }).pipe(Effect.provide(database())))
 
-  it.effect("a table that does not exist yet reports nothing to do", () =>
+  it.effect("a column whose table does not exist yet is not applied: 0%, Just started, never Complete", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* sql`CREATE TABLE unrelated (id INTEGER PRIMARY KEY)`
@@ -105,9 +105,28 @@ describeEachEngine("Progress.report", (engine) => {
         migrated: 0,
         pending: 0,
         rejected: 0,
-        percent: 100,
-        label: "Complete"
+        percent: 0,
+        label: "Just started"
       })
-      expect(report.label).toBe("Complete")
+      expect([report.migrated, report.pending, report.percent, report.label]).toEqual([0, 0, 0, "Just started"])
+    }).pipe(Effect.provide(database())))
+
+  it.effect("empty tables: Just started until the columns are added, Complete once they are", () =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* applyPlan(Plan.upTo(Plans.agentos, 21))
+      const before = yield* Progress.report(Plans.agentos)
+      // Migration 21's two columns are applied (and have nothing to do); migration 44's 15 are not.
+      expect(before.columns.map((c) => [c.applied, c.percent, c.label])).toEqual(
+        before.columns.map((c) => ["source_event_ts", "supervisor_processed_at"].includes(c.column) ? [true, 100, "Complete"] : [false, 0, "Just started"])
+      )
+      expect(before.columns.filter((c) => c.applied)).toHaveLength(2)
+      expect(row(before, "tasks.created_at_ms")).toMatchObject({ applied: false, total: 0, pending: 0, percent: 0, label: "Just started" })
+      expect([before.migrated, before.pending, before.percent, before.label]).toEqual([0, 0, (2 / 17) * 100, "Just started"])
+
+      yield* applyPlan(Plans.agentos)
+      const after = yield* Progress.report(Plans.agentos)
+      expect(after.columns.every((c) => c.applied && c.percent === 100 && c.label === "Complete")).toBe(true)
+      expect([after.percent, after.label]).toEqual([100, "Complete"])
     }).pipe(Effect.provide(database())))
 })
