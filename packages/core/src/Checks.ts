@@ -102,7 +102,8 @@ export const forJobs = (plan: Plan.Plan): ReadonlyArray<JobChecks> => {
   const timestamps = timestampTargetsByJob(plan)
   return Backfill.jobs(plan).map((job) => {
     const timestampTargets = timestamps.get(job.name) ?? []
-    const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")
+    // The filter's column is read only to select rows; it is not a source of the values.
+    const source = job.reads.filter((c) => c !== job.filter?.column).join(", ")
     const spec = (kind: Kind, column: string): Spec => ({
       kind,
       job: job.name,
