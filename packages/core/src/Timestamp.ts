@@ -222,12 +222,9 @@ export interface FormatOptions {
 export const format = (ms: EpochMillis, options?: FormatOptions): string => {
   const pattern = options?.pattern ?? "YYYY-MM-DD HH:mm:ss z"
   const zone = options?.timeZone
-  if (zone === undefined || zone === utc) {
-    return formatWithPattern(pattern, { ...civilFromEpochMillis(ms), offsetSeconds: 0, zoneName: "UTC" })
-  }
-  const formatters = zoneFormatters(zone)
+  const formatters = zone === undefined || zone === utc ? undefined : zoneFormatters(zone)
   // A TimeZone value was validated on construction; a forged one falls back to UTC rather than throwing.
-  if (typeof formatters === "string") {
+  if (formatters === undefined || typeof formatters === "string") {
     return formatWithPattern(pattern, { ...civilFromEpochMillis(ms), offsetSeconds: 0, zoneName: "UTC" })
   }
   const offsetSeconds = offsetSecondsAt(formatters, ms)
@@ -327,7 +324,6 @@ export const defaultRange = (now: EpochMillis): Range => {
  * @since 0.1.0
  */
 export const now: Effect.Effect<EpochMillis> = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms) as EpochMillis)
-
 
 const textTransformation = (name: string, encode: (ms: EpochMillis) => string) =>
   Schema.transformOrFail(Schema.String, EpochMillis, {
