@@ -38,7 +38,7 @@ export const agentosLegacyTables: ReadonlyArray<Plan.CreateTable> = [
 export const agentosLegacyStatements = (dialect: Dialect): ReadonlyArray<string> =>
   Compile.statements({ id: 1, name: "legacy", steps: agentosLegacyTables }, dialect).map((s) => s.sql)
 
-/** The 17 shadows of migration 44 and whether the seed indexed each. */
+/** The shadows of migration 44 and whether the seed indexed each: 15 (the seed says "17" but lists these 15). */
 const shadows: ReadonlyArray<readonly [table: string, column: string, indexed: boolean]> = [
   ["chat_sessions", "created_at", true],
   ["chat_sessions", "updated_at", true],
@@ -59,7 +59,7 @@ const shadows: ReadonlyArray<readonly [table: string, column: string, indexed: b
 
 /**
  * The seeds' schema evolution as a plan: migration 21 extracts the supervisor audit times from
- * `task_audits.payload` (seed 002), migration 44 adds the 17 epoch-ms shadows (seed 001).
+ * `task_audits.payload` (seed 002), migration 44 adds the 15 epoch-ms shadows (seed 001).
  *
  * @since 0.1.0
  */
