@@ -11,16 +11,22 @@
 import { Cause, Console, Data, Effect, FiberRef, LogLevel, Option } from "effect"
 
 /**
+ * Exit code: the command did what was asked.
+ *
  * @since 0.1.0
  */
 export const ok = 0
 
 /**
+ * Exit code: the work failed (a migration, a check, an unreachable database).
+ *
  * @since 0.1.0
  */
 export const failed = 1
 
 /**
+ * Exit code: the command line cannot be acted on (usage printed for parse errors).
+ *
  * @since 0.1.0
  */
 export const usage = 2

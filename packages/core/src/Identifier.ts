@@ -23,6 +23,8 @@ export const Identifier = Schema.String.pipe(
 )
 
 /**
+ * A validated SQL table, column or index name.
+ *
  * @since 0.1.0
  */
 export type Identifier = typeof Identifier.Type

@@ -16,6 +16,8 @@ import { Identifier } from "./Identifier.js"
 export const ColumnType = Schema.Literal("integer", "bigint", "real", "text", "boolean", "json", "timestamp_text")
 
 /**
+ * A portable column type.
+ *
  * @since 0.1.0
  */
 export type ColumnType = typeof ColumnType.Type
@@ -58,6 +60,8 @@ export const Column = Schema.Struct({
 })
 
 /**
+ * A column of a `createTable` or `addColumn` step.
+ *
  * @since 0.1.0
  */
 export type Column = typeof Column.Type
@@ -143,6 +147,8 @@ export const JsonTarget = Schema.Struct({
 })
 
 /**
+ * How one target column of an `extractJson` step is found and converted.
+ *
  * @since 0.1.0
  */
 export type JsonTarget = typeof JsonTarget.Type
@@ -159,6 +165,8 @@ export const RowFilter = Schema.Struct({
 })
 
 /**
+ * Selects the rows a job applies to.
+ *
  * @since 0.1.0
  */
 export type RowFilter = typeof RowFilter.Type
@@ -186,6 +194,8 @@ export class ExtractJson extends Schema.TaggedClass<ExtractJson>()("ExtractJson"
 export const Step = Schema.Union(Sql, CreateTable, AddColumn, CreateIndex, EpochShadow, ExtractJson)
 
 /**
+ * Any step of a migration.
+ *
  * @since 0.1.0
  */
 export type Step = typeof Step.Type
@@ -202,6 +212,8 @@ export const Migration = Schema.Struct({
 })
 
 /**
+ * A versioned migration.
+ *
  * @since 0.1.0
  */
 export type Migration = typeof Migration.Type
@@ -229,6 +241,8 @@ export const Plan = Schema.Struct({
 })
 
 /**
+ * A named, ordered list of migrations.
+ *
  * @since 0.1.0
  */
 export type Plan = typeof Plan.Type
