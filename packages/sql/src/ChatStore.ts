@@ -16,10 +16,10 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Plans, Timestamp } from "@strata/core"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as Database from "./Database.js"
 import type { MessageRow, SessionRow } from "./internal/chatRows.js"
 import { fastMessage } from "./internal/fastMessage.js"
 import {
-  dialectOf,
   insertMessages,
   jsonFromColumn,
   jsonToColumn,
@@ -548,7 +548,7 @@ interface AgentSwitchRow {
 export class ChatStore extends Effect.Service<ChatStore>()("@strata/sql/ChatStore", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const dialect = dialectOf(sql)
+    const dialect = yield* Database.dialect
     if (dialect === "sqlite") {
       // Cascading deletes need foreign keys on; Database.layer turns them on, a client handed in may not have.
       yield* sql.unsafe("PRAGMA foreign_keys = ON").pipe(Effect.orDie)

@@ -46,8 +46,9 @@ import {
   Schema
 } from "effect"
 import * as ChatStore from "./ChatStore.js"
+import * as Database from "./Database.js"
 import type { MessageRow } from "./internal/chatRows.js"
-import { dialectOf, insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
+import { insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
 import { FairPermits } from "./internal/fairPermits.js"
 import { failureText, isRowRejected } from "./internal/sqlErrors.js"
 import { WriteBuffer } from "./internal/writeBuffer.js"
@@ -145,7 +146,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
   Effect.gen(function*() {
     const store = yield* ChatStore.ChatStore
     const sql = yield* SqlClient.SqlClient
-    const dialect = dialectOf(sql)
+    const dialect = yield* Database.dialect
     const intervalMs = Math.max(1, options.intervalMs ?? 100)
     const maxBatch = Math.max(1, options.maxBatch ?? 1000)
     const capacity = Math.max(maxBatch, options.capacity ?? 10_000)

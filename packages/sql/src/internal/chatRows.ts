@@ -6,7 +6,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Timestamp } from "@strata/core"
+import type { Compile, Timestamp } from "@strata/core"
 import type { Message, Session } from "../ChatStore.js"
 import { Effect } from "effect"
 
@@ -39,11 +39,6 @@ export interface MessageRow {
   readonly created_at_ms: number | string
 }
 
-export type Dialect = "sqlite" | "pg"
-
-export const dialectOf = (sql: SqlClient.SqlClient): Dialect =>
-  sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
-
 /** Epoch ms and counts are safe integers; a client without strata's type parsers returns BIGINT as text. */
 export const toNumber = (value: number | string | bigint): number => typeof value === "number" ? value : Number(value)
 
@@ -56,7 +51,7 @@ const toBoolean = (value: boolean | number | string): boolean =>
   value === true || value === 1 || value === "1" || value === "t" || value === "true"
 
 /** A JSON column's value: parsed text on SQLite, already parsed JSONB on PostgreSQL; SQL NULL is `null`. */
-export const jsonFromColumn = (value: unknown, dialect: Dialect): unknown => {
+export const jsonFromColumn = (value: unknown, dialect: Compile.Dialect): unknown => {
   if (value === null || value === undefined) return null
   if (dialect === "sqlite" || typeof value !== "string") {
     return typeof value === "string" ? JSON.parse(value) : value
@@ -81,7 +76,7 @@ export const sessionFromRow = (row: SessionRow): Session => ({
   deletedAtMs: toMillisOrNull(row.deleted_at_ms)
 })
 
-export const messageFromRow = (row: MessageRow, dialect: Dialect): Message => ({
+export const messageFromRow = (row: MessageRow, dialect: Compile.Dialect): Message => ({
   id: row.id,
   sessionId: row.session_id,
   seq: toNumber(row.seq),
