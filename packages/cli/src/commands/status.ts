@@ -22,7 +22,7 @@ const jobStateWords: Record<Progress.ColumnProgress["jobState"], string> = {
   done: "done"
 }
 
-const when = (ms: number): string => Timestamp.toSqlText(ms as Timestamp.EpochMillis).slice(0, 19)
+const when = (ms: number): string => Timestamp.format(ms as Timestamp.EpochMillis, { pattern: "YYYY-MM-DD HH:mm:ss" })
 
 const duration = (ms: number | null): string => (ms === null ? "baselined" : `${Table.count(ms)} ms`)
 

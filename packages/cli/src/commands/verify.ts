@@ -81,9 +81,8 @@ export const reportLines = (report: Verifier.VerificationReport, database: strin
   ], rows)
   const failing = report.checks.filter((c) => c.status === "fail")
   const scanned = Object.values(report.rowsScanned).reduce((sum, n) => sum + n, 0)
-  const range = `${Timestamp.toIso(report.range.min as Timestamp.EpochMillis).slice(0, 10)} to ${
-    Timestamp.toIso(report.range.max as Timestamp.EpochMillis).slice(0, 10)
-  }`
+  const day = (ms: number) => Timestamp.format(ms as Timestamp.EpochMillis, { pattern: "YYYY-MM-DD" })
+  const range = `${day(report.range.min)} to ${day(report.range.max)}`
   return [
     `Verification of plan ${report.plan} on ${database} (timestamps accepted from ${range})`,
     "",
