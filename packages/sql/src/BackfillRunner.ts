@@ -18,7 +18,6 @@ import { Backfill, FastPath, Identifier, type Plan, Progress, Timestamp } from "
 import { Clock, Effect, Either, Option, Queue, Schema, Stream, Take } from "effect"
 import { nextBatchSize } from "./internal/batchSize.js"
 import {
-  errorText,
   inspectJob,
   JobDatabaseError,
   type JobTable,
@@ -35,6 +34,7 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
+import { failureText } from "./internal/sqlErrors.js"
 
 export {
   /**
@@ -675,7 +675,7 @@ const dryRunJob = (
     return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...tally, batches, elapsedMs, longestBatchMs } satisfies JobSummary
   })
 
-const asJobError = (job: string) => (error: SqlError) => new JobDatabaseError({ job, reason: errorText(error), cause: error })
+const asJobError = (job: string) => (error: SqlError) => new JobDatabaseError({ job, reason: failureText(error), cause: error })
 
 const runAll = (plan: Plan.Plan, options: Options, emit: Emit) =>
   Effect.gen(function*() {

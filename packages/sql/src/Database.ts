@@ -10,12 +10,12 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
 import { Config, Context, Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { failureText } from "./internal/sqlErrors.js"
 
 /**
  * A parsed database location: a SQLite file (or `:memory:`) or a PostgreSQL connection URL.
@@ -200,7 +200,7 @@ export const parseUrl = (url: string): Either.Either<DatabaseUrl, InvalidDatabas
       try {
         return Either.right(DatabaseUrl.Sqlite({ filename: fileURLToPath(url) }))
       } catch (cause) {
-        return invalid(url, `it is not a valid file URL (${errorText(cause)})`)
+        return invalid(url, `it is not a valid file URL (${failureText(cause)})`)
       }
     }
     default:
@@ -290,7 +290,7 @@ const openSqlite = (filename: string, options: LayerOptions) =>
     }
     // better-sqlite3 throws synchronously (missing permissions, not a database): catch it as a typed error.
     const client = yield* SqliteClient.make({ filename }).pipe(
-      Effect.catchAllDefect((cause) => unavailable(errorText(cause), cause))
+      Effect.catchAllDefect((cause) => unavailable(failureText(cause), cause))
     )
     const busyTimeoutMs = options.busyTimeoutMs ?? defaultBusyTimeoutMs
     // SqliteClient opens exactly one better-sqlite3 connection and serialises every query and
@@ -304,8 +304,8 @@ const openSqlite = (filename: string, options: LayerOptions) =>
       const rows = yield* client.unsafe<{ journal_mode: string }>("PRAGMA journal_mode")
       return rows[0]?.journal_mode
     }).pipe(
-      Effect.mapError((cause) => unavailable(errorText(cause), cause)),
-      Effect.catchAllDefect((cause) => unavailable(errorText(cause), cause))
+      Effect.mapError((cause) => unavailable(failureText(cause), cause)),
+      Effect.catchAllDefect((cause) => unavailable(failureText(cause), cause))
     )
     if (journalMode !== "wal" && filename !== ":memory:" && filename !== "") {
       yield* Effect.logWarning("SQLite did not switch to WAL; concurrent readers will block writers").pipe(
@@ -331,7 +331,7 @@ const openPg = (url: string, options: LayerOptions) =>
     const redacted = redact(url)
     const connectTimeout = Duration.decode(options.connectTimeout ?? defaultConnectTimeout)
     const unavailable = (cause: unknown) => {
-      const text = errorText(cause)
+      const text = failureText(cause)
       // PgClient's own check and node-postgres' connectionTimeoutMillis race; both mean the same to the caller.
       const reason = /timed out|timeout/i.test(text)
         ? `no answer within ${Duration.format(connectTimeout)} (connect timeout)`
@@ -383,19 +383,6 @@ const withStartupOptions = (url: string, setting: string): string => {
   return `${base}?${params.toString()}`
 }
 
-const errorText = (cause: unknown): string => {
-  if (cause instanceof SqlError) return cause.cause !== undefined ? errorText(cause.cause) : cause.message
-  if (cause instanceof AggregateError && cause.errors.length > 0) {
-    return cause.errors.map(errorText).join("; ")
-  }
-  if (cause instanceof Error) {
-    const code = (cause as { readonly code?: unknown }).code
-    const text = cause.message !== "" ? cause.message : cause.name
-    return typeof code === "string" && !text.includes(code) ? `${text} (${code})` : text
-  }
-  return String(cause)
-}
-
 /**
  * Which engine the current `SqlClient` talks to; the one way strata services branch on dialect.
  *
@@ -435,11 +422,11 @@ export const backup = (destinationPath: string): Effect.Effect<void, BackupError
       catch: (cause) =>
         (cause as { readonly code?: unknown }).code === "EEXIST"
           ? new BackupDestinationExists({ destination })
-          : new BackupFailed({ destination, reason: errorText(cause), cause })
+          : new BackupFailed({ destination, reason: failureText(cause), cause })
     })
     const metadata = yield* sqlite.backup(destination).pipe(
       Effect.catchAllDefect((cause) => Effect.fail(cause)),
-      Effect.mapError((cause) => new BackupFailed({ destination, reason: errorText(cause), cause })),
+      Effect.mapError((cause) => new BackupFailed({ destination, reason: failureText(cause), cause })),
       // onError also runs on interruption, so an abandoned copy is removed too.
       Effect.onError(() => Effect.sync(() => removeQuietly(destination)))
     )

@@ -31,12 +31,13 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Compile, Plan, Timestamp } from "@strata/core"
 import { Clock, Duration, Effect, Either, type Layer, Schema } from "effect"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
 import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
+import { failureText } from "./internal/sqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
 
 /**
@@ -374,16 +375,6 @@ const oneLine = (statement: string): string => {
   return flat.length > 300 ? `${flat.slice(0, 299)}…` : flat
 }
 
-const errorText = (cause: unknown): string => {
-  if (cause instanceof SqlError) return cause.cause !== undefined ? errorText(cause.cause) : cause.message
-  if (cause instanceof Error) {
-    const code = (cause as { readonly code?: unknown }).code
-    const text = cause.message !== "" ? cause.message : cause.name
-    return typeof code === "string" && !text.includes(code) ? `${text} (${code})` : text
-  }
-  return String(cause)
-}
-
 interface Selection {
   readonly pending: ReadonlyArray<Plan.Migration>
   readonly alreadyApplied: ReadonlyArray<number>
@@ -403,7 +394,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
     const planIds = new Set(plan.migrations.map((migration) => migration.id))
 
     const databaseError = (operation: string) => (cause: SqlError) =>
-      new MigratorDatabaseError({ plan: plan.name, operation, reason: errorText(cause) })
+      new MigratorDatabaseError({ plan: plan.name, operation, reason: failureText(cause) })
 
     const lockTimedOut = (waitedMs: number) => new MigrationLockTimeout({ plan: plan.name, waitedMs })
 
@@ -495,7 +486,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
           id: migration.id,
           name: migration.name,
           statement,
-          cause: errorText(cause)
+          cause: failureText(cause)
         })
       const body = Effect.gen(function*() {
         // Re-checked under the lock: a concurrent runner may have applied it since we looked.

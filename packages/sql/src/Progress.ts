@@ -10,8 +10,9 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
 import { Effect, Option } from "effect"
 import { tableColumns } from "./internal/catalog.js"
-import { errorText, filterSql, JobDatabaseError, Params } from "./internal/jobTable.js"
+import { filterSql, JobDatabaseError, Params } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
+import { failureText } from "./internal/sqlErrors.js"
 
 /**
  * One target column's progress.
@@ -120,7 +121,7 @@ export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressE
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
-    const asError = (job: string) => (e: SqlError) => new JobDatabaseError({ job, reason: errorText(e), cause: e })
+    const asError = (job: string) => (e: SqlError) => new JobDatabaseError({ job, reason: failureText(e), cause: e })
     const states = yield* jobStates.pipe(Effect.mapError(asError("strata_jobs")))
     const rejects = yield* rejectCounts.pipe(Effect.mapError(asError("strata_rejects")))
     const columns: Array<ColumnProgress> = []

@@ -11,7 +11,6 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Checks, Identifier, type Plan, Timestamp } from "@strata/core"
 import { Effect, Schema } from "effect"
 import {
-  errorText,
   inspectJob,
   JobDatabaseError,
   type JobTable,
@@ -23,6 +22,7 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
+import { failureText } from "./internal/sqlErrors.js"
 import { tableColumns } from "./internal/catalog.js"
 
 /**
@@ -215,12 +215,12 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
     for (const [i, checks] of selected.entries()) {
       const table = tables[i]!
       const scan = yield* scanJob(table, checks, range, Math.max(1, Math.trunc(batchSize))).pipe(
-        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: errorText(e), cause: e }))),
+        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: failureText(e), cause: e }))),
         Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
       )
       rowsScanned[checks.job.name] = scan.scanned
       const rejects = yield* recordedRejects(checks.job.name).pipe(
-        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: errorText(e), cause: e })))
+        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: failureText(e), cause: e })))
       )
       for (const spec of checks.specs) {
         const t: { readonly count: number; readonly total: number; readonly samples: ReadonlyArray<string> } = spec.kind === "unconvertible"

@@ -10,6 +10,7 @@ import { Identifier } from "@strata/core"
 import { Effect, Schema } from "effect"
 import type { ColumnRow } from "./catalog.js"
 import { tableColumns } from "./catalog.js"
+import { failureText } from "./sqlErrors.js"
 
 /**
  * `jobs` named a job the plan does not have.
@@ -161,7 +162,7 @@ export const inspectJob = (
     return { job, dialect, key, columnTypes }
   }).pipe(
     Effect.catchTag("SqlError", (error) =>
-      Effect.fail(new JobDatabaseError({ job: job.name, reason: errorText(error), cause: error })))
+      Effect.fail(new JobDatabaseError({ job: job.name, reason: failureText(error), cause: error })))
   )
 
 const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: "sqlite" | "pg") =>
@@ -199,14 +200,6 @@ const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: 
       reason: dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk
     })
   })
-
-/** A SqlError's underlying driver message, for error reasons. */
-export const errorText = (error: unknown): string => {
-  if (error !== null && typeof error === "object" && "cause" in error && error.cause instanceof Error) {
-    return error.cause.message
-  }
-  return error instanceof Error ? error.message : String(error)
-}
 
 /** The key value of a row as the cursor stores it (node-postgres may return BIGINT as text). */
 export const keyValue = (table: JobTable, value: unknown): number | bigint | string => {

@@ -23,12 +23,19 @@ export const isRowRejected = (error: unknown): boolean => {
   return /^(22|23|54)[0-9A-Z]{3}$/.test(code)
 }
 
-/** The database's own words for a failure (the driver's message, not the wrapper's). */
+/**
+ * The database's own words for a failure (the driver's message, not the wrapper's), with the
+ * driver's error code when the message does not already say it; each error of an
+ * `AggregateError` (node-postgres trying several addresses) in turn. The one way strata turns a
+ * failure into an error's `reason`.
+ */
 export const failureText = (error: unknown): string => {
-  if (error instanceof SqlError && error.cause !== undefined) return failureText(error.cause)
+  if (error instanceof SqlError) return error.cause !== undefined ? failureText(error.cause) : error.message
+  if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(failureText).join("; ")
   if (error instanceof Error) {
     const code = codeOf(error)
-    return code !== undefined && !error.message.includes(code) ? `${error.message} (${code})` : error.message
+    const text = error.message !== "" ? error.message : error.name
+    return code !== undefined && !text.includes(code) ? `${text} (${code})` : text
   }
   return String(error)
 }
