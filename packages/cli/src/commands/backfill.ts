@@ -9,7 +9,7 @@
 import { Command, Options } from "@effect/cli"
 import { Backfill, type Plan, Progress } from "@strata/core"
 import { BackfillRunner } from "@strata/sql"
-import { Clock, Effect, Either, Option, Ref, Stream } from "effect"
+import { Clock, Effect, Option, Ref, Stream } from "effect"
 import * as Outcome from "../Outcome.js"
 import * as Output from "../Output.js"
 import * as ProgressView from "../ProgressView.js"
@@ -45,16 +45,16 @@ export const options = {
   backup: backupOption
 } as const
 
-/** The `--job` jobs in plan order (each once), or `UnknownJob` naming the plan's jobs before any work starts. */
-const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) =>
-  Effect.map(
-    Effect.forEach(names, (name) =>
-    Either.match(Backfill.findJob(plan, name), {
-      onLeft: ({ known }) => Effect.fail(new BackfillRunner.UnknownJob({ job: name, known })),
-      onRight: (job) => Effect.succeed(job)
-    })),
-    (selected) => Backfill.jobs(plan).filter((job) => selected.some((s) => s.name === job.name))
-  )
+/**
+ * The `--job` jobs in plan order (each once), every job when none is named, or `UnknownJob`
+ * naming the plan's jobs before any work starts.
+ */
+const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) => {
+  const all = Backfill.jobs(plan)
+  const unknown = names.find((name) => !all.some((job) => job.name === name))
+  if (unknown !== undefined) return Effect.fail(new BackfillRunner.UnknownJob({ job: unknown, known: all.map((job) => job.name) }))
+  return Effect.succeed(names.length === 0 ? all : all.filter((job) => names.includes(job.name)))
+}
 
 /** Out-of-range numbers, named as typed, before anything is printed or run. */
 const checkNumbers = (args: {
@@ -174,8 +174,7 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
     args,
     Effect.zipRight(checkNumbers(args), Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
       Effect.gen(function*() {
-        const selected = yield* selectJobs(plan, args.job)
-        const jobs = selected.length > 0 ? selected : Backfill.jobs(plan)
+        const jobs = yield* selectJobs(plan, args.job)
         if (jobs.length === 0) {
           return yield* args.json
             ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, dryRun: args.dryRun, elapsedMs: 0, jobs: [] })
