@@ -32,6 +32,7 @@ import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
+import { failureText } from "./internal/sqlErrors.js"
 
 /**
  * Options of `layer`. Every field is optional.
@@ -218,15 +219,6 @@ const storedMillis = (value: unknown): unknown => {
     return Number.isSafeInteger(millis) ? millis : value
   }
   return value
-}
-
-const errorText = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.squash(cause)
-  if (failure instanceof Error) {
-    const inner = (failure as { readonly cause?: unknown }).cause
-    return inner instanceof Error ? `${failure.message}: ${inner.message}` : failure.message
-  }
-  return String(failure)
 }
 
 const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
@@ -452,7 +444,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         return Effect.zipRight(
           Metric.incrementBy(rules.metrics.failures, rows),
           Effect.logWarning("lazy write-back failed; the rows stay pending for a later read or the backfill", cause).pipe(
-            Effect.annotateLogs({ table: rules.table, rows, keys: describeKeys(keysShown), cause: errorText(cause) })
+            Effect.annotateLogs({ table: rules.table, rows, keys: describeKeys(keysShown), cause: failureText(Cause.squash(cause)) })
           )
         )
       })
