@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
 import { Effect, Option } from "effect"
+import * as Database from "./Database.js"
 import { tableColumns } from "./internal/catalog.js"
 import { filterSql, JobDatabaseError, Params } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
@@ -119,8 +120,7 @@ const rejectCounts = Effect.gen(function*() {
  */
 export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
+    const dialect = yield* Database.dialect
     const asError = (job: string) => (e: SqlError) => new JobDatabaseError({ job, reason: failureText(e), cause: e })
     const states = yield* jobStates.pipe(Effect.mapError(asError("strata_jobs")))
     const rejects = yield* rejectCounts.pipe(Effect.mapError(asError("strata_rejects")))

@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Timestamp } from "@strata/core"
 import { Effect, Option } from "effect"
+import * as Database from "../Database.js"
 
 /** Where a job stands: `running` (resumable), `paused` (stopped at a batch boundary), `done` (not re-scanned). */
 export type JobState = "running" | "paused" | "done"
@@ -47,9 +48,6 @@ export interface RecordedReject extends Reject {
   readonly atMs: number
 }
 
-const dialectOf = (sql: SqlClient.SqlClient): "sqlite" | "pg" =>
-  sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
-
 /**
  * Creates `strata_jobs` and `strata_rejects` if they do not exist (re-runnable, and safe when two
  * processes start at once: on PostgreSQL concurrent `CREATE TABLE IF NOT EXISTS` can still collide
@@ -57,7 +55,7 @@ const dialectOf = (sql: SqlClient.SqlClient): "sqlite" | "pg" =>
  */
 export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const pg = dialectOf(sql) === "pg"
+  const pg = (yield* Database.dialect) === "pg"
   const bigint = pg ? "BIGINT" : "INTEGER"
   const create = Effect.gen(function*() {
     if (pg) yield* sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.jobState.ensureTables'))`)

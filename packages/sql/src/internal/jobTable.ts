@@ -8,6 +8,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Backfill, Plan } from "@strata/core"
 import { Identifier } from "@strata/core"
 import { Effect, Schema } from "effect"
+import * as Database from "../Database.js"
 import type { ColumnRow } from "./catalog.js"
 import { tableColumns } from "./catalog.js"
 import { failureText } from "./sqlErrors.js"
@@ -139,8 +140,7 @@ export const inspectJob = (
   job: Backfill.Job
 ): Effect.Effect<JobTable, JobTableError | JobDatabaseError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
+    const dialect = yield* Database.dialect
     const columns = yield* tableColumns(job.table)
     if (columns.length === 0) return yield* new TableNotFound({ job: job.name, table: job.table })
     const columnTypes = new Map(columns.map((c) => [c.name, c.type]))
