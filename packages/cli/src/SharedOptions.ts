@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { Options } from "@effect/cli"
-import { Config } from "effect"
+import { Config, Option } from "effect"
 
 /**
  * `--db`: a SQLite file path, a `sqlite:` URL or a `postgres://` URL; `STRATA_DATABASE_URL`, then `./strata.db`.
@@ -49,6 +49,21 @@ export const plan = planWithDefault("agentos")
 export const json = Options.boolean("json").pipe(
   Options.withDescription("Machine-readable JSON on stdout (logs go to stderr as JSON lines).")
 )
+
+/**
+ * `--job NAME`, repeatable (`backfill`, `verify`): the names given, or none.
+ *
+ * @since 0.1.0
+ */
+export const jobs = (description: string) =>
+  Options.text("job").pipe(
+    Options.withPseudoName("NAME"),
+    Options.withDescription(description),
+    Options.repeated,
+    // Optional so usage shows [--job NAME]... (a bare repeated option reads as required).
+    Options.optional,
+    Options.map(Option.getOrElse((): ReadonlyArray<string> => []))
+  )
 
 /**
  * The shared options, to spread into each subcommand's config.

@@ -27,14 +27,7 @@ const optionalInteger = (name: string, description: string) =>
  * @since 0.1.0
  */
 export const options = {
-  job: Options.text("job").pipe(
-    Options.withPseudoName("NAME"),
-    Options.withDescription("Run only this job (repeat for several); default: every job of the plan. See 'strata status' for names."),
-    Options.repeated,
-    // Optional so usage shows [--job NAME]... (a bare repeated option reads as required).
-    Options.optional,
-    Options.map(Option.getOrElse((): ReadonlyArray<string> => []))
-  ),
+  job: SharedOptions.jobs("Run only this job (repeat for several); default: every job of the plan. See 'strata status' for names."),
   batchSize: optionalInteger("batch-size", "Rows in the first batch (adapted afterwards to --max-batch-ms). Default 1000."),
   maxBatchMs: optionalInteger("max-batch-ms", "The longest one batch's transaction should hold its locks, in ms. Default 50."),
   pauseMs: optionalInteger("pause-ms", "Pause between batches, in ms, leaving room for other writers. Default 0."),

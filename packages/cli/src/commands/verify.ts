@@ -4,10 +4,10 @@
  *
  * @since 0.1.0
  */
-import { Command, Options } from "@effect/cli"
+import { Command } from "@effect/cli"
 import { Timestamp } from "@strata/core"
 import { Verifier } from "@strata/sql"
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import * as Output from "../Output.js"
 import * as Session from "../Session.js"
 import * as SharedOptions from "../SharedOptions.js"
@@ -115,13 +115,7 @@ export const command = Command.make(
   "verify",
   {
     ...SharedOptions.shared,
-    job: Options.text("job").pipe(
-      Options.withPseudoName("NAME"),
-      Options.withDescription("Check only this job's columns (repeat for several); default: all."),
-      Options.repeated,
-      Options.optional,
-      Options.map(Option.getOrElse((): ReadonlyArray<string> => []))
-    )
+    job: SharedOptions.jobs("Check only this job's columns (repeat for several); default: all.")
   },
   (args) =>
     Session.run(
