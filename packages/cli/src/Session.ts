@@ -25,6 +25,14 @@ export const logging = (json: boolean): Layer.Layer<never> =>
   )
 
 /**
+ * What Ctrl-C prints for work that checkpoints every batch (backfill, import-legacy).
+ *
+ * @since 0.1.0
+ */
+export const resumableInterrupted =
+  "interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
+
+/**
  * Runs a subcommand body with logging and failure reporting (see `Outcome.guard`). On Ctrl-C the
  * body is interrupted (each service stops at a safe point) and `interrupted` is printed; the process exits 130.
  *

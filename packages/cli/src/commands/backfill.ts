@@ -75,14 +75,6 @@ export interface RunSummary {
 }
 
 /**
- * What Ctrl-C during a backfill prints.
- *
- * @since 0.1.0
- */
-export const interruptedMessage =
-  "interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
-
-/**
  * Runs `jobs` of `plan`, showing progress in `mode`. Interrupted (Ctrl-C), the runner stops at a
  * batch boundary with the checkpoint saved.
  *
@@ -192,5 +184,5 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
           ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, ...summaryJson(summary) })
           : Output.lines(["", ...summaryLines(summary)])
       }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))),
-    interruptedMessage
+    Session.resumableInterrupted
   )).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))

@@ -272,6 +272,6 @@ export const command = Command.make(
             yield* args.json ? Output.json(summaryJson(summary, target.display)) : Output.lines(["", ...summaryLines(summary)])
           }))
       }),
-      "interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
+      Session.resumableInterrupted
     )
 ).pipe(Command.withDescription("Import sessions from the old two-table store into the chat store, in resumable batches."))
