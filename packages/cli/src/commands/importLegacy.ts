@@ -128,7 +128,13 @@ export const importWithProgress = (
       const counts = countsOf(result, phase)
       const total = Math.max(totalsOf[phase], counts.scanned)
       const baseline = baselines.get(phase)
-      const rate = baseline === undefined ? undefined : CoreProgress.rate(counts.scanned - baseline.scanned, nowMs - baseline.atMs)
+      // Without a baseline yet (no batch seen in this run) nothing has elapsed: rate and ETA stay unknown.
+      const summary = CoreProgress.summarize({
+        done: counts.scanned,
+        total,
+        doneThisRun: baseline === undefined ? 0 : counts.scanned - baseline.scanned,
+        elapsedMs: baseline === undefined ? 0 : nowMs - baseline.atMs
+      })
       return {
         job: names[phase],
         phase: done ? "completed" : "batch",
@@ -137,9 +143,9 @@ export const importWithProgress = (
         updated: counts.imported,
         rejected: counts.rejected,
         total,
-        percent: CoreProgress.percent(counts.scanned, total),
-        rowsPerSecond: rate,
-        etaMs: CoreProgress.etaMs(total - counts.scanned, rate),
+        percent: summary.percent,
+        rowsPerSecond: summary.rowsPerSecond,
+        etaMs: summary.etaMs,
         done
       }
     }
