@@ -20,6 +20,7 @@ import { nextBatchSize } from "./internal/batchSize.js"
 import {
   inspectJob,
   JobDatabaseError,
+  jobDatabaseError,
   type JobTable,
   keyParam,
   keyValue,
@@ -34,7 +35,6 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
-import { failureText } from "./internal/sqlErrors.js"
 
 export {
   /**
@@ -675,8 +675,6 @@ const dryRunJob = (
     return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...tally, batches, elapsedMs, longestBatchMs } satisfies JobSummary
   })
 
-const asJobError = (job: string) => (error: SqlError) => new JobDatabaseError({ job, reason: failureText(error), cause: error })
-
 const runAll = (plan: Plan.Plan, options: Options, emit: Emit) =>
   Effect.gen(function*() {
     const settings = yield* validate(options)
@@ -684,11 +682,11 @@ const runAll = (plan: Plan.Plan, options: Options, emit: Emit) =>
     // Check every selected job against the schema before touching any, so a missing migration fails fast.
     const tables = yield* Effect.forEach(selected, inspectJob)
     if (!settings.dryRun) {
-      yield* JobState.ensureTables.pipe(Effect.mapError(asJobError(selected[0]?.name ?? "(none)")))
+      yield* JobState.ensureTables.pipe(Effect.mapError(jobDatabaseError(selected[0]?.name ?? "(none)")))
     }
     return yield* Effect.forEach(tables, (table) =>
       (settings.dryRun ? dryRunJob(table, settings, emit) : runJob(table, settings, emit)).pipe(
-        Effect.catchTag("SqlError", (error) => Effect.fail(asJobError(table.job.name)(error))),
+        Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(table.job.name)(error))),
         Effect.annotateLogs({ job: table.job.name, table: table.job.table }),
         Effect.withLogSpan("backfill")
       ))

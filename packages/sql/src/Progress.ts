@@ -6,14 +6,12 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
 import { Effect, Option } from "effect"
 import * as Database from "./Database.js"
 import { tableColumns } from "./internal/catalog.js"
-import { filterSql, JobDatabaseError, Params } from "./internal/jobTable.js"
+import { filterSql, type JobDatabaseError, jobDatabaseError, Params } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
-import { failureText } from "./internal/sqlErrors.js"
 
 /**
  * One target column's progress.
@@ -121,15 +119,14 @@ const rejectCounts = Effect.gen(function*() {
 export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const dialect = yield* Database.dialect
-    const asError = (job: string) => (e: SqlError) => new JobDatabaseError({ job, reason: failureText(e), cause: e })
-    const states = yield* jobStates.pipe(Effect.mapError(asError("strata_jobs")))
-    const rejects = yield* rejectCounts.pipe(Effect.mapError(asError("strata_rejects")))
+    const states = yield* jobStates.pipe(Effect.mapError(jobDatabaseError("strata_jobs")))
+    const rejects = yield* rejectCounts.pipe(Effect.mapError(jobDatabaseError("strata_rejects")))
     const columns: Array<ColumnProgress> = []
     for (const job of Backfill.jobs(plan)) {
-      const present = new Set((yield* tableColumns(job.table).pipe(Effect.mapError(asError(job.name)))).map((c) => c.name))
+      const present = new Set((yield* tableColumns(job.table).pipe(Effect.mapError(jobDatabaseError(job.name)))).map((c) => c.name))
       const readable = present.size > 0 && job.reads.every((c) => present.has(c))
       const counts: Counts = readable
-        ? yield* countJob(job, dialect, present).pipe(Effect.mapError(asError(job.name)))
+        ? yield* countJob(job, dialect, present).pipe(Effect.mapError(jobDatabaseError(job.name)))
         : { total: 0, perTarget: job.targets.map(() => ({ migrated: 0, pending: 0 })) }
       const state = Option.match(Option.fromNullable(states.get(job.name)), { onNone: () => "notStarted" as const, onSome: (c) => c.state })
       const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")

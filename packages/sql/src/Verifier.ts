@@ -7,12 +7,12 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { Checks, Identifier, type Plan, Timestamp } from "@strata/core"
 import { Effect, Schema } from "effect"
 import {
   inspectJob,
-  JobDatabaseError,
+  type JobDatabaseError,
+  jobDatabaseError,
   type JobTable,
   type JobTableError,
   keyParam,
@@ -22,7 +22,6 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import * as JobState from "./internal/jobState.js"
-import { failureText } from "./internal/sqlErrors.js"
 import { tableColumns } from "./internal/catalog.js"
 
 /**
@@ -215,12 +214,12 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
     for (const [i, checks] of selected.entries()) {
       const table = tables[i]!
       const scan = yield* scanJob(table, checks, range, Math.max(1, Math.trunc(batchSize))).pipe(
-        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: failureText(e), cause: e }))),
+        Effect.mapError(jobDatabaseError(checks.job.name)),
         Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
       )
       rowsScanned[checks.job.name] = scan.scanned
       const rejects = yield* recordedRejects(checks.job.name).pipe(
-        Effect.catchTag("SqlError", (e: SqlError) => Effect.fail(new JobDatabaseError({ job: checks.job.name, reason: failureText(e), cause: e })))
+        Effect.mapError(jobDatabaseError(checks.job.name))
       )
       for (const spec of checks.specs) {
         const t: { readonly count: number; readonly total: number; readonly samples: ReadonlyArray<string> } = spec.kind === "unconvertible"

@@ -91,6 +91,10 @@ export class JobDatabaseError extends Schema.TaggedError<JobDatabaseError>()("Jo
   }
 }
 
+/** A database failure while working on `job`, as the typed error every job-reading service reports. */
+export const jobDatabaseError = (job: string) => (error: SqlError): JobDatabaseError =>
+  new JobDatabaseError({ job, reason: failureText(error), cause: error })
+
 /** Everything that keeps a job from starting. */
 export type JobTableError = TableNotFound | MigrationNotApplied | SourceColumnsMissing | NoBatchKey
 
@@ -161,8 +165,7 @@ export const inspectJob = (
     const key = yield* findKey(job, columns, dialect)
     return { job, dialect, key, columnTypes }
   }).pipe(
-    Effect.catchTag("SqlError", (error) =>
-      Effect.fail(new JobDatabaseError({ job: job.name, reason: failureText(error), cause: error })))
+    Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(job.name)(error)))
   )
 
 const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: "sqlite" | "pg") =>
