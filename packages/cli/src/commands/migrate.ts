@@ -64,8 +64,6 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
   return lines
 }
 
-const terminated = (text: string): string => (text.trimEnd().endsWith(";") ? text : `${text};`)
-
 const oneLine = (text: string): string => text.split("\n").filter((line) => !line.startsWith("--")).join(" ")
 
 const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyArray<string> => {
@@ -78,7 +76,8 @@ const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyA
   for (const migration of result.pending) {
     lines.push("", `-- migration ${migration.id} "${migration.name}" (checksum ${migration.checksum})`)
     for (const statement of migration.statements) {
-      lines.push(statement.willRun ? terminated(statement.text) : `-- skipped, the column exists: ${oneLine(statement.text)}`)
+      // `text` is Compile.render's: terminated, a guard as a comment line.
+      lines.push(statement.willRun ? statement.text : `-- skipped, the column exists: ${oneLine(statement.text)}`)
     }
   }
   lines.push("", `-- ${result.pending.length} migration${result.pending.length === 1 ? "" : "s"} would be applied.`)
