@@ -37,7 +37,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier, Timestamp } from "@strata/core"
-import { Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { Array as Arr, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import * as Catalog from "./internal/catalog.js"
 import { insertMessages, jsonToColumn } from "./internal/chatRows.js"
 import * as JobState from "./internal/jobState.js"
@@ -250,12 +250,6 @@ const countsOf = (checkpoint: Option.Option<JobState.Checkpoint>): TableCounts &
     })
   })
 
-const chunk = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
-
 interface PhaseSpec<Row, Converted> {
   readonly phase: ImportProgress["phase"]
   readonly job: string
@@ -422,7 +416,7 @@ export const run = <E = never>(
     const writeSessions = (sessions: ReadonlyArray<ImportedSession>) =>
       Effect.gen(function*() {
         const inserted = new Set<string>()
-        for (const part of chunk(sessions, 500)) {
+        for (const part of Arr.chunksOf(sessions, 500)) {
           const rows = yield* target<{ id: string }>`INSERT INTO sessions ${
             target.insert(part.map((s) => ({
               id: s.id,
@@ -451,7 +445,7 @@ export const run = <E = never>(
           .map((c) => ({ rowKey: c.sessionId, reason: "session_id: no such session in the store (its legacy session is missing or was rejected)" }))
         const importable = contexts.filter((c) => present.has(c.sessionId))
         const inserted = new Set<string>()
-        for (const part of chunk(importable, 500)) {
+        for (const part of Arr.chunksOf(importable, 500)) {
           const rows = yield* target<{ session_id: string }>`INSERT INTO agent_contexts ${
             target.insert(part.map((c) => ({
               session_id: c.sessionId,
@@ -474,7 +468,7 @@ export const run = <E = never>(
             switched_at_ms: s.switchedAtMs
           }))
         )
-        for (const part of chunk(switches, 500)) yield* target`INSERT INTO agent_switches ${target.insert(part)}`
+        for (const part of Arr.chunksOf(switches, 500)) yield* target`INSERT INTO agent_switches ${target.insert(part)}`
         return { imported: inserted.size, children: switches.length, rejects }
       })
 

@@ -32,6 +32,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Timestamp } from "@strata/core"
 import {
+  Array as Arr,
   Clock,
   Config,
   Deferred,
@@ -319,7 +320,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
         if (current === undefined || message.createdAtMs > current) newest.set(message.sessionId, message.createdAtMs)
       }
       return Effect.forEach(
-        chunks([...newest], 500),
+        Arr.chunksOf([...newest], 500),
         (chunk) => {
           const params: Array<unknown> = []
           const rows = chunk.map(([sessionId, atMs]) => {
@@ -614,12 +615,6 @@ const makeService = (options: WriteBehindOptions = {}) =>
       poisoned
     } as const
   })
-
-const chunks = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
 
 /**
  * The write-behind service (needs `ChatStore` and the `SqlClient`; scoped: closing drains it).
