@@ -28,10 +28,10 @@ import * as Table from "../Table.js"
 import * as BackfillCommand from "./backfill.js"
 import * as ImportLegacy from "./importLegacy.js"
 import * as Status from "./status.js"
+import * as Verify from "./verify.js"
 
 // The quick start runs the demo as `pnpm strata demo`; suggest next commands the same way they can be typed.
 const invocation = process.env["npm_lifecycle_event"] === "strata" ? "pnpm strata" : "strata"
-import * as Verify from "./verify.js"
 
 /**
  * The largest `--rows` the demo accepts (its data is generated in memory).
