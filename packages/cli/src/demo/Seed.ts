@@ -64,13 +64,8 @@ export const existingTables: Effect.Effect<ReadonlyArray<string>, unknown, SqlCl
   return rows.map((row) => row.name)
 })
 
-/**
- * The marker of an earlier demo, if this database has one.
- *
- * @since 0.1.0
- */
-export const readMarker: Effect.Effect<Option.Option<Marker>, unknown, SqlClient> = Effect.gen(function*() {
-  const tables = yield* existingTables
+/** The marker of an earlier demo, if `tables` (the database's) has one. */
+const markerIn = (tables: ReadonlyArray<string>): Effect.Effect<Option.Option<Marker>, unknown, SqlClient> => Effect.gen(function*() {
   if (!tables.includes(markerTable)) return Option.none()
   const sql = yield* SqlClient
   const rows = yield* sql<{ readonly seed: number | string; readonly rows: number | string; readonly seeded_at_ms: number | string }>`
@@ -105,9 +100,9 @@ export const dropTables = (tables: ReadonlyArray<string>): Effect.Effect<void, u
  */
 export const ensureEmptyOrDemo = (database: string): Effect.Effect<Option.Option<Marker>, unknown, SqlClient> =>
   Effect.gen(function*() {
-    const marker = yield* readMarker
-    if (Option.isSome(marker)) return marker
     const tables = yield* existingTables
+    const marker = yield* markerIn(tables)
+    if (Option.isSome(marker)) return marker
     if (tables.length > 0) return yield* new NotADemoDatabase({ database, tables })
     return Option.none()
   })
