@@ -271,14 +271,14 @@ const fastPathFor = (table: JobTable, enabled: boolean) => {
   return fast
 }
 
-type Cursor = number | bigint | string | undefined
+type Cursor = JobState.KeyValue | undefined
 
 const afterCursor = (table: JobTable, params: Params, cursor: Cursor): string =>
   cursor === undefined ? "TRUE" : `${table.key.sql} > ${params.bind(keyParam(table, cursor))}`
 
 interface KeyRange {
   /** The last key of the range (inclusive). */
-  readonly end: number | bigint | string
+  readonly end: JobState.KeyValue
   /** Rows in the range. */
   readonly rows: number
   /** Whether the range reaches the end of the table. */
@@ -310,14 +310,14 @@ const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
     return Option.some<KeyRange>({ end: keyValue(table, rest[0].k), rows: n, last: true })
   })
 
-const inRange = (table: JobTable, params: Params, cursor: Cursor, end: number | bigint | string) =>
+const inRange = (table: JobTable, params: Params, cursor: Cursor, end: JobState.KeyValue) =>
   `${afterCursor(table, params, cursor)} AND ${table.key.sql} <= ${params.bind(keyParam(table, end))}`
 
 /**
  * The pending rows of a key range, with the key as `__strata_key` and, with `shapeOf`, whether the
  * column has the fast path's shape as `__strata_shaped`.
  */
-const pendingRows = (table: JobTable, cursor: Cursor, end: number | bigint | string, shapeOf?: Identifier.Identifier) =>
+const pendingRows = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, shapeOf?: Identifier.Identifier) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
@@ -330,7 +330,7 @@ const pendingRows = (table: JobTable, cursor: Cursor, end: number | bigint | str
   })
 
 interface Write {
-  readonly key: number | bigint | string
+  readonly key: JobState.KeyValue
   /** Per target, in `job.targets` order: the value to write, or null to leave the column as it is. */
   readonly values: ReadonlyArray<number | string | null>
 }
@@ -373,7 +373,7 @@ const changedRows = (raw: unknown): number => {
   return 0
 }
 
-const jsonValue = (value: number | bigint | string | null): number | string | null =>
+const jsonValue = (value: JobState.KeyValue | null): number | string | null =>
   typeof value === "bigint" ? value.toString() : value
 
 /**
@@ -419,7 +419,7 @@ const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
  * (`2024-02-30 10:00:00`) gets NULL written over its NULL: no change, but SQL counts it, so the
  * caller subtracts those rows (still pending afterwards, with the shape) from the count returned here.
  */
-const fastUpdate = (table: JobTable, fast: { readonly source: Identifier.Identifier; readonly target: Identifier.Identifier }, cursor: Cursor, end: number | bigint | string) =>
+const fastUpdate = (table: JobTable, fast: { readonly source: Identifier.Identifier; readonly target: Identifier.Identifier }, cursor: Cursor, end: JobState.KeyValue) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)

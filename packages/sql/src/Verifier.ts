@@ -134,7 +134,7 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
       coverage: tally()
     }]))
     const unconvertible = tally()
-    let cursor: number | bigint | string | undefined = undefined
+    let cursor: JobState.KeyValue | undefined = undefined
     let scanned = 0
     while (true) {
       const params = new Params(table.dialect)

@@ -221,12 +221,15 @@ export type KeyValue = number | bigint | string
 export const encodeKeyCursor = (value: KeyValue): string =>
   typeof value === "string" ? `t:${value}` : `i:${typeof value === "bigint" ? value.toString() : String(Math.trunc(value))}`
 
+/** Decimal integer text (`-?\d+`) as a `KeyValue`: a number when it is a safe integer, else a `bigint`, never rounded. */
+export const integerKey = (digits: string): KeyValue => {
+  const big = BigInt(digits)
+  return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big
+}
+
 /** Cursor text → `KeyValue` (integers beyond 2^53 come back as `bigint`); `undefined` for text it did not write. */
 export const decodeKeyCursor = (text: string): KeyValue | undefined => {
   if (text.startsWith("t:")) return text.slice(2)
-  if (text.startsWith("i:") && /^-?\d+$/.test(text.slice(2))) {
-    const big = BigInt(text.slice(2))
-    return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big
-  }
+  if (text.startsWith("i:") && /^-?\d+$/.test(text.slice(2))) return integerKey(text.slice(2))
   return undefined
 }

@@ -11,6 +11,7 @@ import { Effect, Schema } from "effect"
 import * as Database from "../Database.js"
 import type { ColumnRow } from "./catalog.js"
 import { tableColumns } from "./catalog.js"
+import { integerKey, type KeyValue } from "./jobState.js"
 import { failureText } from "./sqlErrors.js"
 
 /**
@@ -205,20 +206,14 @@ const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: 
   })
 
 /** The key value of a row as the cursor stores it (node-postgres may return BIGINT as text). */
-export const keyValue = (table: JobTable, value: unknown): number | bigint | string => {
+export const keyValue = (table: JobTable, value: unknown): KeyValue => {
   if (typeof value === "number" || typeof value === "bigint") return value
-  if (typeof value === "string") {
-    if (table.key.kind === "integer" && /^-?\d+$/.test(value)) {
-      const big = BigInt(value)
-      return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big
-    }
-    return value
-  }
+  if (typeof value === "string") return table.key.kind === "integer" && /^-?\d+$/.test(value) ? integerKey(value) : value
   return String(value)
 }
 
 /** A key value as a bound parameter (PostgreSQL infers the key column's type from text). */
-export const keyParam = (table: JobTable, value: number | bigint | string): unknown =>
+export const keyParam = (table: JobTable, value: KeyValue): unknown =>
   table.dialect === "pg" ? String(value) : value
 
 /** Builds a statement's parameter list with the dialect's placeholders. */
