@@ -53,11 +53,8 @@ const toBoolean = (value: boolean | number | string): boolean =>
 /** A JSON column's value: parsed text on SQLite, already parsed JSONB on PostgreSQL; SQL NULL is `null`. */
 export const jsonFromColumn = (value: unknown, dialect: Compile.Dialect): unknown => {
   if (value === null || value === undefined) return null
-  if (dialect === "sqlite" || typeof value !== "string") {
-    return typeof value === "string" ? JSON.parse(value) : value
-  }
-  // A PostgreSQL client with JSON parsing turned off hands back the text.
-  return value
+  // Only SQLite hands back JSON text: node-postgres parses JSONB, so a string from PostgreSQL is a stored JSON string.
+  return dialect === "sqlite" && typeof value === "string" ? JSON.parse(value) : value
 }
 
 /**
