@@ -18,6 +18,7 @@ import { Backfill, FastPath, Identifier, type Plan, Progress, Timestamp } from "
 import { Clock, Effect, Either, Option, Queue, Schema, Stream, Take } from "effect"
 import { nextBatchSize } from "./internal/batchSize.js"
 import {
+  afterCursor,
   inspectJob,
   JobDatabaseError,
   jobDatabaseError,
@@ -272,9 +273,6 @@ const fastPathFor = (table: JobTable, enabled: boolean) => {
 }
 
 type Cursor = JobState.KeyValue | undefined
-
-const afterCursor = (table: JobTable, params: Params, cursor: Cursor): string =>
-  cursor === undefined ? "TRUE" : `${table.key.sql} > ${params.bind(keyParam(table, cursor))}`
 
 interface KeyRange {
   /** The last key of the range (inclusive). */

@@ -10,12 +10,12 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Checks, Identifier, type Plan, Timestamp } from "@strata/core"
 import { Effect, Schema } from "effect"
 import {
+  afterCursor,
   inspectJob,
   type JobDatabaseError,
   jobDatabaseError,
   type JobTable,
   type JobTableError,
-  keyParam,
   keyValue,
   Params,
   selectList,
@@ -138,9 +138,8 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
     let scanned = 0
     while (true) {
       const params = new Params(table.dialect)
-      const after = cursor === undefined ? "TRUE" : `${table.key.sql} > ${params.bind(keyParam(table, cursor))}`
       const rows: ReadonlyArray<Record<string, unknown>> = yield* sql.unsafe<Record<string, unknown>>(
-        `SELECT ${selectList(table)} FROM ${Identifier.quote(table.job.table)} WHERE ${after} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
+        `SELECT ${selectList(table)} FROM ${Identifier.quote(table.job.table)} WHERE ${afterCursor(table, params, cursor)} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
         params.values
       )
       for (const row of rows) {

@@ -216,6 +216,10 @@ export const keyValue = (table: JobTable, value: unknown): KeyValue => {
 export const keyParam = (table: JobTable, value: KeyValue): unknown =>
   table.dialect === "pg" ? String(value) : value
 
+/** The keyset condition "after `cursor`" (`TRUE` before the first batch), binding the cursor into `params`. */
+export const afterCursor = (table: JobTable, params: Params, cursor: KeyValue | undefined): string =>
+  cursor === undefined ? "TRUE" : `${table.key.sql} > ${params.bind(keyParam(table, cursor))}`
+
 /** Builds a statement's parameter list with the dialect's placeholders. */
 export class Params {
   readonly values: Array<unknown> = []
