@@ -48,6 +48,8 @@ export const CheckResult = Schema.Struct({
 })
 
 /**
+ * The result of one check, as a type.
+ *
  * @since 0.1.0
  */
 export type CheckResult = typeof CheckResult.Type
@@ -68,6 +70,8 @@ export const VerificationReport = Schema.Struct({
 })
 
 /**
+ * A verification of a plan, as a type.
+ *
  * @since 0.1.0
  */
 export type VerificationReport = typeof VerificationReport.Type
