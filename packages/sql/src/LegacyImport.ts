@@ -238,7 +238,31 @@ const readCursor = (text: string | null): Cursor => {
 const writeCursor = (after: string, children: number): string =>
   JSON.stringify({ after: JobState.encodeKeyCursor(after), children })
 
-const countsOf = (checkpoint: Option.Option<JobState.Checkpoint>): TableCounts & { readonly children: number } =>
+/** A table's running totals: its counts and the child rows (messages, agent switches) written so far. */
+type Totals = TableCounts & { readonly children: number }
+
+/** The public counts of `totals` (without the child rows, which `ImportResult` reports on their own). */
+const tableCounts = ({ imported, rejected, scanned, skipped }: Totals): TableCounts => ({ scanned, imported, skipped, rejected })
+
+/** Checkpoints `totals` (after key `after`) in the caller's transaction and returns them with `skipped` derived. */
+const saveTotals = (
+  job: string,
+  after: string | undefined,
+  totals: Omit<Totals, "skipped">,
+  state: "running" | "done"
+): Effect.Effect<Totals, SqlError, SqlClient.SqlClient> =>
+  Effect.as(
+    JobState.saveCheckpoint(job, {
+      cursor: after === undefined ? null : writeCursor(after, totals.children),
+      processed: totals.scanned,
+      updated: totals.imported,
+      rejected: totals.rejected,
+      state
+    }),
+    { ...totals, skipped: totals.scanned - totals.imported - totals.rejected }
+  )
+
+const countsOf = (checkpoint: Option.Option<JobState.Checkpoint>): Totals =>
   Option.match(checkpoint, {
     onNone: () => ({ scanned: 0, imported: 0, skipped: 0, rejected: 0, children: 0 }),
     onSome: (c) => ({
@@ -317,14 +341,9 @@ export const run = <E = never>(
       agentContexts: countsOf(yield* JobState.loadCheckpoint(jobs.agentContexts).pipe(Effect.mapError(failedWhile("loading the checkpoint"))))
     }
     const snapshot = (): ImportResult => ({
-      sessions: { scanned: totals.sessions.scanned, imported: totals.sessions.imported, skipped: totals.sessions.skipped, rejected: totals.sessions.rejected },
+      sessions: tableCounts(totals.sessions),
       messages: totals.sessions.children,
-      agentContexts: {
-        scanned: totals.agentContexts.scanned,
-        imported: totals.agentContexts.imported,
-        skipped: totals.agentContexts.skipped,
-        rejected: totals.agentContexts.rejected
-      },
+      agentContexts: tableCounts(totals.agentContexts),
       agentSwitches: totals.agentContexts.children,
       jobs
     })
@@ -367,14 +386,7 @@ export const run = <E = never>(
               rejected: counts.rejected + newRejects,
               children: counts.children + outcome.children
             }
-            yield* JobState.saveCheckpoint(spec.job, {
-              cursor: writeCursor(lastKey, next.children),
-              processed: next.scanned,
-              updated: next.imported,
-              rejected: next.rejected,
-              state: "running"
-            })
-            return { ...next, skipped: next.scanned - next.imported - next.rejected }
+            return yield* saveTotals(spec.job, lastKey, next, "running")
           })).pipe(Effect.mapError(failedWhile(`writing a batch of ${spec.table}`)))
           totals[key] = written
           after = lastKey
@@ -399,14 +411,7 @@ export const run = <E = never>(
             rejected: counts.rejected + (recorded > 0 ? unkeyed : 0),
             children: counts.children
           }
-          yield* JobState.saveCheckpoint(spec.job, {
-            cursor: after === undefined ? null : writeCursor(after, next.children),
-            processed: next.scanned,
-            updated: next.imported,
-            rejected: next.rejected,
-            state: "done"
-          })
-          return { ...next, skipped: next.scanned - next.imported - next.rejected }
+          return yield* saveTotals(spec.job, after, next, "done")
         })).pipe(Effect.mapError(failedWhile("finishing the job")))
       }).pipe(
         Effect.onInterrupt(() => Effect.ignore(JobState.setState(spec.job, "paused"))),
