@@ -92,11 +92,25 @@ export class VerificationFailed extends Schema.TaggedError<VerificationFailed>()
 }
 
 /**
+ * An option is out of range (e.g. `batchSize: 0`).
+ *
+ * @since 0.1.0
+ */
+export class InvalidVerifyOptions extends Schema.TaggedError<InvalidVerifyOptions>()("InvalidVerifyOptions", {
+  option: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid verify option ${this.option}: ${this.reason}`
+  }
+}
+
+/**
  * What keeps a verification from running.
  *
  * @since 0.1.0
  */
-export type VerifyError = UnknownJob | JobTableError | JobDatabaseError
+export type VerifyError = UnknownJob | JobTableError | JobDatabaseError | InvalidVerifyOptions
 
 /**
  * Options of `run` and `report`.
@@ -206,6 +220,9 @@ const recordedRejects = (job: string) =>
 const buildReport = (plan: Plan.Plan, options: Options) =>
   Effect.gen(function*() {
     const batchSize = options.batchSize ?? 5000
+    if (!(Number.isSafeInteger(batchSize) && batchSize > 0)) {
+      return yield* new InvalidVerifyOptions({ option: "batchSize", reason: `must be a positive integer, got ${batchSize}` })
+    }
     const range = options.range ?? Timestamp.defaultRange(yield* Timestamp.now)
     const all = Checks.forJobs(plan)
     const unknown = options.jobs?.find((name) => !all.some((j) => j.job.name === name))
@@ -216,7 +233,7 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
     const rowsScanned: Record<string, number> = {}
     for (const [i, checks] of selected.entries()) {
       const table = tables[i]!
-      const scan = yield* scanJob(table, checks, range, Math.max(1, Math.trunc(batchSize))).pipe(
+      const scan = yield* scanJob(table, checks, range, batchSize).pipe(
         Effect.mapError(jobDatabaseError(checks.job.name)),
         Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
       )

@@ -134,4 +134,14 @@ describeEachEngine("Verifier", (engine) => {
       const unknown = yield* Effect.flip(verifier.run(Plans.agentos, { jobs: ["nope"] }))
       expect(unknown).toMatchObject({ _tag: "UnknownJob", job: "nope" })
     }).pipe(Effect.provide(database())))
+
+  it.effect("a batch size that is not a positive integer is a typed error naming the option", () =>
+    Effect.gen(function*() {
+      const verifier = yield* Verifier.Verifier
+      for (const batchSize of [0, -5, 2.5, Number.NaN]) {
+        const error = yield* Effect.flip(verifier.report(Plans.agentos, { batchSize }))
+        expect(error).toMatchObject({ _tag: "InvalidVerifyOptions", option: "batchSize", reason: `must be a positive integer, got ${batchSize}` })
+        expect(error.message).toBe(`Invalid verify option batchSize: must be a positive integer, got ${batchSize}`)
+      }
+    }).pipe(Effect.provide(database())))
 })
