@@ -14,7 +14,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
-import { executeOn } from "./unprepared.js"
+import { errorCode } from "./sqlErrors.js"
+import { executeOn as execute } from "./unprepared.js"
 
 /** The lock was not obtained within the timeout (another runner held it all along). */
 export class LockTimedOut extends Data.TaggedError("LockTimedOut")<{ readonly waitedMs: number }> {}
@@ -47,18 +48,11 @@ const lockRetrySchedule = (timeout: Duration.Duration) =>
     Schedule.upTo(timeout)
   )
 
-const errorCode = (error: SqlError): string | undefined => {
-  const code = (error.cause as { readonly code?: unknown } | undefined)?.code
-  return typeof code === "string" ? code : undefined
-}
-
 const isSqliteBusy = (error: unknown): boolean =>
   error instanceof TransactionControlFailed && (errorCode(error.cause)?.startsWith("SQLITE_BUSY") ?? false)
 
 /** PostgreSQL `lock_not_available`, raised when `lock_timeout` expires. */
 const isPgLockTimeout = (error: SqlError): boolean => errorCode(error) === "55P03"
-
-const execute = executeOn
 
 const beginSqlite = (connection: Connection): Effect.Effect<void, SqlError> =>
   Effect.gen(function*() {

@@ -9,13 +9,16 @@ const codeOf = (cause: unknown): string | undefined => {
   return typeof code === "string" ? code : undefined
 }
 
+/** The driver's error code (`SQLITE_BUSY`, PostgreSQL's SQLSTATE `55P03`) of a failure or of the driver error a `SqlError` wraps. */
+export const errorCode = (error: unknown): string | undefined => codeOf(error instanceof SqlError ? error.cause : error)
+
 /**
  * Whether the failure is about the rows written: a constraint violation (SQLite `SQLITE_CONSTRAINT*`,
  * PostgreSQL class 23), bad data (`SQLITE_MISMATCH`, `SQLITE_TOOBIG`, class 22) or a row beyond a
  * limit (class 54, e.g. an index entry too large).
  */
 export const isRowRejected = (error: unknown): boolean => {
-  const code = codeOf(error instanceof SqlError ? error.cause : error)
+  const code = errorCode(error)
   if (code === undefined) return false
   if (code.startsWith("SQLITE_")) {
     return code.startsWith("SQLITE_CONSTRAINT") || code === "SQLITE_MISMATCH" || code === "SQLITE_TOOBIG"
