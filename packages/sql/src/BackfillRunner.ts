@@ -262,8 +262,11 @@ const elapsedMsSince = (startNanos: bigint) =>
 
 const quotedTable = (table: JobTable) => Identifier.quote(table.job.table)
 
+/** The source and target columns of a job's SQL fast path. */
+type FastPathColumns = NonNullable<Backfill.Job["fastPath"]>
+
 /** Whether the job's source can take the SQL fast path (PostgreSQL: only on text columns, where `~` applies). */
-const fastPathFor = (table: JobTable, enabled: boolean) => {
+const fastPathFor = (table: JobTable, enabled: boolean): FastPathColumns | undefined => {
   const fast = table.job.fastPath
   if (!enabled || fast === undefined) return undefined
   if (table.dialect === "pg" && !/^(text|character varying(\(\d+\))?)$/.test(table.columnTypes.get(fast.source) ?? "")) {
@@ -417,7 +420,7 @@ const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
  * (`2024-02-30 10:00:00`) gets NULL written over its NULL: no change, but SQL counts it, so the
  * caller subtracts those rows (still pending afterwards, with the shape) from the count returned here.
  */
-const fastUpdate = (table: JobTable, fast: { readonly source: Identifier.Identifier; readonly target: Identifier.Identifier }, cursor: Cursor, end: JobState.KeyValue) =>
+const fastUpdate = (table: JobTable, fast: FastPathColumns, cursor: Cursor, end: JobState.KeyValue) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
@@ -450,7 +453,7 @@ const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, C
  * doing the same batch twice), converts and writes the next key range, records its rejects and
  * saves the new cursor and counts.
  */
-const batch = (table: JobTable, size: number, fastPath: boolean) =>
+const batch = (table: JobTable, size: number, fast: FastPathColumns | undefined) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const name = table.job.name
@@ -480,7 +483,6 @@ const batch = (table: JobTable, size: number, fastPath: boolean) =>
       return { checkpoint, rows: 0, rowsMs: 0 } satisfies BatchResult
     }
     const { end, last, rows: rangeRows } = range.value
-    const fast = fastPathFor(table, fastPath)
     const fastChanged = fast === undefined ? 0 : yield* fastUpdate(table, fast, cursor, end)
     const pending = yield* pendingRows(table, cursor, end, fast?.source)
     // Shaped rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
@@ -580,6 +582,7 @@ const runJob = (
     yield* Effect.logInfo("backfill job started").pipe(Effect.annotateLogs({ total, processed: startTally.processed }))
     yield* emit(event(table, "started", startTally, total, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
 
+    const fast = fastPathFor(table, settings.fastPath)
     let size = settings.batchSize
     // Smoothed fixed cost of a batch (begin, checkpoint row, commit), which the size cannot shrink.
     let fixedMs: number | undefined = undefined
@@ -590,7 +593,7 @@ const runJob = (
     while (true) {
       const batchStart = yield* Clock.currentTimeNanos
       // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
-      const result = yield* Effect.uninterruptible(sql.withTransaction(batch(table, size, settings.fastPath)))
+      const result = yield* Effect.uninterruptible(sql.withTransaction(batch(table, size, fast)))
       const batchMs = yield* elapsedMsSince(batchStart)
       batches++
       longestBatchMs = Math.max(longestBatchMs, batchMs)
