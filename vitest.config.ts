@@ -11,7 +11,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [
-      { resolve: { alias }, test: { name: "core", include: ["packages/core/test/**/*.test.ts"] } },
+      // Inline projects do not inherit the root's test options: each states its own timeouts. The core's
+      // 100k-run property tests take 2-4 s alone and several times that on two busy cores.
+      { resolve: { alias }, test: { name: "core", include: ["packages/core/test/**/*.test.ts"], testTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "sql", include: ["packages/sql/test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "cli", include: ["packages/cli/test/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "integration", include: ["test/**/*.test.ts"], testTimeout: 300_000, hookTimeout: 60_000 } }

@@ -414,7 +414,8 @@ export const run = <E = never>(
           return yield* saveTotals(spec.job, after, next, "done")
         })).pipe(Effect.mapError(failedWhile("finishing the job")))
       }).pipe(
-        Effect.onInterrupt(() => Effect.ignore(JobState.setState(spec.job, "paused"))),
+        // pauseJob only pauses a running job: an interrupt after the phase finished must not undo "done".
+        Effect.onInterrupt(() => Effect.ignore(JobState.pauseJob(spec.job))),
         Effect.withSpan("LegacyImport.phase", { attributes: { job: spec.job } })
       )
 
