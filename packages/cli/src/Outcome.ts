@@ -61,6 +61,7 @@ const badInputTags: ReadonlySet<string> = new Set([
   "BadArgument",
   "InvalidBackfillOptions",
   "InvalidDatabaseUrl",
+  "InvalidLegacyImportOptions",
   "InvalidLogLevel",
   "InvalidPlan",
   "InvalidTableName",

@@ -27,11 +27,12 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Identifier, Plan } from "@strata/core"
 import { Lazy } from "@strata/core"
 import type { Chunk, Layer } from "effect"
-import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
+import * as NumericOption from "./internal/numericOption.js"
 import { failureText } from "./internal/sqlErrors.js"
 
 /**
@@ -50,11 +51,14 @@ export interface Options {
    * keep write load off a struggling database). Default: config `STRATA_LAZY_WRITE_BACK`, else `true`.
    */
   readonly writeBack?: boolean | undefined
-  /** Rows waiting for write-back; when full, more are dropped (counted, logged) and stay pending. Default 10,000. */
+  /**
+   * Rows waiting for write-back (a positive integer); when full, more are dropped (counted, logged)
+   * and stay pending. Default 10,000.
+   */
   readonly queueCapacity?: number | undefined
   /** How often the background fiber writes what is queued. Default 100 ms. */
   readonly flushInterval?: Duration.DurationInput | undefined
-  /** Rows per UPDATE statement. Default 500. */
+  /** Rows per UPDATE statement (a positive integer). Default 500. */
   readonly maxBatchRows?: number | undefined
   /**
    * On scope close, how long draining the queue may take: no batch starts after it, so closing takes at
@@ -69,6 +73,20 @@ export interface Options {
    * Default 50 ms on SQLite, 1 second on PostgreSQL.
    */
   readonly writeTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * A numeric option of `layer` is not allowed (e.g. `maxBatchRows: 2.5`); the layer is not built.
+ *
+ * @since 0.1.0
+ */
+export class InvalidLazyMigrationOptions extends Schema.TaggedError<InvalidLazyMigrationOptions>()("InvalidLazyMigrationOptions", {
+  option: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid lazy migration option ${this.option}: ${this.reason}`
+  }
 }
 
 /**
@@ -229,15 +247,14 @@ const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
 // SQLite binds at most 32,766 parameters per statement.
 const sqliteMaxParameters = 32_766
 
-const positiveInt = (value: number | undefined, fallback: number): number =>
-  value != null && Number.isFinite(value) && value >= 1 ? Math.trunc(value) : fallback
+const invalidOption = (option: string, reason: string) => new InvalidLazyMigrationOptions({ option, reason })
 
 const make = (plan: Plan.Plan, options: Options = {}) =>
   Effect.gen(function*() {
+    const queueCapacity = yield* NumericOption.resolve("queueCapacity", options.queueCapacity, 10_000, NumericOption.positiveCount, invalidOption)
+    const maxBatchRows = yield* NumericOption.resolve("maxBatchRows", options.maxBatchRows, 500, NumericOption.positiveCount, invalidOption)
     const enabled = options.enabled ?? (yield* Config.boolean("STRATA_LAZY_MIGRATION").pipe(Config.withDefault(true)))
     const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
-    const queueCapacity = positiveInt(options.queueCapacity, 10_000)
-    const maxBatchRows = positiveInt(options.maxBatchRows, 500)
     const flushInterval = Duration.decode(options.flushInterval ?? Duration.millis(100))
     const drainTimeout = Duration.decode(options.drainTimeout ?? Duration.seconds(5))
 
@@ -625,13 +642,15 @@ export class LazyMigration extends Effect.Service<LazyMigration>()("@strata/sql/
 
 /**
  * The service for `plan`, with its write-back fiber living in the layer's scope (drained on close).
+ * Fails to build with `InvalidLazyMigrationOptions` when a numeric option is not allowed.
  *
  * @since 0.1.0
  */
 export const layer = (
   plan: Plan.Plan,
   options: Options = {}
-): Layer.Layer<LazyMigration, ConfigError, SqlClient.SqlClient> => LazyMigration.Default(plan, options)
+): Layer.Layer<LazyMigration, ConfigError | InvalidLazyMigrationOptions, SqlClient.SqlClient> =>
+  LazyMigration.Default(plan, options)
 
 /**
  * The rows with every NULL (or absent) target of `table` filled from its source; queues the write-back.

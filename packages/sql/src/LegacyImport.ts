@@ -43,6 +43,7 @@ import { insertMessages, jsonToColumn } from "./internal/chatRows.js"
 import * as JobState from "./internal/jobState.js"
 import type { ImportedAgentContext, ImportedSession, LegacyAgentContextRow, LegacySessionRow } from "./internal/legacyRows.js"
 import { importAgentContext, importSession, rowKey } from "./internal/legacyRows.js"
+import * as NumericOption from "./internal/numericOption.js"
 import { failureText } from "./internal/sqlErrors.js"
 
 /**
@@ -107,7 +108,7 @@ export interface RunOptions<E = never> {
    * `legacy_sessions` / `legacy_agent_contexts` without.
    */
   readonly tables?: Partial<LegacyTables> | undefined
-  /** Legacy rows per batch (one transaction each). Default 100. */
+  /** Legacy rows per batch (one transaction each), a positive integer. Default 100. */
   readonly batchSize?: number | undefined
   /** Forget the checkpoints and rejects of an earlier import and scan everything again. */
   readonly restart?: boolean | undefined
@@ -157,6 +158,20 @@ export class InvalidTableName extends Schema.TaggedError<InvalidTableName>()("In
 }
 
 /**
+ * A numeric option of `run` is not allowed (e.g. `batchSize: NaN`); nothing was read or written.
+ *
+ * @since 0.1.0
+ */
+export class InvalidLegacyImportOptions extends Schema.TaggedError<InvalidLegacyImportOptions>()("InvalidLegacyImportOptions", {
+  option: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid legacy import option ${this.option}: ${this.reason}`
+  }
+}
+
+/**
  * `renameLegacyTables` found the destination name already taken.
  *
  * @since 0.1.0
@@ -189,7 +204,12 @@ export class LegacyImportFailed extends Schema.TaggedError<LegacyImportFailed>()
  *
  * @since 0.1.0
  */
-export type LegacyImportError = LegacyTableMissing | TargetNotMigrated | InvalidTableName | LegacyImportFailed
+export type LegacyImportError =
+  | LegacyTableMissing
+  | TargetNotMigrated
+  | InvalidTableName
+  | InvalidLegacyImportOptions
+  | LegacyImportFailed
 
 const failedWhile = (step: string) => (cause: SqlError) => new LegacyImportFailed({ step, reason: failureText(cause), cause })
 
@@ -297,6 +317,14 @@ export const run = <E = never>(
   options: RunOptions<E> = {}
 ): Effect.Effect<ImportResult, LegacyImportError | E, SqlClient.SqlClient> =>
   Effect.scoped(Effect.gen(function*() {
+    // Before the source layer is built: bad options open nothing.
+    const batchSize = yield* NumericOption.resolve(
+      "batchSize",
+      options.batchSize,
+      100,
+      NumericOption.positiveCount,
+      (option, reason) => new InvalidLegacyImportOptions({ option, reason })
+    )
     const target = yield* SqlClient.SqlClient
     const source = options.source === undefined
       ? target
@@ -306,7 +334,6 @@ export const run = <E = never>(
       if (Either.isLeft(Identifier.decode(name))) return yield* new InvalidTableName({ option, name })
     }
     const jobs = jobNames(tables)
-    const batchSize = Math.max(1, Math.trunc(options.batchSize ?? 100))
 
     for (const [table, column] of [["sessions", "created_at_ms"], ["messages", "seq"], ["agent_contexts", "updated_at_ms"], ["agent_switches", "switched_at_ms"]] as const) {
       const columns = yield* tableColumns(target, table).pipe(Effect.mapError(failedWhile("reading the target schema")))

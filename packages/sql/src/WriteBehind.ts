@@ -51,6 +51,7 @@ import * as Database from "./Database.js"
 import type { MessageRow } from "./internal/chatRows.js"
 import { insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
 import { FairPermits } from "./internal/fairPermits.js"
+import * as NumericOption from "./internal/numericOption.js"
 import { failureText, isRowRejected } from "./internal/sqlErrors.js"
 import { WriteBuffer } from "./internal/writeBuffer.js"
 
@@ -60,21 +61,72 @@ import { WriteBuffer } from "./internal/writeBuffer.js"
  * @since 0.1.0
  */
 export interface WriteBehindOptions {
-  /** Longest a message waits before its flush starts. Default 100 ms. */
+  /** Longest a message waits before its flush starts, at least 1 ms. Default 100 ms. */
   readonly intervalMs?: number | undefined
-  /** Messages per flush; reaching it starts a flush at once. Default 1000. */
+  /** Messages per flush (a positive integer); reaching it starts a flush at once. Default 1000. */
   readonly maxBatch?: number | undefined
-  /** Most buffered messages; `append` waits beyond it. Default 10,000 (at least `maxBatch`). */
+  /**
+   * Most buffered messages (a positive integer); `append` waits beyond it. Default 10,000, raised to
+   * `maxBatch` when that is larger; a `capacity` given below `maxBatch` is refused (a flush by size
+   * could never start).
+   */
   readonly capacity?: number | undefined
-  /** First retry delay after a failed flush, doubled up to `maxRetryDelayMs`. Default 50 ms. */
+  /** First retry delay after a failed flush (at least 1 ms), doubled up to `maxRetryDelayMs`. Default 50 ms. */
   readonly retryDelayMs?: number | undefined
-  /** Default 5000 ms. */
+  /** Default 5000 ms, raised to `retryDelayMs` when that is larger; given below `retryDelayMs`, refused. */
   readonly maxRetryDelayMs?: number | undefined
-  /** How long closing keeps retrying to write what is buffered. Default 30,000 ms. */
+  /** How long closing keeps retrying to write what is buffered (zero or more ms). Default 30,000 ms. */
   readonly drainTimeoutMs?: number | undefined
-  /** Sessions whose next `seq` is remembered when idle. Default 100,000. */
+  /** Sessions whose next `seq` is remembered when idle (a positive integer). Default 100,000. */
   readonly maxTrackedSessions?: number | undefined
 }
+
+/**
+ * An option is not allowed (e.g. `maxBatch: NaN`, `capacity: 2.5`); nothing was started.
+ *
+ * @since 0.1.0
+ */
+export class InvalidWriteBehindOptions extends Schema.TaggedError<InvalidWriteBehindOptions>()("InvalidWriteBehindOptions", {
+  option: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid write-behind option ${this.option}: ${this.reason}`
+  }
+}
+
+const invalidOption = (option: string, reason: string) => new InvalidWriteBehindOptions({ option, reason })
+
+/** The options with their defaults, or the first one not allowed. */
+const settingsOf = (options: WriteBehindOptions) =>
+  Effect.gen(function*() {
+    const intervalMs = yield* NumericOption.resolve("intervalMs", options.intervalMs, 100, NumericOption.millis(1), invalidOption)
+    const maxBatch = yield* NumericOption.resolve("maxBatch", options.maxBatch, 1000, NumericOption.positiveCount, invalidOption)
+    const capacity = yield* NumericOption.resolve("capacity", options.capacity, Math.max(maxBatch, 10_000), NumericOption.positiveCount, invalidOption)
+    if (capacity < maxBatch) {
+      return yield* invalidOption("capacity", `must be at least maxBatch (${maxBatch}), got ${capacity}`)
+    }
+    const retryDelayMs = yield* NumericOption.resolve("retryDelayMs", options.retryDelayMs, 50, NumericOption.millis(1), invalidOption)
+    const maxRetryDelayMs = yield* NumericOption.resolve(
+      "maxRetryDelayMs",
+      options.maxRetryDelayMs,
+      Math.max(retryDelayMs, 5000),
+      NumericOption.millis(1),
+      invalidOption
+    )
+    if (maxRetryDelayMs < retryDelayMs) {
+      return yield* invalidOption("maxRetryDelayMs", `must be at least retryDelayMs (${retryDelayMs}), got ${maxRetryDelayMs}`)
+    }
+    const drainTimeoutMs = yield* NumericOption.resolve("drainTimeoutMs", options.drainTimeoutMs, 30_000, NumericOption.millis(0), invalidOption)
+    const maxTrackedSessions = yield* NumericOption.resolve(
+      "maxTrackedSessions",
+      options.maxTrackedSessions,
+      100_000,
+      NumericOption.positiveCount,
+      invalidOption
+    )
+    return { intervalMs, maxBatch, capacity, retryDelayMs, maxRetryDelayMs, drainTimeoutMs, maxTrackedSessions }
+  })
 
 /**
  * A message the database refused; it is not retried (the rest of its flush was written).
@@ -145,16 +197,11 @@ const decodePageOptions = ChatStore.decoder(ChatStore.PageOptions)
 
 const makeService = (options: WriteBehindOptions = {}) =>
   Effect.gen(function*() {
+    const { capacity, drainTimeoutMs, intervalMs, maxBatch, maxRetryDelayMs, maxTrackedSessions, retryDelayMs } =
+      yield* settingsOf(options)
     const store = yield* ChatStore.ChatStore
     const sql = yield* SqlClient.SqlClient
     const dialect = yield* Database.dialect
-    const intervalMs = Math.max(1, options.intervalMs ?? 100)
-    const maxBatch = Math.max(1, options.maxBatch ?? 1000)
-    const capacity = Math.max(maxBatch, options.capacity ?? 10_000)
-    const retryDelayMs = Math.max(1, options.retryDelayMs ?? 50)
-    const maxRetryDelayMs = Math.max(retryDelayMs, options.maxRetryDelayMs ?? 5000)
-    const drainTimeoutMs = Math.max(0, options.drainTimeoutMs ?? 30_000)
-    const maxTrackedSessions = Math.max(1, options.maxTrackedSessions ?? 100_000)
 
     const buffer = new WriteBuffer()
     const room = new FairPermits(capacity)
@@ -626,13 +673,14 @@ export class WriteBehind extends Effect.Service<WriteBehind>()("@strata/sql/Writ
 }) {}
 
 /**
- * `WriteBehind` with `options`.
+ * `WriteBehind` with `options`; fails to build with `InvalidWriteBehindOptions` when one is not allowed.
  *
  * @since 0.1.0
  */
 export const layer = (
   options: WriteBehindOptions = {}
-): Layer.Layer<WriteBehind, never, ChatStore.ChatStore | SqlClient.SqlClient> => WriteBehind.Default(options)
+): Layer.Layer<WriteBehind, InvalidWriteBehindOptions, ChatStore.ChatStore | SqlClient.SqlClient> =>
+  WriteBehind.Default(options)
 
 /**
  * `WriteBehind` configured from `STRATA_WRITE_BEHIND_INTERVAL_MS`, `STRATA_WRITE_BEHIND_MAX_BATCH`
@@ -642,7 +690,7 @@ export const layer = (
  */
 export const layerFromConfig: Layer.Layer<
   WriteBehind,
-  import("effect/ConfigError").ConfigError,
+  import("effect/ConfigError").ConfigError | InvalidWriteBehindOptions,
   ChatStore.ChatStore | SqlClient.SqlClient
 > = Layer.unwrapEffect(
   Effect.map(

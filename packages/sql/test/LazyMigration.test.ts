@@ -399,6 +399,27 @@ describeEachEngine("LazyMigration", (engine) => {
       }).pipe(withLazy({ queueCapacity: 2 }), Effect.provide(logs.layer))
     })))
 
+  it.effect("refuses a queueCapacity or maxBatchRows that is not a positive integer with InvalidLazyMigrationOptions", () =>
+    inDatabase(Effect.gen(function*() {
+      yield* insertEvents(5)
+      const cases: ReadonlyArray<readonly [LazyMigration.Options, string, string]> = [
+        [{ queueCapacity: Number.NaN }, "queueCapacity", "NaN"],
+        [{ queueCapacity: -1 }, "queueCapacity", "-1"],
+        [{ queueCapacity: 2.5 }, "queueCapacity", "2.5"],
+        [{ maxBatchRows: Number.NaN }, "maxBatchRows", "NaN"],
+        [{ maxBatchRows: -500 }, "maxBatchRows", "-500"],
+        [{ maxBatchRows: 0.5 }, "maxBatchRows", "0.5"],
+        [{ maxBatchRows: 0 }, "maxBatchRows", "0"]
+      ]
+      for (const [options, option, shown] of cases) {
+        const error = yield* Effect.flip(Layer.build(LazyMigration.layer(plan, { ...testOptions, ...options })))
+        expect(error).toEqual(new LazyMigration.InvalidLazyMigrationOptions({ option, reason: `must be a positive integer, got ${shown}` }))
+        expect(error.message).toBe(`Invalid lazy migration option ${option}: must be a positive integer, got ${shown}`)
+      }
+      // No service was built, so nothing was read or written back.
+      expect(yield* pendingEvents).toBe(5)
+    })))
+
   it.effect("enabled: false returns rows exactly as read; writeBack: false fills them without writing", () =>
     inDatabase(Effect.gen(function*() {
       yield* insertEvents(1)

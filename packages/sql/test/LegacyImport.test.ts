@@ -265,6 +265,33 @@ for (const engine of engines) {
         const badName = yield* Effect.flip(LegacyImport.run({ tables: { sessions: "x; DROP TABLE sessions" } }).pipe(Effect.provide(target)))
         expect(badName._tag).toBe("InvalidTableName")
       }))
+
+    it.scoped("refuses a batchSize that is not a positive integer with InvalidLegacyImportOptions, writing nothing", () =>
+      Effect.gen(function*() {
+        const pair = yield* databasePair(engine.name)
+        yield* fillLegacy("").pipe(Effect.provide(pair.source))
+        const target = yield* build(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(pair.target)))
+        yield* migrate.pipe(Effect.provide(target))
+        const empty = yield* storedSnapshot.pipe(Effect.provide(target))
+        for (const [batchSize, shown] of [[Number.NaN, "NaN"], [-3, "-3"], [2.5, "2.5"], [0, "0"]] as const) {
+          const error = yield* Effect.flip(LegacyImport.run({ source: pair.source, batchSize }).pipe(Effect.provide(target)))
+          expect(error).toEqual(
+            new LegacyImport.InvalidLegacyImportOptions({ option: "batchSize", reason: `must be a positive integer, got ${shown}` })
+          )
+          expect(error.message).toBe(`Invalid legacy import option batchSize: must be a positive integer, got ${shown}`)
+        }
+        expect(empty.sessions).toEqual([])
+        expect(yield* storedSnapshot.pipe(Effect.provide(target))).toEqual(empty)
+        // Refused before strata_jobs is even created: no checkpoint, no reject.
+        const sql = Context.get(target, SqlClient.SqlClient)
+        const jobTables = engine.name === "pg"
+          ? yield* sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables
+              WHERE table_schema = current_schema() AND table_name IN ('strata_jobs', 'strata_rejects')`
+          : yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE name IN ('strata_jobs', 'strata_rejects')`
+        expect(jobTables).toEqual([])
+        // The same import with a valid size then does the whole job.
+        const result = yield* LegacyImport.run({ source: pair.source, batchSize: 4 }).pipe(Effect.provide(target))
+        expect(result).toMatchObject(expectedTotals)
+      }))
   })
 }
-

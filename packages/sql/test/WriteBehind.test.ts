@@ -233,5 +233,35 @@ describeEachEngine("WriteBehind", (engine) => {
         expect((yield* Effect.flip(wb.append(id, user("late"))))._tag).toBe("WriteBehindClosed")
       })
     })
+
+    it.effect("an option that is not a finite number in range is refused with InvalidWriteBehindOptions naming it", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const countMessages = Effect.map(sql<{ n: number }>`SELECT count(*) AS n FROM messages`, (rows) => Number(rows[0]!.n))
+        const before = yield* countMessages
+        const refusal = (options: WriteBehind.WriteBehindOptions) =>
+          Effect.flip(Effect.scoped(Layer.build(WriteBehind.layer(options))))
+        const cases: ReadonlyArray<readonly [WriteBehind.WriteBehindOptions, string, string]> = [
+          [{ maxBatch: Number.NaN }, "maxBatch", "must be a positive integer, got NaN"],
+          [{ maxBatch: -3 }, "maxBatch", "must be a positive integer, got -3"],
+          [{ maxBatch: 2.5 }, "maxBatch", "must be a positive integer, got 2.5"],
+          [{ capacity: 0 }, "capacity", "must be a positive integer, got 0"],
+          [{ maxTrackedSessions: 1.5 }, "maxTrackedSessions", "must be a positive integer, got 1.5"],
+          [{ intervalMs: Number.NaN }, "intervalMs", "must be a finite number of milliseconds of at least 1, got NaN"],
+          [{ retryDelayMs: Number.POSITIVE_INFINITY }, "retryDelayMs", "must be a finite number of milliseconds of at least 1, got Infinity"],
+          [{ drainTimeoutMs: -1 }, "drainTimeoutMs", "must be zero or more milliseconds, got -1"],
+          [{ maxBatch: 100, capacity: 10 }, "capacity", "must be at least maxBatch (100), got 10"],
+          [{ retryDelayMs: 50, maxRetryDelayMs: 10 }, "maxRetryDelayMs", "must be at least retryDelayMs (50), got 10"]
+        ]
+        for (const [options, option, reason] of cases) {
+          const error = yield* refusal(options)
+          expect(error).toBeInstanceOf(WriteBehind.InvalidWriteBehindOptions)
+          expect({ option: error.option, reason: error.reason }).toEqual({ option, reason })
+          expect(error.message).toBe(`Invalid write-behind option ${option}: ${reason}`)
+        }
+        expect(yield* countMessages).toBe(before)
+        // Defaults still follow a larger maxBatch; zero is a drain timeout.
+        yield* Effect.scoped(Layer.build(WriteBehind.layer({ maxBatch: 20_000, retryDelayMs: 10_000, drainTimeoutMs: 0 })))
+      }))
   })
 })
