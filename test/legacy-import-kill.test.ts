@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Plans } from "@strata/core"
-import { Database, LegacyImport, Migrator } from "@strata/sql"
+import { ChatPlan, LegacyImport } from "@strata/chat"
+import { Database, Migrator } from "@strata/sql"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -21,8 +21,8 @@ const childScript = Path.join(here, "fixtures", "legacy-import-child.mjs")
 const SESSIONS = 1500
 
 const assertBuildIsFresh = () => {
-  for (const source of ["LegacyImport.ts", "internal/legacyRows.ts", "internal/jobState.ts", "internal/chatRows.ts"]) {
-    const absolute = Path.join(here, "..", "packages", "sql", "src", source)
+  for (const source of ["chat/src/LegacyImport.ts", "chat/src/internal/legacyRows.ts", "sql/src/JobState.ts", "chat/src/internal/chatRows.ts"]) {
+    const absolute = Path.join(here, "..", "packages", source)
     const built = absolute.replace("/src/", "/dist/").replace(/\.ts$/, ".js")
     if (!Fs.existsSync(built) || Fs.statSync(built).mtimeMs < Fs.statSync(absolute).mtimeMs) {
       throw new Error(`${built} is missing or older than its source: run \`npx tsc -b\` before this test`)
@@ -73,7 +73,7 @@ const runChild = (source: string, target: string, killWhen?: (phase: string, ses
   })
 
 const migrate = (url: string) =>
-  Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run()).pipe(Effect.provide(Database.layer({ url })))
+  Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run()).pipe(Effect.provide(Database.layer({ url })))
 
 /** The stored rows without the generated ids (message ids are fresh UUIDv7s, switch ids an identity). */
 const snapshot = (url: string) =>

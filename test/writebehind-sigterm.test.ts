@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Plans } from "@strata/core"
-import { ChatStore, Database, Migrator } from "@strata/sql"
+import { ChatPlan, ChatStore } from "@strata/chat"
+import { Database, Migrator } from "@strata/sql"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -21,8 +21,8 @@ const childScript = Path.join(here, "fixtures", "writebehind-child.mjs")
 
 /** The child imports the built packages: refuse to test a stale build. */
 const assertBuildIsFresh = () => {
-  for (const source of ["WriteBehind.ts", "ChatStore.ts", "internal/writeBuffer.ts", "internal/chatRows.ts", "Database.ts"]) {
-    const absolute = Path.join(here, "..", "packages", "sql", "src", source)
+  for (const source of ["chat/src/WriteBehind.ts", "chat/src/ChatStore.ts", "chat/src/internal/writeBuffer.ts", "chat/src/internal/chatRows.ts", "sql/src/Database.ts"]) {
+    const absolute = Path.join(here, "..", "packages", source)
     const built = absolute.replace("/src/", "/dist/").replace(/\.ts$/, ".js")
     if (!Fs.existsSync(built) || Fs.statSync(built).mtimeMs < Fs.statSync(absolute).mtimeMs) {
       throw new Error(`${built} is missing or older than its source: run \`npx tsc -b\` before this test`)
@@ -91,7 +91,7 @@ const scenario = (url: string) =>
     assertBuildIsFresh()
     const database = Database.layer({ url })
     yield* Effect.gen(function*() {
-      yield* Effect.flatMap(Migrator.make(Plans.chatStore), (m) => m.run())
+      yield* Effect.flatMap(Migrator.make(ChatPlan.plan), (m) => m.run())
       const store = yield* ChatStore.ChatStore
       for (const id of sessions) yield* store.createSession({ id })
     }).pipe(Effect.provide(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(database))))

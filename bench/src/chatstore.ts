@@ -11,8 +11,8 @@
  * in the calling fiber; on SQLite the flushes run on the same thread.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Plans } from "@strata/core"
-import { ChatStore, Database, Migrator, WriteBehind } from "@strata/sql"
+import { ChatPlan, ChatStore, WriteBehind } from "@strata/chat"
+import { Database, Migrator } from "@strata/sql"
 import { Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
@@ -157,7 +157,7 @@ const openDatabase = async (url: string, scope: Scope.CloseableScope) => {
   )
   await Effect.runPromise(
     Effect.gen(function*() {
-      yield* Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())
+      yield* Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())
       const store = yield* ChatStore.ChatStore
       for (const id of sessionIds) yield* store.createSession({ id })
       // The output is a Markdown table to paste: keep the Migrator's info lines out of it.

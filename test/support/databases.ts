@@ -37,9 +37,11 @@
  * afterAll); build a layer per test (`Effect.provide(sqliteTestLayer())`) when tests must not
  * share tables.
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Database } from "@strata/sql"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Redacted, Scope, String as Str } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -165,17 +167,61 @@ export const pgTestLayer = (
     Effect.map(pgTestUrlWithSchema(), ({ url }) => Database.layer({ ...options, url }))
   ).pipe(Layer.orDie)
 
+/**
+ * How an application opens its own client, as opposed to `Database.layer`: the driver's layer
+ * with the app's options only (no strata pragmas, no UTC session, PostgreSQL BIGINT as text).
+ * `camelCase` adds the name transforms many Effect apps use (`snakeToCamel` on results,
+ * `camelToSnake` on query identifiers).
+ */
+export interface AppClientOptions {
+  readonly camelCase?: boolean
+}
+
+const appTransforms = (options: AppClientOptions) =>
+  options.camelCase === true ? { transformResultNames: Str.snakeToCamel, transformQueryNames: Str.camelToSnake } : {}
+
+/** The app's own SQLite client over a fresh file in a temp dir removed at scope end. */
+export const sqliteAppLayer = (options: AppClientOptions = {}): Layer.Layer<SqlClient.SqlClient> =>
+  Layer.unwrapScoped(
+    Effect.map(tempSqliteFile("app.db"), (filename) => SqliteClient.layer({ filename, ...appTransforms(options) }))
+  ).pipe(Layer.orDie)
+
+/** The app's own PostgreSQL client in a fresh schema (its `search_path`), dropped at scope end. */
+export const pgAppLayer = (options: AppClientOptions = {}): Layer.Layer<SqlClient.SqlClient> =>
+  Layer.unwrapScoped(
+    Effect.map(pgTestUrlWithSchema(), ({ url }) => PgClient.layer({ url: Redacted.make(url), ...appTransforms(options) }))
+  ).pipe(Layer.orDie)
+
+/**
+ * Two fresh PostgreSQL schemas: `url`'s connections use `home` as their `search_path` (where
+ * unqualified names, strata's own tables by default, land), and `schema` is NOT on it, so a plan
+ * must name its tables `schema.table`. Both dropped CASCADE at scope end.
+ */
+export const pgForeignSchema = (): Effect.Effect<PgTestSchema & { readonly home: string }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const home = yield* pgTestUrlWithSchema()
+    const url = yield* Effect.sync(requirePgTestUrl)
+    const schema = `strata_app_${randomUUID().replace(/-/g, "").slice(0, 16)}`
+    yield* Effect.acquireRelease(
+      runAsAdmin(url, `CREATE SCHEMA "${schema}"`),
+      () => runAsAdmin(url, `DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    )
+    return { schema, url: home.url, home: home.schema }
+  })
+
 /** One engine a test body can run on. */
 export interface Engine {
   readonly name: "sqlite" | "pg"
   readonly layer: (options?: Omit<Database.LayerOptions, "url">) => Layer.Layer<SqlClient.SqlClient>
+  /** The app's own client on this engine (see `AppClientOptions`). */
+  readonly appLayer: (options?: AppClientOptions) => Layer.Layer<SqlClient.SqlClient>
   readonly available: () => boolean
 }
 
 /** Both engines, SQLite first. */
 export const engines: ReadonlyArray<Engine> = [
-  { name: "sqlite", layer: sqliteTestLayer, available: () => true },
-  { name: "pg", layer: pgTestLayer, available: hasPg }
+  { name: "sqlite", layer: sqliteTestLayer, appLayer: sqliteAppLayer, available: () => true },
+  { name: "pg", layer: pgTestLayer, appLayer: pgAppLayer, available: hasPg }
 ]
 
 /** Registers `body` once per engine as suites "`name` [sqlite]" and "`name` [pg]" (the latter following `describePg`'s rule). */

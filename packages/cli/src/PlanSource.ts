@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { ChatPlan } from "@strata/chat"
 import { Plan, Plans } from "@strata/core"
 import { Effect, Schema } from "effect"
 import * as Fs from "node:fs/promises"
@@ -15,7 +16,7 @@ import { pathToFileURL } from "node:url"
  *
  * @since 0.1.0
  */
-export const builtIn: Readonly<Record<string, Plan.Plan>> = { agentos: Plans.agentos, "chat-store": Plans.chatStore }
+export const builtIn: Readonly<Record<string, Plan.Plan>> = { agentos: Plans.agentos, "chat-store": ChatPlan.plan }
 
 /**
  * The plan file or module could not be read or loaded.

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Either } from "effect"
-import type { Identifier } from "./Identifier.js"
+import type { Identifier, TableName } from "./Identifier.js"
 import * as Plan from "./Plan.js"
 import * as Timestamp from "./Timestamp.js"
 
@@ -39,7 +39,7 @@ export interface Job {
   readonly kind: "epochShadow" | "extractJson"
   /** The migration that adds the target columns; the job needs it applied. */
   readonly migrationId: number
-  readonly table: Identifier
+  readonly table: TableName
   /** The declared batching key; when absent the runner discovers the table's key. */
   readonly key: Identifier | undefined
   /** Columns the row function reads. */

@@ -20,7 +20,7 @@
  */
 import { Either } from "effect"
 import * as Backfill from "./Backfill.js"
-import type { Identifier } from "./Identifier.js"
+import type { Identifier, TableName } from "./Identifier.js"
 import * as Plan from "./Plan.js"
 import type * as Timestamp from "./Timestamp.js"
 
@@ -39,7 +39,7 @@ export type Kind = "range" | "mismatch" | "missing" | "orphan" | "coverage" | "u
 export interface Spec {
   readonly kind: Kind
   readonly job: string
-  readonly table: Identifier
+  readonly table: TableName
   /** The target column; for `unconvertible` and `rejects`, the job's source columns joined by ", ". */
   readonly column: string
   /** Whether a non-zero count fails verification (the others inform). */

@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import type { Identifier } from "./Identifier.js"
-import { quote } from "./Identifier.js"
+import type { Identifier, TableName } from "./Identifier.js"
+import { quote, quoteTable, tableParts } from "./Identifier.js"
 import * as Plan from "./Plan.js"
 import { Schema } from "effect"
 
@@ -24,7 +24,7 @@ export type Dialect = "sqlite" | "pg"
  */
 export interface Statement {
   readonly sql: string
-  readonly unlessColumnExists?: { readonly table: Identifier; readonly column: Identifier }
+  readonly unlessColumnExists?: { readonly table: TableName; readonly column: Identifier }
 }
 
 const sqlType = (type: Plan.ColumnType, dialect: Dialect): string => {
@@ -78,30 +78,41 @@ const columnDefinition = (column: Plan.Column, dialect: Dialect): string => {
   }
   if (column.references !== undefined) {
     const ref = column.references
-    parts.push(`REFERENCES ${quote(ref.table)} (${quote(ref.column)})`)
+    parts.push(`REFERENCES ${quoteTable(ref.table)} (${quote(ref.column)})`)
     if (ref.onDelete !== undefined) parts.push(`ON DELETE ${ref.onDelete.toUpperCase()}`)
   }
   return parts.join(" ")
 }
 
-const addColumn = (table: Identifier, column: Plan.Column, dialect: Dialect): Statement =>
+const addColumn = (table: TableName, column: Plan.Column, dialect: Dialect): Statement =>
   dialect === "pg"
-    ? { sql: `ALTER TABLE ${quote(table)} ADD COLUMN IF NOT EXISTS ${columnDefinition(column, dialect)}` }
+    ? { sql: `ALTER TABLE ${quoteTable(table)} ADD COLUMN IF NOT EXISTS ${columnDefinition(column, dialect)}` }
     : {
-      sql: `ALTER TABLE ${quote(table)} ADD COLUMN ${columnDefinition(column, dialect)}`,
+      sql: `ALTER TABLE ${quoteTable(table)} ADD COLUMN ${columnDefinition(column, dialect)}`,
       unlessColumnExists: { table, column: column.name }
     }
 
+/**
+ * An index lives in its table's schema. PostgreSQL takes the schema on the table
+ * (`CREATE INDEX i ON app.t`); SQLite only on the index's name (`CREATE INDEX app.i ON t`).
+ */
 const createIndex = (
   name: Identifier,
-  table: Identifier,
+  table: TableName,
   columns: ReadonlyArray<Identifier>,
-  options: { readonly unique?: boolean | undefined; readonly desc?: boolean | undefined }
-): Statement => ({
-  sql: `CREATE ${options.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${quote(name)} ON ${quote(table)} (${
-    columns.map((c) => `${quote(c)}${options.desc ? " DESC" : ""}`).join(", ")
-  })`
-})
+  options: { readonly unique?: boolean | undefined; readonly desc?: boolean | undefined },
+  dialect: Dialect
+): Statement => {
+  const parts = tableParts(table)
+  const [indexName, onTable] = dialect === "sqlite" && parts.schema !== undefined
+    ? [`${quote(parts.schema)}.${quote(name)}`, quote(parts.table)]
+    : [quote(name), quoteTable(table)]
+  return {
+    sql: `CREATE ${options.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${indexName} ON ${onTable} (${
+      columns.map((c) => `${quote(c)}${options.desc ? " DESC" : ""}`).join(", ")
+    })`
+  }
+}
 
 const epochColumn = (name: Identifier): Plan.Column => ({ name, type: "bigint" })
 
@@ -113,17 +124,17 @@ const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statem
       const definitions = step.columns.map((c) => columnDefinition(c, dialect))
       if (step.primaryKey !== undefined) definitions.push(`PRIMARY KEY (${step.primaryKey.map(quote).join(", ")})`)
       for (const unique of step.unique ?? []) definitions.push(`UNIQUE (${unique.map(quote).join(", ")})`)
-      return [{ sql: `CREATE TABLE IF NOT EXISTS ${quote(step.table)} (\n  ${definitions.join(",\n  ")}\n)` }]
+      return [{ sql: `CREATE TABLE IF NOT EXISTS ${quoteTable(step.table)} (\n  ${definitions.join(",\n  ")}\n)` }]
     }
     case "AddColumn":
       return [addColumn(step.table, step.column, dialect)]
     case "CreateIndex":
-      return [createIndex(step.name, step.table, step.columns, step)]
+      return [createIndex(step.name, step.table, step.columns, step, dialect)]
     case "EpochShadow": {
       const target = Plan.shadowTarget(step)
       const column = addColumn(step.table, epochColumn(target), dialect)
       return step.index
-        ? [column, createIndex(Plan.shadowIndexName(step), step.table, [target], { desc: true })]
+        ? [column, createIndex(Plan.shadowIndexName(step), step.table, [target], { desc: true }, dialect)]
         : [column]
     }
     case "ExtractJson":
@@ -134,7 +145,7 @@ const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statem
           dialect
         )
         return target.index
-          ? [column, createIndex(`idx_${step.table}_${target.column}` as Identifier, step.table, [target.column], {})]
+          ? [column, createIndex(Plan.extractIndexName(step, target), step.table, [target.column], {}, dialect)]
           : [column]
       })
   }

@@ -6,7 +6,7 @@
  */
 import type { Either } from "effect"
 import * as Backfill from "./Backfill.js"
-import type { Identifier } from "./Identifier.js"
+import type { Identifier, TableName } from "./Identifier.js"
 import * as Plan from "./Plan.js"
 import type * as Timestamp from "./Timestamp.js"
 
@@ -16,7 +16,7 @@ import type * as Timestamp from "./Timestamp.js"
  * @since 0.1.0
  */
 export interface Rule {
-  readonly table: Identifier
+  readonly table: TableName
   readonly source: Identifier
   readonly target: Identifier
   /** The declared key of the table, if the plan names one. */

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Either, ParseResult, Schema } from "effect"
-import { Identifier } from "./Identifier.js"
+import { Identifier, TableName, tableParts } from "./Identifier.js"
 
 /**
  * Portable column types. `timestamp_text` is the legacy TIMESTAMP text column
@@ -35,7 +35,7 @@ export const DefaultValue = Schema.Union(Schema.String, Schema.Number, Schema.Bo
  * @since 0.1.0
  */
 export const ForeignKey = Schema.Struct({
-  table: Identifier,
+  table: TableName,
   column: Identifier,
   onDelete: Schema.optional(Schema.Literal("cascade", "set null", "restrict"))
 })
@@ -82,7 +82,7 @@ export class Sql extends Schema.TaggedClass<Sql>()("Sql", {
  * @since 0.1.0
  */
 export class CreateTable extends Schema.TaggedClass<CreateTable>()("CreateTable", {
-  table: Identifier,
+  table: TableName,
   columns: Schema.NonEmptyArray(Column),
   /** A composite primary key (for a single column, use the column's `primaryKey`). */
   primaryKey: Schema.optional(Schema.NonEmptyArray(Identifier)),
@@ -96,7 +96,7 @@ export class CreateTable extends Schema.TaggedClass<CreateTable>()("CreateTable"
  * @since 0.1.0
  */
 export class AddColumn extends Schema.TaggedClass<AddColumn>()("AddColumn", {
-  table: Identifier,
+  table: TableName,
   column: Column
 }) {}
 
@@ -107,7 +107,7 @@ export class AddColumn extends Schema.TaggedClass<AddColumn>()("AddColumn", {
  */
 export class CreateIndex extends Schema.TaggedClass<CreateIndex>()("CreateIndex", {
   name: Identifier,
-  table: Identifier,
+  table: TableName,
   columns: Schema.NonEmptyArray(Identifier),
   unique: Schema.optional(Schema.Boolean),
   desc: Schema.optional(Schema.Boolean)
@@ -120,7 +120,7 @@ export class CreateIndex extends Schema.TaggedClass<CreateIndex>()("CreateIndex"
  * @since 0.1.0
  */
 export class EpochShadow extends Schema.TaggedClass<EpochShadow>()("EpochShadow", {
-  table: Identifier,
+  table: TableName,
   column: Identifier,
   /** The shadow column; `<column>_ms` when absent. */
   target: Schema.optional(Identifier),
@@ -177,7 +177,7 @@ export type RowFilter = typeof RowFilter.Type
  * @since 0.1.0
  */
 export class ExtractJson extends Schema.TaggedClass<ExtractJson>()("ExtractJson", {
-  table: Identifier,
+  table: TableName,
   payload: Identifier,
   targets: Schema.NonEmptyArray(JsonTarget),
   where: Schema.optional(RowFilter),
@@ -442,7 +442,16 @@ export const shadowTarget = (step: EpochShadow): Identifier => step.target ?? (`
  *
  * @since 0.1.0
  */
-export const shadowIndexName = (step: EpochShadow): Identifier => `idx_${step.table}_${shadowTarget(step)}` as Identifier
+export const shadowIndexName = (step: EpochShadow): Identifier =>
+  `idx_${tableParts(step.table).table}_${shadowTarget(step)}` as Identifier
+
+/**
+ * The index an `ExtractJson` target creates when its `index` is set.
+ *
+ * @since 0.2.0
+ */
+export const extractIndexName = (step: ExtractJson, target: JsonTarget): Identifier =>
+  `idx_${tableParts(step.table).table}_${target.column}` as Identifier
 
 /**
  * The backfill job name of an `ExtractJson` step.

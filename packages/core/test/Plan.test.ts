@@ -144,7 +144,7 @@ describe("Compile", () => {
   })
 
   it("renders a dry-run statement with its guard", () => {
-    expect(Compile.render({ sql: "ALTER TABLE \"t\" ADD COLUMN \"c\" INTEGER", unlessColumnExists: { table: "t" as Identifier.Identifier, column: "c" as Identifier.Identifier } }))
+    expect(Compile.render({ sql: "ALTER TABLE \"t\" ADD COLUMN \"c\" INTEGER", unlessColumnExists: { table: "t" as Identifier.TableName, column: "c" as Identifier.Identifier } }))
       .toBe(`-- only if t.c does not exist yet\nALTER TABLE "t" ADD COLUMN "c" INTEGER;`)
   })
 })

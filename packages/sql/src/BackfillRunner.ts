@@ -35,7 +35,7 @@ import {
   TableNotFound,
   UnknownJob
 } from "./internal/jobTable.js"
-import * as JobState from "./internal/jobState.js"
+import * as JobState from "./JobState.js"
 
 export {
   /**
@@ -260,7 +260,7 @@ const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string> | undefined) =
 const elapsedMsSince = (startNanos: bigint) =>
   Effect.map(Clock.currentTimeNanos, (now) => Number(now - startNanos) / 1_000_000)
 
-const quotedTable = (table: JobTable) => Identifier.quote(table.job.table)
+const quotedTable = (table: JobTable) => Identifier.quoteTable(table.job.table)
 
 /** The source and target columns of a job's SQL fast path. */
 type FastPathColumns = NonNullable<Backfill.Job["fastPath"]>

@@ -15,7 +15,8 @@ import type { ConfigError } from "effect/ConfigError"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { failureText } from "./internal/sqlErrors.js"
+import { Identifier } from "@strata/core"
+import { failureText } from "./SqlErrors.js"
 
 /**
  * A parsed database location: a SQLite file (or `:memory:`) or a PostgreSQL connection URL.
@@ -397,6 +398,87 @@ export const dialect: Effect.Effect<"sqlite" | "pg", never, SqlClient.SqlClient>
       orElse: () => Effect.dieMessage("strata supports only SQLite and PostgreSQL clients")
     })
 )
+
+/**
+ * The client strata's own statements run on: the app's client without its name transforms.
+ *
+ * An app's client may rename columns in results (`transformResultNames: String.snakeToCamel`)
+ * and identifiers in queries (`transformQueryNames`). strata reads and writes real column names
+ * (`created_at`, `strata_jobs.updated_at_ms`), so every service takes this client once, when it is
+ * built (or when a module-level effect starts), and runs all of its statements on it. It shares the
+ * app's connections and transactions; only the renaming is off. Rows strata hands back to the app
+ * keep the app's naming. Statements still name identifiers through `Identifier.quote`, never
+ * through `sql(name)` or `sql.insert`, which a query-name transform alone would rewrite.
+ *
+ * @since 0.2.0
+ * @category clients
+ */
+export const strataClient: Effect.Effect<SqlClient.SqlClient, never, SqlClient.SqlClient> = Effect.map(
+  SqlClient.SqlClient,
+  (sql) => sql.withoutTransforms()
+)
+
+/**
+ * Runs `effect` with the app's `SqlClient` replaced by `strataClient` (no name transforms).
+ *
+ * @since 0.2.0
+ * @category clients
+ */
+export const withStrataClient = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R | SqlClient.SqlClient> =>
+  Effect.flatMap(strataClient, (sql) => Effect.provideService(effect, SqlClient.SqlClient, sql))
+
+/**
+ * The schema strata's own tables (`strata_migrations`, `strata_jobs`, `strata_rejects`) live in.
+ * `undefined` (the default) leaves them unqualified: the connection's current schema
+ * (PostgreSQL's `search_path`; SQLite's main database). Set it with `layerStrataSchema`.
+ *
+ * @since 0.2.0
+ * @category references
+ */
+export class StrataSchema extends Context.Reference<StrataSchema>()("@strata/sql/Database/StrataSchema", {
+  defaultValue: (): Identifier.Identifier | undefined => undefined
+}) {}
+
+/**
+ * The schema named for strata's own tables is not a valid identifier.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidStrataSchema extends Schema.TaggedError<InvalidStrataSchema>()("InvalidStrataSchema", {
+  schema: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid schema for strata's tables ${JSON.stringify(this.schema)}: ${this.reason}`
+  }
+}
+
+/**
+ * Keeps strata's own tables in `schema` (it must exist; strata creates tables, not schemas).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStrataSchema = (schema: string): Layer.Layer<StrataSchema, InvalidStrataSchema> =>
+  Layer.unwrapEffect(
+    Either.match(Identifier.decode(schema), {
+      onLeft: () =>
+        Effect.fail(new InvalidStrataSchema({ schema, reason: "expected a SQL identifier (letters, digits and _, not starting with a digit)" })),
+      onRight: (name) => Effect.succeed(Layer.succeed(StrataSchema, name))
+    })
+  )
+
+/**
+ * The name of one of strata's own tables, qualified with `StrataSchema` when one is set.
+ *
+ * @since 0.2.0
+ * @category references
+ */
+export const strataTable = (table: "strata_migrations" | "strata_jobs" | "strata_rejects"): Effect.Effect<Identifier.TableName> =>
+  Effect.map(StrataSchema, (schema) => Identifier.qualify(schema, table as Identifier.Identifier))
 
 const asSqliteClient = (sql: SqlClient.SqlClient): SqliteClient.SqliteClient | undefined =>
   SqliteClient.TypeId in sql ? (sql as SqliteClient.SqliteClient) : undefined

@@ -32,8 +32,8 @@ import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
-import * as NumericOption from "./internal/numericOption.js"
-import { failureText } from "./internal/sqlErrors.js"
+import { Options as NumericOption } from "@strata/core"
+import { failureText } from "./SqlErrors.js"
 
 /**
  * Options of `layer`. Every field is optional.
@@ -175,7 +175,7 @@ interface TableMetrics {
 
 /** The rules of one table, prepared once so the read path only loops. */
 interface TableRules {
-  readonly table: Identifier.Identifier
+  readonly table: Identifier.TableName
   readonly declaredKey: Identifier.Identifier | undefined
   readonly rules: ReadonlyArray<Lazy.Rule>
   readonly targets: ReadonlyArray<Identifier.Identifier>

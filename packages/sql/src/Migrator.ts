@@ -37,7 +37,7 @@ import { Clock, Duration, Effect, Either, type Layer, Schema } from "effect"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
 import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
-import { failureText } from "./internal/sqlErrors.js"
+import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
 
 /**

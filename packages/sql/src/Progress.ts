@@ -9,9 +9,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
 import { Effect, Option } from "effect"
 import * as Database from "./Database.js"
-import { tableColumns } from "./internal/catalog.js"
+import { tableColumns } from "./Catalog.js"
 import { filterSql, type JobDatabaseError, jobDatabaseError, Params } from "./internal/jobTable.js"
-import * as JobState from "./internal/jobState.js"
+import * as JobState from "./JobState.js"
 
 /**
  * One target column's progress.
@@ -85,7 +85,7 @@ const countJob = (job: Backfill.Job, dialect: "sqlite" | "pg", present: Readonly
         : [`0 AS m${i}`, `COALESCE(sum(CASE WHEN TRUE${requires} THEN 1 ELSE 0 END), 0) AS p${i}`]
     })
     const rows = yield* sql.unsafe<Record<string, number | string | null>>(
-      `SELECT count(*) AS total, ${columns.join(", ")} FROM ${Identifier.quote(job.table)}${filter === undefined ? "" : ` WHERE ${filter}`}`,
+      `SELECT count(*) AS total, ${columns.join(", ")} FROM ${Identifier.quoteTable(job.table)}${filter === undefined ? "" : ` WHERE ${filter}`}`,
       params.values
     )
     const row = rows[0] ?? {}

@@ -21,8 +21,8 @@ import {
   selectList,
   UnknownJob
 } from "./internal/jobTable.js"
-import * as JobState from "./internal/jobState.js"
-import { tableColumns } from "./internal/catalog.js"
+import * as JobState from "./JobState.js"
+import { tableColumns } from "./Catalog.js"
 
 /**
  * The result of one check.
@@ -157,7 +157,7 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
     while (true) {
       const params = new Params(table.dialect)
       const rows: ReadonlyArray<Record<string, unknown>> = yield* sql.unsafe<Record<string, unknown>>(
-        `SELECT ${selectList(table)} FROM ${Identifier.quote(table.job.table)} WHERE ${afterCursor(table, params, cursor)} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
+        `SELECT ${selectList(table)} FROM ${Identifier.quoteTable(table.job.table)} WHERE ${afterCursor(table, params, cursor)} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
         params.values
       )
       for (const row of rows) {

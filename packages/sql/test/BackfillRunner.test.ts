@@ -17,7 +17,7 @@ import {
 } from "../../../test/fixtures/agentosLegacy.js"
 import { describeEachEngine } from "../../../test/support/databases.js"
 import { BackfillRunner, Migrator } from "../src/index.js"
-import * as JobState from "../src/internal/jobState.js"
+import * as JobState from "../src/JobState.js"
 
 const applyPlan = (plan: Plan.Plan) => Effect.flatMap(Migrator.make(plan), (migrator) => migrator.run())
 

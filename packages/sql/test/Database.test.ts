@@ -438,3 +438,40 @@ itPg("createPgTestSchema gives plain tests a URL on a fresh schema and drops it"
   const admin = pgTestUrl() as string
   expect(await query(admin, `SELECT count(*)::int FROM pg_namespace WHERE nspname = '${created.schema}'`)).toBe(0)
 })
+
+describeEachEngine("Database.strataClient", (engine) => {
+  layer(engine.appLayer({ camelCase: true }))((it) => {
+    it.effect("runs statements without the app's name transforms, on the app's connection and transaction", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`CREATE TABLE strata_client_probe (message_id INTEGER PRIMARY KEY, created_at TEXT)`)
+        yield* sql.unsafe(`INSERT INTO strata_client_probe VALUES (1, '2024-01-15 12:00:00')`)
+        const app = yield* sql.unsafe<Record<string, unknown>>(`SELECT message_id, created_at FROM strata_client_probe`)
+        expect(Object.keys(app[0]!)).toEqual(["messageId", "createdAt"])
+        const own = yield* Database.withStrataClient(
+          Effect.flatMap(SqlClient.SqlClient, (s) => s.unsafe<Record<string, unknown>>(`SELECT message_id, created_at FROM strata_client_probe`))
+        )
+        expect(Object.keys(own[0]!)).toEqual(["message_id", "created_at"])
+        // A transaction opened by the app spans strata's statements: its rollback undoes them too.
+        yield* sql.withTransaction(
+          Effect.zipRight(
+            Database.withStrataClient(Effect.flatMap(SqlClient.SqlClient, (s) => s.unsafe(`DELETE FROM strata_client_probe`))),
+            Effect.fail("roll back")
+          )
+        ).pipe(Effect.ignore)
+        const left = yield* sql.unsafe<{ n: number | string }>(`SELECT count(*) AS n FROM strata_client_probe`)
+        expect(Number(left[0]!.n)).toBe(1)
+      }))
+  })
+})
+
+describe("Database.StrataSchema", () => {
+  it.effect("qualifies strata's own tables only when a schema is set, and refuses a bad schema name", () =>
+    Effect.gen(function*() {
+      expect(yield* Database.strataTable("strata_jobs")).toBe("strata_jobs")
+      expect(yield* Effect.provide(Database.strataTable("strata_jobs"), Database.layerStrataSchema("ops"))).toBe("ops.strata_jobs")
+      const bad = yield* Effect.flip(Effect.provide(Database.strataTable("strata_jobs"), Database.layerStrataSchema("ops; drop")))
+      expect(bad._tag).toBe("InvalidStrataSchema")
+      expect(bad.message).toContain(`"ops; drop"`)
+    }))
+})

@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
+import { ChatPlan } from "@strata/chat"
 import { Backfill, Plans, Timestamp } from "@strata/core"
 import { BackfillRunner, LazyMigration, Migrator, Verifier } from "@strata/sql"
 import { Clock, Effect, Option } from "effect"
@@ -200,7 +201,7 @@ export const command = Command.make(
 
             yield* say(["6. Import legacy sessions into the chat store (what 'strata import-legacy' does)"])
             const imported = yield* ImportLegacy.importWithProgress(
-              Plans.chatStore,
+              ChatPlan.plan,
               target.display,
               { from: undefined, batchSize: undefined, restart: false },
               args.json ? "silent" : ProgressView.modeFor(false),

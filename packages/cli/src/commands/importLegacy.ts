@@ -16,8 +16,9 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
+import { LegacyImport } from "@strata/chat"
 import { type Plan, Progress as CoreProgress } from "@strata/core"
-import { Database, LegacyImport, Migrator } from "@strata/sql"
+import { Database, Migrator } from "@strata/sql"
 import { Clock, Effect, Option } from "effect"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as Outcome from "../Outcome.js"

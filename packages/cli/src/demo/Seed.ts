@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import { ChatPlan } from "@strata/chat"
 import { Plans, Timestamp } from "@strata/core"
 import { Database } from "@strata/sql"
 import { Effect, Option, Schema } from "effect"
@@ -163,7 +164,7 @@ export const seedLegacySessions = (dataset: LegacySessions.Dataset): Effect.Effe
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const dialect = yield* Database.dialect
-    for (const statement of Plans.chatStoreLegacyStatements(dialect)) yield* sql.unsafe(statement)
+    for (const statement of ChatPlan.legacyStatements(dialect)) yield* sql.unsafe(statement)
     yield* insertRows("sessions", dataset.sessions.map((s) => s.values))
     yield* insertRows("agent_contexts", dataset.agentContexts.map((c) => c.values))
   })

@@ -9,10 +9,10 @@ import type { Backfill, Plan } from "@strata/core"
 import { Identifier } from "@strata/core"
 import { Effect, Schema } from "effect"
 import * as Database from "../Database.js"
-import type { ColumnRow } from "./catalog.js"
-import { tableColumns } from "./catalog.js"
-import { integerKey, type KeyValue } from "./jobState.js"
-import { failureText } from "./sqlErrors.js"
+import type { ColumnRow } from "../Catalog.js"
+import { tableColumns } from "../Catalog.js"
+import { integerKey, type KeyValue } from "../JobState.js"
+import { failureText } from "../SqlErrors.js"
 
 /**
  * `jobs` named a job the plan does not have.
@@ -127,12 +127,13 @@ const integerType = (type: string, dialect: "sqlite" | "pg"): boolean =>
 const textType = (type: string, dialect: "sqlite" | "pg"): boolean =>
   dialect === "pg" ? /^(text|character varying(\(\d+\))?|character(\(\d+\))?)$/.test(type) : /CHAR|CLOB|TEXT/i.test(type)
 
-const sqliteHasRowid = (table: string): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
+const sqliteHasRowid = (table: Identifier.TableName): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const parts = Identifier.tableParts(table)
     const rows = yield* sql.unsafe<{ wr: number }>(
-      `SELECT wr FROM pragma_table_list WHERE name = ? AND schema = 'main'`,
-      [table]
+      `SELECT wr FROM pragma_table_list WHERE name = ? AND schema = ?`,
+      [parts.table, parts.schema ?? "main"]
     )
     return rows[0] !== undefined && Number(rows[0].wr) === 0
   })

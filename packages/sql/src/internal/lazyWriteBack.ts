@@ -6,8 +6,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier } from "@strata/core"
 import { Data, Effect, Either } from "effect"
-import type { ColumnRow } from "./catalog.js"
-import { tableColumns } from "./catalog.js"
+import type { ColumnRow } from "../Catalog.js"
+import { tableColumns } from "../Catalog.js"
 
 /**
  * How rows of a table are addressed by the write-back.
@@ -53,7 +53,7 @@ const plainPgType = /^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?$/
  */
 export const discoverKey = (
   dialect: "sqlite" | "pg",
-  table: Identifier.Identifier,
+  table: Identifier.TableName,
   declared: Identifier.Identifier | undefined
 ): Effect.Effect<TableKey, SqlError | TableKeyUnknown, SqlClient.SqlClient> =>
   Effect.gen(function*() {
@@ -107,12 +107,12 @@ export interface WriteStatement {
  */
 export const writeStatement = (
   dialect: "sqlite" | "pg",
-  table: Identifier.Identifier,
+  table: Identifier.TableName,
   key: Exclude<TableKey, { readonly _tag: "None" }>,
   targets: ReadonlyArray<Identifier.Identifier>,
   rows: ReadonlyArray<KeyedValues>
 ): WriteStatement => {
-  const quotedTable = Identifier.quote(table)
+  const quotedTable = Identifier.quoteTable(table)
   const keyColumn = key._tag === "Column" ? Identifier.quote(key.column) : "rowid"
   if (dialect === "sqlite") {
     const fixed = (index: number) => `fixed.column${index + 2}`

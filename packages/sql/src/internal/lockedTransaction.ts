@@ -14,7 +14,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
-import { errorCode } from "./sqlErrors.js"
+import { errorCode } from "../SqlErrors.js"
 import { executeOn as execute } from "./unprepared.js"
 
 /** The lock was not obtained within the timeout (another runner held it all along). */

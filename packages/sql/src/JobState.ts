@@ -9,7 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Timestamp } from "@strata/core"
 import { Effect, Option } from "effect"
-import * as Database from "../Database.js"
+import * as Database from "./Database.js"
 
 /** Where a job stands: `running` (resumable), `paused` (stopped at a batch boundary), `done` (not re-scanned). */
 export type JobState = "running" | "paused" | "done"

@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Option, TestClock } from "effect"
-import * as JobState from "../src/internal/jobState.js"
+import * as JobState from "../src/JobState.js"
 import { describeEachEngine } from "../../../test/support/databases.js"
 
 describeEachEngine("jobState", (engine) => {

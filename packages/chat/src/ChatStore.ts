@@ -1,5 +1,5 @@
 /**
- * The reference session store of seed 003 over the `chat-store` plan (`Plans.chatStore`): sessions,
+ * The reference session store of seed 003 over the `chat-store` plan (`ChatPlan.plan`): sessions,
  * their messages in append order, the current agent and the history of agent switches.
  *
  * What it fixes in the original: messages are appended with the next `seq` and never rewritten
@@ -14,9 +14,10 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Plans, Timestamp } from "@strata/core"
+import { Timestamp } from "@strata/core"
+import * as ChatPlan from "./ChatPlan.js"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
-import * as Database from "./Database.js"
+import { Database } from "@strata/sql"
 import type { MessageRow, SessionRow } from "./internal/chatRows.js"
 import { fastMessage } from "./internal/fastMessage.js"
 import {
@@ -66,19 +67,19 @@ export const Id = Text.pipe(
  *
  * @since 0.1.0
  */
-export const Role = Schema.Literal(...Plans.chatRoles)
+export const Role = Schema.Literal(...ChatPlan.roles)
 
 /**
  * @since 0.1.0
  */
 export type Role = typeof Role.Type
 
-const roles: ReadonlyArray<unknown> = Plans.chatRoles
+const roles: ReadonlyArray<unknown> = ChatPlan.roles
 
 // One issue naming every allowed role (a literal union would report only the first).
 const RoleInput = Schema.declare((input: unknown): input is Role => roles.includes(input), {
   identifier: "Role",
-  message: (issue) => `must be one of ${Plans.chatRoles.join(", ")}, not ${JSON.stringify(issue.actual) ?? String(issue.actual)}`
+  message: (issue) => `must be one of ${ChatPlan.roles.join(", ")}, not ${JSON.stringify(issue.actual) ?? String(issue.actual)}`
 })
 
 const isJson = (value: unknown): boolean => {

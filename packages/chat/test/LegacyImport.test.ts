@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Plans } from "@strata/core"
 import { Context, Effect, Exit, Layer } from "effect"
 import { engines, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
-import { ChatStore, Database, LegacyImport, Migrator } from "../src/index.js"
+import { ChatPlan, ChatStore, LegacyImport } from "../src/index.js"
+import { Database, Migrator } from "@strata/sql"
 
 /** 2024-01-15 12:00:00 UTC. */
 const NOON = 1_705_320_000_000
@@ -84,12 +84,12 @@ const expectedTotals = {
 const fillLegacy = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    for (const statement of Plans.chatStoreLegacyStatements(yield* Database.dialect, prefix)) yield* sql.unsafe(statement)
+    for (const statement of ChatPlan.legacyStatements(yield* Database.dialect, prefix)) yield* sql.unsafe(statement)
     yield* sql`INSERT INTO ${sql(`${prefix}sessions`)} ${sql.insert(legacySessions.map((r) => ({ ...r })))}`
     yield* sql`INSERT INTO ${sql(`${prefix}agent_contexts`)} ${sql.insert(legacyContexts.map((r) => ({ ...r })))}`
   })
 
-const migrate = Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())
+const migrate = Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())
 
 /** Two fresh databases of the engine (SQLite files, or PostgreSQL schemas): the legacy source and the target. */
 const databasePair = (engine: "sqlite" | "pg") =>

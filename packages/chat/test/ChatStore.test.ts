@@ -1,11 +1,11 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Plans } from "@strata/core"
 import { Effect, Either, Exit, Layer, Option, TestClock } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { ChatStore, Migrator } from "../src/index.js"
+import { ChatPlan, ChatStore } from "../src/index.js"
+import { Migrator } from "@strata/sql"
 
-const applyChatStorePlan = Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())
+const applyChatStorePlan = Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())
 
 const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
   ChatStore.ChatStore.Default.pipe(

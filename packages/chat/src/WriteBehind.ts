@@ -47,12 +47,12 @@ import {
   Schema
 } from "effect"
 import * as ChatStore from "./ChatStore.js"
-import * as Database from "./Database.js"
+import { Database } from "@strata/sql"
 import type { MessageRow } from "./internal/chatRows.js"
 import { insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
 import { FairPermits } from "./internal/fairPermits.js"
-import * as NumericOption from "./internal/numericOption.js"
-import { failureText, isRowRejected } from "./internal/sqlErrors.js"
+import { Options as NumericOption } from "@strata/core"
+import { SqlErrors } from "@strata/sql"
 import { WriteBuffer } from "./internal/writeBuffer.js"
 
 /**
@@ -331,7 +331,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
       sql.withTransaction(insertMessages(sql, messages)).pipe(
         Effect.as(messages.length),
         Effect.catchAll((error) => {
-          if (!isRowRejected(error)) return Effect.fail(error)
+          if (!SqlErrors.isRowRejected(error)) return Effect.fail(error)
           if (messages.length === 1) return classifyRefused(messages[0]!, error, poisoned)
           const middle = Math.floor(messages.length / 2)
           return Effect.zipWith(
@@ -355,7 +355,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
           return 1
         }
         poisoned.push(
-          new PoisonMessage({ messageId: message.id, sessionId: message.sessionId, seq: message.seq, reason: failureText(error) })
+          new PoisonMessage({ messageId: message.id, sessionId: message.sessionId, seq: message.seq, reason: SqlErrors.failureText(error) })
         )
         return 0
       })
@@ -417,7 +417,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
               counters.failedFlushes++
               yield* Metric.increment(failuresCounter)
               yield* Effect.logWarning("write-behind flush failed; the batch stays buffered and is retried").pipe(
-                Effect.annotateLogs({ messages: batch.length, reason: failureText(error) })
+                Effect.annotateLogs({ messages: batch.length, reason: SqlErrors.failureText(error) })
               )
             })
           )
@@ -504,7 +504,7 @@ const makeService = (options: WriteBehindOptions = {}) =>
           Effect.annotateLogs({
             unwritten: lost.length,
             message_ids: lost.map((m) => m.id).join(","),
-            reason: failureText(result.left)
+            reason: SqlErrors.failureText(result.left)
           })
         )
       } else {

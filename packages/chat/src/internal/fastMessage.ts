@@ -5,9 +5,9 @@
  * decodes with the `NewMessage` Schema, which also names the error. A property test holds it to
  * "accepted here ⇒ decoded to the same value by the Schema".
  */
-import { Plans } from "@strata/core"
+import * as ChatPlan from "../ChatPlan.js"
 
-const roles: ReadonlyArray<unknown> = Plans.chatRoles
+const roles: ReadonlyArray<unknown> = ChatPlan.roles
 const simpleKeys: ReadonlySet<string> = new Set(["role", "content", "name", "toolCallId", "tokenCount"])
 
 const isText = (value: unknown): boolean =>

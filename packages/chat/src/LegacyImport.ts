@@ -1,10 +1,10 @@
 /**
  * Moves sessions from seed 003's first, two-table layout into the chat-store tables
- * (`Plans.chatStore`): legacy `sessions(session_id, messages JSON, last_activity)` becomes a
+ * (`ChatPlan.plan`): legacy `sessions(session_id, messages JSON, last_activity)` becomes a
  * `sessions` row plus one `messages` row per array element (`seq` = position + 1, in array order);
  * legacy `agent_contexts(session_id, current_agent, agent_history JSON, metadata, created_at,
  * updated_at)` becomes an `agent_contexts` row plus one `agent_switches` row per history entry. The
- * legacy DDL is `Plans.chatStoreLegacyStatements(dialect, prefix)`; what each JSON element may
+ * legacy DDL is `ChatPlan.legacyStatements(dialect, prefix)`; what each JSON element may
  * hold is documented in `internal/legacyRows.ts`.
  *
  * Where the legacy tables are (their names clash with the new `sessions` and `agent_contexts`):
@@ -38,13 +38,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier, Timestamp } from "@strata/core"
 import { Array as Arr, Context, Effect, Either, Layer, Option, Schema } from "effect"
-import * as Catalog from "./internal/catalog.js"
+import { Catalog, JobState, SqlErrors } from "@strata/sql"
 import { insertMessages, jsonToColumn } from "./internal/chatRows.js"
-import * as JobState from "./internal/jobState.js"
 import type { ImportedAgentContext, ImportedSession, LegacyAgentContextRow, LegacySessionRow } from "./internal/legacyRows.js"
 import { importAgentContext, importSession, rowKey } from "./internal/legacyRows.js"
-import * as NumericOption from "./internal/numericOption.js"
-import { failureText } from "./internal/sqlErrors.js"
+import { Options as NumericOption } from "@strata/core"
 
 /**
  * The names of the legacy tables.
@@ -131,7 +129,7 @@ export class LegacyTableMissing extends Schema.TaggedError<LegacyTableMissing>()
 }
 
 /**
- * The target database lacks the chat-store tables: apply `Plans.chatStore` first.
+ * The target database lacks the chat-store tables: apply `ChatPlan.plan` first.
  *
  * @since 0.1.0
  */
@@ -211,7 +209,7 @@ export type LegacyImportError =
   | InvalidLegacyImportOptions
   | LegacyImportFailed
 
-const failedWhile = (step: string) => (cause: SqlError) => new LegacyImportFailed({ step, reason: failureText(cause), cause })
+const failedWhile = (step: string) => (cause: SqlError) => new LegacyImportFailed({ step, reason: SqlErrors.failureText(cause), cause })
 
 /**
  * The legacy table names `run` uses for these options.

@@ -1,15 +1,15 @@
 import { expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { Plans } from "@strata/core"
 import { Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { ChatStore, Migrator, WriteBehind } from "../src/index.js"
+import { ChatPlan, ChatStore, WriteBehind } from "../src/index.js"
+import { Migrator } from "@strata/sql"
 
 const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
   ChatStore.ChatStore.Default.pipe(
     Layer.provideMerge(
-      Layer.effectDiscard(Effect.flatMap(Migrator.make(Plans.chatStore), (migrator) => migrator.run())).pipe(
+      Layer.effectDiscard(Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())).pipe(
         Layer.provideMerge(database)
       )
     ),
