@@ -590,7 +590,9 @@ describeEachEngine("Migrator", (engine) => {
         const decoded = Plan.fromJson(`{"name":"evil","migrations":[{"id":1,"name":"inject","steps":[${step}]}]}`, "evil.json")
         expect(Either.isLeft(decoded)).toBe(true)
         if (Either.isLeft(decoded)) {
-          const problem = `expected a SQL identifier (letters, digits and _, not starting with a digit, at most 63 characters), got "x\\"; DROP TABLE y; --"`
+          const problem = index === 0
+            ? `expected a table name (an identifier, or schema.table with each part an identifier: letters, digits and _, not starting with a digit, at most 63 characters), got "x\\"; DROP TABLE y; --"`
+            : `expected a SQL identifier (letters, digits and _, not starting with a digit, at most 63 characters), got "x\\"; DROP TABLE y; --"`
           expect(decoded.left.issues[0]).toEqual({ path: paths[index], message: problem })
           expect(decoded.left.message.startsWith(`invalid plan in evil.json: at ${paths[index]}: ${problem}`)).toBe(true)
         }
