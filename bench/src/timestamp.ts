@@ -1,10 +1,13 @@
 /**
- * `Timestamp.parse` throughput against `Date.parse` (the baseline, measured in the same run) on the
- * same 1,000,000 mixed strings. `Date.parse` is only a speed reference: it reads naive text in the
- * machine's local zone and rolls `2024-02-30` over to March, which is why strata does not use it.
+ * `Timestamp.parse` throughput against two baselines measured in the same run on the same 1,000,000
+ * mixed strings: `Date.parse`, and the parser as it was before issue 12 widened its grammar (a frozen
+ * copy, `baseline/timestampParse.ts`), whose valid-input cost today's must stay within 1.2x of.
+ * `Date.parse` is only a speed reference: it reads naive text in the machine's local zone and rolls
+ * `2024-02-30` over to March, which is why strata does not use it.
  */
 import { Timestamp } from "@strata/core"
 import { Either } from "effect"
+import { parseEpochMillisBaseline } from "./baseline/timestampParse.js"
 import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
 import { interleavedMedians } from "./harness.js"
 
@@ -47,6 +50,38 @@ const mixedInputs = (): { readonly all: ReadonlyArray<string>; readonly valid: R
   return { all: inputs, valid }
 }
 
+/**
+ * The forms issue 12 added to the default grammar, one million of them: lowercase `t`/`z`, a space
+ * before the offset, a ` UTC` suffix, an RFC 9557 annotation, offset seconds, a decimal comma,
+ * ISO 8601 basic format and surrounding whitespace, in equal shares.
+ */
+const newFormInputs = (): ReadonlyArray<string> => {
+  const random = seededRandom(20011227)
+  const inputs: Array<string> = []
+  for (let i = 0; i < INPUTS; i++) {
+    const iso = new Date(FIRST_MS + Math.floor(random() * SPAN_MS)).toISOString()
+    const date = iso.slice(0, 10)
+    const time = iso.slice(11, 19)
+    switch (i % 8) {
+      case 0: inputs.push(`${date}t${time}z`); break
+      case 1: inputs.push(`${date} ${time} +0000`); break
+      case 2: inputs.push(`${date} ${time} UTC`); break
+      case 3: inputs.push(`${date}T${time}.123+05:30[Asia/Kolkata]`); break
+      case 4: inputs.push(`${date}T${time}+00:09:21`); break
+      case 5: inputs.push(`${date}T${time},123Z`); break
+      case 6: inputs.push(`${date.replace(/-/g, "")}T${time.replace(/:/g, "")}Z`); break
+      default: inputs.push(`${date} ${time}\r\n`)
+    }
+  }
+  return inputs
+}
+
+/** What `Timestamp.parse` was for valid text before issue 12: the frozen parser and the same `Either` around it. */
+const baselineParse = (text: string): Either.Either<number, string> => {
+  const result = parseEpochMillisBaseline(text)
+  return typeof result === "number" ? Either.right(result) : Either.left(result)
+}
+
 /** Module state the optimiser cannot prove unused: every case folds its results into it, so no loop is dropped. */
 export let sink = 0
 
@@ -71,10 +106,34 @@ export const benchmark: BenchmarkModule = {
       }
       sink += sum
     }
-    const cases = [parseWithDate(all), parseWithTimestamp(all), parseWithDate(valid), parseWithTimestamp(valid)]
+    const parseWithBaseline = (inputs: ReadonlyArray<string>) => () => {
+      let sum = 0
+      for (let i = 0; i < inputs.length; i++) {
+        const result = baselineParse(inputs[i]!)
+        if (result._tag === "Right") sum += result.right
+      }
+      sink += sum
+    }
+    const newForms = newFormInputs()
+    const cases = [
+      parseWithDate(all),
+      parseWithTimestamp(all),
+      parseWithDate(valid),
+      parseWithTimestamp(valid),
+      parseWithBaseline(valid),
+      parseWithTimestamp(newForms)
+    ]
     // Warm every case up so the first repetition is not billed for compilation.
     for (const work of cases) work()
-    const [dateAll, timestampAll, dateValid, timestampValid] = interleavedMedians(cases) as [number, number, number, number]
+    const [dateAll, timestampAll, dateValid, timestampValid, baselineValid, timestampNew] = interleavedMedians(cases) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number
+    ]
+    const rejectedNewForms = newForms.filter((text) => Either.isLeft(Timestamp.parse(text))).length
 
     let disagreements = 0
     for (const input of all) {
@@ -90,6 +149,10 @@ export const benchmark: BenchmarkModule = {
       { case: "Timestamp.parse, all inputs", median: nsPerString(timestampAll, all), unit: "ns/string", ratio: timestampAll / dateAll },
       { case: `Date.parse, the ${valid.length.toLocaleString("en-US")} valid inputs (baseline)`, median: nsPerString(dateValid, valid), unit: "ns/string", ratio: 1 },
       { case: "Timestamp.parse, the valid inputs", median: nsPerString(timestampValid, valid), unit: "ns/string", ratio: timestampValid / dateValid },
+      { case: "Timestamp.parse before issue 12 (frozen copy), the valid inputs (baseline)", median: nsPerString(baselineValid, valid), unit: "ns/string", ratio: 1 },
+      { case: "Timestamp.parse, the valid inputs, vs the frozen copy", median: nsPerString(timestampValid, valid), unit: "ns/string", ratio: timestampValid / baselineValid },
+      { case: `Timestamp.parse, ${newForms.length.toLocaleString("en-US")} strings in the forms issue 12 added`, median: nsPerString(timestampNew, newForms), unit: "ns/string", ratio: undefined },
+      { case: "of those, rejected (must be 0)", median: rejectedNewForms, unit: "strings", ratio: undefined },
       { case: `inputs where Date.parse gives another answer (TZ=${zone})`, median: disagreements, unit: "strings", ratio: undefined }
     ] satisfies ReadonlyArray<BenchmarkRow>
   }

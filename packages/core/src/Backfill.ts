@@ -63,27 +63,37 @@ const describe = (value: unknown): string => {
   return `${typeof value} ${String(value)}`
 }
 
-/** A present value (never NULL) as a timestamp: only text, through `Timestamp.parse`. */
-const timestampValue = (value: unknown): Either.Either<Timestamp.EpochMillis, string> =>
-  typeof value === "string"
-    ? Either.mapLeft(Timestamp.parse(value), (error) => `${describe(value)}: ${error.reason}`)
-    : Either.left(`expected timestamp text, found ${describe(value)}`)
+/** A present value (never NULL) as a timestamp: text through `Timestamp.parse` (or `parseWith` under `accept`), numbers only with a declared epoch unit. */
+const timestampValue = (value: unknown, accept: Timestamp.Accept | undefined): Either.Either<Timestamp.EpochMillis, string> => {
+  if (typeof value === "string") {
+    const parsed = accept === undefined ? Timestamp.parse(value) : Timestamp.parseWith(value, accept)
+    return Either.mapLeft(parsed, (error) => `${describe(value)}: ${error.reason}`)
+  }
+  if ((typeof value === "number" || typeof value === "bigint") && accept?.epoch !== undefined) {
+    return Either.mapLeft(Timestamp.fromEpoch(value, accept.epoch), (error) => error.reason)
+  }
+  return Either.left(`expected timestamp text, found ${describe(value)}`)
+}
 
 /** A present value (never NULL) as a target of type `as`. */
 const convertValue = (value: unknown, as: "timestamp" | "text"): Either.Either<Timestamp.EpochMillis | string, string> => {
-  if (as === "timestamp") return timestampValue(value)
+  if (as === "timestamp") return timestampValue(value, undefined)
   return typeof value === "string" ? Either.right(value) : Either.left(`expected text, found ${describe(value)}`)
 }
 
 /**
- * The one conversion of a stored TIMESTAMP column value: `null` stays `null` (nothing to do), text
- * goes through `Timestamp.parse`, anything else (a number SQLite's affinity made of "0", a blob)
- * is a reason.
+ * The one conversion of a stored timestamp value: `null` stays `null` (nothing to do), text goes
+ * through `Timestamp.parse`, or `Timestamp.parseWith` when the step declares opt-in forms
+ * (`accept`); a number or bigint (an INTEGER or REAL column, a JSON number, a value SQLite's
+ * affinity made of "0") is an instant only under `accept.epoch`; anything else (a blob) is a reason.
  *
  * @since 0.1.0
  */
-export const timestampFromColumn = (value: unknown): Either.Either<Timestamp.EpochMillis | null, string> =>
-  value === null || value === undefined ? Either.right(null) : timestampValue(value)
+export const timestampFromColumn = (
+  value: unknown,
+  accept?: Timestamp.Accept
+): Either.Either<Timestamp.EpochMillis | null, string> =>
+  value === null || value === undefined ? Either.right(null) : timestampValue(value, accept)
 
 /**
  * Whether a row (keyed by column name) passes a row filter. Matching is case-sensitive.

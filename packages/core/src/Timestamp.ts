@@ -1,29 +1,67 @@
 /**
  * The one definition of time in strata: instants are `EpochMillis` (integer milliseconds
- * since 1970-01-01T00:00:00Z), and text becomes an instant only through `parse`.
+ * since 1970-01-01T00:00:00Z), and a stored value becomes an instant only through `parse`
+ * (text, the default grammar) or `parseWith` / `fromEpoch` (the opt-in forms of `Accept`).
  *
- * `parse` accepts exactly (0-based positions, every field with exactly the digits shown):
+ * The default grammar, exactly (`[x]` optional, `x…` one or more, every field with exactly the
+ * digits shown, ASCII digits only):
  *
  * ```
- * YYYY-MM-DD                                    date only: midnight UTC, no zone allowed
- * YYYY-MM-DD(T| )HH:MM[:SS[.F…]][zone]          zone = Z | ±HH:MM | ±HHMM | ±HH
+ * timestamp   = [ws…] (date | date-time) [ws…]      ws = space, tab, CR, LF, VT or FF
+ * date        = YYYY-MM-DD                          midnight UTC; no zone allowed
+ * date-time   = YYYY-MM-DD (T | t | " ") time [zone]          extended format
+ *             | YYYYMMDD (T | t) basic-time [zone]            ISO 8601 basic format
+ * time        = HH:MM[:SS[(. | ,)F…]]               basic-time = HHMM[SS[(. | ,)F…]]
+ * zone        = [" "…] (Z | z | offset) [annotation…]
+ *             | [" "…] offset " "… utc              the offset must be zero ("+0000 UTC")
+ *             | " "… utc
+ * utc         = UTC | GMT                           in any case
+ * offset      = (+ | -) HH[[:]MM[[:]SS]]            ±HH, ±HH:MM, ±HHMM, ±HH:MM:SS, ±HHMMSS
+ * annotation  = "[" ["!"] (zone-name | ±HH[:]MM) "]"  at most one, first (RFC 9557)
+ *             | "[" ["!"] key "=" value "]"         e.g. [u-ca=iso8601]
  * ```
  *
  * - Text without a zone is UTC, whatever the machine's `TZ`.
- * - The fraction (any number of digits, only after seconds) is truncated to the millisecond.
- * - Strict: uppercase `T`/`Z` only, no surrounding whitespace, years 0001-9999, months
- *   01-12, real calendar days (`2024-02-30` is rejected, never rolled over), hours 00-23
- *   (`24:00` is rejected), minutes and seconds 00-59 (leap seconds are rejected), offsets
- *   up to ±23:59; the instant itself must fall in years 0001-9999 UTC (so that whatever
- *   `parse` accepts, `toIso` prints and `parse` reads back).
- * - Never `Date.parse` (it reads naive text in local time and rolls invalid dates over)
- *   and never throws: anything else is an `InvalidTimestamp` with the input and the reason.
+ * - The fraction (any number of digits, only after seconds, `.` or `,`) is truncated to the
+ *   millisecond, as Temporal, Python and PostgreSQL (to 6 digits) do.
+ * - Years 0001-9999, months 01-12, real calendar days (`2024-02-30` is rejected, never rolled
+ *   over), hours 00-23, minutes and seconds 00-59 (leap seconds are rejected), offset hours
+ *   00-23 and minutes and seconds 00-59; the instant itself must fall in years 0001-9999 UTC (so
+ *   that whatever `parse` accepts, `toIso` prints and `parse` reads back). A date-time is all
+ *   extended or all basic format; its offset may be written either way.
+ * - An annotation's zone gives no instant, the offset before it does (as `Temporal.Instant`
+ *   reads it); the zone is checked for form only, non-critical tags are ignored, and a critical
+ *   tag other than `u-ca` (`[!x-foo=bar]`) is rejected, as RFC 9557 asks of a reader that cannot
+ *   honour it.
+ *
+ * Rejected, each with a reason that names what is wrong:
+ * - a zone abbreviation other than UTC/GMT (`PST`, `CST`, `IST` name different offsets in different
+ *   places), also after an offset; `GMT+8` / `UTC-5` (POSIX reads the sign the other way round);
+ * - a zone name without an offset (`2024-01-15 12:00 Europe/Paris`, `2024-01-15T12:00[Europe/Paris]`):
+ *   core has no time-zone database, and resolving it through `Intl` would make a stored value's
+ *   instant depend on the runtime's zone data, so a backfill, a lazy read and a verify on two
+ *   machines could disagree;
+ * - `24:00` (opt-in below), `:60`, impossible dates, year 0000, expanded years (`+002024`), week
+ *   and ordinal dates, fractions of hours or minutes, two-digit years, `YYYYMMDD` alone (eight
+ *   digits could as well be a number), non-ASCII digits or spaces, two spaces between date and time;
+ * - epoch numbers, `infinity` and RFC 2822 dates, unless asked for (the reason names the option).
+ *
+ * Opt-in forms (`Accept`, e.g. on a plan step): `epoch` reads numbers (INTEGER, REAL, bigint) and
+ * decimal text (`1705320000`, `1705320000.123`, `1.7e9`) in the declared unit, floored to the
+ * millisecond; `infinity` maps PostgreSQL's `infinity` / `-infinity` (any case, `+` allowed) to
+ * declared instants, the undeclared side is rejected with that reason; `rfc2822` reads
+ * `[Day,] D Mon YYYY HH:MM[:SS] (±HHMM | UT | GMT | Z | EST … PDT) [(comment)]` (a given day name
+ * must be the date's); `endOfDay` reads an exact `24:00[:00[.0…]]` as the next day's midnight.
+ *
+ * Never `Date.parse` (it reads naive text in local time and rolls invalid dates over) and never
+ * throws: anything else is an `InvalidTimestamp` with the input and the reason.
  *
  * @since 0.1.0
  */
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"
 import { civilFromEpochMillis, daysFromCivil, daysInMonth, isoYear, MS_PER_DAY, pad } from "./internal/civil.js"
 import { formatWithPattern } from "./internal/formatPattern.js"
+import { epochMillisFromNumber, type OptIn, readOptIn, readTimestampText } from "./internal/timestampOptIn.js"
 import { MAX_INSTANT, MIN_INSTANT, parseEpochMillis } from "./internal/timestampParse.js"
 import { offsetSecondsAt, shortNameAt, zoneFormatters } from "./internal/timeZone.js"
 
@@ -34,6 +72,7 @@ const DATE_LIMIT = 8_640_000_000_000_000
  * An instant as integer milliseconds since 1970-01-01T00:00:00Z, within the range a JS `Date`
  * can hold (±8.64e15). Zero and negative values are ordinary instants, never "missing".
  * @since 0.1.0
+ * @category models
  */
 export const EpochMillis = Schema.Number.pipe(
   Schema.int(),
@@ -44,12 +83,14 @@ export const EpochMillis = Schema.Number.pipe(
 /**
  * An instant as integer milliseconds since 1970-01-01T00:00:00Z.
  * @since 0.1.0
+ * @category models
  */
 export type EpochMillis = typeof EpochMillis.Type
 
 /**
  * Text (or a value) that is not a timestamp, with the offending input and why.
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidTimestamp extends Schema.TaggedError<InvalidTimestamp>()("InvalidTimestamp", {
   input: Schema.Unknown,
@@ -63,6 +104,7 @@ export class InvalidTimestamp extends Schema.TaggedError<InvalidTimestamp>()("In
 /**
  * An instant outside the range a caller accepts.
  * @since 0.1.0
+ * @category errors
  */
 export class TimestampOutOfRange extends Schema.TaggedError<TimestampOutOfRange>()("TimestampOutOfRange", {
   value: EpochMillis,
@@ -79,6 +121,7 @@ export class TimestampOutOfRange extends Schema.TaggedError<TimestampOutOfRange>
 /**
  * A time-zone name that the runtime's `Intl` does not know.
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidTimeZone extends Schema.TaggedError<InvalidTimeZone>()("InvalidTimeZone", {
   input: Schema.String,
@@ -107,6 +150,7 @@ const invalid = (input: unknown, reason: string): Either.Either<never, InvalidTi
 /**
  * Checks that a number is an `EpochMillis` (a safe integer within the `Date` range).
  * @since 0.1.0
+ * @category models
  */
 export const makeEpochMillis = (value: unknown): Either.Either<EpochMillis, InvalidTimestamp> => {
   if (typeof value !== "number") return invalid(value, `expected a number of milliseconds, got ${typeof value}`)
@@ -115,21 +159,93 @@ export const makeEpochMillis = (value: unknown): Either.Either<EpochMillis, Inva
   return Either.right(value as EpochMillis)
 }
 
+const NO_OPT_IN: OptIn = {}
+
 /**
  * Parses timestamp text (see the module documentation for the exact grammar); never throws.
  * @since 0.1.0
+ * @category parsing
  */
 export const parse = (text: string): Either.Either<EpochMillis, InvalidTimestamp> => {
   if (typeof text !== "string") {
     return invalid(text, `expected a string, got ${text === null ? "null" : typeof text}`)
   }
   const result = parseEpochMillis(text)
+  if (typeof result === "number") return Either.right(result as EpochMillis)
+  // Only a failure pays for the opt-in forms' hints (the reason names the option that reads the text).
+  const other = readOptIn(text, NO_OPT_IN, result)
+  return typeof other === "number" ? Either.right(other as EpochMillis) : invalid(text, other)
+}
+
+/**
+ * The unit of a stored epoch number.
+ * @since 0.1.0
+ * @category models
+ */
+export const EpochUnit = Schema.Literal("seconds", "milliseconds").annotations({ identifier: "EpochUnit" })
+
+/**
+ * The unit of a stored epoch number.
+ * @since 0.1.0
+ * @category models
+ */
+export type EpochUnit = typeof EpochUnit.Type
+
+/**
+ * The opt-in forms a reader accepts besides the default grammar (see the module documentation);
+ * pure data, so a plan step can carry it in JSON. Every field is optional and off when absent.
+ * @since 0.1.0
+ * @category models
+ */
+export const Accept = Schema.Struct({
+  /** Epoch numbers (INTEGER, REAL, bigint) and decimal text in this unit. */
+  epoch: Schema.optional(EpochUnit),
+  /** PostgreSQL's `infinity` / `-infinity` as these instants; an undeclared side is rejected. */
+  infinity: Schema.optional(Schema.Struct({ positive: Schema.optional(EpochMillis), negative: Schema.optional(EpochMillis) })),
+  /** RFC 2822 / HTTP dates: `Mon, 15 Jan 2024 12:00:00 +0000`. */
+  rfc2822: Schema.optional(Schema.Boolean),
+  /** An exact `24:00:00` as the next day's midnight (ISO 8601's end of day). */
+  endOfDay: Schema.optional(Schema.Boolean)
+}).annotations({ identifier: "TimestampAccept", description: "opt-in timestamp forms besides the default grammar" })
+
+/**
+ * The opt-in forms a reader accepts besides the default grammar.
+ * @since 0.1.0
+ * @category models
+ */
+export type Accept = typeof Accept.Type
+
+/**
+ * Parses timestamp text under the default grammar plus the opt-in forms of `accept`; never throws.
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseWith = (text: string, accept: Accept): Either.Either<EpochMillis, InvalidTimestamp> => {
+  if (typeof text !== "string") {
+    return invalid(text, `expected a string, got ${text === null ? "null" : typeof text}`)
+  }
+  const result = readTimestampText(text, accept)
   return typeof result === "number" ? Either.right(result as EpochMillis) : invalid(text, result)
+}
+
+/**
+ * The instant of an epoch number in `unit`, floored to the millisecond (a non-integer is read as the
+ * shortest decimal that prints back to it, as the engines print a REAL); years 0001-9999 only.
+ * @since 0.1.0
+ * @category parsing
+ */
+export const fromEpoch = (value: number | bigint, unit: EpochUnit): Either.Either<EpochMillis, InvalidTimestamp> => {
+  if (typeof value !== "number" && typeof value !== "bigint") {
+    return invalid(value, `expected a number of ${unit}, got ${value === null ? "null" : typeof value}`)
+  }
+  const result = epochMillisFromNumber(value, unit)
+  return typeof result === "number" ? Either.right(result as EpochMillis) : invalid(value, result)
 }
 
 /**
  * The instant of a valid `Date`; an Invalid Date throws a `RangeError` (as `toISOString` does).
  * @since 0.1.0
+ * @category models
  */
 export const fromDate = (date: Date): EpochMillis => {
   const ms = date.getTime()
@@ -140,6 +256,7 @@ export const fromDate = (date: Date): EpochMillis => {
 /**
  * A new `Date` for the instant (always valid, since `EpochMillis` stays in the `Date` range).
  * @since 0.1.0
+ * @category conversions
  */
 export const toDate = (ms: EpochMillis): Date => new Date(ms)
 
@@ -154,6 +271,7 @@ const isoDateTime = (ms: number, separator: string, suffix: string): string => {
  * ISO 8601 in UTC with milliseconds, e.g. `2024-01-15T12:00:00.000Z` (what `Date#toISOString` prints,
  * without its parser); `parse` reads it back exactly for years 0001-9999.
  * @since 0.1.0
+ * @category formatting
  */
 export const toIso = (ms: EpochMillis): string => isoDateTime(ms, "T", "Z")
 
@@ -161,12 +279,14 @@ export const toIso = (ms: EpochMillis): string => isoDateTime(ms, "T", "Z")
  * SQLite-style text in UTC with milliseconds, e.g. `2024-01-15 12:00:00.123`; `parse` reads it back
  * exactly for years 0001-9999.
  * @since 0.1.0
+ * @category formatting
  */
 export const toSqlText = (ms: EpochMillis): string => isoDateTime(ms, " ", "")
 
 /**
  * A validated IANA time-zone name (or `UTC`), checked once so that `format` cannot fail.
  * @since 0.1.0
+ * @category models
  */
 export const TimeZone = Schema.String.pipe(
   Schema.filter((name) => {
@@ -179,18 +299,21 @@ export const TimeZone = Schema.String.pipe(
 /**
  * A validated IANA time-zone name.
  * @since 0.1.0
+ * @category models
  */
 export type TimeZone = typeof TimeZone.Type
 
 /**
  * The UTC zone.
  * @since 0.1.0
+ * @category models
  */
 export const utc: TimeZone = "UTC" as TimeZone
 
 /**
  * Validates an IANA time-zone name such as `Asia/Shanghai` against the runtime's `Intl`.
  * @since 0.1.0
+ * @category models
  */
 export const makeTimeZone = (name: string): Either.Either<TimeZone, InvalidTimeZone> => {
   const formatters = zoneFormatters(name)
@@ -202,6 +325,7 @@ export const makeTimeZone = (name: string): Either.Either<TimeZone, InvalidTimeZ
 /**
  * Options of `format`.
  * @since 0.1.0
+ * @category models
  */
 export interface FormatOptions {
   /**
@@ -218,6 +342,7 @@ export interface FormatOptions {
  * Human-readable wall time in a zone, e.g. `2024-01-15 12:00:00 UTC`, or
  * `2024-01-15 20:00:00 GMT+8` for `Asia/Shanghai`; total (the zone was validated by `makeTimeZone`).
  * @since 0.1.0
+ * @category formatting
  */
 export const format = (ms: EpochMillis, options?: FormatOptions): string => {
   const pattern = options?.pattern ?? "YYYY-MM-DD HH:mm:ss z"
@@ -268,6 +393,7 @@ const RELATIVE_UNITS: ReadonlyArray<readonly [Intl.RelativeTimeFormatUnit, numbe
  * unit (seconds, minutes, hours, days, 30-day months, 365-day years), truncated toward zero:
  * `1 minute ago`, `2 hours ago`, `in 3 days`. `locale` defaults to `en`; a malformed tag falls back to it.
  * @since 0.1.0
+ * @category formatting
  */
 export const timeAgo = (ms: EpochMillis, now: EpochMillis, locale = "en"): string => {
   const formatters = relativeFormattersFor(locale)
@@ -283,6 +409,7 @@ export const timeAgo = (ms: EpochMillis, now: EpochMillis, locale = "en"): strin
  * Whether `ms` lies in the last `withinMs` milliseconds: `now - withinMs <= ms <= now`
  * (a future instant is not recent).
  * @since 0.1.0
+ * @category predicates
  */
 export const isRecent = (ms: EpochMillis, withinMs: number, now: EpochMillis): boolean =>
   ms <= now && now - ms <= withinMs
@@ -290,6 +417,7 @@ export const isRecent = (ms: EpochMillis, withinMs: number, now: EpochMillis): b
 /**
  * An inclusive range of acceptable instants.
  * @since 0.1.0
+ * @category models
  */
 export interface Range {
   readonly min: EpochMillis
@@ -299,6 +427,7 @@ export interface Range {
 /**
  * Checks that `ms` is within `range` (both ends inclusive).
  * @since 0.1.0
+ * @category validation
  */
 export const validate = (ms: EpochMillis, range: Range): Either.Either<EpochMillis, TimestampOutOfRange> =>
   ms < range.min || ms > range.max
@@ -309,6 +438,7 @@ export const validate = (ms: EpochMillis, range: Range): Either.Either<EpochMill
  * The usual plausibility range: 1970-01-01T00:00:00Z up to one calendar year after `now`
  * (February 29 maps to February 28), so it never expires the way a fixed year does.
  * @since 0.1.0
+ * @category validation
  */
 export const defaultRange = (now: EpochMillis): Range => {
   const days = Math.floor(now / MS_PER_DAY)
@@ -322,6 +452,7 @@ export const defaultRange = (now: EpochMillis): Range => {
 /**
  * The current instant from the `Clock` service (so `TestClock` drives it).
  * @since 0.1.0
+ * @category clock
  */
 export const now: Effect.Effect<EpochMillis> = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms) as EpochMillis)
 
@@ -337,7 +468,7 @@ const textTransformation = (name: string, encode: (ms: EpochMillis) => string) =
   }).annotations({ identifier: `EpochMillisFrom${name}` })
 
 const parseEpochMillisEither = (text: string): Either.Either<number, string> => {
-  const result = parseEpochMillis(text)
+  const result = readTimestampText(text, NO_OPT_IN)
   return typeof result === "number" ? Either.right(result) : Either.left(result)
 }
 
@@ -345,6 +476,7 @@ const parseEpochMillisEither = (text: string): Either.Either<number, string> => 
  * `EpochMillis` from timestamp text (anything `parse` accepts), encoded as `toSqlText`
  * (`2024-01-15 12:00:00.123`); a decode failure carries the parser's reason.
  * @since 0.1.0
+ * @category formatting
  */
 export const EpochMillisFromSqlText = textTransformation("SqlText", toSqlText)
 
@@ -352,5 +484,6 @@ export const EpochMillisFromSqlText = textTransformation("SqlText", toSqlText)
  * `EpochMillis` from timestamp text (anything `parse` accepts), encoded as `toIso`
  * (`2024-01-15T12:00:00.123Z`).
  * @since 0.1.0
+ * @category formatting
  */
 export const EpochMillisFromIso = textTransformation("Iso", toIso)
