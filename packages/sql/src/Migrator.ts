@@ -17,6 +17,11 @@
  *   (`durationMs` null), leaves already-applied ones as they are (so it is idempotent), and refuses
  *   with `MigrationDrifted` if an applied one up to `id` has another checksum; it marks nothing then.
  *
+ * Where: every statement runs on `Database.strataClient` (the app's client without its name
+ * transforms); the history lives in `Database.strataTable("strata_migrations")` (the connection's
+ * current schema unless the app sets `Database.StrataSchema`); plan steps may name `schema.table`
+ * (a PostgreSQL schema, or an attached SQLite database), and the catalogue reads honour it.
+ *
  * Each migration runs in one transaction (DDL is transactional on both engines), so a failure
  * leaves no trace of it; PostgreSQL statements that cannot run in a transaction (such as
  * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration. Call the Migrator
@@ -32,8 +37,9 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Compile, Plan, Timestamp } from "@strata/core"
-import { Clock, Duration, Effect, Either, type Layer, Schema } from "effect"
+import { Compile, Identifier, Plan, Timestamp } from "@strata/core"
+import { Clock, Context, Duration, Effect, Either, Layer, Schema } from "effect"
+import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
 import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
@@ -350,11 +356,12 @@ export interface BaselineResult {
 }
 
 /**
- * The Migrator's operations on one plan.
+ * The Migrator's operations on one plan (the plan is given when the service is built).
  *
  * @since 0.1.0
+ * @category models
  */
-export interface MigratorApi {
+export interface Migrator {
   readonly plan: Plan.Plan
   readonly dialect: "sqlite" | "pg"
   /** Applies pending migrations in id order (up to `to`), each in its own locked transaction. */
@@ -380,15 +387,33 @@ interface Selection {
   readonly alreadyApplied: ReadonlyArray<number>
 }
 
-const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<MigratorApi, never, SqlClient.SqlClient> =>
+/**
+ * The tag of the Migrator service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Migrator = Context.GenericTag<Migrator>("@strata/sql/Migrator")
+
+/**
+ * A Migrator for `plan` over the `SqlClient` in context (e.g. several plans over one database).
+ * Its statements run on `Database.strataClient` (the app's client without name transforms).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    // Without the app's name transforms: strata's own queries name their columns exactly.
-    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const sql = yield* Database.strataClient
+    /** Every statement of the Migrator runs on strata's client, whatever the caller's context holds. */
+    const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.provideService(effect, SqlClient.SqlClient, sql)
     const dialect = yield* Database.dialect
+    const historyTable = yield* Database.strataTable("strata_migrations")
     const lockTimeout = Duration.decode(options.lockTimeout ?? defaultLockTimeout)
-    const migrationLock = { dialect, lockTimeout, lockKey: advisoryLockKey(`strata_migrations:${plan.name}`) }
-    // One key for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
-    const historyLock = { dialect, lockTimeout, lockKey: advisoryLockKey("strata_migrations") }
+    const migrationLock = { dialect, lockTimeout, lockKey: advisoryLockKey(`${historyTable}:${plan.name}`) }
+    // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
+    const historyLock = { dialect, lockTimeout, lockKey: advisoryLockKey(historyTable) }
     const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
     const checksumOf = (migration: Plan.Migration): string => checksums.get(migration.id) ?? Compile.checksum(migration)
     const planIds = new Set(plan.migrations.map((migration) => migration.id))
@@ -441,44 +466,45 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
       return Either.right({ pending, alreadyApplied })
     }
 
-    const historyExists = History.exists(sql, dialect).pipe(Effect.mapError(databaseError("read strata_migrations")))
+    const historyExists = History.exists(historyTable).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
 
-    const readHistory = History.read(sql, plan.name).pipe(Effect.mapError(databaseError("read strata_migrations")))
+    const readHistory = History.read(historyTable, plan.name).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
 
     /** Rows as they are, without creating the table (status and dry run change nothing). */
     const peekHistory: Effect.Effect<
       { readonly exists: boolean; readonly rows: ReadonlyArray<History.HistoryRow> },
-      MigratorDatabaseError
+      MigratorDatabaseError,
+      SqlClient.SqlClient
     > = Effect.gen(function*() {
       const exists = yield* historyExists
       return { exists, rows: exists ? yield* readHistory : [] }
     })
 
-    const ensureHistory: Effect.Effect<void, MigratorDatabaseError | MigrationLockTimeout> = Effect.gen(function*() {
+    const ensureHistory = Effect.gen(function*() {
       if (yield* historyExists) return
       yield* withLockedTransaction(
-        sql,
         historyLock,
-        History.create(sql, dialect).pipe(Effect.mapError(databaseError("create strata_migrations")))
+        History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`)))
       ).pipe(
         Effect.catchTags({
           LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
-          TransactionControlFailed: (error) => Effect.fail(databaseError("create strata_migrations")(error.cause))
+          TransactionControlFailed: (error) => Effect.fail(databaseError(`create ${historyTable}`)(error.cause))
         })
       )
     })
 
-    const columnExists = (table: string, column: string): Effect.Effect<boolean, SqlError> =>
+    /** SQLite's ADD COLUMN guard: column names compare case-insensitively there. */
+    const columnExists = (table: Identifier.TableName, column: string) =>
       Effect.map(
-        unprepared(sql`SELECT count(*) AS n FROM pragma_table_info(${table}) WHERE name = ${column} COLLATE NOCASE`),
-        (rows) => Number((rows[0] as { readonly n?: unknown } | undefined)?.n ?? 0) > 0
+        tableColumns(table),
+        (columns) => columns.some((c) => c.name.toLowerCase() === column.toLowerCase())
       )
 
     type Outcome =
       | { readonly _tag: "Applied"; readonly migration: AppliedMigration }
       | { readonly _tag: "AppliedConcurrently" }
 
-    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError> => {
+    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError, SqlClient.SqlClient> => {
       const checksum = checksumOf(migration)
       const failed = (statement: string) => (cause: SqlError) =>
         new MigrationFailed({
@@ -490,8 +516,8 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
         })
       const body = Effect.gen(function*() {
         // Re-checked under the lock: a concurrent runner may have applied it since we looked.
-        const recorded = yield* History.find(sql, plan.name, migration.id).pipe(
-          Effect.mapError(databaseError(`read strata_migrations for migration ${migration.id}`))
+        const recorded = yield* History.find(historyTable, plan.name, migration.id).pipe(
+          Effect.mapError(databaseError(`read ${historyTable} for migration ${migration.id}`))
         )
         if (recorded !== undefined) {
           if (recorded.checksum !== checksum) return yield* drifted(migration, recorded)
@@ -512,24 +538,26 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
               continue
             }
           }
-          yield* unprepared(sql.unsafe(statement.sql)).pipe(Effect.mapError(failed(statement.sql)))
+          yield* Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement.sql))).pipe(
+            Effect.mapError(failed(statement.sql))
+          )
           statements.push({ sql: statement.sql, skipped: false })
         }
         const appliedAtMs = yield* Timestamp.now
         const durationMs = Math.max(0, appliedAtMs - started)
-        yield* History.insert(sql, plan.name, {
+        yield* History.insert(historyTable, plan.name, {
           id: migration.id,
           name: migration.name,
           checksum,
           appliedAtMs,
           durationMs
-        }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in strata_migrations`)))
+        }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
         return {
           _tag: "Applied",
           migration: { id: migration.id, name: migration.name, checksum, appliedAtMs, durationMs, statements }
         } as const
       })
-      return withLockedTransaction(sql, migrationLock, body).pipe(
+      return withLockedTransaction(migrationLock, body).pipe(
         Effect.catchTags({
           LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
           TransactionControlFailed: (error) =>
@@ -554,7 +582,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
       )
     }
 
-    const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError> =>
+    const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
         yield* ensureHistory
@@ -569,7 +597,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
         return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently }
       }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: plan.name } }))
 
-    const status = (): Effect.Effect<StatusReport, StatusError> =>
+    const status = (): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
       Effect.map(peekHistory, ({ rows }) => {
         const recorded = new Map(rows.map((row) => [row.id, row]))
         const migrations = plan.migrations.map((migration): MigrationStatus => {
@@ -599,7 +627,7 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
         return { plan: plan.name, migrations, unknown }
       })
 
-    const dryRun = (runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError> =>
+    const dryRun = (runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
         const history = yield* peekHistory
@@ -639,13 +667,12 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
         }
       }).pipe(Effect.withSpan("Migrator.dryRun", { attributes: { plan: plan.name } }))
 
-    const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError> =>
+    const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         yield* resolveTarget(id)
         yield* ensureHistory
         const covered = plan.migrations.filter((migration) => migration.id <= id)
         const result = yield* withLockedTransaction(
-          sql,
           migrationLock,
           Effect.gen(function*() {
             const recorded = new Map((yield* readHistory).map((row) => [row.id, row]))
@@ -657,13 +684,13 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
             const baselined: Array<number> = []
             for (const migration of covered) {
               if (recorded.has(migration.id)) continue
-              yield* History.insert(sql, plan.name, {
+              yield* History.insert(historyTable, plan.name, {
                 id: migration.id,
                 name: migration.name,
                 checksum: checksumOf(migration),
                 appliedAtMs,
                 durationMs: null
-              }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in strata_migrations`)))
+              }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
               baselined.push(migration.id)
             }
             const alreadyApplied = covered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
@@ -685,38 +712,30 @@ const makeApi = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<
         return result
       }).pipe(Effect.withSpan("Migrator.baseline", { attributes: { plan: plan.name, id } }))
 
-    return { plan, dialect, run, status, dryRun, baseline }
+    return Migrator.of({
+      plan,
+      dialect,
+      run: (runOptions) => onStrataClient(run(runOptions)),
+      status: () => onStrataClient(status()),
+      dryRun: (runOptions) => onStrataClient(dryRun(runOptions)),
+      baseline: (id) => onStrataClient(baseline(id))
+    })
   })
 
 /**
- * The Migrator service for one plan; build it with `layer(plan)` or `make(plan)`.
+ * The Migrator for `plan` over the app's `SqlClient`.
  *
  * @since 0.1.0
- */
-export class Migrator extends Effect.Service<Migrator>()("@strata/sql/Migrator", {
-  effect: (plan: Plan.Plan, options?: MigratorOptions) => makeApi(plan, options)
-}) {}
-
-/**
- * The Migrator for `plan` over the current `SqlClient`.
- *
- * @since 0.1.0
+ * @category layers
  */
 export const layer = (plan: Plan.Plan, options?: MigratorOptions): Layer.Layer<Migrator, never, SqlClient.SqlClient> =>
-  Migrator.Default(plan, options)
-
-/**
- * A Migrator for `plan` as a value (e.g. several plans over one database).
- *
- * @since 0.1.0
- */
-export const make = (plan: Plan.Plan, options?: MigratorOptions): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
-  Effect.map(makeApi(plan, options), (api) => Migrator.make(api))
+  Layer.effect(Migrator, make(plan, options))
 
 /**
  * `run` on the Migrator in context.
  *
  * @since 0.1.0
+ * @category accessors
  */
 export const run = (options?: RunOptions): Effect.Effect<RunResult, RunError, Migrator> =>
   Effect.flatMap(Migrator, (migrator) => migrator.run(options))
@@ -725,6 +744,7 @@ export const run = (options?: RunOptions): Effect.Effect<RunResult, RunError, Mi
  * `status` on the Migrator in context.
  *
  * @since 0.1.0
+ * @category accessors
  */
 export const status = (): Effect.Effect<StatusReport, StatusError, Migrator> =>
   Effect.flatMap(Migrator, (migrator) => migrator.status())
@@ -733,6 +753,7 @@ export const status = (): Effect.Effect<StatusReport, StatusError, Migrator> =>
  * `dryRun` on the Migrator in context.
  *
  * @since 0.1.0
+ * @category accessors
  */
 export const dryRun = (options?: RunOptions): Effect.Effect<DryRunResult, DryRunError, Migrator> =>
   Effect.flatMap(Migrator, (migrator) => migrator.dryRun(options))
@@ -741,6 +762,7 @@ export const dryRun = (options?: RunOptions): Effect.Effect<DryRunResult, DryRun
  * `baseline` on the Migrator in context.
  *
  * @since 0.1.0
+ * @category accessors
  */
 export const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError, Migrator> =>
   Effect.flatMap(Migrator, (migrator) => migrator.baseline(id))

@@ -8,7 +8,8 @@
  * at the first write, where two runners can deadlock into SQLITE_BUSY) and turns a failed COMMIT
  * into a defect, so this module drives BEGIN/COMMIT/ROLLBACK itself on a reserved connection and
  * provides it as `SqlClient.TransactionConnection`: every `sql` query of the body runs on it, and a
- * nested `sql.withTransaction` becomes a savepoint.
+ * nested `sql.withTransaction` becomes a savepoint. The client is the `SqlClient` in context (the
+ * caller provides strata's transform-free one).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
@@ -93,11 +94,11 @@ interface OpenTransaction {
  * interruption or failure at any point leaves neither a transaction nor a held connection behind.
  */
 const open = (
-  sql: SqlClient.SqlClient,
   outer: Scope.Scope,
   begin: (connection: Connection) => Effect.Effect<void, SqlError>
-): Effect.Effect<OpenTransaction, TransactionControlFailed> =>
+): Effect.Effect<OpenTransaction, TransactionControlFailed, SqlClient.SqlClient> =>
   Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
     const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
     const attempt = Effect.gen(function*() {
       const connection = yield* Scope.extend(sql.reserve, scope).pipe(
@@ -141,16 +142,15 @@ const open = (
  * transaction back; a failed COMMIT is a `TransactionControlFailed` with operation "commit".
  */
 export const withLockedTransaction = <A, E, R>(
-  sql: SqlClient.SqlClient,
   options: LockedTransactionOptions,
   body: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | LockTimedOut | TransactionControlFailed, R> =>
+): Effect.Effect<A, E | LockTimedOut | TransactionControlFailed, R | SqlClient.SqlClient> =>
   Effect.scoped(
     Effect.gen(function*() {
       const outer = yield* Effect.scope
       const transaction = options.dialect === "sqlite"
-        ? yield* waitForSqliteLock(sql, outer, options.lockTimeout)
-        : yield* open(sql, outer, (connection) => execute(connection, "BEGIN").pipe(Effect.asVoid)).pipe(
+        ? yield* waitForSqliteLock(outer, options.lockTimeout)
+        : yield* open(outer, (connection) => execute(connection, "BEGIN").pipe(Effect.asVoid)).pipe(
           Effect.tap((opened) =>
             lockPg(opened.connection, options).pipe(
               Effect.catchIf(
@@ -168,10 +168,10 @@ export const withLockedTransaction = <A, E, R>(
     })
   )
 
-const waitForSqliteLock = (sql: SqlClient.SqlClient, outer: Scope.Scope, timeout: Duration.Duration) =>
+const waitForSqliteLock = (outer: Scope.Scope, timeout: Duration.Duration) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
-    return yield* open(sql, outer, beginSqlite).pipe(
+    return yield* open(outer, beginSqlite).pipe(
       Effect.retry({ schedule: lockRetrySchedule(timeout), while: isSqliteBusy }),
       Effect.catchIf(isSqliteBusy, () =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => new LockTimedOut({ waitedMs: now - started })))
