@@ -8,11 +8,18 @@
  *
  * Never raises: an invalid calendar date must not abort the batch's statement.
  *
+ * Not trusted either: an engine's date functions differ between versions (SQLite 3.40's `strftime`
+ * printed `2023-02-29` back unchanged, 3.53's does not), so before a backfill uses the expression on
+ * a connection it runs `selfTestCases` through it there (`selfTestFailure` judges the rows) and
+ * converts in JavaScript if the engine gets any of them wrong.
+ *
  * @since 0.1.0
  */
+import { Either } from "effect"
 import type { Dialect } from "./Compile.js"
 import type { Identifier } from "./Identifier.js"
 import { quote } from "./Identifier.js"
+import * as Timestamp from "./Timestamp.js"
 
 /**
  * The shape the fast path converts; any other text is left to `Timestamp.parse`.
@@ -31,13 +38,15 @@ const pgShape = (source: string): string => `(${source} ~ '^[0-9]{4}-[0-9]{2}-[0
  * SQLite: the shape by GLOB (ASCII digits only), year 0000 refused (`Timestamp.parse` starts at
  * 0001), hour 24 refused (SQLite 3.53 reads `24:00:01` and even prints it back unchanged), and
  * the text must print back unchanged through `strftime`, which refuses what SQLite would
- * otherwise roll over (`2024-02-30` → March 1) or not read at all (month 13, `23:59:60`). `strftime('%s')` is then exact integer seconds (no `julianday` float, which is
- * 1 ms low on about half of all rows).
+ * otherwise roll over (`2024-02-30` → March 1) or not read at all (month 13, `23:59:60`). The
+ * no-op modifier `'+0 seconds'` makes `strftime` normalise the date before printing it: without a
+ * modifier SQLite 3.40 prints `2023-02-29` back as given. `strftime('%s')` is then exact integer
+ * seconds (no `julianday` float, which is 1 ms low on about half of all rows).
  */
 const sqliteExpression = (source: string): string =>
   `(CASE WHEN ${sqliteShape(source)} AND substr(${source}, 1, 4) <> '0000' ` +
   `AND substr(${source}, 12, 2) < '24' ` +
-  `AND strftime('%Y-%m-%d %H:%M:%S', ${source}) = ${source} ` +
+  `AND strftime('%Y-%m-%d %H:%M:%S', ${source}, '+0 seconds') = ${source} ` +
   `THEN CAST(strftime('%s', ${source}) AS INTEGER) * 1000 END)`
 
 /**
@@ -80,3 +89,61 @@ export const epochMillisExpression = (source: Identifier, dialect: Dialect): str
  */
 export const shapeTest = (source: Identifier, dialect: Dialect): string =>
   dialect === "sqlite" ? sqliteShape(quote(source)) : pgShape(quote(source))
+
+/**
+ * The texts a connection's engine must convert exactly as `Timestamp.parse` does before a backfill
+ * uses the fast path there: real instants at the ends of the calendar and around leap days, the
+ * impossible dates engines have been seen to roll over (`2023-02-29`, `2024-02-30`, `1900-02-29`),
+ * out-of-range fields, and other shapes, which must stay NULL. `expected` is parse's value for the
+ * fast path's shape, NULL for anything else.
+ *
+ * @since 0.2.0
+ * @category self-test
+ */
+export const selfTestCases: ReadonlyArray<{ readonly text: string; readonly expected: number | null }> = [
+  "2024-01-15 12:00:00",
+  "1970-01-01 00:00:00",
+  "1969-12-31 23:59:59",
+  "2000-02-29 00:00:00",
+  "2024-02-29 23:59:59",
+  "0001-01-01 00:00:00",
+  "9999-12-31 23:59:59",
+  "2023-02-29 00:00:00",
+  "2024-02-30 10:00:00",
+  "1900-02-29 00:00:00",
+  "2100-02-29 12:00:00",
+  "2024-04-31 00:00:00",
+  "2024-13-01 00:00:00",
+  "2024-00-10 00:00:00",
+  "2024-01-00 00:00:00",
+  "2024-01-15 24:00:00",
+  "2024-01-15 23:60:00",
+  "2024-01-15 23:59:60",
+  "0000-01-01 00:00:00",
+  "2024-01-15T12:00:00",
+  "2024-01-15 12:00:00.5"
+].map((text) => ({
+  text,
+  expected: /^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$/.test(text)
+    ? Either.getOrNull(Timestamp.parse(text))
+    : null
+}))
+
+/**
+ * Why an engine failed the self-test, or undefined when it passed: `values` are what the
+ * expression yielded for `selfTestCases`, in order (numbers, numeric text or bigints; NULL as null).
+ *
+ * @since 0.2.0
+ * @category self-test
+ */
+export const selfTestFailure = (values: ReadonlyArray<unknown>): string | undefined => {
+  if (values.length !== selfTestCases.length) {
+    return `the self-test returned ${values.length} rows for ${selfTestCases.length} inputs`
+  }
+  const wrong = selfTestCases.flatMap(({ expected, text }, i) => {
+    const value = values[i]
+    const got = value === null || value === undefined ? null : Number(value)
+    return got === expected ? [] : [`${JSON.stringify(text)} gave ${got ?? "NULL"}, Timestamp.parse ${expected ?? "NULL"}`]
+  })
+  return wrong.length === 0 ? undefined : `the engine converts ${wrong.length} of ${values.length} inputs differently: ${wrong.join("; ")}`
+}

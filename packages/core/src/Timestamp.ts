@@ -179,14 +179,14 @@ export const parse = (text: string): Either.Either<EpochMillis, InvalidTimestamp
 
 /**
  * The unit of a stored epoch number.
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
 export const EpochUnit = Schema.Literal("seconds", "milliseconds").annotations({ identifier: "EpochUnit" })
 
 /**
  * The unit of a stored epoch number.
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
 export type EpochUnit = typeof EpochUnit.Type
@@ -194,7 +194,7 @@ export type EpochUnit = typeof EpochUnit.Type
 /**
  * The opt-in forms a reader accepts besides the default grammar (see the module documentation);
  * pure data, so a plan step can carry it in JSON. Every field is optional and off when absent.
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
 export const Accept = Schema.Struct({
@@ -210,14 +210,14 @@ export const Accept = Schema.Struct({
 
 /**
  * The opt-in forms a reader accepts besides the default grammar.
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
 export type Accept = typeof Accept.Type
 
 /**
  * Parses timestamp text under the default grammar plus the opt-in forms of `accept`; never throws.
- * @since 0.1.0
+ * @since 0.2.0
  * @category parsing
  */
 export const parseWith = (text: string, accept: Accept): Either.Either<EpochMillis, InvalidTimestamp> => {
@@ -231,7 +231,7 @@ export const parseWith = (text: string, accept: Accept): Either.Either<EpochMill
 /**
  * The instant of an epoch number in `unit`, floored to the millisecond (a non-integer is read as the
  * shortest decimal that prints back to it, as the engines print a REAL); years 0001-9999 only.
- * @since 0.1.0
+ * @since 0.2.0
  * @category parsing
  */
 export const fromEpoch = (value: number | bigint, unit: EpochUnit): Either.Either<EpochMillis, InvalidTimestamp> => {

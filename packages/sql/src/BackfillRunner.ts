@@ -17,6 +17,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, FastPath, Identifier, type Plan, Progress, Timestamp } from "@strata/core"
 import { Clock, Effect, Either, Option, Queue, Schema, Stream, Take } from "effect"
 import { nextBatchSize } from "./internal/batchSize.js"
+import { confirmFastPath } from "./internal/fastPathSelfTest.js"
 import {
   afterCursor,
   inspectJob,
@@ -582,7 +583,7 @@ const runJob = (
     yield* Effect.logInfo("backfill job started").pipe(Effect.annotateLogs({ total, processed: startTally.processed }))
     yield* emit(event(table, "started", startTally, total, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
 
-    const fast = fastPathFor(table, settings.fastPath)
+    const fast = yield* confirmFastPath(table.dialect, fastPathFor(table, settings.fastPath))
     let size = settings.batchSize
     // Smoothed fixed cost of a batch (begin, checkpoint row, commit), which the size cannot shrink.
     let fixedMs: number | undefined = undefined

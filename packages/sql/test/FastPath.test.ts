@@ -2,13 +2,16 @@
  * The in-SQL fast path of timestamp shadows equals `Timestamp.parse` on both engines: for every
  * text of the exact `YYYY-MM-DD HH:MM:SS` shape it yields parse's epoch ms, or NULL where parse
  * rejects (invalid calendar dates, hour 24, leap seconds, year 0000); every other text is NULL (left
- * to the JS path). No text makes the expression raise.
+ * to the JS path). No text makes the expression raise. The self-test the runner runs before using
+ * it passes on both engines, and fails (turning the fast path off, with a warning) for an
+ * expression that gets any of its inputs wrong.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { FastPath, type Identifier, Timestamp } from "@strata/core"
-import { Effect, Either, FastCheck as fc } from "effect"
+import { Effect, Either, FastCheck as fc, Logger } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
+import { confirmFastPath, confirmFastPathWith, type Expression, selfTestFailureWith } from "../src/internal/fastPathSelfTest.js"
 
 const pad = (value: number, width: number) => String(value).padStart(width, "0")
 
@@ -121,5 +124,138 @@ describeEachEngine("FastPath.epochMillisExpression", (engine) => {
         expect(rows.map((r) => r.src)).toEqual(values)
         expect(rows.map((r) => r.ms)).toEqual(values.map(expected))
       }), { fastCheck: { numRuns: 100 } })
+  })
+})
+
+/** The seeds' expressions: no calendar guard (SQLite rolls 2024-02-30 over; PostgreSQL raises on it). */
+const unguarded: Expression = (column, dialect) =>
+  dialect === "sqlite"
+    ? `CAST(strftime('%s', "${column}") AS INTEGER) * 1000`
+    : `(EXTRACT(EPOCH FROM "${column}"::timestamp))::bigint * 1000`
+
+/** The real expression, 1 ms low on real instants (as the seeds' julianday CAST was on about half the rows). */
+const oneMsLow: Expression = (column, dialect) => `(${FastPath.epochMillisExpression(column, dialect)}) - 1`
+
+const captureLogs = () => {
+  const lines: Array<{ readonly level: string; readonly message: string; readonly reason: unknown }> = []
+  const logger = Logger.make(({ annotations, logLevel, message }) => {
+    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    let reason: unknown = undefined
+    for (const [key, value] of annotations) if (key === "reason") reason = value
+    lines.push({ level: logLevel.label, message: text, reason })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+const columns = { source: "created_at" as Identifier.Identifier, target: "created_at_ms" as Identifier.Identifier }
+
+describe("FastPath.selfTestCases", () => {
+  it("are parse's answers: real instants at the calendar's ends and leap days, NULL for impossible dates and other shapes", () => {
+    expect(FastPath.selfTestCases.map((c) => [c.text, c.expected])).toEqual([
+      ["2024-01-15 12:00:00", 1705320000000],
+      ["1970-01-01 00:00:00", 0],
+      ["1969-12-31 23:59:59", -1000],
+      ["2000-02-29 00:00:00", 951782400000],
+      ["2024-02-29 23:59:59", 1709251199000],
+      ["0001-01-01 00:00:00", -62135596800000],
+      ["9999-12-31 23:59:59", 253402300799000],
+      ["2023-02-29 00:00:00", null],
+      ["2024-02-30 10:00:00", null],
+      ["1900-02-29 00:00:00", null],
+      ["2100-02-29 12:00:00", null],
+      ["2024-04-31 00:00:00", null],
+      ["2024-13-01 00:00:00", null],
+      ["2024-00-10 00:00:00", null],
+      ["2024-01-00 00:00:00", null],
+      ["2024-01-15 24:00:00", null],
+      ["2024-01-15 23:60:00", null],
+      ["2024-01-15 23:59:60", null],
+      ["0000-01-01 00:00:00", null],
+      ["2024-01-15T12:00:00", null],
+      ["2024-01-15 12:00:00.5", null]
+    ])
+  })
+
+  it("selfTestFailure names every input the engine got wrong", () => {
+    const right = FastPath.selfTestCases.map((c) => c.expected)
+    expect(FastPath.selfTestFailure(right)).toBeUndefined()
+    expect(FastPath.selfTestFailure(right.map((v) => (v === null ? null : String(v))))).toBeUndefined()
+    expect(FastPath.selfTestFailure(right.map((v) => (v === null ? null : BigInt(v))))).toBeUndefined()
+    const rolled = right.map((v, i) => (i === 7 ? 1677628800000 : v))
+    expect(FastPath.selfTestFailure(rolled)).toBe(
+      "the engine converts 1 of 21 inputs differently: \"2023-02-29 00:00:00\" gave 1677628800000, Timestamp.parse NULL"
+    )
+    expect(FastPath.selfTestFailure(right.map((v, i) => (i === 0 ? null : v)))).toBe(
+      "the engine converts 1 of 21 inputs differently: \"2024-01-15 12:00:00\" gave NULL, Timestamp.parse 1705320000000"
+    )
+    expect(FastPath.selfTestFailure(right.slice(1))).toBe("the self-test returned 20 rows for 21 inputs")
+  })
+})
+
+describeEachEngine("the fast path's self-test", (engine) => {
+  layer(engine.layer())((it) => {
+    it.effect("the real expression passes on this engine", () =>
+      Effect.gen(function*() {
+        expect(yield* selfTestFailureWith(engine.name, FastPath.epochMillisExpression)).toBeUndefined()
+        const logs = captureLogs()
+        expect(yield* confirmFastPath(engine.name, columns).pipe(Effect.provide(logs.layer))).toEqual(columns)
+        expect(logs.lines.filter((l) => l.level === "WARN")).toEqual([])
+      }))
+
+    it.effect("an expression without the calendar guard fails it, naming the impossible dates", () =>
+      Effect.gen(function*() {
+        const reason = yield* selfTestFailureWith(engine.name, unguarded)
+        if (engine.name === "sqlite") {
+          expect(reason).toBe(
+            "the engine converts 9 of 21 inputs differently: " +
+              "\"2023-02-29 00:00:00\" gave 1677628800000, Timestamp.parse NULL; " +
+              "\"2024-02-30 10:00:00\" gave 1709287200000, Timestamp.parse NULL; " +
+              "\"1900-02-29 00:00:00\" gave -2203891200000, Timestamp.parse NULL; " +
+              "\"2100-02-29 12:00:00\" gave 4107585600000, Timestamp.parse NULL; " +
+              "\"2024-04-31 00:00:00\" gave 1714521600000, Timestamp.parse NULL; " +
+              "\"2024-01-15 24:00:00\" gave 1705363200000, Timestamp.parse NULL; " +
+              "\"0000-01-01 00:00:00\" gave -62167219200000, Timestamp.parse NULL; " +
+              "\"2024-01-15T12:00:00\" gave 1705320000000, Timestamp.parse NULL; " +
+              "\"2024-01-15 12:00:00.5\" gave 1705320000000, Timestamp.parse NULL"
+          )
+        } else {
+          // PostgreSQL raises on the first impossible date: a failing statement fails the self-test too.
+          expect(reason).toMatch(/^the self-test statement failed: .*date\/time field value out of range: "2023-02-29 00:00:00"/)
+        }
+      }))
+
+    it.effect("an expression 1 ms low fails it on every real instant", () =>
+      Effect.gen(function*() {
+        expect(yield* selfTestFailureWith(engine.name, oneMsLow)).toBe(
+          "the engine converts 7 of 21 inputs differently: " +
+            "\"2024-01-15 12:00:00\" gave 1705319999999, Timestamp.parse 1705320000000; " +
+            "\"1970-01-01 00:00:00\" gave -1, Timestamp.parse 0; " +
+            "\"1969-12-31 23:59:59\" gave -1001, Timestamp.parse -1000; " +
+            "\"2000-02-29 00:00:00\" gave 951782399999, Timestamp.parse 951782400000; " +
+            "\"2024-02-29 23:59:59\" gave 1709251198999, Timestamp.parse 1709251199000; " +
+            "\"0001-01-01 00:00:00\" gave -62135596800001, Timestamp.parse -62135596800000; " +
+            "\"9999-12-31 23:59:59\" gave 253402300798999, Timestamp.parse 253402300799000"
+        )
+      }))
+
+    it.effect("a failed self-test turns the fast path off, with a warning that gives the reason", () =>
+      Effect.gen(function*() {
+        const logs = captureLogs()
+        const decided = yield* confirmFastPathWith(oneMsLow)(engine.name, columns).pipe(Effect.provide(logs.layer))
+        expect(decided).toBeUndefined()
+        const warnings = logs.lines.filter((l) => l.level === "WARN")
+        expect(warnings.map((l) => l.message)).toEqual([
+          "SQL fast path off: the engine failed its self-test; every row converts in JavaScript"
+        ])
+        expect(String(warnings[0]!.reason)).toMatch(/^the engine converts 7 of 21 inputs differently: "2024-01-15 12:00:00" gave 1705319999999/)
+      }))
+
+    it.effect("a job without a fast path runs no self-test", () =>
+      Effect.gen(function*() {
+        const never: Expression = () => {
+          throw new Error("the self-test ran for a job without a fast path")
+        }
+        expect(yield* confirmFastPathWith(never)(engine.name, undefined)).toBeUndefined()
+      }))
   })
 })
