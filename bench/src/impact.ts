@@ -1,0 +1,254 @@
+/**
+ * "Without downtime", measured where the application feels it. An application process
+ * (`impactApp.ts`: its own connection, one INSERT and one point SELECT every `BENCH_APP_PERIOD_MS`,
+ * default 2 ms) runs against a `BENCH_ROWS`-row `chat_messages` table (default 1,000,000, its
+ * `created_at` NOT in key order, as in most real tables) while the `strata` command runs beside it,
+ * phase after phase: idle, `migrate` (an epoch shadow with its index), `backfill`, `verify`.
+ *
+ * For each phase: the app's response time from when each operation was due (so a stall also
+ * counts against the operations it delayed) as p50, p99 and max, its achieved rate, and the phase's
+ * duration; the ratio column compares each figure with the idle phase of the same run. The backfill's
+ * duration is also compared with the same backfill on an identical table with no app running.
+ *
+ * Goals (issue "Zero downtime"): during the backfill the app's max stall ≤ 2× the batch target
+ * (100 ms at the default 50 ms) and its p99 ≤ the target; the backfill under load within 1.5× its
+ * time alone. Runs on SQLite, and on PostgreSQL when `STRATA_BENCH_PG_URL` (or `STRATA_TEST_PG_URL`)
+ * is set (each run in a schema of its own, dropped at the end).
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Plans } from "@strata/core"
+import { Database } from "@strata/sql"
+import { Effect, Logger, LogLevel } from "effect"
+import * as Child from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
+import { median, repetitions } from "./harness.js"
+
+const ROWS = Number(process.env["BENCH_ROWS"] ?? "1000000")
+const PERIOD_MS = Number(process.env["BENCH_APP_PERIOD_MS"] ?? "2")
+const IDLE_MS = 3000
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const appScript = Path.join(here, "impactApp.js")
+const strataBin = Path.join(here, "..", "..", "packages", "cli", "dist", "bin.js")
+
+type Dialect = "sqlite" | "pg"
+type Phase = "idle" | "migrate" | "backfill" | "verify"
+const phases: ReadonlyArray<Phase> = ["idle", "migrate", "backfill", "verify"]
+
+const plan = {
+  name: "impact",
+  migrations: [{
+    id: 1,
+    name: "message times in epoch ms",
+    steps: [{ _tag: "EpochShadow", table: "chat_messages", column: "created_at", index: true }]
+  }]
+}
+
+const runEffect = <A, E>(url: string, effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> =>
+  Effect.runPromise(
+    effect.pipe(Effect.provide(Database.layer({ url })), Logger.withMinimumLogLevel(LogLevel.None), Effect.orDie)
+  )
+
+/** The legacy table with `ROWS` messages whose times are a permutation of the keys' order. */
+const createData = (dialect: Dialect) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    for (const statement of Plans.agentosLegacyStatements(dialect)) yield* sql.unsafe(statement)
+    // 7919 is prime and shares no factor with 2 or 5, so (i * 7919) % ROWS permutes 0..ROWS-1 for ROWS = 10^k.
+    if (dialect === "sqlite") {
+      yield* sql.unsafe(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${ROWS})
+         INSERT INTO chat_messages (message_id, session_id, role, content, created_at)
+         SELECT printf('m%08d', i), 's' || (i % 1000), 'user', 'hello',
+                strftime('%Y-%m-%d %H:%M:%S', 1600000000 + ((i * 7919) % ${ROWS}) * 37, 'unixepoch') FROM n`
+      )
+    } else {
+      yield* sql.unsafe(
+        `INSERT INTO chat_messages (message_id, session_id, role, content, created_at)
+         SELECT 'm' || lpad(i::text, 8, '0'), 's' || (i % 1000), 'user', 'hello',
+                to_char(to_timestamp(1600000000 + ((i::bigint * 7919) % ${ROWS}) * 37) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+         FROM generate_series(1, ${ROWS}) AS i`
+      )
+      yield* sql.unsafe(`ANALYZE chat_messages`)
+    }
+  })
+
+/**
+ * Runs the built `strata` command to its end and returns its wall time. `verify` may exit 1: the app
+ * keeps inserting rows the way an old app version does (source only), and verify rightly reports
+ * those as missing their target; the phase is measured either way.
+ */
+const runStrata = (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> = [0]): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const started = performance.now()
+    const child = Child.spawn(process.execPath, [strataBin, ...args], { stdio: ["ignore", "ignore", "pipe"] })
+    let stderr = ""
+    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
+    child.on("error", reject)
+    child.on("exit", (code) =>
+      code !== null && accepted.includes(code)
+        ? resolve(performance.now() - started)
+        : reject(new Error(`strata ${args[0]} exited ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
+    )
+  })
+
+interface App {
+  readonly stop: () => Promise<ReadonlyArray<readonly [number, number, number]>>
+}
+
+const startApp = (dialect: Dialect, target: string, directory: string): Promise<App> =>
+  new Promise((resolve, reject) => {
+    const samplesFile = Path.join(directory, `samples-${Date.now()}.json`)
+    const child = Child.spawn(process.execPath, [appScript, dialect, target, String(PERIOD_MS), samplesFile], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    let output = ""
+    let finished: (() => void) | undefined
+    child.stdout.on("data", (chunk) => {
+      output += String(chunk)
+      if (output.includes("ready\n")) {
+        output = output.replace("ready\n", "")
+        resolve({
+          stop: () =>
+            new Promise((done, failed) => {
+              finished = () => done(JSON.parse(Fs.readFileSync(samplesFile, "utf8")))
+              child.once("exit", (code) => (code === 0 ? finished?.() : failed(new Error(`app exited ${code}`))))
+              child.stdin.end()
+            })
+        })
+      }
+    })
+    child.on("error", reject)
+  })
+
+interface PhaseFigures {
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+  readonly rate: number
+  readonly durationMs: number
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!
+
+const figures = (samples: ReadonlyArray<readonly [number, number, number]>, from: number, to: number): PhaseFigures => {
+  // Response time from when the operation was due: a stall counts against every operation it delayed.
+  const inPhase = samples.filter(([due]) => due >= from && due < to)
+  const response = inPhase.map(([due, began, latency]) => began - due + latency).sort((a, b) => a - b)
+  return {
+    p50: percentile(response, 0.5),
+    p99: percentile(response, 0.99),
+    max: response[response.length - 1] ?? 0,
+    rate: inPhase.length / ((to - from) / 1000),
+    durationMs: to - from
+  }
+}
+
+interface Target {
+  readonly url: string
+  /** What the app connects to: the SQLite file, or the URL. */
+  readonly appTarget: string
+  readonly cleanup: () => Promise<void>
+}
+
+const sqliteTarget = (directory: string, name: string): Promise<Target> => {
+  const file = Path.join(directory, `${name}.db`)
+  return Promise.resolve({ url: file, appTarget: file, cleanup: () => Promise.resolve(void Fs.rmSync(file, { force: true })) })
+}
+
+const pgTarget = async (baseUrl: string, name: string): Promise<Target> => {
+  const schema = `strata_impact_${name}_${process.pid}`
+  await runEffect(baseUrl, Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`CREATE SCHEMA "${schema}"`)))
+  const parsed = new URL(baseUrl)
+  parsed.searchParams.set("options", `-c search_path=${schema}`)
+  const url = parsed.toString()
+  return {
+    url,
+    appTarget: url,
+    cleanup: () => runEffect(baseUrl, Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`))).then(() => undefined)
+  }
+}
+
+interface RunResult {
+  readonly phases: Readonly<Record<Phase, PhaseFigures>>
+  readonly backfillAloneMs: number
+}
+
+const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgUrl: string | undefined): Promise<RunResult> => {
+  const make = (name: string) => (dialect === "sqlite" ? sqliteTarget(directory, name) : pgTarget(pgUrl!, name))
+  const alone = await make("alone")
+  const loaded = await make("loaded")
+  try {
+    await runEffect(alone.url, createData(dialect))
+    await runEffect(loaded.url, createData(dialect))
+    const strata = (command: string, target: Target) =>
+      runStrata([command, "--db", target.url, "--plan", planFile], command === "verify" ? [0, 1] : [0])
+    // The same migrate and backfill with nobody else on the database: the backfill's own time.
+    await strata("migrate", alone)
+    const backfillAloneMs = await strata("backfill", alone)
+
+    const app = await startApp(dialect, loaded.appTarget, directory)
+    const windows: Array<readonly [Phase, number, number]> = []
+    const idleStart = Date.now() + 100
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 100))
+    windows.push(["idle", idleStart, Date.now()])
+    for (const phase of ["migrate", "backfill", "verify"] as const) {
+      const from = Date.now()
+      await strata(phase, loaded)
+      windows.push([phase, from, Date.now()])
+    }
+    const samples = await app.stop()
+    const byPhase = Object.fromEntries(windows.map(([phase, from, to]) => [phase, figures(samples, from, to)])) as Record<Phase, PhaseFigures>
+    return { phases: byPhase, backfillAloneMs }
+  } finally {
+    await alone.cleanup()
+    await loaded.cleanup()
+  }
+}
+
+const rowsFor = (dialect: Dialect, runs: ReadonlyArray<RunResult>): ReadonlyArray<BenchmarkRow> => {
+  const med = (pick: (run: RunResult) => number) => median(runs.map(pick))
+  const rows: Array<BenchmarkRow> = []
+  const idle = (metric: keyof PhaseFigures) => med((r) => r.phases.idle[metric])
+  for (const phase of phases) {
+    for (const metric of ["p50", "p99", "max"] as const) {
+      const value = med((r) => r.phases[phase][metric])
+      rows.push({ case: `${dialect}: app response ${metric}, ${phase}`, median: value, unit: "ms", ratio: value / idle(metric) })
+    }
+    const rate = med((r) => r.phases[phase].rate)
+    rows.push({ case: `${dialect}: app rate, ${phase}`, median: rate, unit: "ops/s", ratio: rate / idle("rate") })
+    if (phase !== "idle") rows.push({ case: `${dialect}: ${phase} duration`, median: med((r) => r.phases[phase].durationMs), unit: "ms" })
+  }
+  const alone = med((r) => r.backfillAloneMs)
+  rows.push({ case: `${dialect}: backfill alone (baseline)`, median: alone, unit: "ms", ratio: 1 })
+  rows.push({ case: `${dialect}: backfill beside the app`, median: med((r) => r.phases.backfill.durationMs), unit: "ms", ratio: med((r) => r.phases.backfill.durationMs / r.backfillAloneMs) })
+  return rows
+}
+
+/** @internal */
+export const benchmark: BenchmarkModule = {
+  name: "impact",
+  description:
+    `An app (INSERT + point SELECT every ${PERIOD_MS} ms, own process and connection) beside strata on a ${ROWS.toLocaleString("en-US")}-row table with out-of-order times: its response time per phase (ratio vs idle), and the backfill's time beside it vs alone.`,
+  run: async () => {
+    const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-impact-"))
+    const planFile = Path.join(directory, "impact-plan.json")
+    Fs.writeFileSync(planFile, JSON.stringify(plan))
+    const pgUrl = process.env["STRATA_BENCH_PG_URL"] ?? process.env["STRATA_TEST_PG_URL"]
+    const rows: Array<BenchmarkRow> = []
+    try {
+      for (const dialect of pgUrl === undefined ? (["sqlite"] as const) : (["sqlite", "pg"] as const)) {
+        const runs: Array<RunResult> = []
+        for (let i = 0; i < repetitions(); i++) runs.push(await oneRun(dialect, directory, planFile, pgUrl))
+        rows.push(...rowsFor(dialect, runs))
+      }
+    } finally {
+      Fs.rmSync(directory, { recursive: true, force: true })
+    }
+    return rows
+  }
+}
