@@ -126,6 +126,8 @@ const suffixValues = /^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$/
 const annotationsReason = (text: string, at: number, end: number): string | undefined => {
   let position = at
   let first = true
+  let calendars = 0
+  let criticalCalendar = false
   while (position < end) {
     if (text.charCodeAt(position) !== CHAR_BRACKET) return expected(text, "\"[\" or the end", position, end)
     const close = text.indexOf("]", position)
@@ -144,6 +146,12 @@ const annotationsReason = (text: string, at: number, end: number): string | unde
       }
       // The calendar only says how to display the date; the digits are ISO 8601's whatever it names.
       if (critical && key !== "u-ca") return `critical annotation ${annotation} is not understood`
+      if (key === "u-ca") {
+        calendars++
+        criticalCalendar ||= critical
+        // RFC 9557: two values of one key, one of them critical, are an inconsistency the reader must not pass over.
+        if (calendars > 1 && criticalCalendar) return `the calendar annotations conflict (${annotation} and another u-ca, one critical)`
+      }
     }
     first = false
     position = close + 1
