@@ -1,6 +1,7 @@
 /**
  * How a command ends: exit codes, and one clear line on stderr for each failure
- * (`strata: <what went wrong>`), with the full cause only at `--log-level debug` or lower.
+ * (`strata: <what went wrong>`; with `--json` one JSON object `{"error": tag, "message": …}`),
+ * with the full cause only at `--log-level debug` or lower.
  *
  * Exit codes: 0 ok; 1 the work failed (a migration, a check, an unreachable database);
  * 2 the command line cannot be acted on (parse errors — usage printed — and bad values such as an
@@ -9,6 +10,8 @@
  * @since 0.1.0
  */
 import { Cause, Console, Data, Effect, FiberRef, LogLevel, Option } from "effect"
+import * as Output from "./Output.js"
+import * as Text from "./Text.js"
 
 /**
  * Exit code: the command did what was asked.
@@ -50,11 +53,7 @@ export class ExitWith extends Data.TaggedError("ExitWith")<{ readonly code: numb
  *
  * @since 0.1.0
  */
-export class BadArgument extends Data.TaggedError("BadArgument")<{ readonly text: string }> {
-  override get message(): string {
-    return this.text
-  }
-}
+export class BadArgument extends Data.TaggedError("BadArgument")<{ readonly message: string }> {}
 
 // Failures caused by what the user typed: fix the command line and run again.
 const badInputTags: ReadonlySet<string> = new Set([
@@ -65,7 +64,9 @@ const badInputTags: ReadonlySet<string> = new Set([
   "InvalidLogLevel",
   "InvalidPlan",
   "InvalidTableName",
+  "JobNotRecorded",
   "MigrationNotInPlan",
+  "PlanRequired",
   "PlanUnreadable",
   "UnknownPlan",
   "UnknownJob"
@@ -108,11 +109,84 @@ export const isVerbose: Effect.Effect<boolean> = Effect.map(
 )
 
 /**
- * Prints the failure (one line, or the full cause when verbose) and returns the exit code.
+ * How failures are written: one line for people (`strata: …`), or with `--json` one JSON object
+ * (`{"error": tag, "message": …, …the error's fields}`); `verbose` adds the full cause.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Mode {
+  readonly json: boolean
+  readonly verbose: boolean
+}
+
+/**
+ * A failure as written: the tag scripts branch on, the one line people read, the error's own fields.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Failure {
+  readonly error: string
+  readonly message: string
+  readonly fields: Readonly<Record<string, unknown>>
+}
+
+// An error's data fields, for the JSON object: what a script may need (the job, the option, the file).
+// `cause` is a driver object (its text is in the message already), and functions are not data.
+const fieldsOf = (error: unknown): Record<string, unknown> => {
+  if (typeof error !== "object" || error === null) return {}
+  const fields: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(error)) {
+    if (name === "_tag" || name === "cause" || name === "message" || name === "stack" || name === "name") continue
+    if (typeof value === "function" || value instanceof Error) continue
+    fields[name] = value
+  }
+  return fields
+}
+
+/**
+ * What to say about a failure (a typed error, a defect, or an interruption).
+ *
+ * @since 0.2.0
+ */
+export const describeFailure = (cause: Cause.Cause<unknown>): Failure =>
+  Option.match(Cause.failureOption(cause), {
+    onSome: (error) => ({ error: tagOf(error) ?? "Error", message: oneLine(messageOf(error)), fields: fieldsOf(error) }),
+    onNone: () =>
+      Cause.isInterruptedOnly(cause)
+        ? { error: "Interrupted", message: "interrupted", fields: {} }
+        : {
+          error: "UnexpectedError",
+          message: `unexpected error: ${oneLine(messageOf(Option.getOrUndefined(Cause.dieOption(cause))))}`,
+          fields: {}
+        }
+  })
+
+/**
+ * Writes a failure to stderr in `mode`: `strata: <message>` (control characters escaped), or one JSON object.
+ *
+ * @since 0.2.0
+ */
+export const write = (failure: Failure, mode: Mode, cause?: Cause.Cause<unknown>): Effect.Effect<void> => {
+  const detail = mode.verbose && cause !== undefined ? Cause.pretty(cause, { renderErrorCause: true }) : undefined
+  if (mode.json) {
+    return Console.error(
+      Output.stringify({ error: failure.error, message: failure.message, ...failure.fields, ...(detail === undefined ? {} : { detail }) })
+    )
+  }
+  return Effect.zipRight(
+    Console.error(`strata: ${Text.printable(failure.message)}`),
+    detail === undefined ? Effect.void : Console.error(detail)
+  )
+}
+
+/**
+ * Prints the failure (one line or one JSON object, plus the full cause when verbose) and returns the exit code.
  *
  * @since 0.1.0
  */
-export const report = (cause: Cause.Cause<unknown>, verbose: boolean): Effect.Effect<number> =>
+export const report = (cause: Cause.Cause<unknown>, mode: Mode): Effect.Effect<number> =>
   Effect.gen(function*() {
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure) && failure.value instanceof ExitWith) return failure.value.code
@@ -120,15 +194,7 @@ export const report = (cause: Cause.Cause<unknown>, verbose: boolean): Effect.Ef
       onNone: () => (Cause.isInterruptedOnly(cause) ? interrupted : failed),
       onSome: codeFor
     })
-    const line = Option.match(failure, {
-      onNone: () =>
-        Cause.isInterruptedOnly(cause)
-          ? "interrupted"
-          : `unexpected error: ${oneLine(messageOf(Option.getOrUndefined(Cause.dieOption(cause))))}`,
-      onSome: (error) => oneLine(messageOf(error))
-    })
-    yield* Console.error(`strata: ${line}`)
-    if (verbose) yield* Console.error(Cause.pretty(cause, { renderErrorCause: true }))
+    yield* write(describeFailure(cause), mode, cause)
     return code
   })
 
@@ -138,8 +204,17 @@ export const report = (cause: Cause.Cause<unknown>, verbose: boolean): Effect.Ef
  *
  * @since 0.1.0
  */
-export const guard = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, ExitWith, R> =>
+export const guard = <A, E, R>(body: Effect.Effect<A, E, R>, json: boolean): Effect.Effect<A, ExitWith, R> =>
   Effect.catchAllCause(body, (cause) =>
     Cause.isInterruptedOnly(cause)
       ? Effect.failCause(cause as Cause.Cause<never>)
-      : Effect.flatMap(isVerbose, (verbose) => Effect.flatMap(report(cause, verbose), (code) => new ExitWith({ code }))))
+      : Effect.flatMap(isVerbose, (verbose) =>
+        Effect.flatMap(report(cause, { json, verbose }), (code) => new ExitWith({ code }))))
+
+/**
+ * What an interrupted command prints (`strata: interrupted; …`, or `{"error": "Interrupted", …}`).
+ *
+ * @since 0.2.0
+ */
+export const writeInterrupted = (message: string, json: boolean): Effect.Effect<void> =>
+  write({ error: "Interrupted", message, fields: {} }, { json, verbose: false })

@@ -6,7 +6,7 @@
  */
 import { ChatPlan } from "@strata/chat"
 import { Plan, Plans } from "@strata/core"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
@@ -44,11 +44,24 @@ export class UnknownPlan extends Schema.TaggedError<UnknownPlan>()("UnknownPlan"
 }
 
 /**
+ * The command needs a plan and none was given (`--plan` or `STRATA_PLAN`). strata never picks one
+ * silently: applying a built-in plan to an app's database by mistake would change it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class PlanRequired extends Schema.TaggedError<PlanRequired>()("PlanRequired", {}) {
+  override get message(): string {
+    return `no plan given: pass --plan NAME|FILE or set STRATA_PLAN (built in: ${Object.keys(builtIn).join(", ")}; or a .json file, a .js/.mjs module)`
+  }
+}
+
+/**
  * Everything `load` can fail with.
  *
  * @since 0.1.0
  */
-export type PlanError = PlanUnreadable | UnknownPlan | Plan.InvalidPlan
+export type PlanError = PlanUnreadable | UnknownPlan | Plan.InvalidPlan | PlanRequired
 
 const describeFsError = (error: unknown): string => {
   const code = (error as { readonly code?: unknown }).code
@@ -97,11 +110,14 @@ const importPlanModule = (source: string) =>
   })
 
 /**
- * Loads the plan `--plan` names.
+ * Loads the plan `--plan` (or `STRATA_PLAN`) names; `PlanRequired` when neither is given.
  *
  * @since 0.1.0
  */
-export const load = (source: string): Effect.Effect<Plan.Plan, PlanError> => {
+export const load = (given: Option.Option<string>): Effect.Effect<Plan.Plan, PlanError> =>
+  Option.match(given, { onNone: () => Effect.fail(new PlanRequired()), onSome: loadSource })
+
+const loadSource = (source: string): Effect.Effect<Plan.Plan, PlanError> => {
   const named = Object.prototype.hasOwnProperty.call(builtIn, source) ? builtIn[source] : undefined
   if (named !== undefined) return Effect.succeed(named)
   const extension = Path.extname(source).toLowerCase()

@@ -1,8 +1,7 @@
 /**
  * Shows a backfill's progress events: on a terminal, one live bar per job redrawn in place
  * (percent, rows, rows/s, ETA); otherwise (a pipe, a log file, CI) a line at most every few seconds
- * while a job runs, and one when it ends; with `--json`, every event as a JSON line
- * (or nothing, when the command's JSON result is one document).
+ * while a job runs, and one when it ends; with `--json`, every event as a JSON line.
  *
  * @since 0.1.0
  */
@@ -28,7 +27,7 @@ export type Update = Pick<
  *
  * @since 0.1.0
  */
-export type Mode = "bar" | "lines" | "json" | "silent"
+export type Mode = "bar" | "lines" | "json"
 
 /**
  * The mode for the current stdout: JSON lines with `--json`, a live bar on a terminal, lines otherwise.
@@ -126,10 +125,8 @@ export const make = (
 
     const show = (event: Update): Effect.Effect<void> => {
       switch (mode) {
-        case "silent":
-          return Effect.void
         case "json":
-          return Output.jsonLine({ type: "progress", ...event })
+          return Output.progress(event)
         case "lines":
           // A job that starts and ends between two lines needs only its end line.
           if (event.phase === "started") return Effect.void

@@ -1,5 +1,6 @@
 /**
- * The options every subcommand takes, written after it (`strata migrate --db ./x.db`).
+ * The options every subcommand takes, written after it (`strata migrate --db ./x.db`) or before it
+ * (`strata --db ./x.db migrate`, see `Cli.hoistGlobalOptions`).
  *
  * @since 0.1.0
  */
@@ -20,26 +21,48 @@ export const db = Options.text("db").pipe(
   Options.withDefault("./strata.db")
 )
 
+const planDescription =
+  "agentos or chat-store (built in), a .json file, or a .js/.mjs module exporting a plan (default export or `plan`)."
+
 /**
- * `--plan` with another default (the command that imports into the chat store defaults to `chat-store`).
+ * `--plan`, falling back to `STRATA_PLAN`: a built-in plan name, a `.json` file, or a `.js`/`.mjs`
+ * module exporting a plan. Never defaulted: a command that needs a plan and gets none says so
+ * (`PlanSource.PlanRequired`) instead of silently working on a built-in one.
  *
  * @since 0.1.0
+ */
+export const plan = Options.text("plan").pipe(
+  Options.withPseudoName("name|file"),
+  Options.withDescription(`The plan (required; falls back to STRATA_PLAN): ${planDescription}`),
+  Options.withFallbackConfig(Config.string("STRATA_PLAN")),
+  Options.optional
+)
+
+/**
+ * `--plan` where a plan only narrows what is shown (`rejects`): optional, falling back to `STRATA_PLAN`.
+ *
+ * @since 0.2.0
+ */
+export const planFilter = Options.text("plan").pipe(
+  Options.withPseudoName("name|file"),
+  Options.withDescription(`Only this plan's jobs (falls back to STRATA_PLAN; default: every job): ${planDescription}`),
+  Options.withFallbackConfig(Config.string("STRATA_PLAN")),
+  Options.optional
+)
+
+/**
+ * `--plan` for a command that works on one plan of its own (`import-legacy`: the chat store's):
+ * `name` unless given; `STRATA_PLAN`, which names the app's plan, is not read.
+ *
+ * @since 0.2.0
  */
 export const planWithDefault = (name: string) =>
   Options.text("plan").pipe(
     Options.withPseudoName("name|file"),
-    Options.withDescription(
-      `The plan: agentos or chat-store (built in), a .json file, or a .js/.mjs module exporting a plan (default export or \`plan\`). Default ${name}.`
-    ),
-    Options.withDefault(name)
+    Options.withDescription(`The plan: ${planDescription} Default ${name}.`),
+    Options.withDefault(name),
+    Options.map(Option.some)
   )
-
-/**
- * `--plan`: a built-in plan name, a `.json` file, or a `.js`/`.mjs` module exporting a plan.
- *
- * @since 0.1.0
- */
-export const plan = planWithDefault("agentos")
 
 /**
  * `--json`: machine-readable output on stdout; logs stay on stderr.
@@ -79,6 +102,6 @@ export const shared = { db, plan, json } as const
  */
 export interface Shared {
   readonly db: string
-  readonly plan: string
+  readonly plan: Option.Option<string>
   readonly json: boolean
 }

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, FiberRef } from "effect"
 import { stripVTControlCharacters } from "node:util"
 
 /**
@@ -43,3 +43,29 @@ export const plainWhenPiped = (base: Console.Console): Console.Console => {
  * @since 0.1.0
  */
 export const writeStdout = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(text))
+
+/**
+ * Whether the text written now is strata's own (a command's output or failure) rather than
+ * @effect/cli's parse error, which `--json` replaces with one JSON object.
+ *
+ * @since 0.2.0
+ */
+export const ownOutput: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(false)
+
+/**
+ * Runs `effect` as strata's own output (see `ownOutput`).
+ *
+ * @since 0.2.0
+ */
+export const asOwnOutput = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, ownOutput, true)
+
+/**
+ * `base` with @effect/cli's own stderr text dropped: with `--json`, stderr carries only JSON.
+ *
+ * @since 0.2.0
+ */
+export const withoutParserText = (base: Console.Console): Console.Console => ({
+  ...base,
+  error: (...args) => Effect.flatMap(FiberRef.get(ownOutput), (own) => (own ? base.error(...args) : Effect.void))
+})

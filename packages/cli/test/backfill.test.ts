@@ -77,12 +77,14 @@ describe.concurrent("strata backfill", () => {
           interruptWhen: (stdout) => stdout.includes("\"phase\":\"batch\"")
         })
         expect(stopped.code, show(stopped)).toBe(130)
-        expect(stopped.stderr).toContain(
-          "strata: interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
-        )
+        // With --json the interruption is one JSON object on stderr.
+        expect(JSON.parse(stopped.stderr.trim().split("\n").at(-1)!)).toEqual({
+          error: "Interrupted",
+          message: "interrupted; every finished batch is saved. Run the same command again to resume where it stopped."
+        })
         const events = jsonLines(stopped)
         expect(events.every((e) => e.type === "progress")).toBe(true)
-        expect(events.some((e) => e.type === "summary")).toBe(false)
+        expect(events.some((e) => e.type === "result")).toBe(false)
         const saved = await jobRows(interrupted.url)
         expect(saved.length).toBeGreaterThan(0)
         expect(saved.some((j) => j["state"] !== "done")).toBe(true)
@@ -90,8 +92,8 @@ describe.concurrent("strata backfill", () => {
 
         const resumed = await strata(["backfill", "--db", interrupted.url, "--json"])
         expect(resumed.code, show(resumed)).toBe(0)
-        const summary = jsonLines(resumed).at(-1)
-        expect(summary.type).toBe("summary")
+        const summary = json(resumed, "backfill")
+        expect(jsonLines(resumed).slice(0, -1).every((e) => e.type === "progress")).toBe(true)
         expect(summary.jobs).toHaveLength(16)
 
         const expected = expectedTargets(oneShot.tables)

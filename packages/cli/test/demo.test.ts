@@ -90,9 +90,9 @@ describe.concurrent("strata demo", () => {
         expect(report.lazy).toEqual({
           messageId: lateMessage.message_id,
           createdAt: lateMessage.created_at,
-          before: null,
-          read: lateMs,
-          after: lateMs
+          storedBeforeMs: null,
+          readMs: lateMs,
+          storedAfterMs: lateMs
         })
         expect(report.verify.passed).toBe(true)
         expect(report.importLegacy).toMatchObject({

@@ -195,7 +195,7 @@ describe.concurrent("strata: usage errors print the usage (exit 2)", () => {
   it("an unknown subcommand", async () => {
     const result = await strata(["migrat"])
     expect(result.code, show(result)).toBe(2)
-    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, backfill, verify, import-legacy, demo)")
+    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, backfill, verify, rejects, import-legacy, demo)")
   })
 
   it("an unknown log level", async () => {

@@ -60,7 +60,7 @@ const checkNumbers = (args: {
     ...Option.toArray(Option.filter(args.maxBatchMs, (n) => n < 1)).map((n) => `--max-batch-ms must be at least 1, got ${n}`),
     ...Option.toArray(Option.filter(args.pauseMs, (n) => n < 0)).map((n) => `--pause-ms must not be negative, got ${n}`)
   ]
-  return problems.length === 0 ? Effect.void : Effect.fail(new Outcome.BadArgument({ text: problems.join("; ") }))
+  return problems.length === 0 ? Effect.void : Effect.fail(new Outcome.BadArgument({ message: problems.join("; ") }))
 }
 
 /**
@@ -85,12 +85,13 @@ export const runWithProgress = (
   jobs: ReadonlyArray<Backfill.Job>,
   options: Omit<BackfillRunner.Options, "jobs">,
   mode: ProgressView.Mode,
-  indent = ""
+  indent = "",
+  seen?: Ref.Ref<ReadonlyMap<string, BackfillRunner.ProgressEvent>>
 ) =>
   Effect.gen(function*() {
     const width = Math.max(0, ...jobs.map((job) => job.name.length))
     const view = yield* ProgressView.make(mode, width, { indent })
-    const last = yield* Ref.make(new Map<string, BackfillRunner.ProgressEvent>())
+    const last = seen ?? (yield* Ref.make<ReadonlyMap<string, BackfillRunner.ProgressEvent>>(new Map()))
     const runner = yield* BackfillRunner.BackfillRunner
     const started = yield* Clock.currentTimeMillis
     yield* runner.stream(plan, { ...options, jobs: jobs.map((job) => job.name) }).pipe(
@@ -125,7 +126,7 @@ export const summaryLines = (summary: RunSummary): ReadonlyArray<string> => {
     `${count(sum((e) => e.processed))} rows walked, ${count(sum((e) => e.updated))} ${summary.dryRun ? "would be updated" : "updated"}, ` +
     `${count(rejected)} rejected.`,
     ...(rejected > 0 && !summary.dryRun
-      ? [`Rejected rows could not be converted: they are recorded in strata_rejects and left as they were ('strata verify' lists them).`]
+      ? [`Rejected rows could not be converted: they are recorded in strata_rejects and left as they were ('strata rejects' lists them).`]
       : [])
   ]
 }
@@ -150,20 +151,48 @@ export const summaryJson = (summary: RunSummary) => ({
 })
 
 /**
+ * What Ctrl-C prints. After `--restart`, the runner had started over only the jobs it reached
+ * (each is reset when it starts); the others keep their earlier checkpoints, which a plain re-run
+ * would not restart, so the hint names them.
+ */
+const interruptedHint = (
+  restart: boolean,
+  selected: Ref.Ref<ReadonlyArray<string>>,
+  seen: Ref.Ref<ReadonlyMap<string, BackfillRunner.ProgressEvent>>
+): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    const hint = Session.resumableInterrupted(restart)
+    if (!restart) return hint
+    const reached = yield* Ref.get(seen)
+    const untouched = (yield* Ref.get(selected)).filter((job) => !reached.has(job))
+    return untouched.length === 0
+      ? hint
+      : `${hint} Not restarted yet, these keep their earlier checkpoints: ${untouched.join(", ")} ` +
+        `(to start them over: --restart ${untouched.map((job) => `--job ${job}`).join(" ")}).`
+  })
+
+/**
  * The `backfill` subcommand.
  *
  * @since 0.1.0
  */
 export const command = Command.make("backfill", { ...SharedOptions.shared, ...options }, (args) =>
-  Session.run(
+  Effect.gen(function*() {
+    const selected = yield* Ref.make<ReadonlyArray<string>>([])
+    const seen = yield* Ref.make<ReadonlyMap<string, BackfillRunner.ProgressEvent>>(new Map())
+    return yield* Session.run(
     args,
     Effect.zipRight(checkNumbers(args), Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
       Effect.gen(function*() {
         const jobs = yield* selectJobs(plan, args.job)
+        yield* Ref.set(selected, jobs.map((job) => job.name))
         if (jobs.length === 0) {
-          return yield* args.json
-            ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, dryRun: args.dryRun, elapsedMs: 0, jobs: [] })
-            : Output.line(`Plan ${plan.name} has no backfill jobs.`)
+          return yield* Output.either(
+            args.json,
+            "backfill",
+            () => ({ database: target.display, plan: plan.name, dryRun: args.dryRun, elapsedMs: 0, jobs: [] }),
+            () => [`Plan ${plan.name} has no backfill jobs.`]
+          )
         }
         if (!args.dryRun) yield* backupFirst(target, args.backup)
         if (!args.json) {
@@ -179,10 +208,14 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
           pauseMs: Option.getOrUndefined(args.pauseMs),
           dryRun: args.dryRun,
           restart: args.restart
-        }, ProgressView.modeFor(args.json))
-        yield* args.json
-          ? Output.jsonLine({ type: "summary", database: target.display, plan: plan.name, ...summaryJson(summary) })
-          : Output.lines(["", ...summaryLines(summary)])
+        }, ProgressView.modeFor(args.json), "", seen)
+        yield* Output.either(
+          args.json,
+          "backfill",
+          () => ({ database: target.display, plan: plan.name, ...summaryJson(summary) }),
+          () => ["", ...summaryLines(summary)]
+        )
       }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))),
-    Session.resumableInterrupted
-  )).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))
+    interruptedHint(args.restart, selected, seen)
+  )
+  })).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))

@@ -102,9 +102,9 @@ const lazyRead = Effect.gen(function*() {
   return {
     messageId: lateMessage.message_id,
     createdAt: lateMessage.created_at,
-    before: before?.created_at_ms ?? null,
-    read: read?.created_at_ms ?? null,
-    after: after?.created_at_ms ?? null
+    storedBeforeMs: before?.created_at_ms ?? null,
+    readMs: read?.created_at_ms ?? null,
+    storedAfterMs: after?.created_at_ms ?? null
   }
 }).pipe(Effect.provide(LazyMigration.layer(Plans.agentos)))
 
@@ -121,6 +121,12 @@ export const command = Command.make(
   "demo",
   {
     ...SharedOptions.shared,
+    // The demo always runs its own plan; STRATA_PLAN (the app's plan) is not read.
+    plan: Options.text("plan").pipe(
+      Options.withPseudoName("agentos"),
+      Options.withDescription("The demo runs the built-in agentos plan only; no other plan is accepted."),
+      Options.optional
+    ),
     rows: Options.integer("rows").pipe(
       Options.withDescription(`Rows of chat_messages to generate (the other tables are sized from it), 1 to ${Table.count(maxRows)}.`),
       Options.withDefault(10_000)
@@ -135,13 +141,13 @@ export const command = Command.make(
       args,
       Effect.gen(function*() {
         if (args.rows < 1 || args.rows > maxRows) {
-          return yield* new Outcome.BadArgument({ text: `--rows must be between 1 and ${Table.count(maxRows)}, got ${args.rows}` })
+          return yield* new Outcome.BadArgument({ message: `--rows must be between 1 and ${Table.count(maxRows)}, got ${args.rows}` })
         }
-        if (args.plan !== "agentos") {
-          return yield* new Outcome.BadArgument({ text: "strata demo runs the built-in agentos plan; leave out --plan" })
+        if (Option.isSome(args.plan) && args.plan.value !== "agentos") {
+          return yield* new Outcome.BadArgument({ message: "strata demo runs the built-in agentos plan; leave out --plan" })
         }
         const say = (lines: ReadonlyArray<string>) => (args.json ? Effect.void : Output.lines(lines))
-        return yield* Session.withDatabase(args, { mustExist: false }, ({ plan, target }) =>
+        return yield* Session.withDatabase({ ...args, plan: Option.some("agentos") }, { mustExist: false }, ({ plan, target }) =>
           Effect.gen(function*() {
             yield* say([`strata demo on ${target.display} (${target.dialect})`, ""])
 
@@ -183,15 +189,15 @@ export const command = Command.make(
             ])
 
             yield* say(["3. Backfill: every job in short batches, each batch one transaction with its checkpoint"])
-            const backfill = yield* BackfillCommand.runWithProgress(plan, Backfill.jobs(plan), {}, args.json ? "silent" : ProgressView.modeFor(false), "   ")
+            const backfill = yield* BackfillCommand.runWithProgress(plan, Backfill.jobs(plan), {}, ProgressView.modeFor(args.json), "   ")
             yield* say([...indent(BackfillCommand.summaryLines(backfill)), ""])
 
             const lazy = yield* lazyRead
             yield* say([
               "4. Lazy migration: an old app version writes a message after the backfill, without created_at_ms",
-              `   stored before the read:   ${lazy.messageId}  created_at ${JSON.stringify(lazy.createdAt)}  created_at_ms ${showMs(lazy.before)}`,
-              `   the read returns:         created_at_ms ${showMs(lazy.read)}`,
-              `   stored after write-back:  created_at_ms ${showMs(lazy.after)}`,
+              `   stored before the read:   ${lazy.messageId}  created_at ${JSON.stringify(lazy.createdAt)}  created_at_ms ${showMs(lazy.storedBeforeMs)}`,
+              `   the read returns:         created_at_ms ${showMs(lazy.readMs)}`,
+              `   stored after write-back:  created_at_ms ${showMs(lazy.storedAfterMs)}`,
               ""
             ])
 
@@ -204,7 +210,7 @@ export const command = Command.make(
               ChatPlan.plan,
               target.display,
               { from: undefined, batchSize: undefined, restart: false },
-              args.json ? "silent" : ProgressView.modeFor(false),
+              ProgressView.modeFor(args.json),
               (lines) => say(indent(lines)),
               "   "
             )
@@ -214,7 +220,7 @@ export const command = Command.make(
             yield* say(["7. Status: what 'strata status' shows", ...indent(Status.statusLines(migrations, progress, target.display)), ""])
 
             if (args.json) {
-              yield* Output.json({
+              yield* Output.result("demo", {
                 database: target.display,
                 dialect: target.dialect,
                 reset: Option.isSome(marker),
@@ -230,9 +236,10 @@ export const command = Command.make(
             } else {
               yield* say([
                 "Done. Try next:",
-                `  ${invocation} status --db ${args.db}`,
-                `  ${invocation} verify --db ${args.db}`,
-                `  ${invocation} migrate --dry-run --db ${args.db}`
+                `  ${invocation} status --plan agentos --db ${args.db}`,
+                `  ${invocation} verify --plan agentos --db ${args.db}`,
+                `  ${invocation} rejects --plan agentos --db ${args.db}`,
+                `  ${invocation} migrate --dry-run --plan agentos --db ${args.db}`
               ])
             }
             if (!report.passed) return yield* new Verifier.VerificationFailed({ report })

@@ -263,22 +263,26 @@ export const command = Command.make(
       Effect.gen(function*() {
         const batchSize = Option.getOrUndefined(args.batchSize)
         if (batchSize !== undefined && batchSize < 1) {
-          return yield* new Outcome.BadArgument({ text: `--batch-size must be at least 1, got ${batchSize}` })
+          return yield* new Outcome.BadArgument({ message: `--batch-size must be at least 1, got ${batchSize}` })
         }
         const from = Option.getOrUndefined(args.from)
         if (from !== undefined) {
           const source = yield* Target.resolve(from, { mustExist: false })
-          if (!source.exists) return yield* new Outcome.BadArgument({ text: `--from ${source.display}: no such database file` })
+          if (!source.exists) return yield* new Outcome.BadArgument({ message: `--from ${source.display}: no such database file` })
         }
         return yield* Session.withDatabase(args, { mustExist: from === undefined }, ({ plan, target }) =>
           Effect.gen(function*() {
             const say = (lines: ReadonlyArray<string>) => (args.json ? Effect.void : Output.lines(lines))
-            // With --json the result is one document, so progress is not printed.
-            const mode = args.json ? "silent" : ProgressView.modeFor(false)
-            const summary = yield* importWithProgress(plan, target.display, { from, batchSize, restart: args.restart }, mode, say)
-            yield* args.json ? Output.json(summaryJson(summary, target.display)) : Output.lines(["", ...summaryLines(summary)])
+            const summary = yield* importWithProgress(
+              plan,
+              target.display,
+              { from, batchSize, restart: args.restart },
+              ProgressView.modeFor(args.json),
+              say
+            )
+            yield* Output.either(args.json, "import-legacy", () => summaryJson(summary, target.display), () => ["", ...summaryLines(summary)])
           }))
       }),
-      Session.resumableInterrupted
+      Session.resumableInterrupted(args.restart)
     )
 ).pipe(Command.withDescription("Import sessions from the old two-table store into the chat store, in resumable batches."))

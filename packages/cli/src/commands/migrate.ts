@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { Timestamp } from "@strata/core"
 import { Database, Migrator } from "@strata/sql"
 import { Effect, Option } from "effect"
 import * as Fs from "node:fs"
@@ -40,7 +39,7 @@ export const backupFirst = (target: { readonly display: string; readonly exists:
     onSome: (file) =>
       target.exists
         ? Effect.zipRight(Database.backup(file), Effect.logInfo("backup written").pipe(Effect.annotateLogs({ backup: file })))
-        : new Outcome.BadArgument({ text: `nothing to back up: ${target.display} does not exist yet` })
+        : new Outcome.BadArgument({ message: `nothing to back up: ${target.display} does not exist yet` })
   })
 
 const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyArray<string> => {
@@ -106,7 +105,7 @@ const runJson = (result: Migrator.RunResult, database: string) => ({
     id: m.id,
     name: m.name,
     checksum: m.checksum,
-    appliedAt: Timestamp.toIso(m.appliedAtMs as Timestamp.EpochMillis),
+    appliedAtMs: m.appliedAtMs,
     durationMs: m.durationMs,
     statements: m.statements.filter((s) => !s.skipped).length
   })),
@@ -143,10 +142,10 @@ export const command = Command.make(
       options,
       Effect.gen(function*() {
         if (Option.isSome(options.baseline) && (options.dryRun || Option.isSome(options.to))) {
-          return yield* new Outcome.BadArgument({ text: "--baseline cannot be combined with --to or --dry-run" })
+          return yield* new Outcome.BadArgument({ message: "--baseline cannot be combined with --to or --dry-run" })
         }
         if (options.dryRun && Option.isSome(options.backup)) {
-          return yield* new Outcome.BadArgument({ text: "--backup has no effect with --dry-run (nothing is changed)" })
+          return yield* new Outcome.BadArgument({ message: "--backup has no effect with --dry-run (nothing is changed)" })
         }
         const to = Option.getOrUndefined(options.to)
         // A dry run changes nothing, not even by creating the SQLite file: a missing file is planned as an empty database.
@@ -157,14 +156,12 @@ export const command = Command.make(
             const database = options.dryRun && target.url !== options.db ? `${options.db} (does not exist yet)` : target.display
             if (options.dryRun) {
               const result = yield* Migrator.dryRun({ to })
-              return yield* options.json ? Output.json(dryRunJson(result, database)) : Output.lines(dryRunLines(result, database))
+              return yield* Output.either(options.json, "migrate", () => dryRunJson(result, database), () => dryRunLines(result, database))
             }
             yield* backupFirst(target, options.backup)
             if (Option.isSome(options.baseline)) {
               const result = yield* Migrator.baseline(options.baseline.value)
-              return yield* options.json
-                ? Output.json({ database, ...result })
-                : Output.lines([
+              return yield* Output.either(options.json, "migrate", () => ({ database, baseline: true, ...result }), () => [
                   `Plan ${result.plan} on ${database}`,
                   result.baselined.length === 0
                     ? "Nothing to baseline; those migrations are already recorded."
@@ -173,7 +170,7 @@ export const command = Command.make(
                 ])
             }
             const result = yield* Migrator.run({ to })
-            return yield* options.json ? Output.json(runJson(result, database)) : Output.lines(migrationLines(result, database))
+            return yield* Output.either(options.json, "migrate", () => runJson(result, database), () => migrationLines(result, database))
           }).pipe(Effect.provide(Migrator.layer(plan)))).pipe(
             // A failed first migrate leaves no empty database file behind (it is closed by now).
             Effect.tapErrorCause(() => (before.exists ? Effect.void : removeNewSqliteFile(before)))

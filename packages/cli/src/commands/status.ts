@@ -78,13 +78,14 @@ export const statusLines = (
       : ` Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending ` +
         `(${CoreProgress.formatPercent(progress.percent)}, ${progress.label}).`),
     ...(rejected > 0
-      ? ["Rejected rows could not be converted; they stay pending until their source is fixed ('strata verify' lists them)."]
+      ? ["Rejected rows could not be converted; they stay pending until their source is fixed ('strata rejects' lists them)."]
       : [])
   ]
 }
 
 /**
- * The report for machines: `migrations`, `unknownMigrations` and `columns`, plus totals.
+ * The report for machines: `migrations`, `unknown` (recorded, not in the plan) and `columns`, plus
+ * totals; the field names are `Migrator.StatusReport`'s and `Progress.ProgressReport`'s.
  *
  * @since 0.1.0
  */
@@ -92,7 +93,7 @@ export const statusJson = (migrations: Migrator.StatusReport, progress: Progress
   database,
   plan: migrations.plan,
   migrations: migrations.migrations,
-  unknownMigrations: migrations.unknown,
+  unknown: migrations.unknown,
   columns: progress.columns,
   migrated: progress.migrated,
   pending: progress.pending,
@@ -125,8 +126,11 @@ export const command = Command.make("status", SharedOptions.shared, (args) =>
     Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
       Effect.gen(function*() {
         const [migrations, progress] = yield* readStatus(plan)
-        yield* args.json
-          ? Output.json(statusJson(migrations, progress, target.display))
-          : Output.lines(statusLines(migrations, progress, target.display))
+        yield* Output.either(
+          args.json,
+          "status",
+          () => statusJson(migrations, progress, target.display),
+          () => statusLines(migrations, progress, target.display)
+        )
       }))
   )).pipe(Command.withDescription("Show migrations applied/pending/drifted and each backfilled column's progress."))

@@ -100,11 +100,15 @@ export const reportLines = (report: Verifier.VerificationReport, database: strin
 }
 
 /**
- * The report for machines (`--json`).
+ * The report for machines (`--json`); the accepted range's bounds are epoch ms, named so.
  *
  * @since 0.1.0
  */
-export const reportJson = (report: Verifier.VerificationReport, database: string) => ({ database, ...report })
+export const reportJson = (report: Verifier.VerificationReport, database: string) => ({
+  database,
+  ...report,
+  range: { minMs: report.range.min, maxMs: report.range.max }
+})
 
 /**
  * The `verify` subcommand.
@@ -124,7 +128,7 @@ export const command = Command.make(
         Effect.gen(function*() {
           const verifier = yield* Verifier.Verifier
           const report = yield* verifier.report(plan, args.job.length > 0 ? { jobs: args.job } : {})
-          yield* args.json ? Output.json(reportJson(report, target.display)) : Output.lines(reportLines(report, target.display))
+          yield* Output.either(args.json, "verify", () => reportJson(report, target.display), () => reportLines(report, target.display))
           if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
         }).pipe(Effect.provide(Verifier.Verifier.Default)))
     )

@@ -27,13 +27,16 @@ export interface RunOptions {
   readonly timeoutMs?: number
 }
 
-// The parent's environment minus what would change how strata behaves under test.
+// The parent's environment minus what would change how strata behaves under test. The suites
+// work on the built-in agentos plan, named through STRATA_PLAN (a test of the "no plan" refusal
+// removes it with `env: { STRATA_PLAN: undefined }`).
 const baseEnv = (): Record<string, string> => {
   const env: Record<string, string> = {}
   for (const [name, value] of Object.entries(process.env)) {
-    if (value !== undefined && name !== "STRATA_DATABASE_URL" && name !== "FORCE_COLOR") env[name] = value
+    if (value !== undefined && name !== "STRATA_DATABASE_URL" && name !== "STRATA_PLAN" && name !== "FORCE_COLOR") env[name] = value
   }
   env["NO_COLOR"] = "1"
+  env["STRATA_PLAN"] = "agentos"
   return env
 }
 
@@ -77,18 +80,30 @@ export const strata = (args: ReadonlyArray<string>, options: RunOptions = {}): P
     })
   })
 
-/** Parses stdout as one JSON document. */
-export const json = <A = any>(result: Result): A => {
-  try {
-    return JSON.parse(result.stdout) as A
-  } catch (error) {
-    throw new Error(`stdout is not JSON (${(error as Error).message}):\n${result.stdout}\nstderr:\n${result.stderr}`)
+/**
+ * The `--json` result: stdout must be JSON lines whose last (and only last) is `"type": "result"`.
+ * Returned without `type` and `command`, which `result` checks.
+ */
+export const json = <A = any>(result: Result, command?: string): A => {
+  const lines = jsonLines<Record<string, unknown>>(result)
+  const last = lines.at(-1)
+  if (last === undefined || last["type"] !== "result" || lines.slice(0, -1).some((line) => line["type"] === "result")) {
+    throw new Error(`stdout does not end in exactly one result line:\n${show(result)}`)
   }
+  if (command !== undefined && last["command"] !== command) throw new Error(`result of ${String(last["command"])}, expected ${command}`)
+  const { command: _command, type: _type, ...rest } = last
+  return rest as A
 }
 
-/** Parses stdout as JSON lines. */
+/** Parses stdout as JSON lines (every line must be one JSON object). */
 export const jsonLines = <A = any>(result: Result): ReadonlyArray<A> =>
-  result.stdout.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line) as A)
+  result.stdout.split("\n").filter((line) => line !== "").map((line) => {
+    try {
+      return JSON.parse(line) as A
+    } catch (error) {
+      throw new Error(`stdout line is not JSON (${(error as Error).message}): ${line}\n${show(result)}`)
+    }
+  })
 
 /** A result rendered for assertion messages. */
 export const show = (result: Result): string =>
