@@ -31,8 +31,8 @@
  *   extended or all basic format; its offset may be written either way.
  * - An annotation's zone gives no instant, the offset before it does (as `Temporal.Instant`
  *   reads it); the zone is checked for form only, non-critical tags are ignored, and a critical
- *   tag other than `u-ca` (`[!x-foo=bar]`) is rejected, as RFC 9557 asks of a reader that cannot
- *   honour it.
+ *   tag other than `u-ca` (`[!x-foo=bar]`), or two `u-ca` tags one of which is critical, are
+ *   rejected, as RFC 9557 asks of a reader that cannot honour them.
  *
  * Rejected, each with a reason that names what is wrong:
  * - a zone abbreviation other than UTC/GMT (`PST`, `CST`, `IST` name different offsets in different
@@ -54,7 +54,8 @@
  * must be the date's); `endOfDay` reads an exact `24:00[:00[.0…]]` as the next day's midnight.
  *
  * Never `Date.parse` (it reads naive text in local time and rolls invalid dates over) and never
- * throws: anything else is an `InvalidTimestamp` with the input and the reason.
+ * throws: anything else is an `InvalidTimestamp` with the input and the reason. The grammar with
+ * examples, and what "equal to the engines" means exactly: docs/time.md.
  *
  * @since 0.1.0
  */

@@ -7,7 +7,7 @@
  * @internal
  */
 import { daysFromCivil, pad } from "./civil.js"
-import { civilInstant, MAX_INSTANT, MIN_INSTANT, parseEpochMillis, trimmedEnd, trimmedStart } from "./timestampParse.js"
+import { MAX_INSTANT, MIN_INSTANT, parseEpochMillis, trimmedEnd, trimmedStart } from "./timestampParse.js"
 
 /** The opt-in forms, as `Timestamp.Accept` decodes them (here without its brands). */
 export interface OptIn {
@@ -116,27 +116,19 @@ export const parseRfc2822 = (text: string, endOfDay: boolean): number | string =
   if (yearText!.length !== 4) {
     return `RFC 2822 year ${JSON.stringify(yearText)} must have 4 digits (2- and 3-digit years are obsolete and not read)`
   }
-  let offsetMinutes: number
-  if (zoneText!.charCodeAt(0) === 43 || zoneText!.charCodeAt(0) === 45) {
-    const hours = Number(zoneText!.slice(1, 3))
-    const minutes = Number(zoneText!.slice(3, 5))
-    if (hours > 23) return `offset hour ${pad(hours, 2)} is out of range (00-23)`
-    if (minutes > 59) return `offset minute ${pad(minutes, 2)} is out of range (00-59)`
-    offsetMinutes = (zoneText!.charCodeAt(0) === 43 ? 1 : -1) * (hours * 60 + minutes)
-  } else {
-    const hours = RFC2822_ZONES[zoneText!.toUpperCase()]
+  let offset = zoneText!
+  if (offset.charCodeAt(0) !== 43 && offset.charCodeAt(0) !== 45) {
+    const hours = RFC2822_ZONES[offset.toUpperCase()]
     if (hours === undefined) {
       return `RFC 2822 zone ${JSON.stringify(zoneText)} is not one of ±HHMM, UT, GMT, Z, EST, EDT, CST, CDT, MST, MDT, PST, PDT`
     }
-    offsetMinutes = hours * 60
+    offset = `${hours < 0 ? "-" : "+"}${pad(Math.abs(hours), 2)}00`
   }
+  // The same instant as ISO 8601 text, so that ranges, the calendar and 24:00 are decided where parse decides them.
+  const iso = `${yearText}-${pad(month, 2)}-${dayText!.padStart(2, "0")}T${hourText}:${minuteText}:${secondText ?? "00"}${offset}`
+  const instant = parseEpochMillis(iso, endOfDay)
   const year = Number(yearText)
   const day = Number(dayText)
-  const hour = Number(hourText)
-  const minute = Number(minuteText)
-  const second = Number(secondText ?? "0")
-  const exactEndOfDay = endOfDay && hour === 24 && minute === 0 && second === 0
-  const instant = civilInstant(year, month, day, hour, minute, second, 0, offsetMinutes * 60_000, exactEndOfDay)
   if (typeof instant === "string" || dayName === undefined) return instant
   const named = DAY_NAMES.indexOf(dayName.toLowerCase() as typeof DAY_NAMES[number])
   if (named < 0) return `RFC 2822 day name ${JSON.stringify(dayName)} is not one of Mon, Tue, … Sun`

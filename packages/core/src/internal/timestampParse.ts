@@ -159,34 +159,34 @@ const annotationsReason = (text: string, at: number, end: number): string | unde
   return undefined
 }
 
-/**
- * The instant of validated civil fields, or why they are none. Shared by every grammar so that
- * ranges, the calendar and the 0001-9999 bound are decided in one place. `endOfDay` lets an exact
- * `24:00:00` through as the next midnight (the caller has checked minute, second and fraction are zero).
- */
-export const civilInstant = (
+/** Why civil fields are not a date-time (called only once they failed the parser's checks). */
+const civilReason = (
   year: number,
   month: number,
   day: number,
   hour: number,
   minute: number,
   second: number,
-  millisecond: number,
-  offsetMs: number,
-  endOfDay: boolean
-): number | string => {
+  exactEndOfDay: boolean
+): string => {
   if (year === 0) return "year 0000 is out of range (0001-9999)"
   if (month < 1 || month > 12) return `month ${pad(month, 2)} is out of range (01-12)`
   if (day < 1 || day > 31) return `day ${pad(day, 2)} is out of range (01-31)`
   if (day > daysInMonth(year, month)) return `${monthName(month)} ${day} does not exist in ${pad(year, 4)}`
-  if (hour > 23 && !endOfDay) return `hour ${pad(hour, 2)} is out of range (00-23)`
+  if (exactEndOfDay) {
+    return "hour 24 is out of range (00-23); 24:00:00 as the next day's midnight is an opt-in form (accept endOfDay)"
+  }
+  if (hour > 23) return `hour ${pad(hour, 2)} is out of range (00-23)`
   if (minute > 59) return `minute ${pad(minute, 2)} is out of range (00-59)`
-  if (second > 59) return `second ${pad(second, 2)} is out of range (00-59; leap seconds are not accepted)`
-  const instant = daysFromCivil(year, month, day) * MS_PER_DAY + hour * 3_600_000 + minute * 60_000 + second * 1000 +
-    millisecond - offsetMs
-  // Keeps "whatever parse accepts, toIso prints and parse reads back" true at the ends of the range.
-  if (instant < MIN_INSTANT || instant > MAX_INSTANT) return "the instant falls outside years 0001-9999 in UTC"
-  return instant
+  return `second ${pad(second, 2)} is out of range (00-59; leap seconds are not accepted)`
+}
+
+/** Why an offset (or an offset with a UTC word) is not one. */
+const offsetReason = (hour: number, minute: number, second: number, word: string): string => {
+  if (hour > 23) return `offset hour ${pad(hour, 2)} is out of range (00-23)`
+  if (minute > 59) return `offset minute ${pad(minute, 2)} is out of range (00-59)`
+  if (second > 59) return `offset second ${pad(second, 2)} is out of range (00-59)`
+  return `the offset contradicts ${word}, which is +00:00`
 }
 
 /** Whether the fraction digits in [from, to) are all zero (for `24:00:00.000`). */
@@ -347,13 +347,21 @@ export const parseEpochMillis = (text: string, endOfDay = false): number | strin
     if (position < end) return expected(text, "the end", position, end)
   }
 
-  if (offsetHour > 23) return `offset hour ${pad(offsetHour, 2)} is out of range (00-23)`
-  if (offsetMinute > 59) return `offset minute ${pad(offsetMinute, 2)} is out of range (00-59)`
-  if (offsetSecond > 59) return `offset second ${pad(offsetSecond, 2)} is out of range (00-59)`
-  if (utcWord && offsetMs !== 0) return `the offset contradicts ${text.slice(position - 3, position)}, which is +00:00`
-  const exactEndOfDay = hour === 24 && minute === 0 && second === 0 && zeroDigits(text, fractionStart, fractionEnd)
-  if (hour === 24 && !endOfDay && exactEndOfDay) {
-    return "hour 24 is out of range (00-23); 24:00:00 as the next day's midnight is an opt-in form (accept endOfDay)"
+  // The ranges and the calendar, each group in one branch on the common path (the reasons apart).
+  if (
+    year === 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 ||
+    second > 59
+  ) {
+    const exactEndOfDay = hour === 24 && minute === 0 && second === 0 && zeroDigits(text, fractionStart, fractionEnd)
+    if (!(endOfDay && exactEndOfDay) || year === 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
+      return civilReason(year, month, day, hour, minute, second, exactEndOfDay && !endOfDay)
+    }
   }
-  return civilInstant(year, month, day, hour, minute, second, millisecond, offsetMs, endOfDay && exactEndOfDay)
+  if (offsetHour > 23 || offsetMinute > 59 || offsetSecond > 59 || (utcWord && offsetMs !== 0)) {
+    return offsetReason(offsetHour, offsetMinute, offsetSecond, text.slice(position - 3, position))
+  }
+  const instant = daysFromCivil(year, month, day) * MS_PER_DAY + hour * 3_600_000 + minute * 60_000 + second * 1000 +
+    millisecond - offsetMs
+  // Keeps "whatever parse accepts, toIso prints and parse reads back" true at the ends of the range.
+  return instant < MIN_INSTANT || instant > MAX_INSTANT ? "the instant falls outside years 0001-9999 in UTC" : instant
 }
