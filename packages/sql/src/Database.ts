@@ -16,6 +16,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Identifier } from "@strata/core"
+import { withSafeTransactions } from "./internal/transaction.js"
 import { failureText } from "./SqlErrors.js"
 
 /**
@@ -242,7 +243,8 @@ export interface LayerOptions {
 
 /**
  * The `SqlClient` for a SQLite file or PostgreSQL URL. Fails with `InvalidDatabaseUrl` or
- * `DatabaseUnavailable` (never a defect) when the database cannot be opened or reached.
+ * `DatabaseUnavailable` (never a defect) when the database cannot be opened or reached. Its
+ * transactions fail with the database's own error, never a defect (see `strataClient`).
  *
  * SQLite: WAL, `synchronous=NORMAL`, `busy_timeout`, `foreign_keys=ON`; the file's directory must
  * already exist. PostgreSQL: every pooled connection starts with `TimeZone=UTC` (sent as the
@@ -259,7 +261,7 @@ export const layer = (options: LayerOptions): Layer.Layer<SqlClient.SqlClient, D
         Sqlite: ({ filename }) => openSqlite(filename, options),
         Pg: ({ url }) => openPg(url, options)
       })
-      return Context.make(SqlClient.SqlClient, client)
+      return Context.make(SqlClient.SqlClient, withSafeTransactions(client))
     })
   ).pipe(Layer.provide(Reactivity.layer))
 
@@ -410,12 +412,16 @@ export const dialect: Effect.Effect<"sqlite" | "pg", never, SqlClient.SqlClient>
  * keep the app's naming. Statements still name identifiers through `Identifier.quote`, never
  * through `sql(name)` or `sql.insert`, which a query-name transform alone would rewrite.
  *
+ * Its `withTransaction` keeps a transaction's own failure when the ROLLBACK after it fails too (a
+ * lost connection), and reports a failed COMMIT (a full disk) as a typed `SqlError`; @effect/sql's
+ * turns both into defects that hide the cause.
+ *
  * @since 0.2.0
  * @category clients
  */
 export const strataClient: Effect.Effect<SqlClient.SqlClient, never, SqlClient.SqlClient> = Effect.map(
   SqlClient.SqlClient,
-  (sql) => sql.withoutTransforms()
+  (sql) => withSafeTransactions(sql.withoutTransforms())
 )
 
 /**
