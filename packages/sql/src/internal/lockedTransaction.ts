@@ -14,8 +14,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
-import { errorCode } from "../SqlErrors.js"
+import { Cause, Clock, Data, Duration, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
+import { errorCode, failureText } from "../SqlErrors.js"
 import { executeOn as execute } from "./unprepared.js"
 
 /** The lock was not obtained within the timeout (another runner held it all along). */
@@ -110,7 +110,10 @@ const open = (
         Effect.suspend(() =>
           state === "open"
             ? execute(connection, "ROLLBACK").pipe(
-              Effect.catchAllCause((cause) => Effect.logWarning("ROLLBACK failed", cause))
+              // After a lost connection the ROLLBACK fails too; the transaction's own failure is what gets reported.
+              Effect.catchAllCause((cause) =>
+                Effect.logDebug("ROLLBACK failed").pipe(Effect.annotateLogs({ reason: failureText(Cause.squash(cause)) }))
+              )
             )
             : Effect.void
         )
