@@ -281,12 +281,42 @@ const withoutOptionalNoise = (
   )
 
 /**
+ * How deeply arrays and objects may nest in a plan. Real plans nest about ten levels; the decoder
+ * recurses once per level, so input nested 100,000 deep (or a cyclic module export) would exhaust the stack.
+ *
+ * @since 0.2.0
+ * @category limits
+ */
+export const maxNesting = 64
+
+// Walks iteratively (no recursion of its own); stops at the first value deeper than `max`.
+const nestedDeeperThan = (input: unknown, max: number): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[input, 0]]
+  let visited = 0
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!
+    if (typeof value !== "object" || value === null) continue
+    if (depth >= max) return true
+    // A wide, shallow input is the decoder's to judge; only depth is refused here.
+    if (++visited > 1_000_000) return false
+    for (const child of Array.isArray(value) ? value : Object.values(value)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/**
  * Decodes a plan from unknown input (parsed JSON, a module's export), naming every bad field's path.
+ * Input nested deeper than `maxNesting` is refused as "plan too deeply nested".
  *
  * @since 0.1.0
  */
 export const decode = (input: unknown, source = "plan"): Either.Either<Plan, InvalidPlan> =>
-  Schema.decodeUnknownEither(Plan)(input, { errors: "all", onExcessProperty: "error" }).pipe(
+  nestedDeeperThan(input, maxNesting)
+    ? Either.left(new InvalidPlan({
+      source,
+      issues: [{ path: "(root)", message: `plan too deeply nested (more than ${maxNesting} levels of arrays and objects)` }]
+    }))
+    : Schema.decodeUnknownEither(Plan)(input, { errors: "all", onExcessProperty: "error" }).pipe(
     Either.mapLeft((error) =>
       new InvalidPlan({
         source,
