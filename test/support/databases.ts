@@ -152,6 +152,24 @@ export const pgTestUrlWithSchema = (): Effect.Effect<PgTestSchema, never, Scope.
     return { schema, url: withSearchPath(url, schema) }
   })
 
+/**
+ * A fresh PostgreSQL database of its own (`strata_d_<random>`) on the test server, dropped (with
+ * its connections) at scope end: for tests that act on every connection to a database, such as
+ * terminating its backends, without touching anyone else's.
+ */
+export const pgTestDatabase = (): Effect.Effect<{ readonly database: string; readonly url: string }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const url = yield* Effect.sync(requirePgTestUrl)
+    const database = `strata_d_${randomUUID().replace(/-/g, "").slice(0, 16)}`
+    yield* Effect.acquireRelease(
+      runAsAdmin(url, `CREATE DATABASE "${database}"`),
+      () => runAsAdmin(url, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
+    )
+    const parsed = new URL(url)
+    parsed.pathname = `/${database}`
+    return { database, url: parsed.toString() }
+  })
+
 /** `pgTestUrlWithSchema` for plain (non-Effect) tests: `await drop()` when done. */
 export const createPgTestSchema = async (): Promise<PgTestSchema & { readonly drop: () => Promise<void> }> => {
   const scope = Effect.runSync(Scope.make())

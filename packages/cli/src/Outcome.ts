@@ -10,6 +10,8 @@
  * @since 0.1.0
  */
 import { Cause, Console, Data, Effect, FiberRef, LogLevel, Option } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { SqlErrors } from "@strata/sql"
 import * as Output from "./Output.js"
 import * as Text from "./Text.js"
 
@@ -84,7 +86,10 @@ const tagOf = (error: unknown): string | undefined =>
  */
 export const codeFor = (error: unknown): number => (badInputTags.has(tagOf(error) ?? "") ? usage : failed)
 
+// A SqlError's own message is the wrapper's ("Failed to execute statement"); the driver's words
+// (ECONNRESET, "database or disk is full") are in its cause.
 const messageOf = (error: unknown): string => {
+  if (error instanceof SqlError) return SqlErrors.failureText(error)
   if (error instanceof Error && error.message !== "") return error.message
   if (typeof error === "object" && error !== null) {
     const message = (error as { message?: unknown }).message

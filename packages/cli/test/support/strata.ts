@@ -24,6 +24,13 @@ export interface RunOptions {
    * Sends SIGINT once stdout contains this text (or matches this predicate), as Ctrl-C would.
    */
   readonly interruptWhen?: (stdout: string) => boolean
+  /** Called with all of stdout so far on every chunk (e.g. to act on the database once work is under way). */
+  readonly onStdout?: (stdout: string) => void
+  /**
+   * Runs under `ulimit -f` (512-byte blocks): a write past that size fails, as on a full disk
+   * (the kernel's EFBIG; SQLite reports it as a disk I/O error).
+   */
+  readonly fileSizeLimitBlocks?: number
   readonly timeoutMs?: number
 }
 
@@ -48,7 +55,10 @@ export const strata = (args: ReadonlyArray<string>, options: RunOptions = {}): P
       if (value === undefined) delete env[name]
       else env[name] = value
     }
-    const child = spawn(process.execPath, [binPath, ...args], {
+    const command = options.fileSizeLimitBlocks === undefined
+      ? [process.execPath, binPath, ...args]
+      : ["/bin/sh", "-c", `ulimit -f ${options.fileSizeLimitBlocks} && exec "$0" "$@"`, process.execPath, binPath, ...args]
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: options.cwd ?? process.cwd(),
       env,
       stdio: ["ignore", "pipe", "pipe"]
@@ -58,6 +68,7 @@ export const strata = (args: ReadonlyArray<string>, options: RunOptions = {}): P
     let interrupted = false
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       stdout += chunk
+      options.onStdout?.(stdout)
       if (!interrupted && options.interruptWhen?.(stdout) === true) {
         interrupted = true
         child.kill("SIGINT")
