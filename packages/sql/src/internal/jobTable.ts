@@ -7,7 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Backfill, Plan } from "@strata/core"
 import { Identifier } from "@strata/core"
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import * as Database from "../Database.js"
 import type { ColumnRow } from "../Catalog.js"
 import { tableColumns } from "../Catalog.js"
@@ -164,46 +164,52 @@ export const inspectJob = (
     if (missingReads.length > 0) {
       return yield* new SourceColumnsMissing({ job: job.name, table: job.table, columns: missingReads })
     }
-    const key = yield* findKey(job, columns, dialect)
-    return { job, dialect, key, columnTypes }
+    const key = yield* findKey(job.table, job.key, columns, dialect)
+    if (Either.isLeft(key)) return yield* new NoBatchKey({ job: job.name, table: job.table, reason: key.left })
+    return { job, dialect, key: key.right, columnTypes }
   }).pipe(
     Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(job.name)(error)))
   )
 
-const findKey = (job: Backfill.Job, columns: ReadonlyArray<ColumnRow>, dialect: "sqlite" | "pg") =>
+/**
+ * The batching key of `table` from its columns: the declared key, else a single-column integer or
+ * text primary key, else (SQLite) the rowid of a rowid table; or why there is none.
+ */
+export const findKey = (
+  table: Identifier.TableName,
+  declared: Identifier.Identifier | undefined,
+  columns: ReadonlyArray<ColumnRow>,
+  dialect: "sqlite" | "pg"
+): Effect.Effect<Either.Either<BatchKey, string>, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    if (job.key !== undefined) {
-      const type = columns.find((c) => c.name === job.key)?.type ?? ""
-      return {
-        sql: Identifier.quote(job.key),
-        name: job.key,
+    if (declared !== undefined) {
+      const type = columns.find((c) => c.name === declared)?.type ?? ""
+      return Either.right({
+        sql: Identifier.quote(declared),
+        name: declared,
         kind: integerType(type, dialect) ? "integer" : "text",
         origin: "declared"
-      } satisfies BatchKey
+      } satisfies BatchKey)
     }
     const primaryKey = columns.filter((c) => Number(c.pk) > 0)
     const single = primaryKey.length === 1 ? primaryKey[0] : undefined
     if (single !== undefined && (integerType(single.type, dialect) || textType(single.type, dialect))) {
-      return {
+      return Either.right({
         sql: Identifier.quote(single.name),
         name: single.name,
         kind: integerType(single.type, dialect) ? "integer" : "text",
         origin: "primaryKey"
-      } satisfies BatchKey
+      } satisfies BatchKey)
     }
     const describePk = primaryKey.length === 0
       ? "it has no primary key"
       : single !== undefined
       ? `its primary key ${single.name} has type ${single.type}, neither integer nor text`
       : `its primary key (${primaryKey.map((c) => c.name).join(", ")}) has ${primaryKey.length} columns`
-    if (dialect === "sqlite" && (yield* sqliteHasRowid(job.table))) {
-      return { sql: "rowid", name: "rowid", kind: "integer", origin: "rowid" } satisfies BatchKey
+    if (dialect === "sqlite" && (yield* sqliteHasRowid(table))) {
+      return Either.right({ sql: "rowid", name: "rowid", kind: "integer", origin: "rowid" } satisfies BatchKey)
     }
-    return yield* new NoBatchKey({
-      job: job.name,
-      table: job.table,
-      reason: dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk
-    })
+    return Either.left(dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk)
   })
 
 /** The key value of a row as the cursor stores it (node-postgres may return BIGINT as text). */
