@@ -238,9 +238,10 @@ for (const engine of engines) {
         const pair = yield* databasePair(engine.name)
         const database = yield* build(pair.target)
         yield* fillLegacy("").pipe(Effect.provide(database))
-        // The chat-store tables cannot be created over the legacy ones: the migration fails, typed, and changes nothing.
+        // The chat-store tables cannot be created over the legacy ones: the Migrator's preflight refuses, typed, and changes nothing.
         const blocked = yield* Effect.flip(migrate.pipe(Effect.provide(database)))
-        expect(blocked._tag).toBe("MigrationFailed")
+        expect(blocked._tag).toBe("PreflightFailed")
+        expect(blocked._tag === "PreflightFailed" && blocked.problems[0]).toMatchObject({ _tag: "TargetColumnConflict", table: "sessions", found: null })
         expect(yield* LegacyImport.renameLegacyTables.pipe(Effect.provide(database))).toEqual(["sessions", "agent_contexts"])
         expect(yield* LegacyImport.renameLegacyTables.pipe(Effect.provide(database))).toEqual([])
         yield* migrate.pipe(Effect.provide(database))

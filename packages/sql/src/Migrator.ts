@@ -13,6 +13,12 @@
  *   nothing is pending, and reported by `status`.
  * - Migrations apply in id order: a pending migration below an applied one is `MigrationOutOfOrder`
  *   (give it a later id, or `baseline` it if the database already has it).
+ * - Before changing anything (even before creating `strata_migrations`), `run` and `dryRun` check
+ *   every pending step against the live schema (`PreflightFailed`, each problem naming the migration
+ *   and `table.column`): tables exist or are created earlier in the plan; columns a step reads exist
+ *   with a type it can read; columns it adds are absent or present with the type strata declares
+ *   (a re-run); each backfill job has a batch key. `validate` reports the same, with drift and
+ *   pending migrations, for a CI gate.
  * - `baseline(id)` records the plan's migrations up to `id` as applied without running them
  *   (`durationMs` null), leaves already-applied ones as they are (so it is idempotent), and refuses
  *   with `MigrationDrifted` if an applied one up to `id` has another checksum; it marks nothing then.
@@ -38,11 +44,12 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Compile, Identifier, Plan, Timestamp } from "@strata/core"
-import { Clock, Context, Duration, Effect, Either, Layer, Schema } from "effect"
+import { Array as Arr, Clock, Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
 import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
+import * as Preflight from "./internal/preflight.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
 
@@ -159,6 +166,68 @@ export class MigratorDatabaseError extends Schema.TaggedError<MigratorDatabaseEr
   }
 }
 
+export {
+  /**
+   * A pending step reads a column that does not exist.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  SourceColumnMissing,
+  /**
+   * A pending step reads a column of a type it cannot read.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  SourceColumnUnreadable,
+  /**
+   * A pending step works on a table that does not exist and is not created earlier in the plan.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  TableMissing,
+  /**
+   * A column a pending step adds exists with another type (or a planned table exists without it).
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  TargetColumnConflict,
+  /**
+   * A backfill job of a pending step has no batch key.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  BatchKeyMissing,
+  /**
+   * One thing the preflight found wrong (a Schema of the five problems above).
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  PreflightProblem
+} from "./internal/preflight.js"
+
+/**
+ * The preflight found pending steps that cannot apply to the live schema; nothing was changed.
+ * Each problem names the migration and `table.column`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class PreflightFailed extends Schema.TaggedError<PreflightFailed>()("PreflightFailed", {
+  plan: Schema.String,
+  problems: Schema.NonEmptyArray(Preflight.PreflightProblem)
+}) {
+  override get message(): string {
+    const more = this.problems.length > 1 ? ` (and ${this.problems.length - 1} more)` : ""
+    return `Plan ${this.plan} cannot apply to this database, nothing was changed: ${this.problems[0].message}${more}`
+  }
+}
+
 /**
  * What `status` can fail with.
  *
@@ -176,6 +245,7 @@ export type DryRunError =
   | MigrationDrifted
   | UnknownMigrationApplied
   | MigrationOutOfOrder
+  | PreflightFailed
   | MigratorDatabaseError
 
 /**
@@ -345,6 +415,21 @@ export interface DryRunResult {
 }
 
 /**
+ * The plan against the database, for a CI gate: `ok` when every migration is applied with its
+ * checksum. Otherwise the drifted or pending migrations are in `migrations`, what `run` would refuse
+ * with before applying anything in `refusal`, and what the preflight found wrong with the pending
+ * migrations in `problems`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ValidationReport extends StatusReport {
+  readonly ok: boolean
+  readonly refusal: MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder | undefined
+  readonly problems: ReadonlyArray<Preflight.PreflightProblem>
+}
+
+/**
  * The outcome of `baseline`: migrations newly recorded as applied, and those that already were.
  *
  * @since 0.1.0
@@ -372,6 +457,8 @@ export interface Migrator {
   readonly dryRun: (options?: RunOptions) => Effect.Effect<DryRunResult, DryRunError>
   /** Records migrations up to `id` as applied without running them. */
   readonly baseline: (id: number) => Effect.Effect<BaselineResult, BaselineError>
+  /** Whether the database is exactly at the plan: no drift, nothing pending, pending steps checked; changes nothing. */
+  readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
 const defaultLockTimeout = Duration.seconds(60)
@@ -582,9 +669,22 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
       )
     }
 
+    const preflightProblems = (pending: ReadonlyArray<Plan.Migration>) =>
+      Preflight.check(plan.name, pending, dialect).pipe(
+        Effect.mapError(databaseError("read the live schema to check the pending migrations"))
+      )
+
+    const preflight = (selection: Selection): Effect.Effect<void, PreflightFailed | MigratorDatabaseError, SqlClient.SqlClient> =>
+      Effect.flatMap(preflightProblems(selection.pending), (problems) =>
+        Arr.isNonEmptyReadonlyArray(problems)
+          ? Effect.fail(new PreflightFailed({ plan: plan.name, problems }))
+          : Effect.void)
+
     const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
+        // Checked before anything changes, even before strata_migrations is created.
+        yield* preflight(yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target)))
         yield* ensureHistory
         const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
         const applied: Array<AppliedMigration> = []
@@ -597,8 +697,7 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
         return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently }
       }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: plan.name } }))
 
-    const status = (): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
-      Effect.map(peekHistory, ({ rows }) => {
+    const statusOf = (rows: ReadonlyArray<History.HistoryRow>): StatusReport => {
         const recorded = new Map(rows.map((row) => [row.id, row]))
         const migrations = plan.migrations.map((migration): MigrationStatus => {
           const checksum = checksumOf(migration)
@@ -625,13 +724,29 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
         })
         const unknown = rows.filter((row) => !planIds.has(row.id)).map((row) => ({ ...row }))
         return { plan: plan.name, migrations, unknown }
-      })
+      }
+
+    const status = (): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
+      Effect.map(peekHistory, ({ rows }) => statusOf(rows))
+
+    const validate = (): Effect.Effect<ValidationReport, StatusError, SqlClient.SqlClient> =>
+      Effect.gen(function*() {
+        const { rows } = yield* peekHistory
+        const report = statusOf(rows)
+        const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
+        const problems = yield* preflightProblems(pending)
+        const refusal = Either.getLeft(select(rows, undefined)).pipe(Option.getOrUndefined)
+        const ok = refusal === undefined && problems.length === 0 &&
+          report.migrations.every((migration) => migration.state === "applied")
+        return { ...report, ok, refusal, problems }
+      }).pipe(Effect.withSpan("Migrator.validate", { attributes: { plan: plan.name } }))
 
     const dryRun = (runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
         const history = yield* peekHistory
         const selection = yield* select(history.rows, target)
+        yield* preflight(selection)
         // Columns added by earlier guarded statements of this run: their later guards would skip.
         const added = new Set<string>()
         const pending: Array<PlannedMigration> = []
@@ -718,7 +833,8 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
       run: (runOptions) => onStrataClient(run(runOptions)),
       status: () => onStrataClient(status()),
       dryRun: (runOptions) => onStrataClient(dryRun(runOptions)),
-      baseline: (id) => onStrataClient(baseline(id))
+      baseline: (id) => onStrataClient(baseline(id)),
+      validate: () => onStrataClient(validate())
     })
   })
 
@@ -757,6 +873,15 @@ export const status = (): Effect.Effect<StatusReport, StatusError, Migrator> =>
  */
 export const dryRun = (options?: RunOptions): Effect.Effect<DryRunResult, DryRunError, Migrator> =>
   Effect.flatMap(Migrator, (migrator) => migrator.dryRun(options))
+
+/**
+ * `validate` on the Migrator in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const validate = (): Effect.Effect<ValidationReport, StatusError, Migrator> =>
+  Effect.flatMap(Migrator, (migrator) => migrator.validate())
 
 /**
  * `baseline` on the Migrator in context.
