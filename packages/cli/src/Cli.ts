@@ -22,6 +22,7 @@ import * as ImportLegacy from "./commands/importLegacy.js"
 import * as Migrate from "./commands/migrate.js"
 import * as Rejects from "./commands/rejects.js"
 import * as Status from "./commands/status.js"
+import * as Validate from "./commands/validate.js"
 import * as Verify from "./commands/verify.js"
 
 const packageVersion = (): string => {
@@ -37,6 +38,7 @@ const packageVersion = (): string => {
 export const subcommands = [
   Migrate.command,
   Status.command,
+  Validate.command,
   Backfill.command,
   Verify.command,
   Rejects.command,

@@ -116,7 +116,7 @@ describe.concurrent("strata: bad input", () => {
     const result = await strata(["migrate", "--db", db])
     expect(result.code, show(result)).toBe(1)
     expect(stderrLines(result.stderr).at(-1)).toBe(
-      "strata: Migration 21 \"audit decision fields\" of plan agentos failed and was rolled back: no such table: task_audits (SQLITE_ERROR); statement: ALTER TABLE \"task_audits\" ADD COLUMN \"source_event_ts\" INTEGER"
+      "strata: Plan agentos cannot apply to this database, nothing was changed: migration 21 \"audit decision fields\": table task_audits does not exist (the extractJson step on task_audits.payload) and no earlier migration creates it (and 15 more)"
     )
     expect(Fs.readdirSync(dir).filter((name) => name.startsWith("first.db"))).toEqual([])
   })
@@ -195,7 +195,7 @@ describe.concurrent("strata: usage errors print the usage (exit 2)", () => {
   it("an unknown subcommand", async () => {
     const result = await strata(["migrat"])
     expect(result.code, show(result)).toBe(2)
-    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, backfill, verify, rejects, import-legacy, demo)")
+    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, validate, backfill, verify, rejects, import-legacy, demo)")
   })
 
   it("an unknown log level", async () => {

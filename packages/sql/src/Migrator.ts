@@ -229,6 +229,45 @@ export class PreflightFailed extends Schema.TaggedError<PreflightFailed>()("Pref
 }
 
 /**
+ * `validate` found the database not exactly at the plan (see `ValidationReport`): the ids of
+ * drifted and pending migrations, the refusal `run` would make, and the preflight's problems.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ValidationFailed extends Schema.TaggedError<ValidationFailed>()("ValidationFailed", {
+  plan: Schema.String,
+  drifted: Schema.Array(Schema.Number),
+  pending: Schema.Array(Schema.Number),
+  refusal: Schema.NullOr(Schema.String),
+  problems: Schema.Array(Preflight.PreflightProblem)
+}) {
+  override get message(): string {
+    const ids = (label: string, list: ReadonlyArray<number>) => (list.length > 0 ? [`${label} ${list.join(", ")}`] : [])
+    const parts = [
+      ...ids("drifted:", this.drifted),
+      ...ids("pending:", this.pending),
+      ...(this.refusal !== null && this.drifted.length === 0 ? [this.refusal] : []),
+      ...(this.problems.length > 0
+        ? [`${this.problems.length} step problem${this.problems.length === 1 ? "" : "s"}, first: ${this.problems[0]!.message}`]
+        : [])
+    ]
+    return `Plan ${this.plan} is not valid on this database (${parts.join("; ")})`
+  }
+
+  /** The failure for a report that is not `ok`. */
+  static fromReport(report: ValidationReport): ValidationFailed {
+    return new ValidationFailed({
+      plan: report.plan,
+      drifted: report.migrations.filter((m) => m.state === "drifted").map((m) => m.id),
+      pending: report.migrations.filter((m) => m.state === "pending").map((m) => m.id),
+      refusal: report.refusal?.message ?? null,
+      problems: report.problems
+    })
+  }
+}
+
+/**
  * What `status` can fail with.
  *
  * @since 0.1.0
