@@ -21,7 +21,7 @@
 import { Either } from "effect"
 import * as Backfill from "./Backfill.js"
 import type { Identifier, TableName } from "./Identifier.js"
-import * as Plan from "./Plan.js"
+import type * as Plan from "./Plan.js"
 import type * as Timestamp from "./Timestamp.js"
 
 /**
@@ -80,48 +80,38 @@ const describeKind = (kind: Kind, column: string, source: string): string => {
   }
 }
 
-/** Job name → its targets that hold epoch ms (from the steps, which know each target's type). */
-const timestampTargetsByJob = (plan: Plan.Plan): ReadonlyMap<string, ReadonlyArray<Identifier>> =>
-  new Map(Plan.steps(plan).flatMap(({ step }): ReadonlyArray<readonly [string, ReadonlyArray<Identifier>]> => {
-    switch (step._tag) {
-      case "EpochShadow":
-        return [[Plan.shadowJobName(step), [Plan.shadowTarget(step)]]]
-      case "ExtractJson":
-        return [[Plan.extractJobName(step), step.targets.filter((t) => t.as === "timestamp").map((t) => t.column)]]
-      default:
-        return []
-    }
-  }))
+/**
+ * The checks of one job: per target (a range check for epoch-ms targets) and per job.
+ *
+ * @since 0.2.0
+ */
+export const forJob = (job: Backfill.Job): JobChecks => {
+  const source = job.sources.join(", ")
+  const spec = (kind: Kind, column: string): Spec => ({
+    kind,
+    job: job.name,
+    table: job.table,
+    column,
+    failing: failingKinds.has(kind),
+    description: describeKind(kind, column, source)
+  })
+  const timestampTargets = job.targets.filter((t) => t.epochMillis).map((t) => t.column)
+  const perTarget = job.targets.flatMap(({ column, epochMillis }) => [
+    ...(epochMillis ? [spec("range", column)] : []),
+    spec("mismatch", column),
+    spec("missing", column),
+    spec("orphan", column),
+    spec("coverage", column)
+  ])
+  return { job, timestampTargets, specs: [...perTarget, spec("unconvertible", source), spec("rejects", source)] }
+}
 
 /**
  * The checks of each job of a plan, in plan order.
  *
  * @since 0.1.0
  */
-export const forJobs = (plan: Plan.Plan): ReadonlyArray<JobChecks> => {
-  const timestamps = timestampTargetsByJob(plan)
-  return Backfill.jobs(plan).map((job) => {
-    const timestampTargets = timestamps.get(job.name) ?? []
-    // The filter's column is read only to select rows; it is not a source of the values.
-    const source = job.reads.filter((c) => c !== job.filter?.column).join(", ")
-    const spec = (kind: Kind, column: string): Spec => ({
-      kind,
-      job: job.name,
-      table: job.table,
-      column,
-      failing: failingKinds.has(kind),
-      description: describeKind(kind, column, source)
-    })
-    const perTarget = job.targets.flatMap((target) => [
-      ...(timestampTargets.includes(target) ? [spec("range", target)] : []),
-      spec("mismatch", target),
-      spec("missing", target),
-      spec("orphan", target),
-      spec("coverage", target)
-    ])
-    return { job, timestampTargets, specs: [...perTarget, spec("unconvertible", source), spec("rejects", source)] }
-  })
-}
+export const forJobs = (plan: Plan.Plan): ReadonlyArray<JobChecks> => Backfill.jobs(plan).map(forJob)
 
 /**
  * Every check of a plan, in plan order.
@@ -162,10 +152,64 @@ export interface RowVerdict {
 const asNumber = (value: unknown): number | undefined =>
   typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : typeof value === "string" && /^-?\d+$/.test(value) ? Number(value) : undefined
 
-const sameValue = (stored: unknown, computed: number | string): boolean => {
-  if (typeof computed === "string") return stored === computed
-  if (typeof stored === "bigint") return stored === BigInt(computed)
-  return asNumber(stored) === computed
+const asBigInt = (value: unknown): bigint | undefined => {
+  if (typeof value === "bigint") return value
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined
+  if (typeof value === "string" && /^-?\d+$/.test(value)) return BigInt(value)
+  return undefined
+}
+
+/** JSON with object keys sorted, so PostgreSQL's JSONB (which reorders keys) compares equal. */
+const canonicalJson = (value: unknown): string => {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value).sort()
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(",")}}`
+  }
+  return JSON.stringify(value)
+}
+
+const storedJson = (stored: unknown): string | undefined => {
+  if (typeof stored !== "string") return canonicalJson(stored)
+  try {
+    return canonicalJson(JSON.parse(stored))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether a stored value (as the driver returns it) equals a computed one, exactly, for a target of
+ * `type`: integers whatever the driver's representation (number, bigint, PostgreSQL's BIGINT text),
+ * booleans as SQLite's 0/1 too, JSON by content (PostgreSQL's JSONB orders keys its own way; SQLite
+ * returns the text).
+ *
+ * @since 0.2.0
+ */
+export const sameValue = (type: Plan.ColumnType, stored: unknown, computed: Backfill.Value): boolean => {
+  switch (type) {
+    case "integer":
+    case "bigint": {
+      const a = asBigInt(stored)
+      const b = asBigInt(computed)
+      return a !== undefined && a === b
+    }
+    case "real":
+      return typeof stored === "number" && stored === computed
+    case "boolean": {
+      const flag = stored === true || stored === 1 || stored === 1n
+        ? true
+        : stored === false || stored === 0 || stored === 0n
+        ? false
+        : undefined
+      return flag === computed
+    }
+    case "json":
+      return storedJson(stored) === canonicalJson(computed)
+    case "text":
+    case "timestamp_text":
+      return stored === computed
+  }
 }
 
 /**
@@ -178,32 +222,32 @@ export const verdict = (checks: JobChecks, row: Readonly<Record<string, unknown>
   const job = checks.job
   if (!Backfill.matchesFilter(job.filter, row)) return { applies: false, unconvertible: undefined, targets: [] }
   const converted = job.convert(row)
-  const outOfRange = (column: Identifier): boolean => {
-    if (!checks.timestampTargets.includes(column)) return false
-    const stored = asNumber(row[column])
+  const outOfRange = (target: Backfill.Target): boolean => {
+    if (!target.epochMillis) return false
+    const stored = asNumber(row[target.column])
     return stored !== undefined && (stored < range.min || stored > range.max)
   }
   if (Either.isLeft(converted)) {
     return {
       applies: true,
       unconvertible: `${converted.left.column}: ${converted.left.reason}`,
-      targets: job.targets.map((column) => ({ column, outcome: "unverifiable", outOfRange: outOfRange(column) }))
+      targets: job.targets.map((target) => ({ column: target.column, outcome: "unverifiable", outOfRange: outOfRange(target) }))
     }
   }
   return {
     applies: true,
     unconvertible: undefined,
-    targets: job.targets.map((column) => {
-      const stored = row[column]
-      const computed = converted.right[column] ?? null
+    targets: job.targets.map((target) => {
+      const stored = row[target.column]
+      const computed = converted.right[target.column] ?? null
       const outcome: Outcome = stored == null
         ? (computed === null ? "empty" : "missing")
         : computed === null
         ? "orphan"
-        : sameValue(stored, computed)
+        : sameValue(target.type, stored, computed)
         ? "match"
         : "mismatch"
-      return { column, outcome, outOfRange: outOfRange(column) }
+      return { column: target.column, outcome, outOfRange: outOfRange(target) }
     })
   }
 }

@@ -4,10 +4,11 @@
  *
  * @since 0.1.0
  */
+import { Schema } from "effect"
+import * as Backfill from "./Backfill.js"
 import type { Identifier, TableName } from "./Identifier.js"
 import { quote, quoteTable, tableParts } from "./Identifier.js"
 import * as Plan from "./Plan.js"
-import { Schema } from "effect"
 
 /**
  * The engines strata speaks.
@@ -27,7 +28,12 @@ export interface Statement {
   readonly unlessColumnExists?: { readonly table: TableName; readonly column: Identifier }
 }
 
-const sqlType = (type: Plan.ColumnType, dialect: Dialect): string => {
+/**
+ * The SQL type a portable column type compiles to on a dialect.
+ *
+ * @since 0.2.0
+ */
+export const columnType = (type: Plan.ColumnType, dialect: Dialect): string => {
   switch (type) {
     case "integer":
       return "INTEGER"
@@ -70,7 +76,7 @@ export const literal = (value: string | number | boolean | null, dialect: Dialec
  * @category sql
  */
 export const declaredType = (column: Plan.Column, dialect: Dialect): string =>
-  column.autoIncrement ? (dialect === "sqlite" ? "INTEGER" : "BIGINT") : sqlType(column.type, dialect)
+  column.autoIncrement ? (dialect === "sqlite" ? "INTEGER" : "BIGINT") : columnType(column.type, dialect)
 
 const columnDefinition = (column: Plan.Column, dialect: Dialect): string => {
   const parts = [quote(column.name), declaredType(column, dialect)]
@@ -122,8 +128,6 @@ const createIndex = (
     })`
   }
 }
-
-const epochColumn = (name: Identifier): Plan.Column => ({ name, type: "bigint" })
 
 /**
  * An index a step builds. `afterJob` is set for the index of a backfilled target: the backfill
@@ -181,23 +185,16 @@ export const changes = (step: Plan.Step): ReadonlyArray<Change> => {
       return [step]
     case "CreateIndex":
       return [index(step.name, step.table, step.columns, step)]
-    case "EpochShadow": {
-      const target = Plan.shadowTarget(step)
-      const column = new Plan.AddColumn({ table: step.table, column: epochColumn(target) })
-      return step.index
-        ? [column, index(Plan.shadowIndexName(step), step.table, [target], { desc: true, afterJob: Plan.shadowJobName(step) })]
-        : [column]
-    }
-    case "ExtractJson":
-      return step.targets.flatMap((target) => {
-        const column = new Plan.AddColumn({
-          table: step.table,
-          column: target.as === "timestamp" ? epochColumn(target.column) : { name: target.column, type: "text" }
-        })
-        return target.index
-          ? [column, index(Plan.extractIndexName(step, target), step.table, [target.column], { afterJob: Plan.extractJobName(step) })]
-          : [column]
+    default: {
+      // A data step: the columns (and indexes) of its job's targets.
+      const job = Backfill.workOf(step)
+      return job === undefined ? [] : job.targets.flatMap((target) => {
+        const column = new Plan.AddColumn({ table: job.table, column: { name: target.column, type: target.type } })
+        return target.index === undefined
+          ? [column]
+          : [column, index(target.index.name, job.table, [target.column], { desc: target.index.desc, afterJob: job.name })]
       })
+    }
   }
 }
 
@@ -239,7 +236,11 @@ export const render = (statement: Statement): string =>
     ? `${statement.sql};`
     : `-- only if ${statement.unlessColumnExists.table}.${statement.unlessColumnExists.column} does not exist yet\n${statement.sql};`
 
+/** What a function (a `derive` step's `convert`) contributes to a checksum: that there is one, not its code. */
+const functionToken = JSON.stringify("<function>")
+
 const canonicalJson = (value: unknown): string => {
+  if (typeof value === "function") return functionToken
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
@@ -272,6 +273,14 @@ const fnv1a64 = (text: string): string => {
 /**
  * The checksum of a migration's content (its steps, canonically encoded): stable across runs,
  * machines and key order, and independent of the name and of how strata compiles it.
+ *
+ * It covers everything a step declares as data: tables, columns, types, indexes, reads, targets,
+ * built-in transforms, SQL fast paths, keys and filters. Of a `derive` step's `convert` it covers only
+ * that there is one: the function's code is not data, so editing it is not drift (the Migrator does
+ * not refuse the applied migration). What the edit changes is the rows it would compute, and the
+ * Verifier recomputes every migrated row with the current function, so rows written by the old one
+ * show up as mismatches, never as silence; re-derive them (restart the backfill on rows reset to NULL)
+ * or keep the old function.
  *
  * @since 0.1.0
  */

@@ -6,6 +6,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { Identifier, TableName, tableParts } from "./Identifier.js"
+import * as Transform from "./Transform.js"
 
 /**
  * Portable column types. `timestamp_text` is the legacy TIMESTAMP text column
@@ -155,12 +156,13 @@ export type JsonTarget = typeof JsonTarget.Type
 
 /**
  * Selects the rows a job applies to. Values are bound parameters; matching is case-sensitive.
+ * `eq` is another spelling of `equals`.
  *
  * @since 0.1.0
  */
 export const RowFilter = Schema.Struct({
   column: Identifier,
-  op: Schema.Literal("contains", "equals"),
+  op: Schema.Literal("contains", "equals", "eq"),
   value: Schema.String
 })
 
@@ -187,11 +189,142 @@ export class ExtractJson extends Schema.TaggedClass<ExtractJson>()("ExtractJson"
 }) {}
 
 /**
+ * A function of one row, in TS/JS plans: it gets the step's `reads` (keyed by column name, values
+ * as the driver returns them) and returns the target values, or an `Either` whose left is the
+ * reason the row is rejected. A plan that carries one cannot be written as JSON (`toJson` refuses it).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const RowFunction = Schema.declare(
+  (input: unknown): input is (row: Readonly<Record<string, any>>) => unknown => typeof input === "function",
+  {
+    identifier: "RowFunction",
+    description: "a function (row) => values (TS/JS plans only)",
+    message: (issue) => `expected a function (row) => values, got ${Transform.describe(issue.actual)}`
+  }
+)
+
+/**
+ * A target column of a `derive` step: its name and portable type, an optional index, and (when the
+ * step has no `convert`) the source column it is computed from through built-in transforms.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const DeriveTarget = Schema.Struct({
+  column: Identifier,
+  type: ColumnType,
+  /** Create the index `idx_<table>_<column>`. */
+  index: Schema.optional(Schema.Boolean),
+  /** Without `convert`: the column (one of `reads`) this target is computed from. */
+  from: Schema.optional(Identifier),
+  /** Without `convert`: the built-in transforms applied to `from`, in order (none: the value as stored). */
+  apply: Schema.optional(Schema.Array(Transform.Builtin))
+})
+
+/**
+ * A target column of a `derive` step.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DeriveTarget = typeof DeriveTarget.Type
+
+/**
+ * SQL expressions per target (by target column), over the row's columns.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const TargetExpressions = Schema.Record({ key: Schema.String, value: Schema.NonEmptyString })
+
+/**
+ * A `derive` step's optional SQL fast path: per engine, a SQL expression per target over the row's
+ * columns. The BackfillRunner checks it against the row function on real rows before and while using
+ * it, and turns it off at the first disagreement; a NULL it yields leaves the row to the function.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const DeriveSql = Schema.Struct({
+  sqlite: Schema.optional(TargetExpressions),
+  postgresql: Schema.optional(TargetExpressions)
+})
+
+const deriveProblem = (step: {
+  readonly reads: ReadonlyArray<Identifier>
+  readonly targets: ReadonlyArray<DeriveTarget>
+  readonly convert?: unknown
+  readonly sql?: typeof DeriveSql.Type | undefined
+}): true | { readonly path: ReadonlyArray<PropertyKey>; readonly message: string } => {
+  const seen = new Set<string>()
+  for (const [i, target] of step.targets.entries()) {
+    if (seen.has(target.column)) return { path: ["targets", i, "column"], message: `target ${target.column} is listed twice` }
+    seen.add(target.column)
+    if (step.reads.includes(target.column)) {
+      return { path: ["targets", i, "column"], message: `target ${target.column} is also read; a derive writes new columns` }
+    }
+    if (step.convert !== undefined) {
+      if (target.from !== undefined || target.apply !== undefined) {
+        return { path: ["targets", i, target.from !== undefined ? "from" : "apply"], message: "a step with convert computes every target; remove from/apply, or convert" }
+      }
+      continue
+    }
+    if (target.from === undefined) {
+      return { path: ["targets", i, "from"], message: "a step without convert needs from (a column of reads) on every target" }
+    }
+    if (!step.reads.includes(target.from)) {
+      return { path: ["targets", i, "from"], message: `${target.from} is not one of reads (${step.reads.join(", ")})` }
+    }
+    if (Transform.yieldsEpochMillis(target.apply) && target.type !== "bigint") {
+      return { path: ["targets", i, "type"], message: `timestamp gives epoch milliseconds: the type must be bigint, got ${target.type}` }
+    }
+  }
+  for (const dialect of ["sqlite", "postgresql"] as const) {
+    for (const column of Object.keys(step.sql?.[dialect] ?? {})) {
+      if (!seen.has(column)) {
+        return { path: ["sql", dialect, column], message: `${JSON.stringify(column)} is not a target of the step (${[...seen].join(", ")})` }
+      }
+    }
+  }
+  return true
+}
+
+/**
+ * A derived column (or several): the step adds its target columns (and indexes) and its backfill job
+ * computes them from the `reads` of each row, through `convert` (TS/JS plans) or each target's built-in
+ * transforms (`from` + `apply`, any plan). The same row function serves the backfill, the lazy read
+ * path and the Verifier. A NULL the function gives is an answer, not work left.
+ *
+ * @since 0.2.0
+ * @category steps
+ */
+export class Derive extends Schema.TaggedClass<Derive>()(
+  "Derive",
+  Schema.Struct({
+    table: TableName,
+    /** The source columns the row function sees. */
+    reads: Schema.NonEmptyArray(Identifier),
+    targets: Schema.NonEmptyArray(DeriveTarget),
+    /** The row function (TS/JS plans); absent when every target names `from`. */
+    convert: Schema.optional(RowFunction),
+    sql: Schema.optional(DeriveSql),
+    /** The table's key for batching; discovered from the database when absent. */
+    key: Schema.optional(Identifier),
+    /** Only rows matching this filter are derived. */
+    filter: Schema.optional(RowFilter),
+    /** The backfill job's name; `<table>.<first target>` when absent. */
+    job: Schema.optional(Schema.NonEmptyString)
+  }).pipe(Schema.filter(deriveProblem))
+) {}
+
+/**
  * Any step of a migration.
  *
  * @since 0.1.0
  */
-export const Step = Schema.Union(Sql, CreateTable, AddColumn, CreateIndex, EpochShadow, ExtractJson)
+export const Step = Schema.Union(Sql, CreateTable, AddColumn, CreateIndex, EpochShadow, ExtractJson, Derive)
 
 /**
  * Any step of a migration.
@@ -248,9 +381,12 @@ export const Plan = Schema.Struct({
 export type Plan = typeof Plan.Type
 
 /**
- * A plan (from JSON or a module) that does not decode; `message` names the path of the bad field.
+ * A plan (from JSON, a module, or a constructor such as `Plan.epochShadow`) that does not decode;
+ * `message` names the source, the path of the first bad field and its value, in the same words for
+ * a JSON plan and for a plan written in code.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidPlan extends Schema.TaggedError<InvalidPlan>()("InvalidPlan", {
   source: Schema.String,
@@ -305,10 +441,46 @@ const nestedDeeperThan = (input: unknown, max: number): boolean => {
 }
 
 /**
+ * A literal union reports one "Expected X, actual v" per member at the same path; say it once:
+ * `Expected "a" | "b", actual "c"`.
+ */
+const withAlternativesMerged = (
+  issues: ReadonlyArray<{ readonly path: string; readonly message: string }>
+): ReadonlyArray<{ readonly path: string; readonly message: string }> => {
+  const merged: Array<{ path: string; message: string; expected?: Array<string>; actual?: string }> = []
+  for (const issue of issues) {
+    const match = /^Expected (.+), actual (.+)$/.exec(issue.message)
+    const previous = merged[merged.length - 1]
+    if (match !== null && previous?.expected !== undefined && previous.path === issue.path && previous.actual === match[2]) {
+      previous.expected.push(match[1]!)
+      previous.message = `Expected ${previous.expected.join(" | ")}, actual ${match[2]}`
+      continue
+    }
+    merged.push(match === null ? { ...issue } : { ...issue, expected: [match[1]!], actual: match[2]! })
+  }
+  return merged.map(({ message, path }) => ({ path, message }))
+}
+
+/** Decodes with every issue collected and unknown fields refused, the way a plan is always read. */
+const decodeAs = <A>(schema: Schema.Schema<A, any>, input: unknown, source: string): Either.Either<A, InvalidPlan> =>
+  Schema.decodeUnknownEither(schema)(input, { errors: "all", onExcessProperty: "error" }).pipe(
+    Either.mapLeft((error) =>
+      new InvalidPlan({
+        source,
+        issues: withAlternativesMerged(withoutOptionalNoise(ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+          path: formatPath(issue.path),
+          message: issue.message
+        }))))
+      })
+    )
+  )
+
+/**
  * Decodes a plan from unknown input (parsed JSON, a module's export), naming every bad field's path.
  * Input nested deeper than `maxNesting` is refused as "plan too deeply nested".
  *
  * @since 0.1.0
+ * @category decoding
  */
 export const decode = (input: unknown, source = "plan"): Either.Either<Plan, InvalidPlan> =>
   nestedDeeperThan(input, maxNesting)
@@ -316,22 +488,13 @@ export const decode = (input: unknown, source = "plan"): Either.Either<Plan, Inv
       source,
       issues: [{ path: "(root)", message: `plan too deeply nested (more than ${maxNesting} levels of arrays and objects)` }]
     }))
-    : Schema.decodeUnknownEither(Plan)(input, { errors: "all", onExcessProperty: "error" }).pipe(
-    Either.mapLeft((error) =>
-      new InvalidPlan({
-        source,
-        issues: withoutOptionalNoise(ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
-          path: formatPath(issue.path),
-          message: issue.message
-        })))
-      })
-    )
-  )
+    : decodeAs(Plan, input, source)
 
 /**
  * Parses and decodes a plan from JSON text.
  *
  * @since 0.1.0
+ * @category decoding
  */
 export const fromJson = (text: string, source = "plan"): Either.Either<Plan, InvalidPlan> => {
   let parsed: unknown
@@ -346,29 +509,88 @@ export const fromJson = (text: string, source = "plan"): Either.Either<Plan, Inv
 }
 
 /**
- * Encodes a plan as JSON-ready data (the inverse of `decode`).
+ * A plan that cannot be written as JSON: a step carries a function (a `derive` step's `convert`).
+ * Such a plan lives in a TS/JS module; a JSON plan names built-in transforms instead.
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @category errors
  */
-export const toJson = (plan: Plan): unknown => Schema.encodeSync(Plan)(plan)
+export class PlanNotSerializable extends Schema.TaggedError<PlanNotSerializable>()("PlanNotSerializable", {
+  plan: Schema.String,
+  path: Schema.String,
+  step: Schema.String
+}) {
+  override get message(): string {
+    return `plan ${this.plan} cannot be written as JSON: at ${this.path}: the ${this.step} step carries a function; ` +
+      `a JSON plan names built-in transforms instead (from/apply)`
+  }
+}
 
-const build = <A>(schema: Schema.Schema<A, any>, input: unknown): A => Schema.decodeUnknownSync(schema)(input)
+/** The path of the first function inside an encoded value, if any. */
+const functionPath = (value: unknown, path: ReadonlyArray<PropertyKey>): ReadonlyArray<PropertyKey> | undefined => {
+  if (typeof value === "function") return path
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = functionPath(item, [...path, i])
+      if (found !== undefined) return found
+    }
+  } else if (value !== null && typeof value === "object") {
+    for (const [key, item] of Object.entries(value)) {
+      const found = functionPath(item, [...path, key])
+      if (found !== undefined) return found
+    }
+  }
+  return undefined
+}
 
 /**
- * Builds a plan, checking ids (throws a `ParseError` on a malformed literal plan).
+ * Encodes a plan as JSON-ready data (the inverse of `decode`). Throws `PlanNotSerializable` naming the
+ * step when the plan carries a function.
  *
  * @since 0.1.0
+ * @category encoding
+ */
+export const toJson = (plan: Plan): unknown => {
+  const encoded = Schema.encodeSync(Plan)(plan)
+  const found = functionPath(encoded, [])
+  if (found !== undefined) {
+    const [, m, , s] = found as ReadonlyArray<number>
+    const step = plan.migrations[m!]?.steps[s!]
+    throw new PlanNotSerializable({
+      plan: plan.name,
+      path: formatPath(found),
+      step: step === undefined ? "a" : `${step._tag} (${"table" in step ? step.table : "?"})`
+    })
+  }
+  return encoded
+}
+
+/** A value already built (a class instance) decodes from its encoded form; anything else as given. */
+const encodedOrAsIs = <A>(schema: Schema.Schema<A, any>, value: A): unknown =>
+  Either.getOrElse(Schema.encodeEither(schema)(value), () => value)
+
+/** Decodes a constructor's input; bad input throws one `InvalidPlan` naming the constructor, the field and the value. */
+const build = <A>(schema: Schema.Schema<A, any>, input: unknown, source: string): A =>
+  Either.getOrThrowWith(decodeAs(schema, input, source), (error) => error)
+
+/**
+ * Builds a plan, checking ids; bad input throws `InvalidPlan` (e.g. `at migrations[1].id: migration
+ * ids must be unique and ascending: 2 follows 2`).
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const make = (name: string, migrations: ReadonlyArray<Migration>): Plan =>
-  build(Plan, { name, migrations: migrations.map((m) => Schema.encodeSync(Migration)(m)) })
+  build(Plan, { name, migrations: migrations.map((m) => encodedOrAsIs(Migration, m)) }, "Plan.make")
 
 /**
- * Builds a migration.
+ * Builds a migration; bad input throws `InvalidPlan`.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const migration = (id: number, name: string, steps: ReadonlyArray<Step>): Migration =>
-  build(Migration, { id, name, steps: steps.map((s) => Schema.encodeSync(Step)(s)) })
+  build(Migration, { id, name, steps: steps.map((s) => encodedOrAsIs(Step, s)) }, "Plan.migration")
 
 /**
  * Raw SQL per dialect; a single string is one statement.
@@ -383,7 +605,7 @@ export const sql = (statements: {
     _tag: "Sql",
     sqlite: typeof statements.sqlite === "string" ? [statements.sqlite] : statements.sqlite,
     pg: typeof statements.pg === "string" ? [statements.pg] : statements.pg
-  })
+  }, "Plan.sql")
 
 /**
  * A column definition for `createTable` / `addColumn`, with plain strings for names.
@@ -401,7 +623,7 @@ export const createTable = (
   table: string,
   columns: ReadonlyArray<ColumnInput>,
   options: { readonly primaryKey?: ReadonlyArray<string>; readonly unique?: ReadonlyArray<ReadonlyArray<string>> } = {}
-): CreateTable => build(CreateTable, { _tag: "CreateTable", table, columns, ...options })
+): CreateTable => build(CreateTable, { _tag: "CreateTable", table, columns, ...options }, "Plan.createTable")
 
 /**
  * Adds a nullable column (or with the given options), re-runnable.
@@ -413,7 +635,7 @@ export const addColumn = (
   column: string,
   type: ColumnType,
   options: Omit<ColumnInput, "name" | "type"> = {}
-): AddColumn => build(AddColumn, { _tag: "AddColumn", table, column: { name: column, type, ...options } })
+): AddColumn => build(AddColumn, { _tag: "AddColumn", table, column: { name: column, type, ...options } }, "Plan.addColumn")
 
 /**
  * `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns [DESC])`.
@@ -425,7 +647,7 @@ export const createIndex = (
   table: string,
   columns: ReadonlyArray<string>,
   options: { readonly unique?: boolean; readonly desc?: boolean } = {}
-): CreateIndex => build(CreateIndex, { _tag: "CreateIndex", name, table, columns, ...options })
+): CreateIndex => build(CreateIndex, { _tag: "CreateIndex", name, table, columns, ...options }, "Plan.createIndex")
 
 /**
  * An epoch-ms shadow of a TIMESTAMP text column (see `EpochShadow`).
@@ -436,7 +658,7 @@ export const epochShadow = (
   table: string,
   column: string,
   options: { readonly target?: string; readonly index?: boolean; readonly key?: string } = {}
-): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options })
+): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options }, "Plan.epochShadow")
 
 /**
  * JSON payload fields into columns (see `ExtractJson`).
@@ -454,11 +676,94 @@ export const extractJson = (
       readonly as: "timestamp" | "text"
       readonly index?: boolean
     }>
-    readonly where?: { readonly column: string; readonly op: "contains" | "equals"; readonly value: string }
+    readonly where?: RowFilterInput
     readonly key?: string
     readonly job?: string
   }
-): ExtractJson => build(ExtractJson, { _tag: "ExtractJson", table, payload, ...options })
+): ExtractJson => build(ExtractJson, { _tag: "ExtractJson", table, payload, ...options }, "Plan.extractJson")
+
+/**
+ * A row filter with plain strings for names.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RowFilterInput = typeof RowFilter.Encoded
+
+/**
+ * The row a `derive` step's `convert` gets: its `reads`, keyed by column name, values as the driver
+ * returns them (text, numbers, bigint, blobs, PostgreSQL's parsed types, or null). Typed `any`: legacy
+ * columns hold whatever was stored, and a function that throws on a surprise rejects that row.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DeriveRow<R extends string> = { readonly [K in R]: any }
+
+/**
+ * What a target of a `derive` step can hold: text, a number (integer targets take a safe integer or
+ * a bigint), a boolean, or (json targets) any JSON value.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type TargetValue = string | number | bigint | boolean | ReadonlyArray<unknown> | { readonly [key: string]: unknown }
+
+/**
+ * What `convert` returns: every target's value (`null` leaves it NULL), or an `Either` whose left is
+ * the reason the row is rejected.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DeriveResult<T extends string> =
+  | { readonly [K in T]: TargetValue | null }
+  | Either.Either<{ readonly [K in T]: TargetValue | null }, string>
+
+/**
+ * The options of `derive` (see `Derive`), with the row function typed by the step's reads and targets.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DeriveOptions<R extends string, T extends string> {
+  readonly reads: ReadonlyArray<R>
+  readonly targets: ReadonlyArray<{
+    readonly column: T
+    readonly type: ColumnType
+    readonly index?: boolean
+    readonly from?: R
+    readonly apply?: ReadonlyArray<Transform.Builtin>
+  }>
+  readonly convert?: (row: DeriveRow<R>) => DeriveResult<T>
+  readonly sql?: {
+    readonly sqlite?: { readonly [K in T]?: string }
+    readonly postgresql?: { readonly [K in T]?: string }
+  }
+  readonly key?: string
+  readonly filter?: RowFilterInput
+  readonly job?: string
+}
+
+/**
+ * Derived columns of `table` (see `Derive`): e.g. first name and lower-cased email from a person's row.
+ *
+ * ```ts
+ * Plan.derive("people", {
+ *   reads: ["full_name", "email"],
+ *   targets: [{ column: "first_name", type: "text" }, { column: "email_lower", type: "text", index: true }],
+ *   convert: (row) => ({ first_name: row.full_name.split(" ")[0], email_lower: row.email.toLowerCase() }),
+ *   sql: { sqlite: { email_lower: "lower(email)" }, postgresql: { email_lower: "lower(email)" } }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const derive = <const R extends string, const T extends string>(
+  table: string,
+  options: DeriveOptions<R, T>
+): Derive => build(Derive, { _tag: "Derive", table, ...options }, "Plan.derive")
 
 /**
  * The shadow column an `EpochShadow` step writes.
@@ -468,20 +773,27 @@ export const extractJson = (
 export const shadowTarget = (step: EpochShadow): Identifier => step.target ?? (`${step.column}_ms` as Identifier)
 
 /**
+ * The name of the index a step creates on one of its target columns: `idx_<table>_<column>`.
+ *
+ * @since 0.2.0
+ * @category names
+ */
+export const indexName = (table: TableName, column: Identifier): Identifier =>
+  `idx_${tableParts(table).table}_${column}` as Identifier
+
+/**
  * The DESC index an `EpochShadow` step creates when `index` is set.
  *
  * @since 0.1.0
  */
-export const shadowIndexName = (step: EpochShadow): Identifier =>
-  `idx_${tableParts(step.table).table}_${shadowTarget(step)}` as Identifier
+export const shadowIndexName = (step: EpochShadow): Identifier => indexName(step.table, shadowTarget(step))
 
 /**
  * The index an `ExtractJson` target creates when its `index` is set.
  *
  * @since 0.2.0
  */
-export const extractIndexName = (step: ExtractJson, target: JsonTarget): Identifier =>
-  `idx_${tableParts(step.table).table}_${target.column}` as Identifier
+export const extractIndexName = (step: ExtractJson, target: JsonTarget): Identifier => indexName(step.table, target.column)
 
 /**
  * The backfill job name of an `ExtractJson` step.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import { Backfill, Compile, Identifier, Lazy, Plan, Plans } from "../src/index.js"
+import { Backfill, Compile, FastPath, Identifier, Lazy, Plan, Plans } from "../src/index.js"
 
 const injection = `x"; DROP TABLE y; --`
 
@@ -158,19 +158,31 @@ describe("Backfill.jobs", () => {
     expect(jobs[0]!.name).toBe("task_audits.payload")
     expect(jobs[1]).toMatchObject({
       name: "chat_sessions.created_at_ms",
-      kind: "epochShadow",
       migrationId: 44,
       table: "chat_sessions",
       reads: ["created_at"],
-      targets: ["created_at_ms"],
+      sources: ["created_at"],
+      targets: [{ column: "created_at_ms", type: "bigint", index: { name: "idx_chat_sessions_created_at_ms", desc: true }, epochMillis: true }],
       requires: "created_at",
-      fastPath: { source: "created_at", target: "created_at_ms" }
+      fastPath: {
+        sqlite: {
+          expressions: [{ target: "created_at_ms", sql: FastPath.epochMillisExpression(Identifier.unsafeMake("created_at"), "sqlite") }],
+          guard: FastPath.shapeTest(Identifier.unsafeMake("created_at"), "sqlite"),
+          textColumns: []
+        },
+        pg: { textColumns: ["created_at"] }
+      }
     })
     expect(audit).toMatchObject({
       migrationId: 21,
       reads: ["payload", "created_at", "event_type"],
-      targets: ["source_event_ts", "supervisor_processed_at"],
-      filter: { column: "event_type", op: "contains", value: "SUPERVISOR" }
+      sources: ["payload", "created_at"],
+      targets: [
+        { column: "source_event_ts", type: "bigint", index: undefined, epochMillis: true },
+        { column: "supervisor_processed_at", type: "bigint", index: undefined, epochMillis: true }
+      ],
+      filter: { column: "event_type", op: "contains", value: "SUPERVISOR" },
+      fastPath: { sqlite: undefined, pg: undefined }
     })
     expect(Either.isLeft(Backfill.findJob(Plans.agentos, "nope"))).toBe(true)
   })
@@ -221,8 +233,8 @@ describe("Backfill.jobs", () => {
 
   it("gives the lazy path the same conversion", () => {
     const rules = Lazy.rulesFor(Plans.agentos, "runs")
-    expect(rules.map((r) => r.target)).toEqual(["started_at_ms", "completed_at_ms", "lease_until_ms"])
-    expect(rules[0]!.convert("2024-01-15 12:00:00+08:00")).toEqual(Either.right(1705291200000))
+    expect(rules.map((r) => r.targets.map((t) => t.column))).toEqual([["started_at_ms"], ["completed_at_ms"], ["lease_until_ms"]])
+    expect(Lazy.fix(rules[0]!, { started_at: "2024-01-15 12:00:00+08:00", started_at_ms: null })).toEqual([1705291200000])
     expect(rules[0]!.job).toBe("runs.started_at_ms")
   })
 

@@ -14,10 +14,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Backfill, FastPath, Identifier, type Plan, Progress, Timestamp } from "@strata/core"
+import { Backfill, Identifier, type Plan, Progress, Timestamp } from "@strata/core"
 import { Clock, Effect, Either, Option, Queue, Schema, Stream, Take } from "effect"
 import { nextBatchSize } from "./internal/batchSize.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
+import { pgElement } from "./internal/targetValues.js"
 import {
   afterCursor,
   inspectJob,
@@ -263,14 +264,15 @@ const elapsedMsSince = (startNanos: bigint) =>
 
 const quotedTable = (table: JobTable) => Identifier.quoteTable(table.job.table)
 
-/** The source and target columns of a job's SQL fast path. */
-type FastPathColumns = NonNullable<Backfill.Job["fastPath"]>
-
-/** Whether the job's source can take the SQL fast path (PostgreSQL: only on text columns, where `~` applies). */
-const fastPathFor = (table: JobTable, enabled: boolean): FastPathColumns | undefined => {
-  const fast = table.job.fastPath
-  if (!enabled || fast === undefined) return undefined
-  if (table.dialect === "pg" && !/^(text|character varying(\(\d+\))?)$/.test(table.columnTypes.get(fast.source) ?? "")) {
+/**
+ * The job's SQL fast path on this engine, if it may run: it computes every target, its text columns
+ * are text (PostgreSQL: `~` applies only there), and it is a guarded built-in. A plan's own fast path
+ * (`derive`'s `sql`) runs only once the runner checks it against the row function (issue 13's next step).
+ */
+const fastPathFor = (table: JobTable, enabled: boolean): Backfill.SqlFastPath | undefined => {
+  const fast = enabled ? Backfill.fastPathOn(table.job, table.dialect) : undefined
+  if (fast === undefined || fast.guard === undefined) return undefined
+  if (table.dialect === "pg" && fast.textColumns.some((c) => !/^(text|character varying(\(\d+\))?)$/.test(table.columnTypes.get(c) ?? ""))) {
     return undefined
   }
   return fast
@@ -316,15 +318,15 @@ const inRange = (table: JobTable, params: Params, cursor: Cursor, end: JobState.
   `${afterCursor(table, params, cursor)} AND ${table.key.sql} <= ${params.bind(keyParam(table, end))}`
 
 /**
- * The pending rows of a key range, with the key as `__strata_key` and, with `shapeOf`, whether the
- * column has the fast path's shape as `__strata_shaped`.
+ * The pending rows of a key range, with the key as `__strata_key` and, with `guard`, whether the
+ * row passes the fast path's guard as `__strata_guarded`.
  */
-const pendingRows = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, shapeOf?: Identifier.Identifier) =>
+const pendingRows = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, guard?: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
     const range = inRange(table, params, cursor, end)
-    const shaped = shapeOf === undefined ? "" : `, ${FastPath.shapeTest(shapeOf, table.dialect)} AS __strata_shaped`
+    const shaped = guard === undefined ? "" : `, ${guard} AS __strata_guarded`
     return yield* sql.unsafe<Record<string, unknown>>(
       `SELECT ${selectList(table)}${shaped} FROM ${quotedTable(table)} WHERE ${range} AND ${pendingSql(table, params)} ORDER BY ${table.key.sql}`,
       params.values
@@ -334,7 +336,7 @@ const pendingRows = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, sh
 interface Write {
   readonly key: JobState.KeyValue
   /** Per target, in `job.targets` order: the value to write, or null to leave the column as it is. */
-  readonly values: ReadonlyArray<number | string | null>
+  readonly values: ReadonlyArray<Backfill.Value | null>
 }
 
 interface Converted {
@@ -356,9 +358,9 @@ const convertRows = (table: JobTable, rows: ReadonlyArray<Record<string, unknown
       continue
     }
     let any = false
-    const values = job.targets.map((target) => {
-      const value = converted.right[target] ?? null
-      if (value === null || row[target] != null) return null
+    const values = job.targets.map(({ column }) => {
+      const value = converted.right[column] ?? null
+      if (value === null || row[column] != null) return null
       any = true
       return value
     })
@@ -379,6 +381,21 @@ const jsonValue = (value: JobState.KeyValue | null): number | string | null =>
   typeof value === "bigint" ? value.toString() : value
 
 /**
+ * A batch's writes as one JSON array for SQLite's `json_each`: bigints as exact JSON integers (SQLite
+ * reads them as 64-bit integers), json targets as their JSON text (so `->>` hands SQLite the text).
+ */
+const writesJson = (targets: ReadonlyArray<Backfill.Target>, writes: ReadonlyArray<Write>): string =>
+  `[${writes.map((w) =>
+    `[${[JSON.stringify(jsonValue(w.key)), ...w.values.map((v, i) => sqliteJson(targets[i]!, v))].join(",")}]`
+  ).join(",")}]`
+
+const sqliteJson = (target: Backfill.Target, value: Backfill.Value | null): string => {
+  if (value === null) return "null"
+  if (typeof value === "bigint") return value.toString()
+  return JSON.stringify(target.type === "json" ? JSON.stringify(value) : value)
+}
+
+/**
  * Writes converted values in one statement, only into targets that are still NULL
  * (COALESCE keeps any value written meanwhile). Returns the rows changed.
  */
@@ -387,14 +404,14 @@ const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
     if (writes.length === 0) return 0
     const sql = yield* SqlClient.SqlClient
     const t = quotedTable(table)
-    const targets = table.job.targets.map(Identifier.quote)
+    const targets = table.job.targets.map((t) => Identifier.quote(t.column))
     const anyNull = `(${targets.map((c) => nullTest(table.dialect, `${t}.${c}`, "IS NULL")).join(" OR ")})`
     if (table.dialect === "sqlite") {
       // One JSON parameter and one prepared statement per batch: [[key, v1, v2, ...], ...].
       const sets = targets.map((c, i) => `${c} = coalesce(${t}.${c}, j.value ->> ${i + 1})`).join(", ")
       const raw = yield* sql.unsafe(
         `UPDATE ${t} SET ${sets} FROM json_each(?) AS j WHERE ${t}.${table.key.sql} = j.value ->> 0 AND ${anyNull}`,
-        [JSON.stringify(writes.map((w) => [jsonValue(w.key), ...w.values]))]
+        [writesJson(table.job.targets, writes)]
       ).raw
       return changedRows(raw)
     }
@@ -403,7 +420,7 @@ const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
     const params = new Params("pg")
     const keys = params.bind(writes.map((w) => String(w.key)))
     const arrays = table.job.targets.map((target, i) =>
-      `${params.bind(writes.map((w) => w.values[i] ?? null))}::${table.columnTypes.get(target) ?? "text"}[]`
+      `${params.bind(writes.map((w) => pgElement(target, w.values[i] ?? null)))}::${table.columnTypes.get(target.column) ?? "text"}[]`
     )
     const columns = targets.map((_, i) => `v${i}`)
     const sets = targets.map((c, i) => `${c} = COALESCE(${t}.${c}, v.${columns[i]})`).join(", ")
@@ -416,19 +433,24 @@ const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
   })
 
 /**
- * The fast path: converts the shaped rows of the range inside one UPDATE, filtering on the cheap
- * shape test so the full expression runs once per row. Shaped text that is not a real instant
- * (`2024-02-30 10:00:00`) gets NULL written over its NULL: no change, but SQL counts it, so the
- * caller subtracts those rows (still pending afterwards, with the shape) from the count returned here.
+ * The fast path: converts the guarded rows of the range inside one UPDATE, filtering on the cheap
+ * guard so each expression runs once per row (without a guard, on every expression being NOT NULL).
+ * A guarded row whose expression is NULL (shaped text that is no real instant, `2024-02-30 10:00:00`)
+ * gets NULL written over its NULL: no change, but SQL counts it, so the caller subtracts those rows
+ * (still pending afterwards, with the guard) from the count returned here.
  */
-const fastUpdate = (table: JobTable, fast: FastPathColumns, cursor: Cursor, end: JobState.KeyValue) =>
+const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor, end: JobState.KeyValue) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
-    const target = Identifier.quote(fast.target)
+    const t = quotedTable(table)
+    const sets = fast.expressions.map(({ sql: expression, target }) =>
+      `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${expression}))`
+    )
+    const anyNull = fast.expressions.map(({ target }) => nullTest(table.dialect, Identifier.quote(target), "IS NULL")).join(" OR ")
+    const converts = fast.guard ?? fast.expressions.map(({ sql: expression }) => `(${expression}) IS NOT NULL`).join(" AND ")
     const raw = yield* sql.unsafe(
-      `UPDATE ${quotedTable(table)} SET ${target} = ${FastPath.epochMillisExpression(fast.source, table.dialect)} ` +
-        `WHERE ${inRange(table, params, cursor, end)} AND ${nullTest(table.dialect, target, "IS NULL")} AND ${FastPath.shapeTest(fast.source, table.dialect)}`,
+      `UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange(table, params, cursor, end)} AND (${anyNull}) AND ${converts}`,
       params.values
     ).raw
     return changedRows(raw)
@@ -454,7 +476,7 @@ const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, C
  * doing the same batch twice), converts and writes the next key range, records its rejects and
  * saves the new cursor and counts.
  */
-const batch = (table: JobTable, size: number, fast: FastPathColumns | undefined) =>
+const batch = (table: JobTable, size: number, fast: Backfill.SqlFastPath | undefined) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const name = table.job.name
@@ -485,9 +507,9 @@ const batch = (table: JobTable, size: number, fast: FastPathColumns | undefined)
     }
     const { end, last, rows: rangeRows } = range.value
     const fastChanged = fast === undefined ? 0 : yield* fastUpdate(table, fast, cursor, end)
-    const pending = yield* pendingRows(table, cursor, end, fast?.source)
-    // Shaped rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
-    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_shaped"] === true || row["__strata_shaped"] === 1).length
+    const pending = yield* pendingRows(table, cursor, end, fast?.guard)
+    // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
+    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
     const converted = convertRows(table, pending)
     const jsUpdated = yield* writeValues(table, converted.writes)
     if (converted.rejects.length > 0) {

@@ -24,10 +24,10 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { Identifier, Plan } from "@strata/core"
+import type { Backfill, Identifier, Plan } from "@strata/core"
 import { Lazy } from "@strata/core"
 import type { Chunk, Layer } from "effect"
-import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
@@ -178,7 +178,12 @@ interface TableRules {
   readonly table: Identifier.TableName
   readonly declaredKey: Identifier.Identifier | undefined
   readonly rules: ReadonlyArray<Lazy.Rule>
-  readonly targets: ReadonlyArray<Identifier.Identifier>
+  /** Where each rule's targets start in `targets`. */
+  readonly offsets: ReadonlyArray<number>
+  /** Per rule, the positions (in the rule's targets) of integer targets, whose stored values come back as numbers. */
+  readonly integerTargets: ReadonlyArray<ReadonlyArray<number>>
+  /** Every target of the table's rules, in rule order. */
+  readonly targets: ReadonlyArray<Backfill.Target>
   readonly metrics: TableMetrics
   /**
    * Read-path counts not yet added to `metrics`. A tagged metric update costs about a microsecond (its
@@ -192,15 +197,16 @@ interface TableRules {
 interface PendingRow {
   readonly table: TableRules
   readonly row: Readonly<Record<string, unknown>>
-  readonly values: ReadonlyArray<number | null>
+  readonly values: ReadonlyArray<Backfill.Value | null>
 }
 
 const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
   const byTable = new Map<string, Array<Lazy.Rule>>()
   for (const rule of Lazy.rules(plan)) {
     const rules = byTable.get(rule.table) ?? []
-    // Two steps shadowing the same column into the same target would fix it twice; the first wins.
-    if (!rules.some((r) => r.target === rule.target)) rules.push(rule)
+    // Two steps writing the same target would fix it twice; the first wins.
+    const owned = (column: string) => rules.some((r) => r.targets.some((t) => t.column === column))
+    if (!rule.targets.some((t) => owned(t.column))) rules.push(rule)
     byTable.set(rule.table, rules)
   }
   const tables = new Map<string, TableRules>()
@@ -210,7 +216,11 @@ const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
       table: rules[0]!.table,
       declaredKey: rules.find((r) => r.key !== undefined)?.key,
       rules,
-      targets: rules.map((r) => r.target),
+      offsets: rules.map((_, r) => rules.slice(0, r).reduce((n, rule) => n + rule.targets.length, 0)),
+      integerTargets: rules.map((rule) =>
+        rule.targets.flatMap((t, i) => (t.type === "integer" || t.type === "bigint" ? [i] : []))
+      ),
+      targets: rules.flatMap((r) => r.targets),
       metrics: {
         fixed: tagged(metrics.fixed),
         unparseable: tagged(metrics.unparseable),
@@ -227,8 +237,8 @@ const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
 }
 
 /**
- * A stored epoch-ms value as a number: node-postgres returns BIGINT as text (and SQLite's safe
- * integer mode as bigint), so targets come back as numbers on both engines. Other values are left alone.
+ * A stored integer (epoch ms) as a number: node-postgres returns BIGINT as text (and SQLite's safe
+ * integer mode as bigint), so integer targets come back as numbers on both engines. Other values are left alone.
  */
 const storedMillis = (value: unknown): unknown => {
   if (typeof value === "bigint") return Number.isSafeInteger(Number(value)) ? Number(value) : value
@@ -300,26 +310,31 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i] as Readonly<Record<string, unknown>>
         let patch: Record<string, unknown> | undefined
-        let values: Array<number | null> | undefined
+        let values: Array<Backfill.Value | null> | undefined
         for (let r = 0; r < rules.rules.length; r++) {
           const rule = rules.rules[r]!
-          const current = row[rule.target]
-          if (current != null) {
-            const normalised = typeof current === "number" ? current : storedMillis(current)
-            if (normalised !== current) (patch ??= {})[rule.target] = normalised
-            continue
+          const integers = rules.integerTargets[r]!
+          for (let t = 0; t < integers.length; t++) {
+            const column = rule.targets[integers[t]!]!.column
+            const current = row[column]
+            if (current == null || typeof current === "number") continue
+            const normalised = storedMillis(current)
+            if (normalised !== current) (patch ??= {})[column] = normalised
           }
-          const source = row[rule.source]
-          if (source == null) continue
-          const converted = rule.convert(source)
-          if (Either.isLeft(converted)) {
+          const fix = Lazy.fix(rule, row)
+          if (fix === undefined) continue
+          if (fix === Lazy.unconvertible) {
             counts.unparseable++
             rules.unpublished.unparseable++
             continue
           }
-          if (converted.right === null) continue
-          ;(patch ??= {})[rule.target] = converted.right
-          ;(values ??= rules.rules.map(() => null))[r] = converted.right
+          const offset = rules.offsets[r]!
+          for (let t = 0; t < fix.length; t++) {
+            const value = fix[t]!
+            if (value === null) continue
+            ;(patch ??= {})[rule.targets[t]!.column] = value
+            ;(values ??= rules.targets.map(() => null))[offset + t] = value
+          }
         }
         if (patch === undefined) continue
         result ??= rows.slice()
@@ -471,7 +486,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         const keyExit = yield* Effect.exit(keyOf(rules))
         if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
         const key = keyExit.value
-        const byKey = new Map<string, { key: KeyValue; values: Array<number | null> }>()
+        const byKey = new Map<string, { key: KeyValue; values: Array<Backfill.Value | null> }>()
         let unkeyed = 0
         for (const item of pending) {
           const keyValue = key._tag === "None" ? undefined : keyValueOf(key, item.row)

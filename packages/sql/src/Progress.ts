@@ -75,7 +75,7 @@ const countJob = (job: Backfill.Job, dialect: "sqlite" | "pg", present: Readonly
     const params = new Params(dialect)
     const filter = filterSql(job.filter, params)
     const requires = job.requires === undefined ? "" : ` AND ${Identifier.quote(job.requires)} IS NOT NULL`
-    const columns = job.targets.flatMap((target, i) => {
+    const columns = Backfill.targetColumns(job).flatMap((target, i) => {
       const column = Identifier.quote(target)
       return present.has(target)
         ? [
@@ -129,8 +129,8 @@ export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressE
         ? yield* countJob(job, dialect, present).pipe(Effect.mapError(jobDatabaseError(job.name)))
         : { total: 0, perTarget: job.targets.map(() => ({ migrated: 0, pending: 0 })) }
       const state = Option.match(Option.fromNullable(states.get(job.name)), { onNone: () => "notStarted" as const, onSome: (c) => c.state })
-      const source = job.kind === "epochShadow" ? job.reads.join(", ") : job.reads.filter((c) => c !== job.filter?.column).join(", ")
-      job.targets.forEach((target, i) => {
+      const source = job.sources.join(", ")
+      Backfill.targetColumns(job).forEach((target, i) => {
         const { migrated, pending } = counts.perTarget[i]!
         const applied = present.has(target)
         columns.push({

@@ -144,7 +144,7 @@ const hit = (t: Tally, key: string) => {
 const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Range, batchSize: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const byTarget = new Map(table.job.targets.map((t) => [t, {
+    const byTarget = new Map(table.job.targets.map((t) => [t.column, {
       range: tally(),
       mismatch: tally(),
       missing: tally(),

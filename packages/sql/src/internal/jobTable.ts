@@ -5,8 +5,8 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Backfill, Plan } from "@strata/core"
-import { Identifier } from "@strata/core"
+import type { Plan } from "@strata/core"
+import { Backfill, Identifier } from "@strata/core"
 import { Effect, Either, Schema } from "effect"
 import * as Database from "../Database.js"
 import type { ColumnRow } from "../Catalog.js"
@@ -150,7 +150,7 @@ export const inspectJob = (
     const columns = yield* tableColumns(job.table)
     if (columns.length === 0) return yield* new TableNotFound({ job: job.name, table: job.table })
     const columnTypes = new Map(columns.map((c) => [c.name, c.type]))
-    const missingTargets = job.targets.filter((c) => !columnTypes.has(c))
+    const missingTargets = Backfill.targetColumns(job).filter((c) => !columnTypes.has(c))
     if (missingTargets.length > 0) {
       return yield* new MigrationNotApplied({
         job: job.name,
@@ -266,7 +266,7 @@ export const filterSql = (filter: Plan.RowFilter | undefined, params: Params): s
 export const pendingSql = (
   table: JobTable,
   params: Params,
-  targets: ReadonlyArray<string> = table.job.targets
+  targets: ReadonlyArray<string> = Backfill.targetColumns(table.job)
 ): string => {
   const parts = [`(${targets.map((t) => nullTest(table.dialect, Identifier.quote(t), "IS NULL")).join(" OR ")})`]
   if (table.job.requires !== undefined) parts.push(nullTest(table.dialect, Identifier.quote(table.job.requires), "IS NOT NULL"))
@@ -279,5 +279,5 @@ export const pendingSql = (
 export const selectList = (table: JobTable): string =>
   [
     `${table.key.sql} AS __strata_key`,
-    ...[...new Set([...table.job.reads, ...table.job.targets])].map(Identifier.quote)
+    ...[...new Set([...table.job.reads, ...Backfill.targetColumns(table.job)])].map(Identifier.quote)
   ].join(", ")

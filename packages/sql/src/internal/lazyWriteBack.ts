@@ -4,10 +4,12 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import type { Backfill } from "@strata/core"
 import { Identifier } from "@strata/core"
 import { Data, Effect, Either } from "effect"
 import type { ColumnRow } from "../Catalog.js"
 import { tableColumns } from "../Catalog.js"
+import { pgElement, pgType as targetPgType, sqliteParam } from "./targetValues.js"
 
 /**
  * How rows of a table are addressed by the write-back.
@@ -89,7 +91,7 @@ export const discoverKey = (
 /** One row to write: its key and a value per target (null: this row does not fix that target). */
 export interface KeyedValues {
   readonly key: KeyValue
-  readonly values: ReadonlyArray<number | null>
+  readonly values: ReadonlyArray<Backfill.Value | null>
 }
 
 /** A statement and its parameters. */
@@ -109,36 +111,36 @@ export const writeStatement = (
   dialect: "sqlite" | "pg",
   table: Identifier.TableName,
   key: Exclude<TableKey, { readonly _tag: "None" }>,
-  targets: ReadonlyArray<Identifier.Identifier>,
+  targets: ReadonlyArray<Backfill.Target>,
   rows: ReadonlyArray<KeyedValues>
 ): WriteStatement => {
   const quotedTable = Identifier.quoteTable(table)
   const keyColumn = key._tag === "Column" ? Identifier.quote(key.column) : "rowid"
   if (dialect === "sqlite") {
     const fixed = (index: number) => `fixed.column${index + 2}`
-    const assignments = targets.map((target, i) =>
-      `${Identifier.quote(target)} = COALESCE(${quotedTable}.${Identifier.quote(target)}, ${fixed(i)})`
+    const assignments = targets.map(({ column }, i) =>
+      `${Identifier.quote(column)} = COALESCE(${quotedTable}.${Identifier.quote(column)}, ${fixed(i)})`
     )
-    const stillMissing = targets.map((target, i) =>
-      `(${quotedTable}.${Identifier.quote(target)} IS NULL AND ${fixed(i)} IS NOT NULL)`
+    const stillMissing = targets.map(({ column }, i) =>
+      `(${quotedTable}.${Identifier.quote(column)} IS NULL AND ${fixed(i)} IS NOT NULL)`
     )
     const tuple = `(${["?", ...targets.map(() => "?")].join(", ")})`
     return {
       sql: `UPDATE ${quotedTable} SET ${assignments.join(", ")} FROM (VALUES ${rows.map(() => tuple).join(", ")}) AS fixed ` +
         `WHERE ${quotedTable}.${keyColumn} = fixed.column1 AND (${stillMissing.join(" OR ")}) ` +
         `RETURNING ${quotedTable}.${keyColumn}`,
-      params: rows.flatMap((row) => [row.key, ...row.values])
+      params: rows.flatMap((row) => [row.key, ...row.values.map((value, i) => sqliteParam(targets[i]!, value))])
     }
   }
-  const pgType = key._tag === "Column" ? key.pgType ?? "text" : "text"
+  const keyType = key._tag === "Column" ? key.pgType ?? "text" : "text"
   const fixedColumn = (i: number) => `fixed_${i}`
-  const assignments = targets.map((target, i) =>
-    `${Identifier.quote(target)} = COALESCE(target_row.${Identifier.quote(target)}, fixed.${fixedColumn(i)})`
+  const assignments = targets.map(({ column }, i) =>
+    `${Identifier.quote(column)} = COALESCE(target_row.${Identifier.quote(column)}, fixed.${fixedColumn(i)})`
   )
-  const stillMissing = targets.map((target, i) =>
-    `(target_row.${Identifier.quote(target)} IS NULL AND fixed.${fixedColumn(i)} IS NOT NULL)`
+  const stillMissing = targets.map(({ column }, i) =>
+    `(target_row.${Identifier.quote(column)} IS NULL AND fixed.${fixedColumn(i)} IS NOT NULL)`
   )
-  const arrays = [`$1::${pgType}[]`, ...targets.map((_, i) => `$${i + 2}::bigint[]`)]
+  const arrays = [`$1::${keyType}[]`, ...targets.map((target, i) => `$${i + 2}::${targetPgType(target)}[]`)]
   return {
     sql: `UPDATE ${quotedTable} AS target_row SET ${assignments.join(", ")} ` +
       `FROM unnest(${arrays.join(", ")}) AS fixed(strata_key, ${targets.map((_, i) => fixedColumn(i)).join(", ")}) ` +
@@ -146,7 +148,7 @@ export const writeStatement = (
       `RETURNING target_row.${keyColumn}`,
     params: [
       rows.map((row) => (typeof row.key === "bigint" ? row.key.toString() : row.key)),
-      ...targets.map((_, i) => rows.map((row) => row.values[i] ?? null))
+      ...targets.map((target, i) => rows.map((row) => pgElement(target, row.values[i] ?? null)))
     ]
   }
 }
