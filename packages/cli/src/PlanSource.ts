@@ -96,11 +96,14 @@ const importPlanModule = (source: string) =>
     })
     const module = yield* Effect.tryPromise({
       try: () => import(pathToFileURL(file).href) as Promise<Record<string, unknown>>,
+      // A plan constructor (Plan.epochShadow, Plan.derive, ...) that refused its input: its own message, as for a JSON plan.
       catch: (error) =>
-        new PlanUnreadable({
-          source,
-          reason: error instanceof Error ? `${error.name}: ${firstLine(error.message)}` : String(error)
-        })
+        error instanceof Plan.InvalidPlan
+          ? error
+          : new PlanUnreadable({
+            source,
+            reason: error instanceof Error ? `${error.name}: ${firstLine(error.message)}` : String(error)
+          })
     })
     const exported = module["default"] ?? module["plan"]
     if (exported === undefined) {

@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { afterAll, beforeAll } from "vitest"
 import { seedLegacy } from "./support/legacy.js"
 import { show, strata } from "./support/strata.js"
@@ -75,6 +76,29 @@ describe.concurrent("strata: bad input", () => {
     const result = await strata(["migrate", "--plan", plan, "--db", db])
     expect(result.code, show(result)).toBe(0)
     expect(result.stdout).toContain("applied     1  orders")
+  })
+
+  it("a plan module whose constructor refuses its input gets the JSON plan's message", async () => {
+    const core = pathToFileURL(fileURLToPath(new URL("../../core/dist/index.js", import.meta.url))).href
+    const plan = file("injected.mjs", [
+      `import { Plan } from ${JSON.stringify(core)}`,
+      `export const plan = Plan.make("shop", [Plan.migration(1, "m", [Plan.epochShadow("messages; drop table messages", "created_at")])])`
+    ].join("\n"))
+    const json = file("injected.json", JSON.stringify({
+      name: "shop",
+      migrations: [{ id: 1, name: "m", steps: [{ _tag: "EpochShadow", table: "messages; drop table messages", column: "created_at" }] }]
+    }))
+    const reason = `expected a table name (an identifier, or schema.table with each part an identifier: letters, digits and _, not starting with a digit, at most 63 characters), got "messages; drop table messages"`
+    expectOneLine(
+      await strata(["migrate", "--plan", plan, "--db", Path.join(dir, "injected.db")]),
+      2,
+      `strata: invalid plan in Plan.epochShadow: at table: ${reason}`
+    )
+    expectOneLine(
+      await strata(["migrate", "--plan", json, "--db", Path.join(dir, "injected.db")]),
+      2,
+      `strata: invalid plan in ${json}: at migrations[0].steps[0].table: ${reason}`
+    )
   })
 
   it("an unknown built-in plan name", async () => {
