@@ -30,7 +30,6 @@ export const describe = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
   if (Array.isArray(value)) return "an array"
   if (value === null) return "null"
-  if (value instanceof Uint8Array) return "a blob"
   return `${typeof value} ${String(value)}`
 }
 
