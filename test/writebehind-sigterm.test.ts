@@ -94,7 +94,7 @@ const scenario = (url: string) =>
       yield* Effect.flatMap(Migrator.make(ChatPlan.plan), (m) => m.run())
       const store = yield* ChatStore.ChatStore
       for (const id of sessions) yield* store.createSession({ id })
-    }).pipe(Effect.provide(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(database))))
+    }).pipe(Effect.provide(ChatStore.layer.pipe(Layer.provideMerge(database))))
 
     const first = yield* runChild(url, sessions, "r1", 4000)
     const second = yield* runChild(url, sessions, "r2", 3000)

@@ -11,7 +11,7 @@
  * in the calling fiber; on SQLite the flushes run on the same thread.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { ChatPlan, ChatStore, WriteBehind } from "@strata/chat"
+import { ChatModel, ChatPlan, ChatStore, WriteBehind } from "@strata/chat"
 import { Database, Migrator } from "@strata/sql"
 import { Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { randomUUID } from "node:crypto"
@@ -57,7 +57,7 @@ const rawBatched = (count: number, nextSeq: Map<string, number>) =>
       const seq = nextSeq.get(session)!
       nextSeq.set(session, seq + 1)
       return {
-        id: ChatStore.makeMessageId(now),
+        id: ChatModel.makeMessageId(now),
         session_id: session,
         seq,
         role: "user",
@@ -102,7 +102,7 @@ const withWriteBehind = <A, E>(
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const built = yield* Layer.buildWithScope(WriteBehind.layer({ intervalMs: 100, maxBatch: 1000, capacity: 20_000 }), scope)
+    const built = yield* Layer.buildWithScope(WriteBehind.layer({ interval: 100, maxBatch: 1000, capacity: 20_000 }), scope)
     return yield* use(Context.get(built, WriteBehind.WriteBehind))
   })).pipe(Effect.provide(context))
 
@@ -153,7 +153,7 @@ const paced = (context: Context.Context<Services>) =>
 
 const openDatabase = async (url: string, scope: Scope.CloseableScope) => {
   const context = await Effect.runPromise(
-    Layer.buildWithScope(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(Database.layer({ url, maxConnections: 4 }))), scope)
+    Layer.buildWithScope(ChatStore.layer.pipe(Layer.provideMerge(Database.layer({ url, maxConnections: 4 }))), scope)
   )
   await Effect.runPromise(
     Effect.gen(function*() {

@@ -1,5 +1,5 @@
 /**
- * Moves sessions from seed 003's first, two-table layout into the chat-store tables
+ * Moves sessions from the old two-table session layout into the chat-store tables
  * (`ChatPlan.plan`): legacy `sessions(session_id, messages JSON, last_activity)` becomes a
  * `sessions` row plus one `messages` row per array element (`seq` = position + 1, in array order);
  * legacy `agent_contexts(session_id, current_agent, agent_history JSON, metadata, created_at,
@@ -23,31 +23,43 @@
  *   an interrupted one is marked `paused`. The counters are cumulative across resumptions: a
  *   resumed import returns the same totals as an uninterrupted one. A finished job is not re-scanned
  *   unless `restart` is set.
+ * - Each batch first claims its job's checkpoint (`JobState.claimCheckpoint`) and reads the legacy
+ *   rows after the cursor it finds there: imports running at the same time (several processes, or
+ *   fibers) take turns batch by batch, every row is read once, and each returns the job's exact
+ *   totals.
+ * - Between batches the event loop gets a turn, so Ctrl-C, SIGTERM and other fibers are served at
+ *   the next batch boundary also on SQLite (better-sqlite3 never yields by itself).
  * - Idempotent: a session (or agent context) already in the store is skipped whole and counted as
  *   skipped, so re-running never duplicates messages.
  * - A legacy row that cannot be converted (invalid JSON, a message without a role or with an unknown
  *   one, a time `Timestamp.parse` rejects, text where a number belongs, an agent context whose session
- *   is not in the store) is rejected whole: recorded once in `strata_rejects` with the reason naming
- *   the field (`messages[3].role: missing`), counted, and left untouched in the legacy table.
+ *   is not in the store, a legacy field whose place in `metadata` is taken by another value) is
+ *   rejected whole: recorded once in `strata_rejects` with the reason naming the field
+ *   (`messages[3].role: missing`), counted, and left untouched in the legacy table.
+ * - Nothing in a legacy message or history entry is dropped: fields the store has no column for
+ *   (`attachments`, `model`, …) are kept in its `metadata` under their own names.
  * - The agent contexts are imported after all sessions; a missing legacy `agent_contexts` table
  *   means there are none.
+ * - Statements run without the app client's name transforms (`Database.strataClient`, and the
+ *   same for `source`).
  *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Identifier, Timestamp } from "@strata/core"
-import { Array as Arr, Context, Effect, Either, Layer, Option, Schema } from "effect"
-import { Catalog, JobState, SqlErrors } from "@strata/sql"
-import { insertMessages, jsonToColumn } from "./internal/chatRows.js"
+import { Identifier, Options, Timestamp } from "@strata/core"
+import { Catalog, Database, JobState, SqlErrors } from "@strata/sql"
+import { Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { nextTurn } from "./internal/eventLoop.js"
 import type { ImportedAgentContext, ImportedSession, LegacyAgentContextRow, LegacySessionRow } from "./internal/legacyRows.js"
 import { importAgentContext, importSession, rowKey } from "./internal/legacyRows.js"
-import { Options as NumericOption } from "@strata/core"
+import { writeAgentContexts, writeSessions, type Written } from "./internal/legacyWrites.js"
 
 /**
  * The names of the legacy tables.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface LegacyTables {
   readonly sessions: string
@@ -58,6 +70,7 @@ export interface LegacyTables {
  * What one table of the import did. `scanned = imported + skipped + rejected`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface TableCounts {
   readonly scanned: number
@@ -71,6 +84,7 @@ export interface TableCounts {
  * The totals of an import (cumulative over resumptions).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ImportResult {
   readonly sessions: TableCounts
@@ -85,6 +99,7 @@ export interface ImportResult {
  * Reported after every batch.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ImportProgress {
   readonly phase: "sessions" | "agentContexts"
@@ -97,6 +112,7 @@ export interface ImportProgress {
  * Options of `run`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface RunOptions<E = never> {
   /** The database holding the legacy tables; default: the target database itself. */
@@ -118,6 +134,7 @@ export interface RunOptions<E = never> {
  * A legacy table the import needs is not in the source database (or lacks the legacy columns).
  *
  * @since 0.1.0
+ * @category errors
  */
 export class LegacyTableMissing extends Schema.TaggedError<LegacyTableMissing>()("LegacyTableMissing", {
   table: Schema.String,
@@ -132,6 +149,7 @@ export class LegacyTableMissing extends Schema.TaggedError<LegacyTableMissing>()
  * The target database lacks the chat-store tables: apply `ChatPlan.plan` first.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class TargetNotMigrated extends Schema.TaggedError<TargetNotMigrated>()("TargetNotMigrated", {
   table: Schema.String
@@ -145,6 +163,7 @@ export class TargetNotMigrated extends Schema.TaggedError<TargetNotMigrated>()("
  * A table name that is not a valid SQL identifier.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidTableName extends Schema.TaggedError<InvalidTableName>()("InvalidTableName", {
   option: Schema.String,
@@ -159,6 +178,7 @@ export class InvalidTableName extends Schema.TaggedError<InvalidTableName>()("In
  * A numeric option of `run` is not allowed (e.g. `batchSize: NaN`); nothing was read or written.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidLegacyImportOptions extends Schema.TaggedError<InvalidLegacyImportOptions>()("InvalidLegacyImportOptions", {
   option: Schema.String,
@@ -173,6 +193,7 @@ export class InvalidLegacyImportOptions extends Schema.TaggedError<InvalidLegacy
  * `renameLegacyTables` found the destination name already taken.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class LegacyTableExists extends Schema.TaggedError<LegacyTableExists>()("LegacyTableExists", {
   table: Schema.String
@@ -186,6 +207,7 @@ export class LegacyTableExists extends Schema.TaggedError<LegacyTableExists>()("
  * A statement failed while importing (the batch in progress was rolled back; run again to resume).
  *
  * @since 0.1.0
+ * @category errors
  */
 export class LegacyImportFailed extends Schema.TaggedError<LegacyImportFailed>()("LegacyImportFailed", {
   step: Schema.String,
@@ -201,6 +223,7 @@ export class LegacyImportFailed extends Schema.TaggedError<LegacyImportFailed>()
  * Everything `run` can fail with (besides the source layer's own error).
  *
  * @since 0.1.0
+ * @category models
  */
 export type LegacyImportError =
   | LegacyTableMissing
@@ -215,6 +238,7 @@ const failedWhile = (step: string) => (cause: SqlError) => new LegacyImportFaile
  * The legacy table names `run` uses for these options.
  *
  * @since 0.1.0
+ * @category tables
  */
 export const legacyTables = (options: Pick<RunOptions<unknown>, "source" | "tables"> = {}): LegacyTables => {
   const prefix = options.source === undefined ? "legacy_" : ""
@@ -228,17 +252,32 @@ export const legacyTables = (options: Pick<RunOptions<unknown>, "source" | "tabl
  * The job names an import with these options checkpoints under.
  *
  * @since 0.1.0
+ * @category tables
  */
 export const jobNames = (tables: LegacyTables) => ({
   sessions: `legacy-import:${tables.sessions}`,
   agentContexts: `legacy-import:${tables.agentContexts}`
 })
 
-const tableColumns = (sql: SqlClient.SqlClient, table: string): Effect.Effect<ReadonlySet<string>, SqlError> =>
-  Effect.map(
-    Effect.provideService(Catalog.tableColumns(table), SqlClient.SqlClient, sql),
-    (rows) => new Set(rows.map((r) => r.name))
-  )
+/** The client of the database holding the legacy tables; `separate` when it is not the target's own. */
+class LegacySource extends Context.Tag("@strata/chat/LegacyImport/LegacySource")<
+  LegacySource,
+  { readonly sql: SqlClient.SqlClient; readonly separate: boolean }
+>() {}
+
+/**
+ * Runs `effect` on the legacy database's client. @effect/sql runs every client's statements on the
+ * connection of the transaction in progress, whichever client began it: a separate source's
+ * statements leave the target's transaction, or they would read the target database.
+ */
+const onSource = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E, LegacySource> =>
+  Effect.flatMap(LegacySource, ({ separate, sql }) => {
+    const onClient = Effect.provideService(effect, SqlClient.SqlClient, sql)
+    return separate ? Effect.mapInputContext(onClient, Context.omit(SqlClient.TransactionConnection)) : onClient
+  })
+
+const columnNames = (table: string): Effect.Effect<ReadonlySet<string>, SqlError, SqlClient.SqlClient> =>
+  Effect.map(Catalog.tableColumns(table), (rows) => new Set(rows.map((r) => r.name)))
 
 /** What the checkpoint's cursor holds: the last key and the child-row count so far. */
 interface Cursor {
@@ -259,8 +298,18 @@ const writeCursor = (after: string, children: number): string =>
 /** A table's running totals: its counts and the child rows (messages, agent switches) written so far. */
 type Totals = TableCounts & { readonly children: number }
 
+const noTotals: Totals = { scanned: 0, imported: 0, skipped: 0, rejected: 0, children: 0 }
+
 /** The public counts of `totals` (without the child rows, which `ImportResult` reports on their own). */
 const tableCounts = ({ imported, rejected, scanned, skipped }: Totals): TableCounts => ({ scanned, imported, skipped, rejected })
+
+const totalsOf = (checkpoint: JobState.Checkpoint): Totals => ({
+  scanned: checkpoint.processed,
+  imported: checkpoint.updated,
+  skipped: checkpoint.processed - checkpoint.updated - checkpoint.rejected,
+  rejected: checkpoint.rejected,
+  children: readCursor(checkpoint.cursor).children
+})
 
 /** Checkpoints `totals` (after key `after`) in the caller's transaction and returns them with `skipped` derived. */
 const saveTotals = (
@@ -280,65 +329,100 @@ const saveTotals = (
     { ...totals, skipped: totals.scanned - totals.imported - totals.rejected }
   )
 
-const countsOf = (checkpoint: Option.Option<JobState.Checkpoint>): Totals =>
-  Option.match(checkpoint, {
-    onNone: () => ({ scanned: 0, imported: 0, skipped: 0, rejected: 0, children: 0 }),
-    onSome: (c) => ({
-      scanned: c.processed,
-      imported: c.updated,
-      skipped: c.processed - c.updated - c.rejected,
-      rejected: c.rejected,
-      children: readCursor(c.cursor).children
-    })
-  })
-
-interface PhaseSpec<Row, Converted> {
+/** One legacy table's import. */
+interface Phase<Row, Converted> {
   readonly phase: ImportProgress["phase"]
   readonly job: string
   readonly table: string
   readonly columns: ReadonlyArray<string>
   readonly convert: (row: Row) => Either.Either<Converted, string>
-  readonly keyOf: (row: Row) => unknown
   /** Writes the converted rows in the caller's transaction: which were imported, which skipped, which rejected. */
-  readonly write: (
-    rows: ReadonlyArray<Converted>
-  ) => Effect.Effect<{ readonly imported: number; readonly children: number; readonly rejects: ReadonlyArray<JobState.Reject> }, SqlError>
+  readonly write: (rows: ReadonlyArray<Converted>) => Effect.Effect<Written, SqlError, SqlClient.SqlClient>
 }
 
-/**
- * Imports the legacy tables into the chat-store tables of the ambient `SqlClient`'s database
- * (see the module documentation). Returns the exact totals.
- *
- * @since 0.1.0
- */
-export const run = <E = never>(
-  options: RunOptions<E> = {}
-): Effect.Effect<ImportResult, LegacyImportError | E, SqlClient.SqlClient> =>
-  Effect.scoped(Effect.gen(function*() {
-    // Before the source layer is built: bad options open nothing.
-    const batchSize = yield* NumericOption.resolve(
-      "batchSize",
-      options.batchSize,
-      100,
-      NumericOption.positiveCount,
-      (option, reason) => new InvalidLegacyImportOptions({ option, reason })
-    )
-    const target = yield* SqlClient.SqlClient
-    const source = options.source === undefined
-      ? target
-      : Context.get(yield* Layer.build(options.source), SqlClient.SqlClient)
-    const tables = legacyTables(options)
-    for (const [option, name] of [["tables.sessions", tables.sessions], ["tables.agentContexts", tables.agentContexts]] as const) {
-      if (Either.isLeft(Identifier.decode(name))) return yield* new InvalidTableName({ option, name })
-    }
-    const jobs = jobNames(tables)
+/** What one batch found and did. */
+interface BatchOutcome {
+  readonly totals: Totals
+  readonly done: boolean
+  /** The last legacy key of the batch; `undefined` when it read no rows. */
+  readonly lastKey: string | undefined
+}
 
+/** The legacy rows after key `after`, in key order, at most `limit`. */
+const legacyRows = <Row>(phase: Pick<Phase<Row, unknown>, "table" | "columns">, after: string | undefined, limit: number) =>
+  onSource(Effect.flatMap(SqlClient.SqlClient, (sql) => {
+    const select = `SELECT ${phase.columns.map(Identifier.quote).join(", ")} FROM ${Identifier.quoteTable(phase.table as Identifier.TableName)}`
+    return after === undefined
+      ? sql<Row & object>`${sql.literal(select)} WHERE session_id IS NOT NULL ORDER BY session_id LIMIT ${limit}`
+      : sql<Row & object>`${sql.literal(select)} WHERE session_id > ${after} ORDER BY session_id LIMIT ${limit}`
+  }))
+
+/** Legacy rows without a key (SQLite lets a TEXT PRIMARY KEY be NULL): keyset batches never see them. */
+const unkeyedRows = (phase: Pick<Phase<unknown, unknown>, "table">) =>
+  onSource(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ n: number | string }>`SELECT count(*) AS n FROM ${sql.literal(Identifier.quoteTable(phase.table as Identifier.TableName))} WHERE session_id IS NULL`,
+      (rows) => Number(rows[0]?.n ?? 0)
+    )))
+
+/**
+ * One batch in one target transaction: claims the job's checkpoint, reads the legacy rows after its
+ * cursor, converts and writes them, records the rejects and saves the new cursor and counters
+ * (the claimed ones plus this batch's). A batch that reads fewer than `batchSize` rows ends the
+ * job: rows without a key are reported as one reject, and the job is `done`.
+ */
+const importBatch = <Row extends { readonly session_id: unknown }, Converted>(
+  phase: Phase<Row, Converted>,
+  batchSize: number
+): Effect.Effect<BatchOutcome, SqlError, SqlClient.SqlClient | LegacySource> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.gen(function*() {
+      const claimed = yield* JobState.claimCheckpoint(phase.job)
+      const counts = totalsOf(claimed)
+      if (claimed.state === "done") return { totals: counts, done: true, lastKey: undefined }
+      const cursor = readCursor(claimed.cursor)
+      const rows = yield* legacyRows<Row>(phase, cursor.after, batchSize)
+      const converted: Array<Converted> = []
+      const rejects: Array<JobState.Reject> = []
+      for (const row of rows) {
+        const result = phase.convert(row)
+        if (Either.isRight(result)) converted.push(result.right)
+        else rejects.push({ rowKey: rowKey(row.session_id), reason: result.left })
+      }
+      const outcome = yield* phase.write(converted)
+      const now = yield* Timestamp.now
+      let rejected = counts.rejected + (yield* JobState.recordRejects(phase.job, [...rejects, ...outcome.rejects], now))
+      let scanned = counts.scanned + rows.length
+      const done = rows.length < batchSize
+      if (done) {
+        const unkeyed = yield* unkeyedRows(phase)
+        const recorded = unkeyed === 0
+          ? 0
+          : yield* JobState.recordRejects(phase.job, [{ rowKey: "NULL", reason: `session_id: NULL in ${unkeyed} row(s)` }], now)
+        if (recorded > 0) {
+          scanned += unkeyed
+          rejected += unkeyed
+        }
+      }
+      const lastKey = rows.length === 0 ? undefined : rowKey(rows[rows.length - 1]!.session_id)
+      const totals = yield* saveTotals(
+        phase.job,
+        lastKey ?? cursor.after,
+        { scanned, imported: counts.imported + outcome.imported, rejected, children: counts.children + outcome.children },
+        done ? "done" : "running"
+      )
+      return { totals, done, lastKey }
+    })))
+
+/** Checks the target has the chat-store tables and the source the legacy ones; whether there are agent contexts. */
+const preflight = (tables: LegacyTables) =>
+  Effect.gen(function*() {
     for (const [table, column] of [["sessions", "created_at_ms"], ["messages", "seq"], ["agent_contexts", "updated_at_ms"], ["agent_switches", "switched_at_ms"]] as const) {
-      const columns = yield* tableColumns(target, table).pipe(Effect.mapError(failedWhile("reading the target schema")))
+      const columns = yield* columnNames(table).pipe(Effect.mapError(failedWhile("reading the target schema")))
       if (!columns.has(column)) return yield* new TargetNotMigrated({ table })
     }
-    const sessionColumns = yield* tableColumns(source, tables.sessions).pipe(Effect.mapError(failedWhile("reading the legacy schema")))
-    for (const column of ["session_id", "messages", "last_activity"]) {
+    const sessionColumns = yield* onSource(columnNames(tables.sessions)).pipe(Effect.mapError(failedWhile("reading the legacy schema")))
+    for (const column of sessionPhaseColumns) {
       if (!sessionColumns.has(column)) {
         return yield* new LegacyTableMissing({
           table: tables.sessions,
@@ -346,13 +430,59 @@ export const run = <E = never>(
         })
       }
     }
-    const contextColumns = yield* tableColumns(source, tables.agentContexts).pipe(Effect.mapError(failedWhile("reading the legacy schema")))
-    const contextColumnNames = ["session_id", "current_agent", "agent_history", "metadata", "created_at", "updated_at"]
-    const missingContextColumn = contextColumnNames.find((c) => !contextColumns.has(c))
-    if (contextColumns.size > 0 && missingContextColumn !== undefined) {
-      return yield* new LegacyTableMissing({ table: tables.agentContexts, reason: `has no column ${missingContextColumn} (not the legacy layout)` })
+    const contextColumns = yield* onSource(columnNames(tables.agentContexts)).pipe(Effect.mapError(failedWhile("reading the legacy schema")))
+    const missing = contextPhaseColumns.find((c) => !contextColumns.has(c))
+    if (contextColumns.size > 0 && missing !== undefined) {
+      return yield* new LegacyTableMissing({ table: tables.agentContexts, reason: `has no column ${missing} (not the legacy layout)` })
     }
+    return { hasAgentContexts: contextColumns.size > 0 }
+  })
 
+const sessionPhaseColumns = ["session_id", "messages", "last_activity"]
+const contextPhaseColumns = ["session_id", "current_agent", "agent_history", "metadata", "created_at", "updated_at"]
+
+/**
+ * Imports the legacy tables into the chat-store tables of the ambient `SqlClient`'s database
+ * (see the module documentation). Returns the exact totals.
+ *
+ * @since 0.1.0
+ * @category import
+ */
+export const run = <E = never>(
+  options: RunOptions<E> = {}
+): Effect.Effect<ImportResult, LegacyImportError | E, SqlClient.SqlClient> =>
+  Effect.scoped(Effect.gen(function*() {
+    // Before the source layer is built: bad options open nothing.
+    const batchSize = yield* Options.resolve(
+      "batchSize",
+      options.batchSize,
+      100,
+      Options.positiveCount,
+      (option, reason) => new InvalidLegacyImportOptions({ option, reason })
+    )
+    const tables = legacyTables(options)
+    for (const [option, name] of [["tables.sessions", tables.sessions], ["tables.agentContexts", tables.agentContexts]] as const) {
+      if (Either.isLeft(Identifier.decode(name))) return yield* new InvalidTableName({ option, name })
+    }
+    const target = yield* Database.strataClient
+    const source = options.source === undefined
+      ? { sql: target, separate: false }
+      : { sql: Context.get(yield* Layer.build(options.source), SqlClient.SqlClient).withoutTransforms(), separate: true }
+    const jobs = jobNames(tables)
+    return yield* importAll(tables, jobs, batchSize, options).pipe(
+      Effect.provideService(LegacySource, source),
+      Effect.provideService(SqlClient.SqlClient, target)
+    )
+  }))
+
+const importAll = (
+  tables: LegacyTables,
+  jobs: ImportResult["jobs"],
+  batchSize: number,
+  options: RunOptions<unknown>
+): Effect.Effect<ImportResult, LegacyImportError, SqlClient.SqlClient | LegacySource> =>
+  Effect.gen(function*() {
+    const { hasAgentContexts } = yield* preflight(tables)
     yield* Effect.gen(function*() {
       yield* JobState.ensureTables
       if (options.restart === true) {
@@ -361,10 +491,12 @@ export const run = <E = never>(
       }
     }).pipe(Effect.mapError(failedWhile("preparing strata_jobs")))
 
-    const totals = {
-      sessions: countsOf(yield* JobState.loadCheckpoint(jobs.sessions).pipe(Effect.mapError(failedWhile("loading the checkpoint")))),
-      agentContexts: countsOf(yield* JobState.loadCheckpoint(jobs.agentContexts).pipe(Effect.mapError(failedWhile("loading the checkpoint"))))
-    }
+    const loaded = (job: string) =>
+      JobState.loadCheckpoint(job).pipe(
+        Effect.map(Option.match({ onNone: () => noTotals, onSome: totalsOf })),
+        Effect.mapError(failedWhile("loading the checkpoint"))
+      )
+    const totals = { sessions: yield* loaded(jobs.sessions), agentContexts: yield* loaded(jobs.agentContexts) }
     const snapshot = (): ImportResult => ({
       sessions: tableCounts(totals.sessions),
       messages: totals.sessions.children,
@@ -373,155 +505,41 @@ export const run = <E = never>(
       jobs
     })
 
-    const runPhase = <Row extends { readonly session_id: unknown }, Converted>(
-      spec: PhaseSpec<Row, Converted>,
-      key: "sessions" | "agentContexts"
-    ) =>
+    const runPhase = <Row extends { readonly session_id: unknown }, Converted>(phase: Phase<Row, Converted>) =>
       Effect.gen(function*() {
-        const checkpoint = yield* JobState.loadCheckpoint(spec.job).pipe(Effect.mapError(failedWhile("loading the checkpoint")))
-        if (Option.isSome(checkpoint) && checkpoint.value.state === "done") return
-        let after = Option.match(checkpoint, { onNone: () => undefined, onSome: (c) => readCursor(c.cursor).after })
-        const selectList = source.literal(spec.columns.join(", "))
-        const table = source(spec.table)
         while (true) {
-          const rows = yield* (after === undefined
-            ? source<Row>`SELECT ${selectList} FROM ${table} WHERE session_id IS NOT NULL ORDER BY session_id LIMIT ${batchSize}`
-            : source<Row>`SELECT ${selectList} FROM ${table} WHERE session_id > ${after} ORDER BY session_id LIMIT ${batchSize}`).pipe(
-              Effect.mapError(failedWhile(`reading ${spec.table}`))
-            )
-          const last = rows[rows.length - 1]
-          if (last === undefined) break
-          const converted: Array<Converted> = []
-          const rejects: Array<JobState.Reject> = []
-          for (const row of rows) {
-            const result = spec.convert(row)
-            if (Either.isRight(result)) converted.push(result.right)
-            else rejects.push({ rowKey: rowKey(spec.keyOf(row)), reason: result.left })
+          const batch = yield* importBatch(phase, batchSize).pipe(Effect.mapError(failedWhile(`importing a batch of ${phase.table}`)))
+          totals[phase.phase] = batch.totals
+          if (batch.lastKey !== undefined && options.onProgress !== undefined) {
+            yield* options.onProgress({ phase: phase.phase, totals: snapshot(), lastKey: batch.lastKey })
           }
-          const lastKey = rowKey(last.session_id)
-          const now = yield* Timestamp.now
-          const written = yield* target.withTransaction(Effect.gen(function*() {
-            const outcome = yield* spec.write(converted)
-            const allRejects = [...rejects, ...outcome.rejects]
-            const newRejects = yield* JobState.recordRejects(spec.job, allRejects, now)
-            const counts = totals[key]
-            const next = {
-              scanned: counts.scanned + rows.length,
-              imported: counts.imported + outcome.imported,
-              rejected: counts.rejected + newRejects,
-              children: counts.children + outcome.children
-            }
-            return yield* saveTotals(spec.job, lastKey, next, "running")
-          })).pipe(Effect.mapError(failedWhile(`writing a batch of ${spec.table}`)))
-          totals[key] = written
-          after = lastKey
-          if (options.onProgress !== undefined) yield* options.onProgress({ phase: spec.phase, totals: snapshot(), lastKey })
-          if (rows.length < batchSize) break
+          if (batch.done) return
+          // A real turn of the event loop: on SQLite nothing else would run (signals, timers, other fibers) until the end.
+          yield* nextTurn
         }
-        // Keyset batches never see rows without a key (SQLite lets a TEXT PRIMARY KEY be NULL):
-        // they cannot be imported, so they are reported as one reject, and the job is done.
-        const unkeyed = yield* source<{ n: number | string }>`SELECT count(*) AS n FROM ${table} WHERE session_id IS NULL`.pipe(
-          Effect.map((r) => Number(r[0]?.n ?? 0)),
-          Effect.mapError(failedWhile(`reading ${spec.table}`))
-        )
-        const now = yield* Timestamp.now
-        totals[key] = yield* target.withTransaction(Effect.gen(function*() {
-          const counts = totals[key]
-          const recorded = unkeyed === 0
-            ? 0
-            : yield* JobState.recordRejects(spec.job, [{ rowKey: "NULL", reason: `session_id: NULL in ${unkeyed} row(s)` }], now)
-          const next = {
-            scanned: counts.scanned + (recorded > 0 ? unkeyed : 0),
-            imported: counts.imported,
-            rejected: counts.rejected + (recorded > 0 ? unkeyed : 0),
-            children: counts.children
-          }
-          return yield* saveTotals(spec.job, after, next, "done")
-        })).pipe(Effect.mapError(failedWhile("finishing the job")))
       }).pipe(
         // pauseJob only pauses a running job: an interrupt after the phase finished must not undo "done".
-        Effect.onInterrupt(() => Effect.ignore(JobState.pauseJob(spec.job))),
-        Effect.withSpan("LegacyImport.phase", { attributes: { job: spec.job } })
+        Effect.onInterrupt(() => Effect.ignore(JobState.pauseJob(phase.job))),
+        Effect.withSpan("LegacyImport.phase", { attributes: { job: phase.job } })
       )
-
-    const writeSessions = (sessions: ReadonlyArray<ImportedSession>) =>
-      Effect.gen(function*() {
-        const inserted = new Set<string>()
-        for (const part of Arr.chunksOf(sessions, 500)) {
-          const rows = yield* target<{ id: string }>`INSERT INTO sessions ${
-            target.insert(part.map((s) => ({
-              id: s.id,
-              title: null,
-              description: null,
-              created_at_ms: s.createdAtMs,
-              last_activity_ms: s.lastActivityMs,
-              deleted_at_ms: null
-            })))
-          } ON CONFLICT (id) DO NOTHING RETURNING id`
-          for (const row of rows) inserted.add(row.id)
-        }
-        const messages = sessions.filter((s) => inserted.has(s.id)).flatMap((s) => s.messages)
-        yield* insertMessages(target, messages)
-        return { imported: inserted.size, children: messages.length, rejects: [] }
-      })
-
-    const writeAgentContexts = (contexts: ReadonlyArray<ImportedAgentContext>) =>
-      Effect.gen(function*() {
-        if (contexts.length === 0) return { imported: 0, children: 0, rejects: [] }
-        const present = new Set(
-          (yield* target<{ id: string }>`SELECT id FROM sessions WHERE ${target.in("id", contexts.map((c) => c.sessionId))}`).map((r) => r.id)
-        )
-        const rejects = contexts
-          .filter((c) => !present.has(c.sessionId))
-          .map((c) => ({ rowKey: c.sessionId, reason: "session_id: no such session in the store (its legacy session is missing or was rejected)" }))
-        const importable = contexts.filter((c) => present.has(c.sessionId))
-        const inserted = new Set<string>()
-        for (const part of Arr.chunksOf(importable, 500)) {
-          const rows = yield* target<{ session_id: string }>`INSERT INTO agent_contexts ${
-            target.insert(part.map((c) => ({
-              session_id: c.sessionId,
-              current_agent: c.currentAgent,
-              created_at_ms: c.createdAtMs,
-              updated_at_ms: c.updatedAtMs,
-              switch_count: c.switches.length,
-              metadata: jsonToColumn(c.metadata)
-            })))
-          } ON CONFLICT (session_id) DO NOTHING RETURNING session_id`
-          for (const row of rows) inserted.add(row.session_id)
-        }
-        const switches = importable.filter((c) => inserted.has(c.sessionId)).flatMap((c) =>
-          c.switches.map((s) => ({
-            session_id: c.sessionId,
-            from_agent: s.fromAgent,
-            to_agent: s.toAgent,
-            reason: s.reason,
-            metadata: jsonToColumn(s.metadata),
-            switched_at_ms: s.switchedAtMs
-          }))
-        )
-        for (const part of Arr.chunksOf(switches, 500)) yield* target`INSERT INTO agent_switches ${target.insert(part)}`
-        return { imported: inserted.size, children: switches.length, rejects }
-      })
 
     yield* runPhase<LegacySessionRow, ImportedSession>({
       phase: "sessions",
       job: jobs.sessions,
       table: tables.sessions,
-      columns: ["session_id", "messages", "last_activity"],
+      columns: sessionPhaseColumns,
       convert: importSession,
-      keyOf: (row) => row.session_id,
       write: writeSessions
-    }, "sessions")
-    if (contextColumns.size > 0) {
+    })
+    if (hasAgentContexts) {
       yield* runPhase<LegacyAgentContextRow, ImportedAgentContext>({
         phase: "agentContexts",
         job: jobs.agentContexts,
         table: tables.agentContexts,
-        columns: contextColumnNames,
+        columns: contextPhaseColumns,
         convert: importAgentContext,
-        keyOf: (row) => row.session_id,
         write: writeAgentContexts
-      }, "agentContexts")
+      })
     }
     const result = snapshot()
     yield* Effect.logInfo("legacy import finished").pipe(
@@ -536,22 +554,23 @@ export const run = <E = never>(
       })
     )
     return result
-  }))
+  })
 
 /**
  * The rows an import rejected (up to `limit` per legacy table), with their reasons.
  *
  * @since 0.1.0
+ * @category rejects
  */
 export const rejects = (
   options: Pick<RunOptions<unknown>, "source" | "tables"> & { readonly limit?: number } = {}
 ): Effect.Effect<ReadonlyArray<JobState.RecordedReject>, LegacyImportFailed, SqlClient.SqlClient> =>
-  Effect.gen(function*() {
+  Database.withStrataClient(Effect.gen(function*() {
     const jobs = jobNames(legacyTables(options))
     yield* JobState.ensureTables
     const limit = options.limit ?? 1000
     return [...yield* JobState.loadRejects(jobs.sessions, limit), ...yield* JobState.loadRejects(jobs.agentContexts, limit)]
-  }).pipe(Effect.mapError(failedWhile("reading strata_rejects")))
+  })).pipe(Effect.mapError(failedWhile("reading strata_rejects")))
 
 /**
  * Renames a legacy `sessions` / `agent_contexts` pair (recognised by the legacy `messages` and
@@ -560,23 +579,24 @@ export const rejects = (
  * renamed (none when there is no legacy layout, e.g. on a second call).
  *
  * @since 0.1.0
+ * @category tables
  */
 export const renameLegacyTables: Effect.Effect<
   ReadonlyArray<string>,
   LegacyTableExists | LegacyImportFailed,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
+> = Database.withStrataClient(Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return yield* sql.withTransaction(Effect.gen(function*() {
     const renamed: Array<string> = []
     for (const [table, marker] of [["sessions", "messages"], ["agent_contexts", "agent_history"]] as const) {
-      const columns = yield* tableColumns(sql, table)
+      const columns = yield* columnNames(table)
       if (!columns.has(marker)) continue
       const destination = `legacy_${table}`
-      if ((yield* tableColumns(sql, destination)).size > 0) return yield* new LegacyTableExists({ table: destination })
-      yield* sql`ALTER TABLE ${sql(table)} RENAME TO ${sql(destination)}`
+      if ((yield* columnNames(destination)).size > 0) return yield* new LegacyTableExists({ table: destination })
+      yield* sql.unsafe(`ALTER TABLE ${Identifier.quote(table)} RENAME TO ${Identifier.quote(destination)}`)
       renamed.push(table)
     }
     return renamed
-  })).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failedWhile("renaming the legacy tables")(e))))
-})
+  }))
+})).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failedWhile("renaming the legacy tables")(e))))

@@ -1,12 +1,31 @@
 /**
- * Write-behind appends over `ChatStore` for hot paths (seed 004, without its data loss).
+ * Buffered appends to the session store for hot paths, with read-your-writes and nothing
+ * acknowledged ever dropped silently.
  *
  * `append` validates the message, assigns the session's next `seq` and an id (so the order is
- * fixed when it returns), buffers it and returns; it does not wait for the database. A background
- * fiber writes the buffer every `intervalMs`, or as soon as `maxBatch` messages are pending, in one
- * transaction per flush (multi-row INSERTs). Reads through this service (`getMessages`,
- * `getMessagesAfter`, `getRecentMessages`, `getSessionStats`) merge the buffered messages in, so a
- * caller reads its own writes.
+ * fixed when it returns), buffers it and returns without waiting for the database. A background
+ * fiber writes the buffer in one transaction per flush (multi-row INSERTs). Reads through this
+ * service (`getMessages`, `getMessagesAfter`, `getRecentMessages`, `getSessionStats`) merge the
+ * buffered messages in, so a caller reads its own writes.
+ *
+ * When a flush starts:
+ * - as soon as `maxBatch` messages are pending, and otherwise once the oldest pending message has
+ *   waited `interval`; a flush already running is finished first (flushes run one at a time, in
+ *   append order). This holds under any mix of reads and writes: every call to this service checks
+ *   whether a flush is due and, if so, lets the flusher run before it returns, so no reader can
+ *   keep it waiting (on SQLite a tight loop of reads would otherwise never let it run at all; see
+ *   the SQLite note below).
+ *
+ * The durability contract:
+ * - `append` returning means the message is **buffered**: in this process's memory, with its id
+ *   and `seq` fixed. It is not yet stored.
+ * - `flush` returning means everything appended before the call is **stored** (committed), or was
+ *   refused by the database and reported as a `PoisonMessage`.
+ * - What a crash (SIGKILL, power loss, an out-of-memory kill) can lose is what was buffered: the
+ *   appends of about the last `interval` (plus the flush in progress, which commits or not as a
+ *   whole), and everything still waiting behind a database that is failing or a batch bigger than
+ *   it can write in that time. Closing the layer's scope (SIGTERM under `NodeRuntime.runMain`, an
+ *   app's layer release) loses nothing it can write: see below.
  *
  * Nothing acknowledged is dropped silently:
  * - Messages leave the buffer only after their flush committed. A flush that fails on the
@@ -17,24 +36,31 @@
  *   a `PoisonMessage` (see `poisoned`). A message found already stored with the same session and
  *   `seq` (a commit whose acknowledgement was lost) counts as written, not as a duplicate.
  * - The buffer is bounded (`capacity`): `append` waits for room instead of dropping.
- * - Closing the layer's scope (SIGTERM under `NodeRuntime.runMain`, or an app's layer release)
- *   stops taking appends, lets the running flush finish and flushes everything left, retrying for
- *   up to `drainTimeoutMs`, before the layers below it (the `SqlClient`) close; whatever still cannot
- *   be written is logged as an error with its ids.
+ * - Closing the layer's scope stops taking appends, lets the running flush finish and flushes
+ *   everything left, retrying for up to `drainTimeout`, before the layers below it (the
+ *   `SqlClient`) close; whatever still cannot be written is logged as an error with its ids.
  *
  * `WriteBehind` must be the only writer of the sessions it appends to while it runs: it reads a
  * session's last `seq` once, when it first sees the session. A session soft-deleted after that
  * still receives the messages already accepted.
  *
+ * SQLite: better-sqlite3 answers synchronously and never lets another fiber, timer or signal
+ * handler run while a fiber loops over statements. This service (and `ChatStore`) gives the event
+ * loop a turn when a caller has held the thread for 10 ms; code of the app's own that loops over
+ * SQLite statements without ever yielding holds up every fiber, the flusher included.
+ *
+ * Statements run on `Database.strataClient` (the app's client without its name transforms).
+ *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
-import { Timestamp } from "@strata/core"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Options, Timestamp } from "@strata/core"
+import { Database, SqlErrors } from "@strata/sql"
 import {
-  Array as Arr,
   Clock,
   Config,
+  Context,
   Deferred,
   Duration,
   Effect,
@@ -44,25 +70,29 @@ import {
   Metric,
   MetricBoundaries,
   Option,
-  Schema
+  Schema,
+  type Scope
 } from "effect"
-import * as ChatStore from "./ChatStore.js"
-import { Database } from "@strata/sql"
-import type { MessageRow } from "./internal/chatRows.js"
-import { insertMessages, lastSeq, messageColumns, messageFromRow, toMillis, toNumber } from "./internal/chatRows.js"
+import type { ConfigError } from "effect/ConfigError"
+import * as ChatModel from "./ChatModel.js"
+import { lastSeq } from "./internal/chatRows.js"
+import { makeTurnGate, nextTurn, noTurns, type TurnGate } from "./internal/eventLoop.js"
 import { FairPermits } from "./internal/fairPermits.js"
-import { Options as NumericOption } from "@strata/core"
-import { SqlErrors } from "@strata/sql"
+import { writeBatch } from "./internal/flushBatch.js"
+import * as MergedReads from "./internal/mergedReads.js"
+import * as MessageQueries from "./internal/messageQueries.js"
+import { requireSession, sessionIdOf } from "./internal/sessionQueries.js"
 import { WriteBuffer } from "./internal/writeBuffer.js"
 
 /**
- * How `WriteBehind` batches and retries.
+ * How `WriteBehind` batches and retries. Durations are `Duration.DurationInput`s (a number is milliseconds).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface WriteBehindOptions {
-  /** Longest a message waits before its flush starts, at least 1 ms. Default 100 ms. */
-  readonly intervalMs?: number | undefined
+  /** Longest a pending message waits before its flush starts (after the flush in progress), at least 1 ms. Default 100 ms. */
+  readonly interval?: Duration.DurationInput | undefined
   /** Messages per flush (a positive integer); reaching it starts a flush at once. Default 1000. */
   readonly maxBatch?: number | undefined
   /**
@@ -71,20 +101,21 @@ export interface WriteBehindOptions {
    * could never start).
    */
   readonly capacity?: number | undefined
-  /** First retry delay after a failed flush (at least 1 ms), doubled up to `maxRetryDelayMs`. Default 50 ms. */
-  readonly retryDelayMs?: number | undefined
-  /** Default 5000 ms, raised to `retryDelayMs` when that is larger; given below `retryDelayMs`, refused. */
-  readonly maxRetryDelayMs?: number | undefined
-  /** How long closing keeps retrying to write what is buffered (zero or more ms). Default 30,000 ms. */
-  readonly drainTimeoutMs?: number | undefined
+  /** First retry delay after a failed flush (at least 1 ms), doubled up to `maxRetryDelay`. Default 50 ms. */
+  readonly retryDelay?: Duration.DurationInput | undefined
+  /** Default 5 seconds, raised to `retryDelay` when that is larger; given below `retryDelay`, refused. */
+  readonly maxRetryDelay?: Duration.DurationInput | undefined
+  /** How long closing keeps retrying to write what is buffered (zero or more). Default 30 seconds. */
+  readonly drainTimeout?: Duration.DurationInput | undefined
   /** Sessions whose next `seq` is remembered when idle (a positive integer). Default 100,000. */
   readonly maxTrackedSessions?: number | undefined
 }
 
 /**
- * An option is not allowed (e.g. `maxBatch: NaN`, `capacity: 2.5`); nothing was started.
+ * An option is not allowed (e.g. `maxBatch: NaN`, `interval: -1`, an unknown `intervalMs`); nothing was started.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidWriteBehindOptions extends Schema.TaggedError<InvalidWriteBehindOptions>()("InvalidWriteBehindOptions", {
   option: Schema.String,
@@ -95,43 +126,11 @@ export class InvalidWriteBehindOptions extends Schema.TaggedError<InvalidWriteBe
   }
 }
 
-const invalidOption = (option: string, reason: string) => new InvalidWriteBehindOptions({ option, reason })
-
-/** The options with their defaults, or the first one not allowed. */
-const settingsOf = (options: WriteBehindOptions) =>
-  Effect.gen(function*() {
-    const intervalMs = yield* NumericOption.resolve("intervalMs", options.intervalMs, 100, NumericOption.millis(1), invalidOption)
-    const maxBatch = yield* NumericOption.resolve("maxBatch", options.maxBatch, 1000, NumericOption.positiveCount, invalidOption)
-    const capacity = yield* NumericOption.resolve("capacity", options.capacity, Math.max(maxBatch, 10_000), NumericOption.positiveCount, invalidOption)
-    if (capacity < maxBatch) {
-      return yield* invalidOption("capacity", `must be at least maxBatch (${maxBatch}), got ${capacity}`)
-    }
-    const retryDelayMs = yield* NumericOption.resolve("retryDelayMs", options.retryDelayMs, 50, NumericOption.millis(1), invalidOption)
-    const maxRetryDelayMs = yield* NumericOption.resolve(
-      "maxRetryDelayMs",
-      options.maxRetryDelayMs,
-      Math.max(retryDelayMs, 5000),
-      NumericOption.millis(1),
-      invalidOption
-    )
-    if (maxRetryDelayMs < retryDelayMs) {
-      return yield* invalidOption("maxRetryDelayMs", `must be at least retryDelayMs (${retryDelayMs}), got ${maxRetryDelayMs}`)
-    }
-    const drainTimeoutMs = yield* NumericOption.resolve("drainTimeoutMs", options.drainTimeoutMs, 30_000, NumericOption.millis(0), invalidOption)
-    const maxTrackedSessions = yield* NumericOption.resolve(
-      "maxTrackedSessions",
-      options.maxTrackedSessions,
-      100_000,
-      NumericOption.positiveCount,
-      invalidOption
-    )
-    return { intervalMs, maxBatch, capacity, retryDelayMs, maxRetryDelayMs, drainTimeoutMs, maxTrackedSessions }
-  })
-
 /**
  * A message the database refused; it is not retried (the rest of its flush was written).
  *
  * @since 0.1.0
+ * @category errors
  */
 export class PoisonMessage extends Schema.TaggedError<PoisonMessage>()("PoisonMessage", {
   messageId: Schema.String,
@@ -148,6 +147,7 @@ export class PoisonMessage extends Schema.TaggedError<PoisonMessage>()("PoisonMe
  * `append` after the write-behind began closing.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class WriteBehindClosed extends Schema.TaggedError<WriteBehindClosed>()("WriteBehindClosed", {}) {
   override get message(): string {
@@ -156,9 +156,24 @@ export class WriteBehindClosed extends Schema.TaggedError<WriteBehindClosed>()("
 }
 
 /**
+ * What `append` and `appendAll` can fail with.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type AppendError =
+  | ChatModel.InvalidInput
+  | ChatModel.SessionNotFound
+  | ChatModel.SessionDeleted
+  | ChatModel.MessageExists
+  | WriteBehindClosed
+  | SqlError
+
+/**
  * A snapshot of the counters (also exported as Effect metrics `strata_write_behind_*`).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface WriteBehindMetrics {
   /** Buffered messages, including the flush in progress. */
@@ -171,10 +186,116 @@ export interface WriteBehindMetrics {
   readonly failedFlushes: number
   /** Messages refused by the database. */
   readonly poisoned: number
+  /** How long the last flush took, ms. */
   readonly lastFlushMs: number | null
+  /** The longest flush, ms. */
   readonly maxFlushMs: number | null
+  /** All flushes together, ms. */
   readonly totalFlushMs: number
 }
+
+/**
+ * The write-behind service's operations.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WriteBehind {
+  /** Buffers one message and returns it as it will be stored (id, `seq`, time); does not wait for the database. */
+  readonly append: (sessionId: string, message: ChatModel.NewMessage) => Effect.Effect<ChatModel.Message, AppendError>
+  /** Buffers messages for one session with consecutive `seq`s (waits for room for all of them). */
+  readonly appendAll: (
+    sessionId: string,
+    messages: ReadonlyArray<ChatModel.NewMessage>
+  ) => Effect.Effect<ReadonlyArray<ChatModel.Message>, AppendError>
+  /** Waits until everything appended before the call is stored (or refused); `WriteBehindClosed` if closing could not write it. */
+  readonly flush: Effect.Effect<void, WriteBehindClosed>
+  /** `ChatStore.getMessages` including buffered messages. */
+  readonly getMessages: (
+    sessionId: string,
+    options?: { readonly page?: number; readonly pageSize?: number }
+  ) => Effect.Effect<ChatModel.MessagePage, ChatModel.InvalidInput | ChatModel.SessionNotFound | SqlError>
+  /** `ChatStore.getMessagesAfter` including buffered messages. */
+  readonly getMessagesAfter: (
+    sessionId: string,
+    afterSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<ChatModel.Message>, ChatModel.InvalidInput | ChatModel.SessionNotFound | SqlError>
+  /** `ChatStore.getRecentMessages` including buffered messages. */
+  readonly getRecentMessages: (
+    sessionId: string,
+    count: number
+  ) => Effect.Effect<ReadonlyArray<ChatModel.Message>, ChatModel.InvalidInput | ChatModel.SessionNotFound | SqlError>
+  /** `ChatStore.getSessionStats` including buffered messages, each counted once. */
+  readonly getSessionStats: (
+    sessionId: string
+  ) => Effect.Effect<ChatModel.SessionStats, ChatModel.InvalidInput | ChatModel.SessionNotFound | SqlError>
+  /** Counters: pending, flushed, flushes, failed flushes, poisoned, flush latency. */
+  readonly metrics: Effect.Effect<WriteBehindMetrics>
+  /** The most recent messages the database refused (up to 1000). */
+  readonly poisoned: Effect.Effect<ReadonlyArray<PoisonMessage>>
+}
+
+/**
+ * The write-behind service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const WriteBehind = Context.GenericTag<WriteBehind>("@strata/chat/WriteBehind")
+
+/** The options with their defaults (durations as ms), or the first one not allowed. */
+interface Settings {
+  readonly intervalMs: number
+  readonly maxBatch: number
+  readonly capacity: number
+  readonly retryDelayMs: number
+  readonly maxRetryDelayMs: number
+  readonly drainTimeoutMs: number
+  readonly maxTrackedSessions: number
+}
+
+const optionNames: ReadonlySet<string> = new Set([
+  "interval",
+  "maxBatch",
+  "capacity",
+  "retryDelay",
+  "maxRetryDelay",
+  "drainTimeout",
+  "maxTrackedSessions"
+])
+
+const invalidOption = (option: string, reason: string) => new InvalidWriteBehindOptions({ option, reason })
+
+const settingsOf = (options: WriteBehindOptions): Effect.Effect<Settings, InvalidWriteBehindOptions> =>
+  Effect.gen(function*() {
+    // An untyped caller's misspelt or old option (`intervalMs`) would otherwise fall back to the default unseen.
+    for (const key of Object.keys(options)) {
+      if (!optionNames.has(key)) {
+        return yield* invalidOption(key, `is not an option (the options are ${[...optionNames].join(", ")})`)
+      }
+    }
+    const millis = (option: string, value: Duration.DurationInput | undefined, fallback: Duration.DurationInput, allowed: Options.AllowedDuration) =>
+      Effect.map(Options.resolveDuration(option, value, fallback, allowed, invalidOption), Duration.toMillis)
+    const atLeastOneMilli = Options.durationOfAtLeast(Duration.millis(1))
+    const intervalMs = yield* millis("interval", options.interval, Duration.millis(100), atLeastOneMilli)
+    const maxBatch = yield* Options.resolve("maxBatch", options.maxBatch, 1000, Options.positiveCount, invalidOption)
+    const capacity = yield* Options.resolve("capacity", options.capacity, Math.max(maxBatch, 10_000), Options.positiveCount, invalidOption)
+    if (capacity < maxBatch) {
+      return yield* invalidOption("capacity", `must be at least maxBatch (${maxBatch}), got ${capacity}`)
+    }
+    const retryDelayMs = yield* millis("retryDelay", options.retryDelay, Duration.millis(50), atLeastOneMilli)
+    const maxRetryDelayMs = yield* millis("maxRetryDelay", options.maxRetryDelay, Duration.millis(Math.max(retryDelayMs, 5000)), atLeastOneMilli)
+    if (maxRetryDelayMs < retryDelayMs) {
+      return yield* invalidOption(
+        "maxRetryDelay",
+        `must be at least retryDelay (${Duration.format(Duration.millis(retryDelayMs))}), got ${Duration.format(Duration.millis(maxRetryDelayMs))}`
+      )
+    }
+    const drainTimeoutMs = yield* millis("drainTimeout", options.drainTimeout, Duration.seconds(30), Options.nonNegativeDuration)
+    const maxTrackedSessions = yield* Options.resolve("maxTrackedSessions", options.maxTrackedSessions, 100_000, Options.positiveCount, invalidOption)
+    return { intervalMs, maxBatch, capacity, retryDelayMs, maxRetryDelayMs, drainTimeoutMs, maxTrackedSessions }
+  })
 
 const pendingGauge = Metric.gauge("strata_write_behind_pending", { description: "messages buffered, not yet written" })
 const flushedCounter = Metric.counter("strata_write_behind_flushed", { description: "messages written", incremental: true })
@@ -188,28 +309,35 @@ const flushLatency = Metric.histogram(
 
 const keptPoison = 1000
 
-interface FlushOutcome {
-  readonly written: number
-  readonly poisoned: ReadonlyArray<PoisonMessage>
+/** The flushing side: when a flush is due, the flusher fiber, `flush`, and the drain on close. */
+interface Flusher {
+  /** Whether appends are refused (closing began). */
+  readonly isClosed: () => boolean
+  /**
+   * Wakes the flusher when a flush is due at `nowMs` (by size or by the oldest message's age) and
+   * none is running; then the caller must yield (`Effect.yieldNow`) so it runs before the caller
+   * goes on. Returns whether it woke it.
+   */
+  readonly nudge: (nowMs: number) => boolean
+  readonly flush: Effect.Effect<void, WriteBehindClosed>
+  readonly metrics: Effect.Effect<WriteBehindMetrics>
+  readonly poisoned: Effect.Effect<ReadonlyArray<PoisonMessage>>
 }
 
-const decodePageOptions = ChatStore.decoder(ChatStore.PageOptions)
-
-const makeService = (options: WriteBehindOptions = {}) =>
+const makeFlusher = (
+  buffer: WriteBuffer,
+  room: FairPermits,
+  settings: Settings,
+  gate: TurnGate
+): Effect.Effect<Flusher, never, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const { capacity, drainTimeoutMs, intervalMs, maxBatch, maxRetryDelayMs, maxTrackedSessions, retryDelayMs } =
-      yield* settingsOf(options)
-    const store = yield* ChatStore.ChatStore
-    const sql = yield* SqlClient.SqlClient
-    const dialect = yield* Database.dialect
-
-    const buffer = new WriteBuffer()
-    const room = new FairPermits(capacity)
-    const loadLock = yield* Effect.makeSemaphore(1)
+    const { capacity, drainTimeoutMs, intervalMs, maxBatch, maxRetryDelayMs, maxTrackedSessions, retryDelayMs } = settings
     const wake = yield* Effect.makeLatch(false)
     const waiters: Array<{ readonly position: number; readonly done: Deferred.Deferred<void, WriteBehindClosed> }> = []
     const poisonLog: Array<PoisonMessage> = []
     let closed = false
+    /** Messages of the flush in progress (0: none). */
+    let inFlight = 0
     const counters = {
       flushed: 0,
       flushes: 0,
@@ -220,183 +348,17 @@ const makeService = (options: WriteBehindOptions = {}) =>
       totalFlushMs: 0
     }
 
-    /** Makes sure the buffer knows the session's next seq: read once from the database. */
-    const track = (sessionId: string) =>
-      buffer.isTracked(sessionId) ? Effect.void : loadLock.withPermits(1)(
-        Effect.gen(function*() {
-          if (buffer.isTracked(sessionId)) return
-          const session = yield* store.getSession(sessionId)
-          if (session.deletedAtMs !== null) {
-            return yield* new ChatStore.SessionDeleted({ sessionId, deletedAtMs: session.deletedAtMs })
-          }
-          const last = yield* lastSeq(sql, sessionId)
-          buffer.track(sessionId, last)
-        })
-      )
-
-    type AppendError =
-      | ChatStore.InvalidInput
-      | ChatStore.SessionNotFound
-      | ChatStore.SessionDeleted
-      | ChatStore.MessageExists
-      | WriteBehindClosed
-      | SqlError
-
-    /** Assigns seqs and buffers; the caller holds the room and has tracked the session. Synchronous. */
-    const pushNow = (
-      id: string,
-      valid: ReadonlyArray<ChatStore.ValidMessage>,
-      now: Timestamp.EpochMillis
-    ): ReadonlyArray<ChatStore.Message> => {
-      const { messages } = buffer.push(
-        id,
-        valid.length,
-        (i, seq) => ChatStore.toMessage(valid[i]!, id, seq, now),
-        (i) => valid[i]!.id !== undefined
-      )
-      if (buffer.pending >= maxBatch) wake.unsafeOpen()
-      return messages
+    const isDue = (nowMs: number): boolean => {
+      if (buffer.pending >= maxBatch) return true
+      const oldest = buffer.arrivalAfter(0)
+      return oldest !== undefined && nowMs - oldest >= intervalMs
     }
 
-    const bufferValid = (
-      sessionId: string,
-      valid: ReadonlyArray<ChatStore.ValidMessage>
-    ): Effect.Effect<ReadonlyArray<ChatStore.Message>, AppendError> =>
-      Effect.clockWith((clock): Effect.Effect<ReadonlyArray<ChatStore.Message>, AppendError> => {
-        if (closed) return Effect.fail(new WriteBehindClosed())
-        const checked = ChatStore.validateId(sessionId, "sessionId")
-        if (Either.isLeft(checked)) return Effect.fail(checked.left)
-        const id = checked.right
-        if (valid.length > capacity) {
-          return Effect.fail(new ChatStore.InvalidInput({ field: "messages", reason: `more than the buffer's capacity (${capacity})` }))
-        }
-        for (const message of valid) {
-          if (message.id !== undefined && buffer.hasSuppliedId(message.id)) {
-            return Effect.fail(new ChatStore.MessageExists({ messageId: message.id, sessionId: id }))
-          }
-        }
-        // The hot path, in one synchronous step: a known session and room in the buffer.
-        if (buffer.isTracked(id) && room.tryTake(valid.length)) {
-          return Effect.succeed(pushNow(id, valid, Math.floor(clock.unsafeCurrentTimeMillis()) as Timestamp.EpochMillis))
-        }
-        return Effect.uninterruptibleMask((restore) =>
-          Effect.zipRight(
-            restore(room.take(valid.length)),
-            restore(Effect.gen(function*() {
-              yield* track(id)
-              const now = yield* Timestamp.now
-              // Checked again in the same synchronous step as the push: nothing enters the buffer after draining began.
-              return yield* Effect.suspend(() =>
-                closed ? Effect.fail(new WriteBehindClosed()) : Effect.succeed(pushNow(id, valid, now))
-              )
-            })).pipe(Effect.onError(() => Effect.sync(() => room.release(valid.length))))
-          )
-        )
-      })
-
-    const appendAll = (
-      sessionId: string,
-      messages: ReadonlyArray<ChatStore.NewMessage>
-    ): Effect.Effect<ReadonlyArray<ChatStore.Message>, AppendError> =>
-      Effect.flatMap(ChatStore.validateMessages(messages), (valid) =>
-        valid.length === 0 ? Effect.succeed([]) : bufferValid(sessionId, valid))
-
-    const append = (
-      sessionId: string,
-      message: ChatStore.NewMessage
-    ): Effect.Effect<ChatStore.Message, AppendError> =>
-      Effect.clockWith((clock) => {
-        if (closed) return Effect.fail(new WriteBehindClosed())
-        const decoded = ChatStore.validateMessage(message, "message")
-        if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
-        const valid = decoded.right
-        // The hot path in one synchronous step: no supplied id, a session already tracked (so its id
-        // was validated then), room in the buffer.
-        if (valid.id === undefined && buffer.isTracked(sessionId) && room.tryTake(1)) {
-          const now = Math.floor(clock.unsafeCurrentTimeMillis()) as Timestamp.EpochMillis
-          const stored = buffer.pushOne(sessionId, (seq) => ChatStore.toMessage(valid, sessionId, seq, now))!
-          if (buffer.pending >= maxBatch) wake.unsafeOpen()
-          return Effect.succeed(stored)
-        }
-        return Effect.map(bufferValid(sessionId, [valid]), (stored) => stored[0]!)
-      })
-
-    // ---- flushing
-
-    /** Inserts `messages` under a savepoint; a refused row is found by bisection and reported. */
-    const insertIsolating = (
-      messages: ReadonlyArray<ChatStore.Message>,
-      poisoned: Array<PoisonMessage>
-    ): Effect.Effect<number, SqlError> =>
-      sql.withTransaction(insertMessages(sql, messages)).pipe(
-        Effect.as(messages.length),
-        Effect.catchAll((error) => {
-          if (!SqlErrors.isRowRejected(error)) return Effect.fail(error)
-          if (messages.length === 1) return classifyRefused(messages[0]!, error, poisoned)
-          const middle = Math.floor(messages.length / 2)
-          return Effect.zipWith(
-            insertIsolating(messages.slice(0, middle), poisoned),
-            insertIsolating(messages.slice(middle), poisoned),
-            (a, b) => a + b
-          )
-        })
-      )
-
-    const classifyRefused = (
-      message: ChatStore.Message,
-      error: SqlError,
-      poisoned: Array<PoisonMessage>
-    ): Effect.Effect<number, SqlError> =>
-      Effect.gen(function*() {
-        const stored = yield* sql<{ session_id: string; seq: number | string }>`SELECT session_id, seq FROM messages WHERE id = ${message.id}`
-        const row = stored[0]
-        if (row !== undefined && row.session_id === message.sessionId && toNumber(row.seq) === message.seq) {
-          // Written by an earlier attempt whose commit was not acknowledged: not a duplicate, not poison.
-          return 1
-        }
-        poisoned.push(
-          new PoisonMessage({ messageId: message.id, sessionId: message.sessionId, seq: message.seq, reason: SqlErrors.failureText(error) })
-        )
-        return 0
-      })
-
-    const touchSessions = (messages: ReadonlyArray<ChatStore.Message>) => {
-      const newest = new Map<string, number>()
-      for (const message of messages) {
-        const current = newest.get(message.sessionId)
-        if (current === undefined || message.createdAtMs > current) newest.set(message.sessionId, message.createdAtMs)
-      }
-      return Effect.forEach(
-        Arr.chunksOf([...newest], 500),
-        (chunk) => {
-          const params: Array<unknown> = []
-          const rows = chunk.map(([sessionId, atMs]) => {
-            params.push(sessionId, atMs)
-            return dialect === "pg" ? `($${params.length - 1}::text, $${params.length}::bigint)` : "(?, ?)"
-          })
-          return sql.unsafe(
-            `WITH v(id, at_ms) AS (VALUES ${rows.join(", ")})
-             UPDATE sessions SET last_activity_ms = v.at_ms FROM v
-             WHERE sessions.id = v.id AND sessions.last_activity_ms < v.at_ms`,
-            params
-          )
-        },
-        { discard: true }
-      )
+    const nudge = (nowMs: number): boolean => {
+      if (inFlight > 0 || !isDue(nowMs)) return false
+      wake.unsafeOpen()
+      return true
     }
-
-    /** One flush attempt of `batch` in one transaction. */
-    const writeBatch = (batch: ReadonlyArray<ChatStore.Message>): Effect.Effect<FlushOutcome, SqlError> =>
-      sql.withTransaction(Effect.gen(function*() {
-        const poisoned: Array<PoisonMessage> = []
-        const written = yield* insertIsolating(batch, poisoned)
-        const refused = new Set(poisoned.map((p) => p.messageId))
-        yield* touchSessions(refused.size === 0 ? batch : batch.filter((m) => !refused.has(m.id)))
-        return { written, poisoned }
-      })).pipe(
-        // A COMMIT that fails surfaces as a defect in @effect/sql: it is a failed attempt like any other.
-        Effect.catchAllDefect((defect) => Effect.fail(new SqlError({ cause: defect, message: "flush failed" })))
-      )
 
     const settleWaiters = Effect.suspend(() => {
       const ready = waiters.filter((w) => w.position <= buffer.completed)
@@ -405,13 +367,28 @@ const makeService = (options: WriteBehindOptions = {}) =>
       return Effect.forEach(ready, (w) => Deferred.succeed(w.done, undefined), { discard: true })
     })
 
+    const recordPoison = (poison: PoisonMessage) =>
+      Effect.gen(function*() {
+        counters.poisoned++
+        poisonLog.push(poison)
+        if (poisonLog.length > keptPoison) poisonLog.shift()
+        // A refused session (e.g. hard-deleted) is re-checked on its next append.
+        buffer.forget(poison.sessionId)
+        yield* Metric.increment(poisonedCounter)
+        yield* Effect.logError("write-behind message refused by the database; the rest of its flush was written").pipe(
+          Effect.annotateLogs({ message_id: poison.messageId, session_id: poison.sessionId, seq: poison.seq, reason: poison.reason })
+        )
+      })
+
     /** Writes the oldest batch once; on success the batch leaves the buffer. */
-    const flushOnce: Effect.Effect<boolean, SqlError> = Effect.uninterruptible(
+    const flushOnce: Effect.Effect<boolean, SqlError, SqlClient.SqlClient> = Effect.uninterruptible(
       Effect.gen(function*() {
         const batch = buffer.nextBatch(maxBatch)
         if (batch.length === 0) return false
         const started = yield* Clock.currentTimeMillis
+        inFlight = batch.length
         const outcome = yield* writeBatch(batch).pipe(
+          Effect.ensuring(Effect.sync(() => (inFlight = 0))),
           Effect.tapError((error) =>
             Effect.gen(function*() {
               counters.failedFlushes++
@@ -433,21 +410,8 @@ const makeService = (options: WriteBehindOptions = {}) =>
         yield* Metric.incrementBy(flushedCounter, outcome.written)
         yield* Metric.update(flushLatency, elapsed)
         yield* Metric.set(pendingGauge, buffer.pending)
-        for (const poison of outcome.poisoned) {
-          counters.poisoned++
-          poisonLog.push(poison)
-          if (poisonLog.length > keptPoison) poisonLog.shift()
-          // A refused session (e.g. hard-deleted) is re-checked on its next append.
-          buffer.forget(poison.sessionId)
-          yield* Metric.increment(poisonedCounter)
-          yield* Effect.logError("write-behind message refused by the database; the rest of its flush was written").pipe(
-            Effect.annotateLogs({
-              message_id: poison.messageId,
-              session_id: poison.sessionId,
-              seq: poison.seq,
-              reason: poison.reason
-            })
-          )
+        for (const { message, reason } of outcome.refused) {
+          yield* recordPoison(new PoisonMessage({ messageId: message.id, sessionId: message.sessionId, seq: message.seq, reason }))
         }
         buffer.evictIdle(maxTrackedSessions)
         yield* settleWaiters
@@ -470,30 +434,42 @@ const makeService = (options: WriteBehindOptions = {}) =>
         }
       })
 
+    // Woken by: a flush due (size or age, seen by a caller or the ticker), `flush`, nothing else.
     const flusher = Effect.gen(function*() {
       let backToBack = 0
       while (true) {
-        if (buffer.pending < maxBatch) {
-          backToBack = 0
-          yield* Effect.raceFirst(Effect.sleep(Duration.millis(intervalMs)), wake.await)
-        } else if (++backToBack % 8 === 0) {
-          // Under sustained load, back to the event loop now and then so I/O and signals get their turn.
-          yield* Effect.sleep(Duration.zero)
-        } else {
-          // Let the fibers the last flush woke (appenders given room, readers waiting for the SQLite
-          // connection) run before the next flush takes the connection again.
-          yield* Effect.yieldNow()
-        }
+        yield* wake.await
         wake.unsafeClose()
-        yield* flushWithRetry(undefined)
+        const wrote = yield* flushWithRetry(undefined)
+        const now = yield* Clock.currentTimeMillis
+        if (wrote && (isDue(now) || waiters.length > 0)) {
+          wake.unsafeOpen()
+          // Let the fibers this flush woke (appenders given room, readers) run before the next one;
+          // now and then a whole turn of the event loop, so I/O, timers and signals get theirs.
+          yield* ++backToBack % 8 === 0 || gate.due() ? nextTurn : Effect.yieldNow()
+        } else {
+          backToBack = 0
+        }
       }
     })
 
-    const fiber = yield* Effect.forkDaemon(flusher)
+    // Wakes the flusher when the oldest pending message has waited `interval`, if no caller did.
+    const ticker = Effect.gen(function*() {
+      while (true) {
+        const now = yield* Clock.currentTimeMillis
+        const oldest = buffer.arrivalAfter(0)
+        // While a flush runs, the flusher itself looks again when it is done.
+        const wait = inFlight > 0 || oldest === undefined ? intervalMs : Math.max(0, oldest + intervalMs - now)
+        yield* Effect.sleep(Duration.millis(wait))
+        nudge(yield* Clock.currentTimeMillis)
+      }
+    })
+
+    const fibers = [yield* Effect.forkDaemon(flusher), yield* Effect.forkDaemon(ticker)]
 
     const drain = Effect.gen(function*() {
       closed = true
-      yield* Fiber.interrupt(fiber)
+      yield* Fiber.interruptAll(fibers)
       const deadline = (yield* Clock.currentTimeMillis) + drainTimeoutMs
       const result = yield* Effect.either(Effect.gen(function*() {
         while (buffer.pending > 0) yield* flushWithRetry(deadline)
@@ -528,182 +504,290 @@ const makeService = (options: WriteBehindOptions = {}) =>
       })
     })
 
-    // ---- reads that see the buffer
-
-    const select = (rows: Effect.Effect<ReadonlyArray<MessageRow>, SqlError>) =>
-      Effect.map(rows, (found) => found.map((row) => messageFromRow(row, dialect)))
-
-    /** Stored and buffered messages in `seq` order, each once (a message flushed meanwhile is in both). */
-    const merge = (stored: ReadonlyArray<ChatStore.Message>, buffered: ReadonlyArray<ChatStore.Message>) => {
-      const bySeq = new Map<number, ChatStore.Message>()
-      for (const message of stored) bySeq.set(message.seq, message)
-      for (const message of buffered) if (!bySeq.has(message.seq)) bySeq.set(message.seq, message)
-      return [...bySeq.values()].sort((a, b) => a.seq - b.seq)
-    }
-
-    const getMessages = (
-      sessionId: string,
-      pageOptions: { readonly page?: number; readonly pageSize?: number } = {}
-    ): Effect.Effect<ChatStore.MessagePage, ChatStore.InvalidInput | ChatStore.SessionNotFound | SqlError> =>
-      Effect.gen(function*() {
-        const { page, pageSize } = yield* decodePageOptions(pageOptions, "")
-        const session = yield* store.getSession(sessionId)
-        // The buffer is read before the database: a message flushed in between is seen twice and merged.
-        const buffered = buffer.snapshot(session.id)
-        if (buffered.length === 0) return yield* store.getMessages(session.id, { page, pageSize })
-        const firstBuffered = buffered[0]!.seq
-        const offset = (page - 1) * pageSize
-        const wanted = pageSize + 1
-        // Stored messages before the oldest buffered one come first in the order, on their own.
-        const before = yield* Effect.map(
-          sql<{ n: number | string }>`SELECT count(*) AS n FROM messages WHERE session_id = ${session.id} AND seq < ${firstBuffered}`,
-          (rows) => toNumber(rows[0]?.n ?? 0)
-        )
-        const head = offset < before
-          ? yield* select(sql<MessageRow>`SELECT ${sql.literal(messageColumns)} FROM messages
-              WHERE session_id = ${session.id} AND seq < ${firstBuffered} ORDER BY seq LIMIT ${wanted} OFFSET ${offset}`)
-          : []
-        const remaining = wanted - head.length
-        let tail: ReadonlyArray<ChatStore.Message> = []
-        if (remaining > 0) {
-          const skip = Math.max(0, offset - before)
-          // Up to `buffered.length` of these may also be buffered; fetching that many more keeps the merge exact.
-          const stored = yield* select(sql<MessageRow>`SELECT ${sql.literal(messageColumns)} FROM messages
-            WHERE session_id = ${session.id} AND seq >= ${firstBuffered} ORDER BY seq LIMIT ${skip + remaining + buffered.length}`)
-          tail = merge(stored, buffered).slice(skip, skip + remaining)
-        }
-        const messages = [...head, ...tail]
-        return { sessionId: session.id, page, pageSize, messages: messages.slice(0, pageSize), hasMore: messages.length > pageSize }
-      })
-
-    const getMessagesAfter = (
-      sessionId: string,
-      afterSeq: number,
-      limit: number
-    ): Effect.Effect<ReadonlyArray<ChatStore.Message>, ChatStore.InvalidInput | ChatStore.SessionNotFound | SqlError> =>
-      Effect.gen(function*() {
-        const buffered = buffer.snapshot(sessionId).filter((m) => m.seq > afterSeq)
-        if (buffered.length === 0) return yield* store.getMessagesAfter(sessionId, afterSeq, limit)
-        const stored = yield* store.getMessagesAfter(sessionId, afterSeq, limit)
-        const more = stored.length === limit
-          ? yield* select(sql<MessageRow>`SELECT ${sql.literal(messageColumns)} FROM messages
-              WHERE session_id = ${sessionId} AND seq > ${stored[stored.length - 1]!.seq}
-              ORDER BY seq LIMIT ${buffered.length}`)
-          : []
-        return merge([...stored, ...more], buffered).slice(0, limit)
-      })
-
-    const getRecentMessages = (
-      sessionId: string,
-      count: number
-    ): Effect.Effect<ReadonlyArray<ChatStore.Message>, ChatStore.InvalidInput | ChatStore.SessionNotFound | SqlError> =>
-      Effect.gen(function*() {
-        const buffered = buffer.snapshot(sessionId)
-        if (buffered.length === 0) return yield* store.getRecentMessages(sessionId, count)
-        const stored = yield* store.getRecentMessages(sessionId, count)
-        // The newest `count` of stored ∪ buffered: more stored rows are needed only where buffered ones duplicate them.
-        const older = stored.length === count && buffered.length > 0
-          ? yield* select(sql<MessageRow>`SELECT ${sql.literal(messageColumns)} FROM messages
-              WHERE session_id = ${sessionId} AND seq < ${stored[0]!.seq} ORDER BY seq DESC LIMIT ${buffered.length}`)
-          : []
-        const merged = merge([...older, ...stored], buffered)
-        return merged.slice(Math.max(0, merged.length - count))
-      })
-
-    const getSessionStats = (
-      sessionId: string
-    ): Effect.Effect<ChatStore.SessionStats, ChatStore.InvalidInput | ChatStore.SessionNotFound | SqlError> =>
-      Effect.gen(function*() {
-        const buffered = buffer.snapshot(sessionId)
-        if (buffered.length === 0) return yield* store.getSessionStats(sessionId)
-        const firstBuffered = buffered[0]!.seq
-        const stats = yield* store.getSessionStats(sessionId)
-        // The stored stats may already include buffered messages flushed meanwhile: count each seq once.
-        const stored = yield* sql<{ seq: number | string; token_count: number | string | null; created_at_ms: number | string }>`
-          SELECT seq, token_count, created_at_ms FROM messages WHERE session_id = ${sessionId} AND seq >= ${firstBuffered}`
-        const storedSeqs = new Set(stored.map((row) => toNumber(row.seq)))
-        let messageCount = stats.messageCount
-        let totalTokens = stats.totalTokens
-        let first = stats.firstMessageAtMs
-        let last = stats.lastMessageAtMs
-        for (const message of buffered) {
-          if (storedSeqs.has(message.seq)) continue
-          messageCount++
-          totalTokens += message.tokenCount ?? 0
-          first = first === null || message.createdAtMs < first ? message.createdAtMs : first
-          last = last === null || message.createdAtMs > last ? message.createdAtMs : last
-        }
-        const lastActivityMs = last !== null && last > stats.lastActivityMs ? toMillis(last) : stats.lastActivityMs
-        return { ...stats, messageCount, totalTokens, firstMessageAtMs: first, lastMessageAtMs: last, lastActivityMs }
-      })
-
-    const metrics: Effect.Effect<WriteBehindMetrics> = Effect.sync(() => ({ pending: buffer.pending, ...counters }))
-
-    const poisoned: Effect.Effect<ReadonlyArray<PoisonMessage>> = Effect.sync(() => poisonLog.slice())
-
     return {
-      /** Buffers one message and returns it as it will be stored (id, `seq`, time); does not wait for the database. */
-      append,
-      /** Buffers messages for one session with consecutive `seq`s (waits for room for all of them). */
-      appendAll,
-      /** Waits until everything appended before the call is written (or refused); `WriteBehindClosed` if closing could not write it. */
+      isClosed: () => closed,
+      nudge,
       flush,
-      /** `ChatStore.getMessages` including buffered messages. */
-      getMessages,
-      /** `ChatStore.getMessagesAfter` including buffered messages. */
-      getMessagesAfter,
-      /** `ChatStore.getRecentMessages` including buffered messages. */
-      getRecentMessages,
-      /** `ChatStore.getSessionStats` including buffered messages. */
-      getSessionStats,
-      /** Counters: pending, flushed, flushes, failed flushes, poisoned, flush latency. */
-      metrics,
-      /** The most recent messages the database refused (up to 1000). */
-      poisoned
-    } as const
+      metrics: Effect.sync(() => ({ pending: buffer.pending, ...counters })),
+      poisoned: Effect.sync(() => poisonLog.slice())
+    }
   })
 
 /**
- * The write-behind service (needs `ChatStore` and the `SqlClient`; scoped: closing drains it).
+ * A write-behind buffer over the `SqlClient` in context (whose database has the `chat-store` plan
+ * applied), started at once and drained when the scope closes. Fails with
+ * `InvalidWriteBehindOptions` when an option is not allowed; nothing is started then.
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @category constructors
  */
-export class WriteBehind extends Effect.Service<WriteBehind>()("@strata/sql/WriteBehind", {
-  scoped: makeService
-}) {}
+export const make = (
+  options: WriteBehindOptions = {}
+): Effect.Effect<WriteBehind, InvalidWriteBehindOptions, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings = yield* settingsOf(options)
+    const { capacity } = settings
+    const sql = yield* Database.strataClient
+    const onStrataClient = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E> =>
+      Effect.provideService(effect, SqlClient.SqlClient, sql)
+    const gate = (yield* Database.dialect) === "sqlite" ? yield* makeTurnGate : noTurns
+
+    const buffer = new WriteBuffer()
+    const room = new FairPermits(capacity)
+    const flusher = yield* Effect.provideService(makeFlusher(buffer, room, settings, gate), SqlClient.SqlClient, sql)
+    const loadLock = yield* Effect.makeSemaphore(1)
+
+    /**
+     * What a call does before it returns, at the `Clock`'s `nowMs`: let a due flush run, or give
+     * the event loop a turn it has gone a slice without; `undefined` when neither is needed.
+     */
+    const pace = (nowMs: number): Effect.Effect<void> | undefined =>
+      flusher.nudge(nowMs) ? Effect.yieldNow() : gate.due() ? gate.turn : undefined
+
+    const paced = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.clockWith((clock) => {
+        const first = pace(clock.unsafeCurrentTimeMillis())
+        return first === undefined ? effect : Effect.zipRight(first, effect)
+      })
+
+    /** Makes sure the buffer knows the session's next seq: read once from the database. */
+    const track = (sessionId: string) =>
+      buffer.isTracked(sessionId) ? Effect.void : loadLock.withPermits(1)(
+        onStrataClient(Effect.gen(function*() {
+          if (buffer.isTracked(sessionId)) return
+          const session = yield* requireSession(sessionId)
+          if (session.deletedAtMs !== null) {
+            return yield* new ChatModel.SessionDeleted({ sessionId, deletedAtMs: session.deletedAtMs })
+          }
+          buffer.track(sessionId, yield* lastSeq(sessionId))
+        }))
+      )
+
+    /** Assigns seqs and buffers; the caller holds the room and has tracked the session. Synchronous. */
+    const pushNow = (id: string, valid: ReadonlyArray<ChatModel.ValidMessage>, now: Timestamp.EpochMillis) =>
+      buffer.push(id, valid.length, (i, seq) => ChatModel.toMessage(valid[i]!, id, seq, now), (i) => valid[i]!.id !== undefined, now)
+        .messages
+
+    const bufferValid = (
+      sessionId: string,
+      valid: ReadonlyArray<ChatModel.ValidMessage>
+    ): Effect.Effect<ReadonlyArray<ChatModel.Message>, AppendError> =>
+      Effect.clockWith((clock): Effect.Effect<ReadonlyArray<ChatModel.Message>, AppendError> => {
+        if (flusher.isClosed()) return Effect.fail(new WriteBehindClosed())
+        const checked = sessionIdOf(sessionId)
+        if (Either.isLeft(checked)) return Effect.fail(checked.left)
+        const id = checked.right
+        if (valid.length > capacity) {
+          return Effect.fail(new ChatModel.InvalidInput({ field: "messages", reason: `more than the buffer's capacity (${capacity})` }))
+        }
+        for (const message of valid) {
+          if (message.id !== undefined && buffer.hasSuppliedId(message.id)) {
+            return Effect.fail(new ChatModel.MessageExists({ messageId: message.id, sessionId: id }))
+          }
+        }
+        // The hot path, in one synchronous step: a known session and room in the buffer.
+        if (buffer.isTracked(id) && room.tryTake(valid.length)) {
+          const now = Math.floor(clock.unsafeCurrentTimeMillis())
+          const stored = pushNow(id, valid, now as Timestamp.EpochMillis)
+          const then = pace(now)
+          return then === undefined ? Effect.succeed(stored) : Effect.as(then, stored)
+        }
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(
+            restore(room.take(valid.length)),
+            restore(Effect.gen(function*() {
+              yield* track(id)
+              const now = yield* Timestamp.now
+              // Checked again in the same synchronous step as the push: nothing enters the buffer after draining began.
+              return yield* Effect.suspend(() =>
+                flusher.isClosed() ? Effect.fail(new WriteBehindClosed()) : Effect.succeed(pushNow(id, valid, now))
+              )
+            })).pipe(Effect.onError(() => Effect.sync(() => room.release(valid.length))))
+          )
+        ).pipe(Effect.tap(() => paced(Effect.void)))
+      })
+
+    const append = (sessionId: string, message: ChatModel.NewMessage): Effect.Effect<ChatModel.Message, AppendError> =>
+      Effect.clockWith((clock) => {
+        if (flusher.isClosed()) return Effect.fail(new WriteBehindClosed())
+        const decoded = ChatModel.validateMessage(message, "message")
+        if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
+        const valid = decoded.right
+        // The hot path in one synchronous step: no supplied id, a session already tracked (so its id
+        // was validated then), room in the buffer.
+        if (valid.id === undefined && buffer.isTracked(sessionId) && room.tryTake(1)) {
+          const now = Math.floor(clock.unsafeCurrentTimeMillis())
+          const stored = buffer.pushOne(sessionId, (seq) => ChatModel.toMessage(valid, sessionId, seq, now as Timestamp.EpochMillis), now)!
+          const then = pace(now)
+          return then === undefined ? Effect.succeed(stored) : Effect.as(then, stored)
+        }
+        return Effect.map(bufferValid(sessionId, [valid]), (stored) => stored[0]!)
+      })
+
+    const appendAll = (sessionId: string, messages: ReadonlyArray<ChatModel.NewMessage>) =>
+      Effect.flatMap(ChatModel.validateMessages(messages), (valid) =>
+        valid.length === 0 ? Effect.succeed([]) : bufferValid(sessionId, valid))
+
+    // Reads: the plain store read when nothing of the session is buffered, else the merged one.
+    // The buffer is read before the database (see MergedReads).
+
+    const decodePageOptions = ChatModel.decoder(ChatModel.PageOptions)
+
+    const readMessages = (sessionId: string, pageOptions: { readonly page?: number; readonly pageSize?: number } = {}) =>
+      paced(onStrataClient(Effect.gen(function*() {
+        const id = yield* sessionIdOf(sessionId)
+        const { page, pageSize } = yield* decodePageOptions(pageOptions, "")
+        yield* requireSession(id)
+        const buffered = buffer.snapshot(id)
+        return buffered.length === 0
+          ? yield* MessageQueries.getMessages(id, { page, pageSize })
+          : yield* MergedReads.page(id, page, pageSize, buffered)
+      })))
+
+    const readMessagesAfter = (sessionId: string, afterSeq: number, limit: number) =>
+      paced(onStrataClient(Effect.gen(function*() {
+        const { after, id, size } = yield* MessageQueries.afterArguments(sessionId, afterSeq, limit)
+        const buffered = buffer.snapshotAfter(id, after, size)
+        if (buffered.length === 0) return yield* MessageQueries.getMessagesAfter(id, after, size)
+        yield* requireSession(id)
+        return yield* MergedReads.after(id, after, size, buffered)
+      })))
+
+    const readRecentMessages = (sessionId: string, count: number) =>
+      paced(onStrataClient(Effect.gen(function*() {
+        const { id, size } = yield* MessageQueries.recentArguments(sessionId, count)
+        const buffered = buffer.snapshotNewest(id, size)
+        if (buffered.length === 0) return yield* MessageQueries.getRecentMessages(id, size)
+        yield* requireSession(id)
+        return yield* MergedReads.newest(id, size, buffered)
+      })))
+
+    const readSessionStats = (sessionId: string) =>
+      paced(onStrataClient(Effect.gen(function*() {
+        const id = yield* sessionIdOf(sessionId)
+        const buffered = buffer.snapshot(id)
+        return buffered.length === 0 ? yield* MessageQueries.getSessionStats(id) : yield* MergedReads.stats(id, buffered)
+      })))
+
+    return WriteBehind.of({
+      append,
+      appendAll,
+      flush: flusher.flush,
+      getMessages: readMessages,
+      getMessagesAfter: readMessagesAfter,
+      getRecentMessages: readRecentMessages,
+      getSessionStats: readSessionStats,
+      metrics: flusher.metrics,
+      poisoned: flusher.poisoned
+    })
+  })
 
 /**
- * `WriteBehind` with `options`; fails to build with `InvalidWriteBehindOptions` when one is not allowed.
+ * `WriteBehind` with `options` (scoped: closing it drains the buffer); fails to build with
+ * `InvalidWriteBehindOptions` when one is not allowed.
  *
  * @since 0.1.0
+ * @category layers
  */
-export const layer = (
-  options: WriteBehindOptions = {}
-): Layer.Layer<WriteBehind, InvalidWriteBehindOptions, ChatStore.ChatStore | SqlClient.SqlClient> =>
-  WriteBehind.Default(options)
+export const layer = (options: WriteBehindOptions = {}): Layer.Layer<WriteBehind, InvalidWriteBehindOptions, SqlClient.SqlClient> =>
+  Layer.scoped(WriteBehind, make(options))
 
 /**
  * `WriteBehind` configured from `STRATA_WRITE_BEHIND_INTERVAL_MS`, `STRATA_WRITE_BEHIND_MAX_BATCH`
- * and `STRATA_WRITE_BEHIND_CAPACITY` (each optional).
+ * and `STRATA_WRITE_BEHIND_CAPACITY` (each optional; the interval in milliseconds).
  *
  * @since 0.1.0
+ * @category layers
  */
-export const layerFromConfig: Layer.Layer<
-  WriteBehind,
-  import("effect/ConfigError").ConfigError | InvalidWriteBehindOptions,
-  ChatStore.ChatStore | SqlClient.SqlClient
-> = Layer.unwrapEffect(
+export const layerFromConfig: Layer.Layer<WriteBehind, ConfigError | InvalidWriteBehindOptions, SqlClient.SqlClient> = Layer.unwrapEffect(
   Effect.map(
     Config.all({
-      intervalMs: Config.option(Config.integer("STRATA_WRITE_BEHIND_INTERVAL_MS")),
+      intervalMs: Config.option(Config.number("STRATA_WRITE_BEHIND_INTERVAL_MS")),
       maxBatch: Config.option(Config.integer("STRATA_WRITE_BEHIND_MAX_BATCH")),
       capacity: Config.option(Config.integer("STRATA_WRITE_BEHIND_CAPACITY"))
     }),
     (config) =>
       layer({
-        intervalMs: Option.getOrUndefined(config.intervalMs),
+        interval: Option.getOrUndefined(config.intervalMs),
         maxBatch: Option.getOrUndefined(config.maxBatch),
         capacity: Option.getOrUndefined(config.capacity)
       })
   )
 )
+
+/**
+ * `append` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const append = (sessionId: string, message: ChatModel.NewMessage) =>
+  Effect.flatMap(WriteBehind, (wb) => wb.append(sessionId, message))
+
+/**
+ * `appendAll` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const appendAll = (sessionId: string, messages: ReadonlyArray<ChatModel.NewMessage>) =>
+  Effect.flatMap(WriteBehind, (wb) => wb.appendAll(sessionId, messages))
+
+/**
+ * `flush` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const flush: Effect.Effect<void, WriteBehindClosed, WriteBehind> = Effect.flatMap(WriteBehind, (wb) => wb.flush)
+
+/**
+ * `getMessages` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const getMessages = (sessionId: string, options?: { readonly page?: number; readonly pageSize?: number }) =>
+  Effect.flatMap(WriteBehind, (wb) => wb.getMessages(sessionId, options))
+
+/**
+ * `getMessagesAfter` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const getMessagesAfter = (sessionId: string, afterSeq: number, limit: number) =>
+  Effect.flatMap(WriteBehind, (wb) => wb.getMessagesAfter(sessionId, afterSeq, limit))
+
+/**
+ * `getRecentMessages` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const getRecentMessages = (sessionId: string, count: number) =>
+  Effect.flatMap(WriteBehind, (wb) => wb.getRecentMessages(sessionId, count))
+
+/**
+ * `getSessionStats` on the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const getSessionStats = (sessionId: string) => Effect.flatMap(WriteBehind, (wb) => wb.getSessionStats(sessionId))
+
+/**
+ * `metrics` of the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const metrics: Effect.Effect<WriteBehindMetrics, never, WriteBehind> = Effect.flatMap(WriteBehind, (wb) => wb.metrics)
+
+/**
+ * `poisoned` of the write-behind in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const poisoned: Effect.Effect<ReadonlyArray<PoisonMessage>, never, WriteBehind> = Effect.flatMap(WriteBehind, (wb) => wb.poisoned)

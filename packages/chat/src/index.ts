@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 export * as ChatPlan from "./ChatPlan.js"
+export * as ChatModel from "./ChatModel.js"
 export * as ChatStore from "./ChatStore.js"
 export * as WriteBehind from "./WriteBehind.js"
 export * as LegacyImport from "./LegacyImport.js"

@@ -2,13 +2,13 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Either, Exit, Layer, Option, TestClock } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { ChatPlan, ChatStore } from "../src/index.js"
+import { ChatModel, ChatPlan, ChatStore } from "../src/index.js"
 import { Migrator } from "@strata/sql"
 
 const applyChatStorePlan = Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())
 
 const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
-  ChatStore.ChatStore.Default.pipe(
+  ChatStore.layer.pipe(
     Layer.provideMerge(Layer.effectDiscard(applyChatStorePlan).pipe(Layer.provideMerge(database))),
     Layer.orDie
   )
@@ -58,7 +58,7 @@ describeEachEngine("ChatStore", (engine) => {
         expect(yield* fieldOf(store.getMessages(id, { page: 0 }))).toEqual(["InvalidInput", "page"])
         expect(yield* fieldOf(store.getMessages(id, { page: 1.5 }))).toEqual(["InvalidInput", "page"])
         expect(yield* fieldOf(store.getMessages(id, { pageSize: 0 }))).toEqual(["InvalidInput", "pageSize"])
-        expect(yield* fieldOf(store.getMessages(id, { pageSize: ChatStore.maxPageSize + 1 }))).toEqual([
+        expect(yield* fieldOf(store.getMessages(id, { pageSize: ChatModel.maxPageSize + 1 }))).toEqual([
           "InvalidInput",
           "pageSize"
         ])
@@ -67,7 +67,7 @@ describeEachEngine("ChatStore", (engine) => {
         expect(yield* fieldOf(store.listSessions({ limit: 0 }))).toEqual(["InvalidInput", "limit"])
         expect(yield* fieldOf(store.listSessions({ cursor: "not-a-cursor" }))).toEqual(["InvalidInput", "cursor"])
         expect(yield* fieldOf(store.getAgentSwitchHistory(id, { limit: -3 }))).toEqual(["InvalidInput", "limit"])
-        expect(yield* fieldOf(store.cleanupInactive(-1))).toEqual(["InvalidInput", "olderThanMs"])
+        expect(yield* fieldOf(store.cleanupInactive(-1))).toEqual(["InvalidInput", "olderThan"])
         expect(yield* fieldOf(store.switchAgent(id, ""))).toEqual(["InvalidInput", "toAgent"])
         expect(
           yield* fieldOf(store.appendMessages(id, [{ role: "user" }, { role: "robot" as "user" }]))
@@ -88,7 +88,7 @@ describeEachEngine("ChatStore", (engine) => {
           "invalid messages[0].role: must be one of user, assistant, system, tool, not \"robot\""
         )
         const missing = yield* failure(store.getMessages("no-such-session"))
-        expect(missing).toEqual(new ChatStore.SessionNotFound({ sessionId: "no-such-session" }))
+        expect(missing).toEqual(new ChatModel.SessionNotFound({ sessionId: "no-such-session" }))
         expect((yield* store.getMessages(id)).messages).toEqual([])
       }))
 
@@ -136,7 +136,7 @@ describeEachEngine("ChatStore", (engine) => {
         // Activity moves forward to the newest message, never back to an older supplied time.
         expect((yield* store.getSession(id)).lastActivityMs).toBe(1_000_005)
         const duplicate = yield* failure(store.appendMessages(id, [{ id: `${id}-call`, role: "user" }]))
-        expect(duplicate).toEqual(new ChatStore.MessageExists({ messageId: `${id}-call`, sessionId: id }))
+        expect(duplicate).toEqual(new ChatModel.MessageExists({ messageId: `${id}-call`, sessionId: id }))
         expect((yield* store.getMessages(id)).messages).toHaveLength(3)
       }))
 
@@ -264,7 +264,7 @@ describeEachEngine("ChatStore", (engine) => {
         yield* TestClock.adjust(1000)
         expect(yield* store.softDelete(id)).toMatchObject({ isActive: false, deletedAtMs: 5_001_000 })
         expect(yield* failure(store.createSession({ id }))).toEqual(
-          new ChatStore.SessionDeleted({ sessionId: id, deletedAtMs: 5_001_000 })
+          new ChatModel.SessionDeleted({ sessionId: id, deletedAtMs: 5_001_000 })
         )
         expect((yield* failure(store.appendMessages(id, [{ role: "user" }])))._tag).toBe("SessionDeleted")
         expect((yield* failure(store.switchAgent(id, "coder")))._tag).toBe("SessionDeleted")
@@ -328,7 +328,7 @@ describeEachEngine("ChatStore", (engine) => {
         let cursor: string | null = null
         let pages = 0
         do {
-          const page: ChatStore.SessionPage = yield* store.listSessions({ limit: 2, cursor })
+          const page: ChatModel.SessionPage = yield* store.listSessions({ limit: 2, cursor })
           seen.push(...page.sessions.map((s) => s.id))
           cursor = page.nextCursor
           pages++
@@ -366,10 +366,10 @@ describeEachEngine("ChatStore", (engine) => {
   })
 })
 
-describe("ChatStore.validateMessages", () => {
+describe("ChatModel.validateMessages", () => {
   it("reports the first bad message by index", () => {
-    expect(ChatStore.validateMessages([{ role: "user" }, { role: "assistant", toolCalls: 1n }])).toEqual(
-      Either.left(new ChatStore.InvalidInput({ field: "messages[1].toolCalls", reason: "must be JSON-serialisable" }))
+    expect(ChatModel.validateMessages([{ role: "user" }, { role: "assistant", toolCalls: 1n }])).toEqual(
+      Either.left(new ChatModel.InvalidInput({ field: "messages[1].toolCalls", reason: "must be JSON-serialisable" }))
     )
   })
 })

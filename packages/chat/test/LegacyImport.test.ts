@@ -122,7 +122,7 @@ for (const engine of engines) {
       Effect.gen(function*() {
         const pair = yield* databasePair(engine.name)
         yield* fillLegacy("").pipe(Effect.provide(pair.source))
-        const target = yield* build(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(pair.target)))
+        const target = yield* build(ChatStore.layer.pipe(Layer.provideMerge(pair.target)))
         yield* migrate.pipe(Effect.provide(target))
         const result = yield* LegacyImport.run({ source: pair.source, batchSize: 4 }).pipe(Effect.provide(target))
         expect(result).toEqual({
@@ -210,6 +210,85 @@ for (const engine of engines) {
         expect(yield* storedSnapshot.pipe(Effect.provide(target))).toEqual(before)
       }))
 
+    it.scoped("keeps legacy fields the store has no column for in the metadata, or rejects the row naming the clash", () =>
+      Effect.gen(function*() {
+        const pair = yield* databasePair(engine.name)
+        const source = yield* build(pair.source)
+        const rows: ReadonlyArray<readonly [string, ReadonlyArray<Record<string, unknown>>]> = [
+          ["x01", [{
+            role: "user",
+            content: "see the file",
+            attachments: [{ name: "a.png", bytes: 12 }],
+            model: "gpt-x",
+            metadata: { lang: "en" },
+            timestamp: "2024-01-15 12:00:00"
+          }]],
+          // The same value at the top and in metadata: kept once.
+          ["x02", [{ role: "assistant", model: "m1", metadata: { model: "m1" }, timestamp: "2024-01-15 12:00:00" }]],
+          // A different value: neither may overwrite the other.
+          ["x03", [{ role: "user", content: "ok" }, { role: "assistant", model: "m2", metadata: { model: "m1" } }]],
+          // The time used is `timestamp`; a `created_at` at another instant is kept, one at the same instant is not.
+          ["x04", [
+            { role: "user", timestamp: "2024-01-15 12:00:00", created_at: "2024-01-15 11:00:00" },
+            { role: "user", timestamp: "2024-01-15 12:00:00", created_at: "2024-01-15T12:00:00Z", metadata: null }
+          ]],
+          // Extra fields need an object to go into.
+          ["x05", [{ role: "user", extra: 1, metadata: "text" }]],
+          // A null is a value too.
+          ["x06", [{ role: "tool", tool_call_id: "c1", content: "[]", exit_code: null }]]
+        ]
+        const contexts = [{
+          session_id: "x01",
+          current_agent: "coder",
+          agent_history: JSON.stringify([
+            { to_agent: "coder", to: "other", from: null, timestamp: "2024-01-15 12:00:00", tool: "router", metadata: { k: 1 } }
+          ]),
+          metadata: null,
+          created_at: "2024-01-15 12:00:00",
+          updated_at: "2024-01-15 12:00:00"
+        }]
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          for (const statement of ChatPlan.legacyStatements(yield* Database.dialect)) yield* sql.unsafe(statement)
+          for (const [id, messages] of rows) {
+            yield* sql`INSERT INTO sessions (session_id, messages, last_activity) VALUES (${id}, ${JSON.stringify(messages)}, ${"2024-01-15 12:30:00"})`
+          }
+          for (const c of contexts) {
+            yield* sql`INSERT INTO agent_contexts (session_id, current_agent, agent_history, metadata, created_at, updated_at)
+              VALUES (${c.session_id}, ${c.current_agent}, ${c.agent_history}, ${c.metadata}, ${c.created_at}, ${c.updated_at})`
+          }
+        }).pipe(Effect.provide(source))
+        const target = yield* build(ChatStore.layer.pipe(Layer.provideMerge(pair.target)))
+        yield* migrate.pipe(Effect.provide(target))
+        const result = yield* LegacyImport.run({ source: pair.source, batchSize: 2 }).pipe(Effect.provide(target))
+        expect(result).toMatchObject({
+          sessions: { scanned: 6, imported: 4, skipped: 0, rejected: 2 },
+          messages: 5,
+          agentContexts: { scanned: 1, imported: 1, rejected: 0 },
+          agentSwitches: 1
+        })
+        const store = Context.get(target, ChatStore.ChatStore)
+        const metadataOf = (id: string) => Effect.map(store.getMessages(id), (page) => page.messages.map((m) => m.metadata))
+        expect(yield* metadataOf("x01")).toEqual([{ lang: "en", attachments: [{ name: "a.png", bytes: 12 }], model: "gpt-x" }])
+        expect(yield* metadataOf("x02")).toEqual([{ model: "m1" }])
+        expect(yield* metadataOf("x04")).toEqual([{ created_at: "2024-01-15 11:00:00" }, null])
+        expect((yield* store.getMessages("x04")).messages.map((m) => m.createdAtMs)).toEqual([NOON, NOON])
+        expect(yield* metadataOf("x06")).toEqual([{ exit_code: null }])
+        expect(yield* store.getAgentSwitchHistory("x01")).toMatchObject([
+          { fromAgent: null, toAgent: "coder", metadata: { k: 1, to: "other", tool: "router" }, switchedAtMs: NOON }
+        ])
+        const rejects = yield* LegacyImport.rejects({ source: pair.source }).pipe(Effect.provide(target))
+        expect(rejects.map((r) => [r.rowKey, r.reason])).toEqual([
+          ["x03", "messages[1].model: kept in messages[1].metadata.model (the store has no field for it), which already holds a different value"],
+          ["x05", `messages[0].metadata: expected a JSON object, found "text" (it must hold messages[0].extra)`]
+        ])
+        // The rejected rows stay in the legacy table as they were.
+        const kept = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ session_id: string; messages: string }>`SELECT session_id, messages FROM sessions WHERE session_id IN ('x03', 'x05') ORDER BY session_id`)
+          .pipe(Effect.provide(source))
+        expect(kept.map((r) => [r.session_id, JSON.parse(r.messages)])).toEqual([["x03", rows[2]![1]], ["x05", rows[4]![1]]])
+      }))
+
     it.scoped("an interrupted import resumes to the same totals and rows as one run", () =>
       Effect.gen(function*() {
         const pair = yield* databasePair(engine.name)
@@ -271,7 +350,7 @@ for (const engine of engines) {
       Effect.gen(function*() {
         const pair = yield* databasePair(engine.name)
         yield* fillLegacy("").pipe(Effect.provide(pair.source))
-        const target = yield* build(ChatStore.ChatStore.Default.pipe(Layer.provideMerge(pair.target)))
+        const target = yield* build(ChatStore.layer.pipe(Layer.provideMerge(pair.target)))
         yield* migrate.pipe(Effect.provide(target))
         const empty = yield* storedSnapshot.pipe(Effect.provide(target))
         for (const [batchSize, shown] of [[Number.NaN, "NaN"], [-3, "-3"], [2.5, "2.5"], [0, "0"]] as const) {

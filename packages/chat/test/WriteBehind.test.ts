@@ -3,11 +3,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { ChatPlan, ChatStore, WriteBehind } from "../src/index.js"
+import { ChatModel, ChatPlan, ChatStore, WriteBehind } from "../src/index.js"
 import { Migrator } from "@strata/sql"
 
 const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
-  ChatStore.ChatStore.Default.pipe(
+  ChatStore.layer.pipe(
     Layer.provideMerge(
       Layer.effectDiscard(Effect.flatMap(Migrator.make(ChatPlan.plan), (migrator) => migrator.run())).pipe(
         Layer.provideMerge(database)
@@ -17,16 +17,15 @@ const storeLayer = (database: Layer.Layer<SqlClient.SqlClient>) =>
   )
 
 /**
- * The same client, except that message INSERTs run `inject` first: when it says so, they fail the
- * way a dropped connection does (no error code, so a transient failure).
+ * The same client, except that message INSERTs (tagged or `unsafe`, on it or on its
+ * `withoutTransforms()`) run `inject` first: when it says so, they fail the way a dropped
+ * connection does (no error code, so a transient failure).
  */
-const faultyClient = (sql: SqlClient.SqlClient, inject: () => boolean): SqlClient.SqlClient =>
-  new Proxy(sql, {
-    apply(target, thisArg, args: Array<unknown>) {
-      const statement = Reflect.apply(target, thisArg, args) as Effect.Effect<unknown, SqlError>
-      const strings = args[0]
-      if (!Array.isArray(strings) || !String(strings[0]).startsWith("INSERT INTO messages")) return statement
-      return Effect.zipRight(
+const faultyClient = (sql: SqlClient.SqlClient, inject: () => boolean): SqlClient.SqlClient => {
+  const injected = <A>(text: unknown, statement: Effect.Effect<A, SqlError>) =>
+    !String(text).startsWith("INSERT INTO messages")
+      ? statement
+      : Effect.zipRight(
         Effect.suspend(() =>
           inject()
             ? Effect.fail(new SqlError({ message: "injected", cause: new Error("connection reset (injected)") }))
@@ -34,8 +33,27 @@ const faultyClient = (sql: SqlClient.SqlClient, inject: () => boolean): SqlClien
         ),
         statement
       )
+  const proxy: SqlClient.SqlClient = new Proxy(sql, {
+    apply(target, thisArg, args: Array<unknown>) {
+      const statement = Reflect.apply(target, thisArg, args) as Effect.Effect<unknown, SqlError>
+      const strings = args[0]
+      return Array.isArray(strings) ? injected(strings[0], statement) : statement
+    },
+    get(target, property, receiver) {
+      if (property === "unsafe") {
+        return (text: string, params?: ReadonlyArray<unknown>) => injected(text, target.unsafe(text, params))
+      }
+      if (property === "withoutTransforms") {
+        return () => {
+          const plain = target.withoutTransforms()
+          return plain === target ? proxy : faultyClient(plain, inject)
+        }
+      }
+      return Reflect.get(target, property, receiver)
     }
   })
+  return proxy
+}
 
 /** Fails the first `times` message INSERTs, then behaves; `failures()` tells how many it failed. */
 const failingInserts = (times: number) => {
@@ -68,7 +86,7 @@ const freshSession = (label: string) =>
 const user = (content: string) => ({ role: "user" as const, content })
 
 // Flushes only when asked (or on close): the interval is far away and the batch never fills.
-const manual = { intervalMs: 3_600_000, maxBatch: 100_000, capacity: 100_000 }
+const manual = { interval: 3_600_000, maxBatch: 100_000, capacity: 100_000 }
 
 describeEachEngine("WriteBehind", (engine) => {
   layer(storeLayer(engine.layer()), { excludeTestServices: true })((it) => {
@@ -76,7 +94,7 @@ describeEachEngine("WriteBehind", (engine) => {
       Effect.gen(function*() {
         const id = yield* freshSession("ryw")
         const wb = yield* WriteBehind.WriteBehind
-        const appended = [] as Array<ChatStore.Message>
+        const appended = [] as Array<ChatModel.Message>
         for (let i = 1; i <= 7; i++) appended.push(yield* wb.append(id, { ...user(`m${i}`), tokenCount: i }))
         expect(appended.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
         expect(yield* storedRows(id)).toEqual([])
@@ -131,7 +149,7 @@ describeEachEngine("WriteBehind", (engine) => {
         const a = yield* freshSession("retry-a")
         const b = yield* freshSession("retry-b")
         const wb = yield* WriteBehind.WriteBehind
-        const acknowledged = [] as Array<ChatStore.Message>
+        const acknowledged = [] as Array<ChatModel.Message>
         for (let i = 0; i < 50; i++) acknowledged.push(yield* wb.append(i % 2 === 0 ? a : b, user(`x${i}`)))
         yield* wb.flush
         expect(faults.failures()).toBe(3)
@@ -144,7 +162,7 @@ describeEachEngine("WriteBehind", (engine) => {
         expect(yield* wb.metrics).toMatchObject({ pending: 0, flushed: 50, failedFlushes: 3, poisoned: 0 })
       }).pipe(
         Effect.provide(
-          WriteBehind.layer({ ...manual, retryDelayMs: 5 }).pipe(Layer.provide(withFaultyClient(faults.inject)))
+          WriteBehind.layer({ ...manual, retryDelay: 5 }).pipe(Layer.provide(withFaultyClient(faults.inject)))
         )
       )
     })
@@ -207,7 +225,7 @@ describeEachEngine("WriteBehind", (engine) => {
         expect((yield* wb.metrics).failedFlushes).toBeGreaterThan(0)
       }).pipe(
         Effect.provide(
-          WriteBehind.layer({ intervalMs: 10, maxBatch: 5, capacity: 5, retryDelayMs: 5, maxRetryDelayMs: 20 }).pipe(
+          WriteBehind.layer({ interval: 10, maxBatch: 5, capacity: 5, retryDelay: 5, maxRetryDelay: 20 }).pipe(
             Layer.provide(withFaultyClient(() => failing))
           )
         )
@@ -220,7 +238,7 @@ describeEachEngine("WriteBehind", (engine) => {
         const id = yield* freshSession("close")
         const scope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(
-          WriteBehind.layer({ ...manual, retryDelayMs: 5, maxRetryDelayMs: 20 }).pipe(
+          WriteBehind.layer({ ...manual, retryDelay: 5, maxRetryDelay: 20 }).pipe(
             Layer.provide(withFaultyClient(() => failing))
           ),
           scope
@@ -233,6 +251,54 @@ describeEachEngine("WriteBehind", (engine) => {
         expect((yield* Effect.flip(wb.append(id, user("late"))))._tag).toBe("WriteBehindClosed")
       })
     })
+
+    it.effect("a reader looping append then getRecentMessages never starves the flusher: no message waits much past the interval", () =>
+      Effect.gen(function*() {
+        const id = yield* freshSession("reader-loop")
+        const wb = yield* WriteBehind.WriteBehind
+        const intervalMs = 50
+        // When each acknowledged append was made (its seq is its index + 1: one session, one writer).
+        const ackedAt: Array<number> = []
+        let oldestPendingAge = 0
+        const start = Date.now()
+        while (Date.now() - start < 2500) {
+          const message = yield* wb.append(id, user(`r${ackedAt.length}`))
+          ackedAt.push(Date.now())
+          expect(message.seq).toBe(ackedAt.length)
+          const recent = yield* wb.getRecentMessages(id, 20)
+          expect(recent[recent.length - 1]!.seq).toBe(ackedAt.length)
+          // Messages leave the buffer in append order: the oldest pending one is the first not yet flushed.
+          const { flushed, poisoned } = yield* wb.metrics
+          const oldest = ackedAt[flushed + poisoned]
+          if (oldest !== undefined) oldestPendingAge = Math.max(oldestPendingAge, Date.now() - oldest)
+        }
+        // Before the fix the flusher never ran during the loop (SQLite): the oldest message waited the whole 2.5 s.
+        // The bound is the interval plus generous slack for a loaded machine; the loop runs five times longer.
+        expect(oldestPendingAge).toBeLessThan(intervalMs + 450)
+        yield* wb.flush
+        expect((yield* storedRows(id)).map((r) => r.seq)).toEqual(ackedAt.map((_, i) => i + 1))
+      }).pipe(Effect.provide(WriteBehind.layer({ interval: 50 }))))
+
+    it.effect("getSessionStats counts every message exactly once while flushes commit concurrently", () =>
+      Effect.gen(function*() {
+        const id = yield* freshSession("stats-race")
+        const wb = yield* WriteBehind.WriteBehind
+        let appended = 0
+        let lastAt = 0
+        for (let check = 0; check < 400; check++) {
+          for (let i = 0; i < 3; i++) {
+            const message = yield* wb.append(id, { ...user(`s${appended}`), tokenCount: 2 })
+            appended++
+            lastAt = message.createdAtMs
+          }
+          // The flusher (a 1 ms interval, small batches) commits while the stats' statements run.
+          const stats = yield* wb.getSessionStats(id)
+          expect({ messageCount: stats.messageCount, totalTokens: stats.totalTokens, lastMessageAtMs: stats.lastMessageAtMs })
+            .toEqual({ messageCount: appended, totalTokens: 2 * appended, lastMessageAtMs: lastAt })
+          if (check % 4 === 0) yield* Effect.sleep("1 millis")
+        }
+        expect((yield* wb.metrics).flushes).toBeGreaterThan(10)
+      }).pipe(Effect.provide(WriteBehind.layer({ interval: 1, maxBatch: 2 }))))
 
     it.effect("an option that is not a finite number in range is refused with InvalidWriteBehindOptions naming it", () =>
       Effect.gen(function*() {
@@ -247,11 +313,14 @@ describeEachEngine("WriteBehind", (engine) => {
           [{ maxBatch: 2.5 }, "maxBatch", "must be a positive integer, got 2.5"],
           [{ capacity: 0 }, "capacity", "must be a positive integer, got 0"],
           [{ maxTrackedSessions: 1.5 }, "maxTrackedSessions", "must be a positive integer, got 1.5"],
-          [{ intervalMs: Number.NaN }, "intervalMs", "must be a finite number of milliseconds of at least 1, got NaN"],
-          [{ retryDelayMs: Number.POSITIVE_INFINITY }, "retryDelayMs", "must be a finite number of milliseconds of at least 1, got Infinity"],
-          [{ drainTimeoutMs: -1 }, "drainTimeoutMs", "must be zero or more milliseconds, got -1"],
+          [{ interval: Number.NaN }, "interval", `must be a finite duration of at least 1ms (milliseconds as a number, "2 seconds", or a Duration), got NaN`],
+          [{ interval: "-5 seconds" }, "interval", `must be a finite duration of at least 1ms (milliseconds as a number, "2 seconds", or a Duration), got "-5 seconds"`],
+          [{ retryDelay: Number.POSITIVE_INFINITY }, "retryDelay", `must be a finite duration of at least 1ms (milliseconds as a number, "2 seconds", or a Duration), got Infinity`],
+          [{ drainTimeout: -1 }, "drainTimeout", `must be a finite duration of zero or more (milliseconds as a number, "2 seconds", or a Duration), got -1`],
           [{ maxBatch: 100, capacity: 10 }, "capacity", "must be at least maxBatch (100), got 10"],
-          [{ retryDelayMs: 50, maxRetryDelayMs: 10 }, "maxRetryDelayMs", "must be at least retryDelayMs (50), got 10"]
+          [{ retryDelay: 50, maxRetryDelay: "10 millis" }, "maxRetryDelay", "must be at least retryDelay (50ms), got 10ms"],
+          // The options before durations: refused by name, never silently ignored for the default.
+          [{ intervalMs: 20 } as WriteBehind.WriteBehindOptions, "intervalMs", "is not an option (the options are interval, maxBatch, capacity, retryDelay, maxRetryDelay, drainTimeout, maxTrackedSessions)"]
         ]
         for (const [options, option, reason] of cases) {
           const error = yield* refusal(options)
@@ -261,7 +330,7 @@ describeEachEngine("WriteBehind", (engine) => {
         }
         expect(yield* countMessages).toBe(before)
         // Defaults still follow a larger maxBatch; zero is a drain timeout.
-        yield* Effect.scoped(Layer.build(WriteBehind.layer({ maxBatch: 20_000, retryDelayMs: 10_000, drainTimeoutMs: 0 })))
+        yield* Effect.scoped(Layer.build(WriteBehind.layer({ maxBatch: 20_000, retryDelay: "10 seconds", drainTimeout: 0 })))
       }))
   })
 })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc, Schema } from "effect"
-import { ChatStore } from "../src/index.js"
+import { ChatModel } from "../src/index.js"
 import { fastMessage } from "../src/internal/fastMessage.js"
 
 const value = fc.oneof(
@@ -27,7 +27,7 @@ const commonShape = fc.record({
   tokenCount: fc.oneof(fc.nat(), fc.constant(null), value)
 }, { requiredKeys: ["role"] })
 
-const decode = Schema.decodeUnknownEither(ChatStore.NewMessage)
+const decode = Schema.decodeUnknownEither(ChatModel.NewMessage)
 
 describe("fastMessage", () => {
   it.prop("accepts only what the NewMessage Schema accepts, decoded to the same value", [fc.oneof(message, commonShape)], ([input]) => {

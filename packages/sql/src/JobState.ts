@@ -127,6 +127,30 @@ export const loadCheckpoints: Effect.Effect<ReadonlyArray<Checkpoint>, SqlError,
 )
 
 /**
+ * Claims `job`'s checkpoint for the caller's transaction and returns it as saved, creating it
+ * (`running`, counters 0, no cursor) when the job has none. The claim holds until the
+ * transaction ends: on PostgreSQL the row's lock (`INSERT … ON CONFLICT DO NOTHING`, then
+ * `SELECT … FOR UPDATE`), on SQLite the database's write lock, which that INSERT takes before
+ * anything is read (a read first would fail with SQLITE_BUSY_SNAPSHOT when another process
+ * commits in between). Concurrent runs of one job then take turns batch by batch, each going on
+ * from the cursor and counters the previous one saved, instead of redoing a batch or overwriting
+ * counters. Run it first in each batch's transaction.
+ */
+export const claimCheckpoint = (job: string): Effect.Effect<Checkpoint, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const now = yield* Timestamp.now
+    yield* sql`INSERT INTO strata_jobs (job, cursor, processed, updated, rejected, state, started_at_ms, updated_at_ms)
+      VALUES (${job}, NULL, 0, 0, 0, 'running', ${now}, ${now}) ON CONFLICT (job) DO NOTHING`
+    const rows = (yield* Database.dialect) === "pg"
+      ? yield* sql<CheckpointRow>`SELECT job, cursor, processed, updated, rejected, state, started_at_ms, updated_at_ms
+          FROM strata_jobs WHERE job = ${job} FOR UPDATE`
+      : yield* sql<CheckpointRow>`SELECT job, cursor, processed, updated, rejected, state, started_at_ms, updated_at_ms
+          FROM strata_jobs WHERE job = ${job}`
+    return toCheckpoint(rows[0]!)
+  })
+
+/**
  * Saves `job`'s checkpoint (insert or replace; `started_at_ms` is kept from the first save),
  * stamped with the `Clock`. Run it inside the batch's transaction.
  */

@@ -6,7 +6,7 @@
  * A flush always takes a prefix of the FIFO, and a session's messages enter the FIFO in `seq`
  * order, so completing a flush removes a prefix of the FIFO and a prefix of each session's list.
  */
-import type { Message } from "../ChatStore.js"
+import type { Message } from "../ChatModel.js"
 
 interface SessionEntry {
   nextSeq: number
@@ -15,6 +15,8 @@ interface SessionEntry {
 
 export class WriteBuffer {
   private queue: Array<Message> = []
+  /** When each queued message was appended (`Clock` ms), parallel to `queue`: what a flush is due by. */
+  private arrivals: Array<number> = []
   private head = 0
   private readonly sessions = new Map<string, SessionEntry>()
   private readonly suppliedIds = new Set<string>()
@@ -50,7 +52,8 @@ export class WriteBuffer {
     sessionId: string,
     count: number,
     make: (index: number, seq: number) => Message,
-    supplied: (index: number) => boolean
+    supplied: (index: number) => boolean,
+    nowMs: number
   ): { readonly messages: ReadonlyArray<Message>; readonly position: number } {
     const entry = this.sessions.get(sessionId)
     if (entry === undefined) throw new Error(`WriteBuffer: session ${sessionId} is not tracked`)
@@ -60,19 +63,26 @@ export class WriteBuffer {
       if (supplied(i)) this.suppliedIds.add(message.id)
       entry.buffered.push(message)
       this.queue.push(message)
+      this.arrivals.push(nowMs)
       messages.push(message)
     }
     return { messages, position: this.completed + this.pending }
   }
 
   /** `push` of one message without a supplied id, for the hot path; `undefined` when the session is not tracked. */
-  pushOne(sessionId: string, make: (seq: number) => Message): Message | undefined {
+  pushOne(sessionId: string, make: (seq: number) => Message, nowMs: number): Message | undefined {
     const entry = this.sessions.get(sessionId)
     if (entry === undefined) return undefined
     const message = make(entry.nextSeq++)
     entry.buffered.push(message)
     this.queue.push(message)
+    this.arrivals.push(nowMs)
     return message
+  }
+
+  /** When the oldest message after the first `skip` pending ones was appended; `undefined` when there is none. */
+  arrivalAfter(skip: number): number | undefined {
+    return this.arrivals[this.head + skip]
   }
 
   /** The oldest `max` buffered messages (the next flush). */
@@ -93,6 +103,7 @@ export class WriteBuffer {
     // Reclaim the consumed front once it dominates the array.
     if (this.head > 4096 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head)
+      this.arrivals = this.arrivals.slice(this.head)
       this.head = 0
     }
   }
@@ -100,6 +111,19 @@ export class WriteBuffer {
   /** A session's buffered messages in `seq` order (a copy). */
   snapshot(sessionId: string): ReadonlyArray<Message> {
     return this.sessions.get(sessionId)?.buffered.slice() ?? []
+  }
+
+  /** The first `limit` of a session's buffered messages with `seq > afterSeq`, in `seq` order (a copy). */
+  snapshotAfter(sessionId: string, afterSeq: number, limit: number): ReadonlyArray<Message> {
+    const buffered = this.sessions.get(sessionId)?.buffered ?? []
+    const start = firstAbove(buffered, afterSeq)
+    return buffered.slice(start, start + limit)
+  }
+
+  /** The newest `limit` of a session's buffered messages, in `seq` order (a copy). */
+  snapshotNewest(sessionId: string, limit: number): ReadonlyArray<Message> {
+    const buffered = this.sessions.get(sessionId)?.buffered ?? []
+    return buffered.slice(Math.max(0, buffered.length - limit))
   }
 
   /** Forgets a session's next `seq` when nothing of it is buffered (it is re-read from the database on next use). */
@@ -116,4 +140,16 @@ export class WriteBuffer {
       if (entry.buffered.length === 0) this.sessions.delete(sessionId)
     }
   }
+}
+
+/** The index of the first message with `seq > afterSeq` in `messages` (in `seq` order). */
+const firstAbove = (messages: ReadonlyArray<Message>, afterSeq: number): number => {
+  let low = 0
+  let high = messages.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (messages[middle]!.seq > afterSeq) high = middle
+    else low = middle + 1
+  }
+  return low
 }
