@@ -22,6 +22,7 @@ const sessionRef = { table: "sessions", column: "id", onDelete: "cascade" } as c
  * The roles a chat message may have.
  *
  * @since 0.1.0
+ * @category models
  */
 export const roles = ["user", "assistant", "system", "tool"] as const
 
@@ -31,6 +32,7 @@ export const roles = ["user", "assistant", "system", "tool"] as const
  * Times are epoch ms; every child row goes with its session (`ON DELETE CASCADE`).
  *
  * @since 0.1.0
+ * @category plans
  */
 export const plan: Plan.Plan = Plan.make("chat-store", [
   Plan.migration(1, "session store", [
@@ -90,6 +92,7 @@ export const plan: Plan.Plan = Plan.make("chat-store", [
  * (`legacy_` gives `legacy_sessions` and `legacy_agent_contexts`, which can live next to `plan`).
  *
  * @since 0.1.0
+ * @category legacy layout
  */
 export const legacyTables = (prefix = ""): ReadonlyArray<Plan.CreateTable> => [
   Plan.createTable(`${prefix}sessions`, [textKey("session_id"), text("messages"), ts("last_activity")]),
@@ -107,6 +110,7 @@ export const legacyTables = (prefix = ""): ReadonlyArray<Plan.CreateTable> => [
  * The statements that create the legacy session tables (for demos, tests and imports; re-runnable).
  *
  * @since 0.1.0
+ * @category legacy layout
  */
 export const legacyStatements = (dialect: Compile.Dialect, prefix = ""): ReadonlyArray<string> =>
   Compile.statements({ id: 1, name: "legacy session store", steps: legacyTables(prefix) }, dialect).map((s) => s.sql)
