@@ -10,25 +10,17 @@ import { ChatPlan, LegacyImport } from "@strata/chat"
 import { Database, Migrator } from "@strata/sql"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { generateLegacy } from "./fixtures/legacySessions.js"
+import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
 import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "legacy-import-child.mjs")
 const SESSIONS = 1500
 
-const assertBuildIsFresh = () => {
-  for (const source of ["chat/src/LegacyImport.ts", "chat/src/internal/legacyRows.ts", "sql/src/JobState.ts", "chat/src/internal/chatRows.ts"]) {
-    const absolute = Path.join(here, "..", "packages", source)
-    const built = absolute.replace("/src/", "/dist/").replace(/\.ts$/, ".js")
-    if (!Fs.existsSync(built) || Fs.statSync(built).mtimeMs < Fs.statSync(absolute).mtimeMs) {
-      throw new Error(`${built} is missing or older than its source: run \`npx tsc -b\` before this test`)
-    }
-  }
-}
+const builtSources = ["chat/src/LegacyImport.ts", "chat/src/internal/legacyRows.ts", "sql/src/JobState.ts", "chat/src/internal/chatRows.ts"]
 
 interface ChildRun {
   readonly code: number | null
@@ -90,7 +82,7 @@ const snapshot = (url: string) =>
 
 const scenario = (urls: { readonly source: string; readonly killed: string; readonly oneShot: string }) =>
   Effect.gen(function*() {
-    assertBuildIsFresh()
+    assertBuildIsFresh(builtSources)
     const expected = yield* generateLegacy(SESSIONS).pipe(Effect.provide(Database.layer({ url: urls.source })))
     yield* migrate(urls.killed)
     yield* migrate(urls.oneShot)

@@ -13,24 +13,15 @@ import { ChatPlan, ChatStore } from "@strata/chat"
 import { Database, Migrator } from "@strata/sql"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
 import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "writebehind-reader-child.mjs")
 
-/** The child imports the built packages: refuse to test a stale build. */
-const assertBuildIsFresh = () => {
-  for (const source of ["chat/src/WriteBehind.ts", "chat/src/internal/writeBuffer.ts", "chat/src/internal/eventLoop.ts", "chat/src/internal/mergedReads.ts"]) {
-    const absolute = Path.join(here, "..", "packages", source)
-    const built = absolute.replace("/src/", "/dist/").replace(/\.ts$/, ".js")
-    if (!Fs.existsSync(built) || Fs.statSync(built).mtimeMs < Fs.statSync(absolute).mtimeMs) {
-      throw new Error(`${built} is missing or older than its source: run \`npx tsc -b\` before this test`)
-    }
-  }
-}
+const builtSources = ["chat/src/WriteBehind.ts", "chat/src/internal/writeBuffer.ts", "chat/src/internal/eventLoop.ts", "chat/src/internal/mergedReads.ts"]
 
 const intervalMs = 100
 const runMs = 3000
@@ -85,7 +76,7 @@ const runAndKill = (url: string, sessionId: string) =>
 
 const scenario = (url: string) =>
   Effect.gen(function*() {
-    assertBuildIsFresh()
+    assertBuildIsFresh(builtSources)
     const database = Database.layer({ url })
     const sessionId = "reader"
     yield* Effect.gen(function*() {

@@ -11,24 +11,15 @@ import { ChatPlan, ChatStore } from "@strata/chat"
 import { Database, Migrator } from "@strata/sql"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
 import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "writebehind-child.mjs")
 
-/** The child imports the built packages: refuse to test a stale build. */
-const assertBuildIsFresh = () => {
-  for (const source of ["chat/src/WriteBehind.ts", "chat/src/ChatStore.ts", "chat/src/internal/writeBuffer.ts", "chat/src/internal/chatRows.ts", "sql/src/Database.ts"]) {
-    const absolute = Path.join(here, "..", "packages", source)
-    const built = absolute.replace("/src/", "/dist/").replace(/\.ts$/, ".js")
-    if (!Fs.existsSync(built) || Fs.statSync(built).mtimeMs < Fs.statSync(absolute).mtimeMs) {
-      throw new Error(`${built} is missing or older than its source: run \`npx tsc -b\` before this test`)
-    }
-  }
-}
+const builtSources = ["chat/src/WriteBehind.ts", "chat/src/ChatStore.ts", "chat/src/internal/writeBuffer.ts", "chat/src/internal/chatRows.ts", "sql/src/Database.ts"]
 
 interface Ack {
   readonly sessionId: string
@@ -88,7 +79,7 @@ const sessions = ["s-a", "s-b", "s-c"]
 
 const scenario = (url: string) =>
   Effect.gen(function*() {
-    assertBuildIsFresh()
+    assertBuildIsFresh(builtSources)
     const database = Database.layer({ url })
     yield* Effect.gen(function*() {
       yield* Effect.flatMap(Migrator.make(ChatPlan.plan), (m) => m.run())
