@@ -513,6 +513,54 @@ const makeFlusher = (
     }
   })
 
+type ReadError = ChatModel.InvalidInput | ChatModel.SessionNotFound | SqlError
+
+/**
+ * The reads that see the buffer: the plain store read when nothing of the session is buffered,
+ * else the merged one (the buffer is read before the database, see MergedReads). `run` gives each
+ * strata's client and the call's pacing.
+ */
+const makeReads = (
+  buffer: WriteBuffer,
+  run: <A>(effect: Effect.Effect<A, ReadError, SqlClient.SqlClient>) => Effect.Effect<A, ReadError>
+): Pick<WriteBehind, "getMessages" | "getMessagesAfter" | "getRecentMessages" | "getSessionStats"> => {
+  const decodePageOptions = ChatModel.decoder(ChatModel.PageOptions)
+  return {
+    getMessages: (sessionId, pageOptions = {}) =>
+      run(Effect.gen(function*() {
+        const id = yield* sessionIdOf(sessionId)
+        const { page, pageSize } = yield* decodePageOptions(pageOptions, "")
+        yield* requireSession(id)
+        const buffered = buffer.snapshot(id)
+        return buffered.length === 0
+          ? yield* MessageQueries.getMessages(id, { page, pageSize })
+          : yield* MergedReads.page(id, page, pageSize, buffered)
+      })),
+    getMessagesAfter: (sessionId, afterSeq, limit) =>
+      run(Effect.gen(function*() {
+        const { after, id, size } = yield* MessageQueries.afterArguments(sessionId, afterSeq, limit)
+        const buffered = buffer.snapshotAfter(id, after, size)
+        if (buffered.length === 0) return yield* MessageQueries.getMessagesAfter(id, after, size)
+        yield* requireSession(id)
+        return yield* MergedReads.after(id, after, size, buffered)
+      })),
+    getRecentMessages: (sessionId, count) =>
+      run(Effect.gen(function*() {
+        const { id, size } = yield* MessageQueries.recentArguments(sessionId, count)
+        const buffered = buffer.snapshotNewest(id, size)
+        if (buffered.length === 0) return yield* MessageQueries.getRecentMessages(id, size)
+        yield* requireSession(id)
+        return yield* MergedReads.newest(id, size, buffered)
+      })),
+    getSessionStats: (sessionId) =>
+      run(Effect.gen(function*() {
+        const id = yield* sessionIdOf(sessionId)
+        const buffered = buffer.snapshot(id)
+        return buffered.length === 0 ? yield* MessageQueries.getSessionStats(id) : yield* MergedReads.stats(id, buffered)
+      }))
+  }
+}
+
 /**
  * A write-behind buffer over the `SqlClient` in context (whose database has the `chat-store` plan
  * applied), started at once and drained when the scope closes. Fails with
@@ -628,55 +676,13 @@ export const make = (
       Effect.flatMap(ChatModel.validateMessages(messages), (valid) =>
         valid.length === 0 ? Effect.succeed([]) : bufferValid(sessionId, valid))
 
-    // Reads: the plain store read when nothing of the session is buffered, else the merged one.
-    // The buffer is read before the database (see MergedReads).
-
-    const decodePageOptions = ChatModel.decoder(ChatModel.PageOptions)
-
-    const readMessages = (sessionId: string, pageOptions: { readonly page?: number; readonly pageSize?: number } = {}) =>
-      paced(onStrataClient(Effect.gen(function*() {
-        const id = yield* sessionIdOf(sessionId)
-        const { page, pageSize } = yield* decodePageOptions(pageOptions, "")
-        yield* requireSession(id)
-        const buffered = buffer.snapshot(id)
-        return buffered.length === 0
-          ? yield* MessageQueries.getMessages(id, { page, pageSize })
-          : yield* MergedReads.page(id, page, pageSize, buffered)
-      })))
-
-    const readMessagesAfter = (sessionId: string, afterSeq: number, limit: number) =>
-      paced(onStrataClient(Effect.gen(function*() {
-        const { after, id, size } = yield* MessageQueries.afterArguments(sessionId, afterSeq, limit)
-        const buffered = buffer.snapshotAfter(id, after, size)
-        if (buffered.length === 0) return yield* MessageQueries.getMessagesAfter(id, after, size)
-        yield* requireSession(id)
-        return yield* MergedReads.after(id, after, size, buffered)
-      })))
-
-    const readRecentMessages = (sessionId: string, count: number) =>
-      paced(onStrataClient(Effect.gen(function*() {
-        const { id, size } = yield* MessageQueries.recentArguments(sessionId, count)
-        const buffered = buffer.snapshotNewest(id, size)
-        if (buffered.length === 0) return yield* MessageQueries.getRecentMessages(id, size)
-        yield* requireSession(id)
-        return yield* MergedReads.newest(id, size, buffered)
-      })))
-
-    const readSessionStats = (sessionId: string) =>
-      paced(onStrataClient(Effect.gen(function*() {
-        const id = yield* sessionIdOf(sessionId)
-        const buffered = buffer.snapshot(id)
-        return buffered.length === 0 ? yield* MessageQueries.getSessionStats(id) : yield* MergedReads.stats(id, buffered)
-      })))
+    const reads = makeReads(buffer, (effect) => paced(onStrataClient(effect)))
 
     return WriteBehind.of({
       append,
       appendAll,
       flush: flusher.flush,
-      getMessages: readMessages,
-      getMessagesAfter: readMessagesAfter,
-      getRecentMessages: readRecentMessages,
-      getSessionStats: readSessionStats,
+      ...reads,
       metrics: flusher.metrics,
       poisoned: flusher.poisoned
     })
