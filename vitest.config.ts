@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config"
 
 // Tests run against the TypeScript sources; the CLI end-to-end tests run the built binary (`tsc -b` runs first).
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
-const alias = { "@strata/core": src("core"), "@strata/sql": src("sql"), "@strata/chat": src("chat") }
+const alias = { "@strata/core": src("core"), "@strata/sql": src("sql"), "@strata/chat": src("chat"), "@strata/fleet": src("fleet") }
 
 export default defineConfig({
   resolve: { alias },
@@ -15,6 +15,7 @@ export default defineConfig({
       // 100k-run property tests take 2-4 s alone and several times that on two busy cores.
       { resolve: { alias }, test: { name: "core", include: ["packages/core/test/**/*.test.ts"], testTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "sql", include: ["packages/sql/test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 60_000 } },
+      { resolve: { alias }, test: { name: "fleet", include: ["packages/fleet/test/**/*.test.ts"], testTimeout: 300_000, hookTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "chat", include: ["packages/chat/test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "cli", include: ["packages/cli/test/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 60_000 } },
       { resolve: { alias }, test: { name: "integration", include: ["test/**/*.test.ts"], testTimeout: 300_000, hookTimeout: 60_000 } }
