@@ -18,6 +18,7 @@ import * as Terminal from "./Terminal.js"
 import * as Usage from "./Usage.js"
 import * as Backfill from "./commands/backfill.js"
 import * as Demo from "./commands/demo.js"
+import * as Fleet from "./commands/fleet.js"
 import * as ImportLegacy from "./commands/importLegacy.js"
 import * as Migrate from "./commands/migrate.js"
 import * as Rejects from "./commands/rejects.js"
@@ -42,6 +43,7 @@ export const subcommands = [
   Backfill.command,
   Verify.command,
   Rejects.command,
+  Fleet.command,
   ImportLegacy.command,
   Demo.command
 ] as const

@@ -62,14 +62,18 @@ const badInputTags: ReadonlySet<string> = new Set([
   "BadArgument",
   "InvalidBackfillOptions",
   "InvalidDatabaseUrl",
+  "InvalidFleetOptions",
   "InvalidLegacyImportOptions",
   "InvalidLogLevel",
   "InvalidPlan",
   "InvalidTableName",
+  "InvalidTarget",
   "JobNotRecorded",
   "MigrationNotInPlan",
+  "NoTargets",
   "PlanRequired",
   "PlanUnreadable",
+  "TargetsUnreadable",
   "UnknownPlan",
   "UnknownJob"
 ])

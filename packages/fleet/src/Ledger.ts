@@ -76,6 +76,8 @@ export interface TargetRecord {
   readonly rows: number
   readonly rejects: number
   readonly reason: string | null
+  /** How many times the target failed in this run (each retry is a new attempt). */
+  readonly failures: number
   readonly updatedAtMs: number
 }
 
@@ -181,6 +183,7 @@ const ddl = [
     rows_done BIGINT NOT NULL DEFAULT 0,
     rejects BIGINT NOT NULL DEFAULT 0,
     reason TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (run_id, target)
   )`,
@@ -207,6 +210,7 @@ interface TargetRow {
   readonly rows_done: number
   readonly rejects: number
   readonly reason: string | null
+  readonly failures: number
   readonly updated_at_ms: number
 }
 
@@ -222,11 +226,12 @@ const toRecord = (row: TargetRow): TargetRecord => ({
   rows: Number(row.rows_done),
   rejects: Number(row.rejects),
   reason: row.reason,
+  failures: Number(row.failures),
   updatedAtMs: Number(row.updated_at_ms)
 })
 
 const targetColumns = `t.run_id, r.operation, t.target, t.display, t.position, t.state, t.migrations_applied, t.jobs_done,
-  t.rows_done, t.rejects, t.reason, t.updated_at_ms`
+  t.rows_done, t.rejects, t.reason, t.failures, t.updated_at_ms`
 
 /**
  * The ledger over the `SqlClient` in context (its tables are created when missing).
@@ -284,7 +289,7 @@ export const make: Effect.Effect<Ledger, LedgerError, SqlClient.SqlClient> = Eff
       const now = yield* Clock.currentTimeMillis
       yield* sql`UPDATE strata_fleet_targets SET state = ${state}, migrations_applied = ${counts.migrationsApplied},
           jobs_done = ${counts.jobsDone}, rows_done = ${counts.rows}, rejects = ${counts.rejects}, reason = ${reason ?? null},
-          updated_at_ms = ${now}
+          failures = failures + ${state === "failed" ? 1 : 0}, updated_at_ms = ${now}
         WHERE run_id = ${runId} AND target = ${target.id}`
     }).pipe(Effect.mapError(fail("recording a target's end")))
 

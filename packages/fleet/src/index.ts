@@ -6,3 +6,4 @@
 export * as Targets from "./Targets.js"
 export * as Ledger from "./Ledger.js"
 export * as Fleet from "./Fleet.js"
+export * as FleetCluster from "./FleetCluster.js"

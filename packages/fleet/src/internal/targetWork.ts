@@ -78,7 +78,8 @@ export const backfill = (
       Stream.runForEach((event) => {
         const before = last.get(event.job)?.processed ?? event.processed
         last.set(event.job, event)
-        return event.phase === "batch" ? onBatch(event.processed - before) : Effect.void
+        const walked = event.processed - before
+        return walked > 0 ? onBatch(walked) : Effect.void
       })
     )
     const events = [...last.values()]
