@@ -291,12 +291,18 @@ const shardingConfig = (address: Option.Option<RunnerAddress>, timings: ClusterT
     entityMessagePollInterval: poll,
     refreshAssignmentsInterval: poll,
     runnerHealthCheckInterval: Duration.times(poll, 5),
-    shardsPerGroup: 64
+    shardsPerGroup: 64,
+    // PostgreSQL advisory lock numbers are per database, not per schema: two clusters in two
+    // schemas of one database would take each other's shards. Lock rows in cluster_locks keep a
+    // cluster database (or schema) self-contained; a dead worker's rows expire after lockExpiration.
+    shardLockDisableAdvisory: true
   }
 }
 
+// @effect/cluster holds a connection for its shard locks and runs its storage transactions
+// concurrently with every workflow's: a small pool starves ("Failed to acquire connection").
 const clusterClient = (cluster: string) =>
-  Database.layer({ url: clusterUrl(cluster), applicationName: "strata fleet cluster" })
+  Database.layer({ url: clusterUrl(cluster), applicationName: "strata fleet cluster", maxConnections: 40 })
 
 /**
  * Workers starting together on a new cluster database race to create its tables (PostgreSQL's
@@ -349,7 +355,8 @@ export const layerWorker = (plan: Plan.Plan, options: WorkerOptions) =>
       return {
         plan,
         connections: yield* Connections.make({ pgPoolSize: concurrency }),
-        ledger: yield* Ledger.make.pipe(Effect.provide(client)),
+        // Built in this layer's scope: the ledger's pool lives as long as the worker.
+        ledger: yield* Ledger.make.pipe(Effect.provide(yield* Layer.build(client))),
         permits: yield* Effect.makeSemaphore(concurrency)
       }
     }))
