@@ -48,6 +48,20 @@ export const subcommands = [
   Demo.command
 ] as const
 
+/**
+ * Commands with subcommands of their own.
+ *
+ * @since 0.2.0
+ */
+export const groups: ReadonlyArray<Usage.Group> = [{ command: Fleet.command, children: Fleet.subcommands }]
+
+/**
+ * Every command that does work (a group's children instead of the group), for checks over all of them.
+ *
+ * @since 0.2.0
+ */
+export const leafCommands = subcommands.flatMap((command) => groups.find((g) => g.command === command)?.children ?? [command])
+
 const root = Command.make("strata").pipe(
   Command.withDescription(
     "Evolve a live SQLite or PostgreSQL database without downtime: migrations, resumable backfills, verification."
@@ -126,7 +140,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, C
 }
 
 const usageError = (json: boolean, error: string, message: string, args: ReadonlyArray<string>): Effect.Effect<number> => {
-  const usage = Usage.linesFor(subcommands, args)
+  const usage = Usage.linesFor(subcommands, args, groups)
   const text = message.replace(/\s*\n\s*/g, " ").trim()
   return Terminal.asOwnOutput(
     Effect.as(
@@ -141,8 +155,12 @@ const usageError = (json: boolean, error: string, message: string, args: Readonl
 const helpRequested = (args: ReadonlyArray<string>): boolean => flags(args).some((arg) => arg === "--help" || arg === "-h")
 
 const printHelp = (args: ReadonlyArray<string>): Effect.Effect<number> => {
-  const named = Usage.commandIn(subcommands, flags(args))
-  const text = named === undefined ? Help.forRoot(subcommands, packageVersion(), globalOptionHelp) : Help.forCommand(named)
+  const named = Usage.resolveIn(subcommands, groups, flags(args))
+  const text = named === undefined
+    ? Help.forRoot(subcommands, packageVersion(), globalOptionHelp)
+    : named.group !== undefined
+    ? Help.forGroup(named.group)
+    : Help.forCommand(named.command, named.parent)
   return Effect.as(Console.log(text.join("\n")), Outcome.ok)
 }
 

@@ -137,14 +137,35 @@ const optionLines = (options: ReadonlyArray<OptionHelp>): ReadonlyArray<string> 
  *
  * @since 0.2.0
  */
-export const forCommand = (command: Command.Command<any, any, any, any>): ReadonlyArray<string> => [
-  ...Usage.usageLines(command),
+export const forCommand = (command: Command.Command<any, any, any, any>, parent?: string): ReadonlyArray<string> => [
+  ...Usage.usageLines(command, parent),
   "",
   descriptionOf(command),
   "",
   "Options:",
   ...optionLines([...optionsOf(command), logLevelOption, helpOption])
 ]
+
+/**
+ * The help of a command with subcommands of its own (`strata fleet`): its commands.
+ *
+ * @since 0.2.0
+ */
+export const forGroup = (group: Usage.Group): ReadonlyArray<string> => {
+  const name = Usage.commandName(group.command)
+  const names = group.children.map(Usage.commandName)
+  const width = Math.max(...names.map((n) => n.length)) + 2
+  return [
+    `usage: strata ${name} <command> [options]`,
+    "",
+    descriptionOf(group.command),
+    "",
+    "Commands:",
+    ...group.children.map((command, i) => `  ${names[i]!.padEnd(width)}${descriptionOf(command)}`),
+    "",
+    `Run 'strata ${name} <command> --help' for a command's own options.`
+  ]
+}
 
 /**
  * The help of `strata` itself: the commands, the options every command takes, where to read more.

@@ -197,7 +197,7 @@ describe.concurrent("strata --help", () => {
   })
 
   it("every option of every command has a description of its own", () => {
-    for (const command of Cli.subcommands) {
+    for (const command of Cli.leafCommands) {
       const options = Help.optionsOf(command)
       expect(options.length).toBeGreaterThanOrEqual(3)
       for (const option of options) {
@@ -210,7 +210,7 @@ describe.concurrent("strata --help", () => {
   it("strata's own help lists every command; bare 'strata' prints it as usage (exit 2)", async () => {
     const help = await strata(["--help"])
     expect(help.code, show(help)).toBe(0)
-    for (const name of ["migrate", "status", "backfill", "verify", "rejects", "import-legacy", "demo"]) {
+    for (const name of ["migrate", "status", "backfill", "verify", "rejects", "fleet", "import-legacy", "demo"]) {
       expect(help.stdout).toMatch(new RegExp(`^ {2}${name} +[A-Z]`, "m"))
     }
     const bare = await strata([])

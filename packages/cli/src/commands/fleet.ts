@@ -58,7 +58,7 @@ const backfillOptions = {
 } as const
 
 interface RunArgs {
-  readonly plan: string
+  readonly plan: Option.Option<string>
   readonly json: boolean
   readonly targets: string
   readonly concurrency: Option.Option<number>
@@ -103,19 +103,22 @@ const progressText = (operation: string, p: Fleet.Progress): string =>
   (p.rows > 0 ? ` · ${count(p.rows)} rows · ${Progress.formatRate(p.rowsPerSecond)}` : "") +
   (p.etaMs !== undefined ? ` · ETA ${Progress.formatDuration(p.etaMs)}` : "")
 
-/** NDJSON for machines: one line per event, the summary last. */
-const eventJson = (event: Fleet.FleetEvent): unknown => {
+/** JSON lines for machines: progress events, then the result (the summary). */
+const eventJson = (operation: string, event: Fleet.FleetEvent): Effect.Effect<void> => {
   switch (event._tag) {
     case "RunStarted":
-      return { type: "run", runId: event.runId, resumed: event.resumed, total: event.total, alreadyDone: event.alreadyDone }
+      return Output.progress({ event: "run", runId: event.runId, resumed: event.resumed, total: event.total, alreadyDone: event.alreadyDone })
     case "TargetStarted":
-      return { type: "started", target: event.display }
+      return Output.progress({ event: "started", target: event.display })
     case "TargetFinished":
-      return { type: "target", ...event.result, target: event.result.display, progress: event.progress }
+      return Output.progress({ event: "target", ...event.result, target: event.result.display, fleet: event.progress })
     case "Progress":
-      return { type: "progress", ...event.progress }
+      return Output.progress({ event: "fleet", ...event.progress })
     case "Finished":
-      return { type: "summary", ...event.summary, targets: event.summary.targets.map((t) => ({ ...t, target: t.display })) }
+      return Output.result(`fleet ${operation}`, {
+        ...event.summary,
+        targets: event.summary.targets.map((t) => ({ ...t, target: t.display }))
+      })
   }
 }
 
@@ -129,7 +132,7 @@ const viewer = (operation: string, json: boolean) => {
     drawn = false
   })
   const show = (event: Fleet.FleetEvent): Effect.Effect<void> => {
-    if (json) return Output.jsonLine(eventJson(event))
+    if (json) return eventJson(operation, event)
     if (event._tag === "Finished") return Effect.zipRight(clear, Output.lines(summaryLines(event.summary)))
     const progress = event._tag === "Progress" || event._tag === "TargetFinished" ? event.progress : undefined
     if (progress === undefined) return Effect.void
@@ -227,7 +230,7 @@ const status = Command.make("status", {
       const report = yield* Fleet.status({ targets, concurrency: Option.getOrUndefined(args.concurrency) }).pipe(
         Effect.provide(Fleet.layer(plan).pipe(Layer.provide(Ledger.layer(ledger))))
       )
-      yield* args.json ? Output.json(report) : Output.lines(statusLines(report))
+      yield* Output.either(args.json, "fleet status", () => report, () => statusLines(report))
       const bad = report.counts.drifted + report.counts.failed + report.counts.unreachable
       if (bad > 0) return yield* new Outcome.ExitWith({ code: Outcome.failed })
     })
@@ -254,11 +257,18 @@ const worker = Command.make("worker", {
   )).pipe(Command.withDescription("Run fleet targets as durable workflows with the other workers of a cluster database, until stopped."))
 
 /**
+ * `fleet`'s own subcommands.
+ *
+ * @since 0.1.0
+ */
+export const subcommands = [migrate, backfill, verify, status, worker] as const
+
+/**
  * The `fleet` subcommand and its own subcommands.
  *
  * @since 0.1.0
  */
 export const command = Command.make("fleet").pipe(
   Command.withDescription("One plan across many databases: migrate, backfill, verify, status; workers for more than one machine."),
-  Command.withSubcommands([migrate, backfill, verify, status, worker])
+  Command.withSubcommands(subcommands)
 )
