@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Either, Logger, LogLevel } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -48,6 +49,65 @@ describe("Fleet on SQLite tenants", () => {
       expect(state.jobs).toEqual(["messages.created_at_ms:120/118/2/done"])
       const status = yield* withFleet(ledger, Fleet.status({ targets }))
       expect(status.counts).toEqual({ ok: 6, behind: 0, drifted: 0, failed: 0, unreachable: 0 })
+    }))
+})
+
+/** Six tenants; the third has no messages table, so its migration fails. */
+const withBrokenTenant = (directory: string) =>
+  Effect.gen(function*() {
+    const file = yield* makeTenants(directory, 6, 20)
+    const broken = Path.join(directory, "tenants", "t002.db")
+    yield* Effect.promise(() => onDatabase(broken, Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE messages`)))
+    return { file, targets: yield* Targets.load(file), ledger: Ledger.defaultLocation(file) }
+  })
+
+describe("Fleet failures", () => {
+  it.scoped("continues past a failing target by default, records it, and a rerun retries only it", () =>
+    Effect.gen(function*() {
+      const { file, ledger, targets } = yield* withBrokenTenant(yield* tempDirectory)
+      const summary = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 2 }))
+      expect(summary.targets.map((t) => t.state)).toEqual(["done", "done", "failed", "done", "done", "done"])
+      expect([summary.done, summary.failed, summary.skipped, summary.stoppedBy]).toEqual([5, 1, 0, undefined])
+      expect(summary.targets[2]!.reason).toBe(
+        `Migration 1 "message times in epoch ms" of plan fleet-tenants failed and was rolled back: no such table: messages (SQLITE_ERROR); statement: ALTER TABLE "messages" ADD COLUMN "created_at_ms" INTEGER`
+      )
+      const rerun = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 2 }))
+      expect(rerun.resumed).toBe(true)
+      expect(rerun.targets.map((t) => [t.state, t.fromEarlierInvocation])).toEqual([
+        ["done", true], ["done", true], ["failed", false], ["done", true], ["done", true], ["done", true]
+      ])
+      const status = yield* withFleet(ledger, Fleet.status({ targets }))
+      expect(status.targets.map((t) => t.state)).toEqual(["ok", "ok", "failed", "ok", "ok", "ok"])
+      expect(status.targets[2]!.pending).toEqual([1, 2])
+    }))
+
+  it.scoped("stops the rollout when a canary target fails", () =>
+    Effect.gen(function*() {
+      const { file, ledger, targets } = yield* withBrokenTenant(yield* tempDirectory)
+      const summary = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 4, canary: 3 }))
+      expect(summary.targets.map((t) => t.state)).toEqual(["done", "done", "failed", "skipped", "skipped", "skipped"])
+      expect(summary.stoppedBy).toBe("canary")
+      expect(summary.targets[3]!.reason).toBe(`not started: canary target ${targets[2]!.display} failed`)
+      // The skipped targets were never opened: nothing was applied there.
+      const untouched = yield* Effect.promise(() =>
+        onDatabase(targets[4]!.id, Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT name FROM sqlite_master WHERE name = 'strata_migrations'`)))
+      expect(untouched).toEqual([])
+    }))
+
+  it.scoped("with --fail-fast starts no target after the first failure (the canary before it passed)", () =>
+    Effect.gen(function*() {
+      const { file, ledger, targets } = yield* withBrokenTenant(yield* tempDirectory)
+      const summary = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 1, canary: 2, failFast: true }))
+      // --fail-fast: after the third (failing) target nothing more starts.
+      expect(summary.targets.map((t) => t.state)).toEqual(["done", "done", "failed", "skipped", "skipped", "skipped"])
+      expect(summary.stoppedBy).toBe("failFast")
+    }))
+
+  it.scoped("refuses an option out of range, naming it", () =>
+    Effect.gen(function*() {
+      const { file, ledger, targets } = yield* withBrokenTenant(yield* tempDirectory)
+      const error = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 0 })).pipe(Effect.flip)
+      expect(error.message).toBe("invalid fleet option concurrency: must be a positive integer, got 0")
     }))
 })
 
