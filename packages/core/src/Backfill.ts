@@ -327,14 +327,22 @@ const shadowWork = (step: Plan.EpochShadow): Work => {
     targets,
     requires: step.column,
     filter: undefined,
-    convert: checked(targets, step.column, builtinCompute([{ column: target, from: step.column, read: Transform.timestamp }])),
+    convert: checked(
+      targets,
+      step.column,
+      builtinCompute([{ column: target, from: step.column, read: (value) => Transform.timestamp(value, step.accept) }])
+    ),
     fastPath: { sqlite: fast("sqlite", []), pg: fast("pg", [step.column]) }
   }
 }
 
-/** A present value (never NULL) as a target of type `as`. */
-const extractValue = (value: unknown, as: "timestamp" | "text"): Either.Either<Timestamp.EpochMillis | string, string> => {
-  if (as === "timestamp") return Either.map(Transform.timestamp(value), (ms) => ms!)
+/** A present value (never NULL) as the target `as`, under the target's opt-in timestamp forms. */
+const extractValue = (
+  value: unknown,
+  as: "timestamp" | "text",
+  accept: Timestamp.Accept | undefined
+): Either.Either<Timestamp.EpochMillis | string, string> => {
+  if (as === "timestamp") return Either.map(Transform.timestamp(value, accept), (ms) => ms!)
   return typeof value === "string" ? Either.right(value) : Either.left(`expected text, found ${Transform.describe(value)}`)
 }
 
@@ -357,7 +365,7 @@ export const extractRow = (step: Plan.ExtractJson) => (row: Readonly<Record<stri
       ? undefined
       : target.paths.map((path) => ({ path, value: Transform.lookup(payload.right!, path) })).find(({ value }) => !isBlank(value))
     if (found !== undefined) {
-      const converted = extractValue(found.value, target.as)
+      const converted = extractValue(found.value, target.as, target.accept)
       if (Either.isLeft(converted)) {
         return Either.left({ column: target.column, reason: `${step.payload}.${found.path}: ${converted.left}` })
       }
@@ -369,7 +377,7 @@ export const extractRow = (step: Plan.ExtractJson) => (row: Readonly<Record<stri
       values[target.column] = null
       continue
     }
-    const converted = extractValue(fallback, target.as)
+    const converted = extractValue(fallback, target.as, target.accept)
     if (Either.isLeft(converted)) {
       return Either.left({ column: target.column, reason: `fallback ${target.fallbackColumn}: ${converted.left}` })
     }

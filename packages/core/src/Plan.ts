@@ -6,6 +6,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { Identifier, TableName, tableParts } from "./Identifier.js"
+import * as Timestamp from "./Timestamp.js"
 import * as Transform from "./Transform.js"
 
 /**
@@ -128,7 +129,9 @@ export class EpochShadow extends Schema.TaggedClass<EpochShadow>()("EpochShadow"
   /** Create the DESC index `idx_<table>_<target>`. */
   index: Schema.optional(Schema.Boolean),
   /** The table's key for batching; discovered from the database when absent. */
-  key: Schema.optional(Identifier)
+  key: Schema.optional(Identifier),
+  /** Opt-in forms the column's values may take besides timestamp text (epoch numbers, infinity, RFC 2822, 24:00). */
+  accept: Schema.optional(Timestamp.Accept)
 }) {}
 
 /**
@@ -144,7 +147,9 @@ export const JsonTarget = Schema.Struct({
   fallbackColumn: Schema.optional(Identifier),
   /** `timestamp` stores epoch ms from `Timestamp.parse`; `text` stores the string. */
   as: Schema.Literal("timestamp", "text"),
-  index: Schema.optional(Schema.Boolean)
+  index: Schema.optional(Schema.Boolean),
+  /** For `timestamp`: opt-in forms the found value may take (e.g. epoch numbers in the payload). */
+  accept: Schema.optional(Timestamp.Accept)
 })
 
 /**
@@ -657,7 +662,12 @@ export const createIndex = (
 export const epochShadow = (
   table: string,
   column: string,
-  options: { readonly target?: string; readonly index?: boolean; readonly key?: string } = {}
+  options: {
+    readonly target?: string
+    readonly index?: boolean
+    readonly key?: string
+    readonly accept?: typeof Timestamp.Accept.Encoded
+  } = {}
 ): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options }, "Plan.epochShadow")
 
 /**
@@ -675,6 +685,7 @@ export const extractJson = (
       readonly fallbackColumn?: string
       readonly as: "timestamp" | "text"
       readonly index?: boolean
+      readonly accept?: typeof Timestamp.Accept.Encoded
     }>
     readonly where?: RowFilterInput
     readonly key?: string
