@@ -1,22 +1,27 @@
 /**
- * How far a plan's backfills are, per table and column (seed 000's report, from SQL counts): rows
+ * How far a plan's backfills are, per table and column, from SQL counts on your tables: rows
  * migrated, rows still pending (the job's own pending predicate), rows rejected, percent and a
  * label. Works while a backfill or the lazy path is running; reads only.
+ *
+ * Build it for a plan (`Progress.layer(plan)`) and call `Progress.report(options)`. Its statements
+ * run on `Database.strataClient` (the app's client without name transforms); strata's own tables
+ * are found through `Database.strataTable`; plans may name `schema.table`.
  *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Backfill, Identifier, type Plan, Progress as CoreProgress } from "@strata/core"
-import { Effect, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import * as Database from "./Database.js"
 import { tableColumns } from "./Catalog.js"
-import { filterSql, type JobDatabaseError, jobDatabaseError, Params } from "./internal/jobTable.js"
+import { filterSql, type JobDatabaseError, jobDatabaseError, Params, UnknownJob } from "./internal/jobTable.js"
 import * as JobState from "./JobState.js"
 
 /**
  * One target column's progress.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ColumnProgress {
   readonly job: string
@@ -46,6 +51,7 @@ export interface ColumnProgress {
  * A plan's progress.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ProgressReport {
   readonly plan: string
@@ -58,11 +64,24 @@ export interface ProgressReport {
 }
 
 /**
- * What keeps the report from being made (a database error, naming the job it was counting).
+ * What keeps the report from being made: a database error naming the job it was counting, or a job
+ * the plan does not have.
  *
  * @since 0.1.0
+ * @category errors
  */
-export type ProgressError = JobDatabaseError
+export type ProgressError = JobDatabaseError | UnknownJob
+
+/**
+ * Options of `report`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** Only these jobs' columns; default all. */
+  readonly jobs?: ReadonlyArray<string> | undefined
+}
 
 interface Counts {
   readonly total: number
@@ -96,33 +115,31 @@ const countJob = (job: Backfill.Job, dialect: "sqlite" | "pg", present: Readonly
   })
 
 const jobStates = Effect.gen(function*() {
-  if ((yield* tableColumns("strata_jobs")).length === 0) return new Map<string, JobState.Checkpoint>()
+  if ((yield* tableColumns(yield* Database.strataTable("strata_jobs"))).length === 0) return new Map<string, JobState.Checkpoint>()
   return new Map((yield* JobState.loadCheckpoints).map((c) => [c.job, c]))
 })
 
 const rejectCounts = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  if ((yield* tableColumns("strata_rejects")).length === 0) return new Map<string, number>()
-  const rows = yield* sql<{ job: string; n: number | string }>`SELECT job, count(*) AS n FROM strata_rejects GROUP BY job`
+  const table = yield* Database.strataTable("strata_rejects")
+  if ((yield* tableColumns(table)).length === 0) return new Map<string, number>()
+  const rows = yield* sql.unsafe<{ job: string; n: number | string }>(
+    `SELECT job, count(*) AS n FROM ${Identifier.quoteTable(table)} GROUP BY job`
+  )
   return new Map(rows.map((r) => [r.job, Number(r.n)]))
 })
 
-/**
- * The progress of every backfill column of a plan, from SQL counts. A table that does not exist yet
- * reports zero rows; a column whose migration is not applied reports `applied: false`, nothing
- * migrated, 0% and "Just started" (with no rows to count it would otherwise read as "Complete").
- * The plan's overall figure is the lesser of the rows' share migrated and the columns' share
- * applied, so a plan with a column still missing is never "Complete" either.
- *
- * @since 0.1.0
- */
-export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressError, SqlClient.SqlClient> =>
+const buildReport = (plan: Plan.Plan, options: Options) =>
   Effect.gen(function*() {
     const dialect = yield* Database.dialect
     const states = yield* jobStates.pipe(Effect.mapError(jobDatabaseError("strata_jobs")))
     const rejects = yield* rejectCounts.pipe(Effect.mapError(jobDatabaseError("strata_rejects")))
     const columns: Array<ColumnProgress> = []
-    for (const job of Backfill.jobs(plan)) {
+    const all = Backfill.jobs(plan)
+    const unknown = options.jobs?.find((name) => !all.some((j) => j.name === name))
+    if (unknown !== undefined) return yield* new UnknownJob({ job: unknown, known: all.map((j) => j.name) })
+    const selected = options.jobs === undefined ? all : all.filter((j) => options.jobs!.includes(j.name))
+    for (const job of selected) {
       const present = new Set((yield* tableColumns(job.table).pipe(Effect.mapError(jobDatabaseError(job.name)))).map((c) => c.name))
       const readable = present.size > 0 && job.reads.every((c) => present.has(c))
       const counts: Counts = readable
@@ -166,3 +183,63 @@ export const report = (plan: Plan.Plan): Effect.Effect<ProgressReport, ProgressE
         : CoreProgress.label(migrated, migrated + pending)
     }
   }).pipe(Effect.withSpan("Progress.report", { attributes: { plan: plan.name } }))
+
+/**
+ * The progress report's operations on one plan (the plan is given when the service is built).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Progress {
+  readonly plan: Plan.Plan
+  /**
+   * The progress of every backfill column of the plan (or of `jobs`), from SQL counts. A table that
+   * does not exist yet reports zero rows; a column whose migration is not applied reports
+   * `applied: false`, nothing migrated, 0% and "Just started" (with no rows to count it would
+   * otherwise read as "Complete"). The plan's overall figure is the lesser of the rows' share
+   * migrated and the columns' share applied, so a plan with a column still missing is never
+   * "Complete" either.
+   */
+  readonly report: (options?: Options) => Effect.Effect<ProgressReport, ProgressError>
+}
+
+/**
+ * The tag of the progress service.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export const Progress = Context.GenericTag<Progress>("@strata/sql/Progress")
+
+/**
+ * The progress report of `plan` over the `SqlClient` in context; its statements run on
+ * `Database.strataClient` (the app's client without name transforms).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (plan: Plan.Plan): Effect.Effect<Progress, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* Database.strataClient
+    return Progress.of({
+      plan,
+      report: (options = {}) => Effect.provideService(buildReport(plan, options), SqlClient.SqlClient, sql)
+    })
+  })
+
+/**
+ * The progress report of `plan` over the app's `SqlClient`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (plan: Plan.Plan): Layer.Layer<Progress, never, SqlClient.SqlClient> => Layer.effect(Progress, make(plan))
+
+/**
+ * `report` on the progress service in context.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const report = (options?: Options): Effect.Effect<ProgressReport, ProgressError, Progress> =>
+  Effect.flatMap(Progress, (progress) => progress.report(options))

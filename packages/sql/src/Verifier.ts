@@ -4,11 +4,18 @@
  * job's own row function. Tables are read in keyset batches, so it works on big tables without
  * holding anything open; it only reads.
  *
+ * Build it for a plan (`Verifier.layer(plan)`) and call `Verifier.report(options)` or
+ * `Verifier.run(options)`. Its statements run on `Database.strataClient`: the app's client
+ * without name transforms, so it reads your real column names (`created_at`) whatever naming your
+ * client hands your code; `strata_rejects` is found through `Database.strataTable`. Plans may name
+ * `schema.table`.
+ *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Checks, Identifier, type Plan, Timestamp } from "@strata/core"
-import { Effect, Schema } from "effect"
+import { Checks, Identifier, Options as CoreOptions, type Plan, Timestamp } from "@strata/core"
+import { Context, Effect, Layer, Schema } from "effect"
+import * as Database from "./Database.js"
 import {
   afterCursor,
   inspectJob,
@@ -28,6 +35,7 @@ import { tableColumns } from "./Catalog.js"
  * The result of one check.
  *
  * @since 0.1.0
+ * @category models
  */
 export const CheckResult = Schema.Struct({
   /** `<table>.<column> <kind>`, e.g. `chat_messages.created_at_ms mismatch`. */
@@ -51,6 +59,7 @@ export const CheckResult = Schema.Struct({
  * The result of one check, as a type.
  *
  * @since 0.1.0
+ * @category models
  */
 export type CheckResult = typeof CheckResult.Type
 
@@ -58,6 +67,7 @@ export type CheckResult = typeof CheckResult.Type
  * A verification of a plan.
  *
  * @since 0.1.0
+ * @category models
  */
 export const VerificationReport = Schema.Struct({
   plan: Schema.String,
@@ -73,6 +83,7 @@ export const VerificationReport = Schema.Struct({
  * A verification of a plan, as a type.
  *
  * @since 0.1.0
+ * @category models
  */
 export type VerificationReport = typeof VerificationReport.Type
 
@@ -80,6 +91,7 @@ export type VerificationReport = typeof VerificationReport.Type
  * At least one failing check found rows; the report says which and where.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class VerificationFailed extends Schema.TaggedError<VerificationFailed>()("VerificationFailed", {
   report: VerificationReport
@@ -95,6 +107,7 @@ export class VerificationFailed extends Schema.TaggedError<VerificationFailed>()
  * An option is out of range (e.g. `batchSize: 0`).
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidVerifyOptions extends Schema.TaggedError<InvalidVerifyOptions>()("InvalidVerifyOptions", {
   option: Schema.String,
@@ -109,6 +122,7 @@ export class InvalidVerifyOptions extends Schema.TaggedError<InvalidVerifyOption
  * What keeps a verification from running.
  *
  * @since 0.1.0
+ * @category errors
  */
 export type VerifyError = UnknownJob | JobTableError | JobDatabaseError | InvalidVerifyOptions
 
@@ -116,6 +130,7 @@ export type VerifyError = UnknownJob | JobTableError | JobDatabaseError | Invali
  * Options of `run` and `report`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
   /** Accepted timestamps; default `Timestamp.defaultRange(now)` (1970 to a year from the `Clock`'s now). */
@@ -127,6 +142,8 @@ export interface Options {
 }
 
 const sampleSize = 5
+
+const defaultBatchSize = 5000
 
 interface Tally {
   count: number
@@ -210,7 +227,9 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
 
 const recordedRejects = (job: string) =>
   Effect.gen(function*() {
-    if ((yield* tableColumns("strata_rejects")).length === 0) return { count: 0, samples: [] as ReadonlyArray<string> }
+    if ((yield* tableColumns(yield* Database.strataTable("strata_rejects"))).length === 0) {
+      return { count: 0, samples: [] as ReadonlyArray<string> }
+    }
     return {
       count: yield* JobState.rejectCount(job),
       samples: (yield* JobState.loadRejects(job, sampleSize)).map((r) => r.rowKey)
@@ -219,10 +238,13 @@ const recordedRejects = (job: string) =>
 
 const buildReport = (plan: Plan.Plan, options: Options) =>
   Effect.gen(function*() {
-    const batchSize = options.batchSize ?? 5000
-    if (!(Number.isSafeInteger(batchSize) && batchSize > 0)) {
-      return yield* new InvalidVerifyOptions({ option: "batchSize", reason: `must be a positive integer, got ${batchSize}` })
-    }
+    const batchSize = yield* CoreOptions.resolve(
+      "batchSize",
+      options.batchSize,
+      defaultBatchSize,
+      CoreOptions.positiveCount,
+      (option, reason) => new InvalidVerifyOptions({ option, reason })
+    )
     const range = options.range ?? Timestamp.defaultRange(yield* Timestamp.now)
     const all = Checks.forJobs(plan)
     const unknown = options.jobs?.find((name) => !all.some((j) => j.job.name === name))
@@ -276,31 +298,77 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
   }).pipe(Effect.withSpan("Verifier.report", { attributes: { plan: plan.name } }))
 
 /**
- * Runs a plan's checks (see the module documentation).
+ * The Verifier's operations on one plan (the plan is given when the service is built).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Verifier {
+  readonly plan: Plan.Plan
+  /** The report, whatever it says (for printing). */
+  readonly report: (options?: Options) => Effect.Effect<VerificationReport, VerifyError>
+  /** The report when every failing check passed; `VerificationFailed` with the report otherwise. */
+  readonly run: (options?: Options) => Effect.Effect<VerificationReport, VerificationFailed | VerifyError>
+}
+
+/**
+ * The tag of the Verifier service.
  *
  * @since 0.1.0
+ * @category tags
  */
-export class Verifier extends Effect.Service<Verifier>()("@strata/sql/Verifier", {
-  effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const provide = Effect.provideService(SqlClient.SqlClient, sql)
+export const Verifier = Context.GenericTag<Verifier>("@strata/sql/Verifier")
 
-    /** The report, whatever it says (for printing). */
-    const report = (plan: Plan.Plan, options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
-      provide(buildReport(plan, options))
-
-    /** The report when every failing check passed; `VerificationFailed` with the report otherwise. */
-    const run = (plan: Plan.Plan, options: Options = {}): Effect.Effect<VerificationReport, VerificationFailed | VerifyError> =>
-      Effect.flatMap(report(plan, options), (r) => (r.passed ? Effect.succeed(r) : Effect.fail(new VerificationFailed({ report: r }))))
-
-    return { run, report } as const
+/**
+ * A Verifier for `plan` over the `SqlClient` in context. Its statements run on
+ * `Database.strataClient` (the app's client without name transforms), so it reads the real column
+ * names whatever naming the app's client uses.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (plan: Plan.Plan): Effect.Effect<Verifier, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* Database.strataClient
+    const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provideService(effect, SqlClient.SqlClient, sql)
+    const report = (options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
+      onStrataClient(buildReport(plan, options))
+    const run = (options: Options = {}): Effect.Effect<VerificationReport, VerificationFailed | VerifyError> =>
+      Effect.flatMap(report(options), (r) => (r.passed ? Effect.succeed(r) : Effect.fail(new VerificationFailed({ report: r }))))
+    return Verifier.of({ plan, report, run })
   })
-}) {}
+
+/**
+ * The Verifier for `plan` over the app's `SqlClient`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (plan: Plan.Plan): Layer.Layer<Verifier, never, SqlClient.SqlClient> => Layer.effect(Verifier, make(plan))
+
+/**
+ * `report` on the Verifier in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const report = (options?: Options): Effect.Effect<VerificationReport, VerifyError, Verifier> =>
+  Effect.flatMap(Verifier, (verifier) => verifier.report(options))
+
+/**
+ * `run` on the Verifier in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const run = (options?: Options): Effect.Effect<VerificationReport, VerificationFailed | VerifyError, Verifier> =>
+  Effect.flatMap(Verifier, (verifier) => verifier.run(options))
 
 /**
  * The check results of a report that failed.
  *
  * @since 0.1.0
+ * @category accessors
  */
 export const failures = (report: VerificationReport): ReadonlyArray<CheckResult> => report.checks.filter((c) => c.status === "fail")
 

@@ -16,7 +16,8 @@ const row = (report: Progress.ProgressReport, column: string) => {
 }
 
 describeEachEngine("Progress.report", (engine) => {
-  const database = () => BackfillRunner.BackfillRunner.Default.pipe(Layer.provideMerge(engine.layer()))
+  const database = () =>
+    Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Progress.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
 
   it.effect("per column counts before, during and after the backfill, with seed 000's labels", () =>
     Effect.gen(function*() {
@@ -24,7 +25,7 @@ describeEachEngine("Progress.report", (engine) => {
       yield* insertFixture
       yield* applyPlan(Plan.upTo(Plans.agentos, 21))
 
-      const notApplied = yield* Progress.report(Plans.agentos)
+      const notApplied = yield* Progress.report()
       expect(notApplied.columns).toHaveLength(17)
       expect(row(notApplied, "chat_messages.created_at_ms")).toEqual({
         source: "created_at",
@@ -40,7 +41,7 @@ describeEachEngine("Progress.report", (engine) => {
 
       yield* applyPlan(Plans.agentos)
       yield* presetTargets
-      const before = yield* Progress.report(Plans.agentos)
+      const before = yield* Progress.report()
       expect(row(before, "chat_messages.created_at_ms")).toEqual({
         source: "created_at",
         applied: true,
@@ -56,7 +57,7 @@ describeEachEngine("Progress.report", (engine) => {
 
       const runner = yield* BackfillRunner.BackfillRunner
       yield* runner.run(Plans.agentos, { jobs: ["chat_messages.created_at_ms"], batchSize: 10, fixedBatchSize: true })
-      const after = yield* Progress.report(Plans.agentos)
+      const after = yield* Progress.report()
       // The 7 rows that cannot be converted stay pending: the report does not pretend they are done.
       expect(row(after, "chat_messages.created_at_ms")).toEqual({
         source: "created_at",
@@ -71,7 +72,7 @@ describeEachEngine("Progress.report", (engine) => {
       })
 
       yield* runner.run(Plans.agentos)
-      const done = yield* Progress.report(Plans.agentos)
+      const done = yield* Progress.report()
       expect(row(done, "task_audits.source_event_ts")).toEqual({
         source: "payload, created_at",
         applied: true,
@@ -96,7 +97,7 @@ describeEachEngine("Progress.report", (engine) => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* sql`CREATE TABLE unrelated (id INTEGER PRIMARY KEY)`
-      const report = yield* Progress.report(Plans.agentos)
+      const report = yield* Progress.report()
       expect(row(report, "tasks.created_at_ms")).toEqual({
         source: "created_at",
         applied: false,
@@ -115,7 +116,7 @@ describeEachEngine("Progress.report", (engine) => {
     Effect.gen(function*() {
       yield* createLegacyTables
       yield* applyPlan(Plan.upTo(Plans.agentos, 21))
-      const before = yield* Progress.report(Plans.agentos)
+      const before = yield* Progress.report()
       // Migration 21's two columns are applied (and have nothing to do); migration 44's 15 are not.
       expect(before.columns.map((c) => [c.applied, c.percent, c.label])).toEqual(
         before.columns.map((c) => ["source_event_ts", "supervisor_processed_at"].includes(c.column) ? [true, 100, "Complete"] : [false, 0, "Just started"])
@@ -125,7 +126,7 @@ describeEachEngine("Progress.report", (engine) => {
       expect([before.migrated, before.pending, before.percent, before.label]).toEqual([0, 0, (2 / 17) * 100, "Just started"])
 
       yield* applyPlan(Plans.agentos)
-      const after = yield* Progress.report(Plans.agentos)
+      const after = yield* Progress.report()
       expect(after.columns.every((c) => c.applied && c.percent === 100 && c.label === "Complete")).toBe(true)
       expect([after.percent, after.label]).toEqual([100, "Complete"])
     }).pipe(Effect.provide(database())))

@@ -27,15 +27,14 @@ const pick = (report: Verifier.VerificationReport, name: string) => {
 
 describeEachEngine("Verifier", (engine) => {
   const database = () =>
-    Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.Verifier.Default).pipe(Layer.provideMerge(engine.layer()))
+    Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
 
   it.effect("after the backfill: exact counts and sample keys per check, failing on the range and mismatch it finds", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
       yield* fixtureDatabase
       yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
-      const verifier = yield* Verifier.Verifier
-      const report = yield* verifier.report(Plans.agentos)
+      const report = yield* Verifier.report()
       expect(report.range).toEqual({ min: 0, max: YEAR_AFTER })
       expect(report.checkedAtMs).toBe(NOW)
       expect(report.checks).toHaveLength(117)
@@ -68,7 +67,7 @@ describeEachEngine("Verifier", (engine) => {
       expect(report.rowsScanned["task_audits.payload"]).toBe(21)
       expect(report.rowsScanned["chat_messages.created_at_ms"]).toBe(25)
 
-      const failed = yield* Effect.flip(verifier.run(Plans.agentos))
+      const failed = yield* Effect.flip(Verifier.run())
       expect(failed._tag).toBe("VerificationFailed")
       if (failed._tag === "VerificationFailed") {
         expect(failed.report).toEqual(report)
@@ -87,7 +86,7 @@ describeEachEngine("Verifier", (engine) => {
       yield* sql`UPDATE chat_messages SET created_at_ms = NULL WHERE message_id IN ('m01', 'm03')`
       yield* sql`UPDATE chat_messages SET created_at_ms = ${NOON} WHERE message_id = 'm10'`
       yield* sql`UPDATE task_audits SET supervisor_processed_at = 5 WHERE audit_id = 17`
-      const report = yield* (yield* Verifier.Verifier).report(Plans.agentos, { jobs: ["chat_messages.created_at_ms", "task_audits.payload"] })
+      const report = yield* Verifier.report({ jobs: ["chat_messages.created_at_ms", "task_audits.payload"] })
       expect(report.checks).toHaveLength(7 + 12)
       expect(pick(report, "chat_messages.created_at_ms missing")).toEqual({ status: "fail", count: 2, total: 16, sampleKeys: ["m01", "m03"] })
       expect(pick(report, "chat_messages.created_at_ms orphan")).toEqual({ status: "fail", count: 1, total: 16, sampleKeys: ["m10"] })
@@ -99,17 +98,16 @@ describeEachEngine("Verifier", (engine) => {
     Effect.gen(function*() {
       yield* fixtureDatabase
       yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
-      const verifier = yield* Verifier.Verifier
       const jobs = ["chat_messages.created_at_ms"]
       const wide = { min: -1000, max: YEAR_AFTER } as Timestamp.Range
-      expect(pick(yield* verifier.report(Plans.agentos, { jobs, range: wide }), "chat_messages.created_at_ms range").count).toBe(0)
+      expect(pick(yield* Verifier.report({ jobs, range: wide }), "chat_messages.created_at_ms range").count).toBe(0)
       // Seen from 2023-06-01, values up to 2024-06-01 are plausible: only the 1969 one is out.
       yield* TestClock.setTime(1685577600000)
-      const early = yield* verifier.report(Plans.agentos, { jobs })
+      const early = yield* Verifier.report({ jobs })
       expect(early.range.max).toBe(1717200000000)
       expect(pick(early, "chat_messages.created_at_ms range")).toEqual({ status: "fail", count: 1, total: 17, sampleKeys: ["m15"] })
       yield* TestClock.setTime(1640995200000) // 2022-01-01: the range ends 2023-01-01, before every 2024 value
-      const earlier = yield* verifier.report(Plans.agentos, { jobs })
+      const earlier = yield* Verifier.report({ jobs })
       expect(pick(earlier, "chat_messages.created_at_ms range")).toMatchObject({ status: "fail", count: 13 })
     }).pipe(Effect.provide(database())))
 
@@ -125,21 +123,19 @@ describeEachEngine("Verifier", (engine) => {
       yield* sql`UPDATE chat_messages SET created_at_ms = NULL`
       yield* sql`UPDATE task_audits SET source_event_ts = NULL`
       yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos, { jobs: ["chat_messages.created_at_ms", "task_audits.payload"] })
-      const verifier = yield* Verifier.Verifier
-      const report = yield* verifier.run(Plans.agentos, { jobs: ["chat_messages.created_at_ms", "task_audits.payload"], batchSize: 7 })
+      const report = yield* Verifier.run({ jobs: ["chat_messages.created_at_ms", "task_audits.payload"], batchSize: 7 })
       expect(report.passed).toBe(true)
       expect(report.rowsScanned["chat_messages.created_at_ms"]).toBe(300)
       const coverage = pick(report, "chat_messages.created_at_ms coverage")
       expect(coverage.count).toBe(coverage.total)
-      const unknown = yield* Effect.flip(verifier.run(Plans.agentos, { jobs: ["nope"] }))
+      const unknown = yield* Effect.flip(Verifier.run({ jobs: ["nope"] }))
       expect(unknown).toMatchObject({ _tag: "UnknownJob", job: "nope" })
     }).pipe(Effect.provide(database())))
 
   it.effect("a batch size that is not a positive integer is a typed error naming the option", () =>
     Effect.gen(function*() {
-      const verifier = yield* Verifier.Verifier
       for (const batchSize of [0, -5, 2.5, Number.NaN]) {
-        const error = yield* Effect.flip(verifier.report(Plans.agentos, { batchSize }))
+        const error = yield* Effect.flip(Verifier.report({ batchSize }))
         expect(error).toMatchObject({ _tag: "InvalidVerifyOptions", option: "batchSize", reason: `must be a positive integer, got ${batchSize}` })
         expect(error.message).toBe(`Invalid verify option batchSize: must be a positive integer, got ${batchSize}`)
       }

@@ -201,8 +201,7 @@ export const command = Command.make(
               ""
             ])
 
-            const verifier = yield* Verifier.Verifier
-            const report = yield* verifier.report(plan)
+            const report = yield* Verifier.report()
             yield* say(["5. Verify: every backfilled value recomputed from its source", ...indent(Verify.reportLines(report, target.display)), ""])
 
             yield* say(["6. Import legacy sessions into the chat store (what 'strata import-legacy' does)"])
@@ -243,7 +242,7 @@ export const command = Command.make(
               ])
             }
             if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
-          }).pipe(Effect.provide(Verifier.Verifier.Default), Effect.provide(BackfillRunner.BackfillRunner.Default)))
+          }).pipe(Effect.provide(Verifier.layer(plan)), Effect.provide(BackfillRunner.BackfillRunner.Default)))
       }),
       "interrupted; run 'strata demo' again to start over (it resets its own tables)."
     )

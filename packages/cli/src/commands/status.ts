@@ -113,7 +113,7 @@ export const readStatus = (
   Migrator.StatusError | Progress.ProgressError,
   SqlClient
 > =>
-  Effect.all([Migrator.status().pipe(Effect.provide(Migrator.layer(plan))), Progress.report(plan)])
+  Effect.all([Migrator.status().pipe(Effect.provide(Migrator.layer(plan))), Progress.report().pipe(Effect.provide(Progress.layer(plan)))])
 
 /**
  * The `status` subcommand.

@@ -126,10 +126,9 @@ export const command = Command.make(
       args,
       Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
         Effect.gen(function*() {
-          const verifier = yield* Verifier.Verifier
-          const report = yield* verifier.report(plan, args.job.length > 0 ? { jobs: args.job } : {})
+          const report = yield* Verifier.report(args.job.length > 0 ? { jobs: args.job } : {})
           yield* Output.either(args.json, "verify", () => reportJson(report, target.display), () => reportLines(report, target.display))
           if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
-        }).pipe(Effect.provide(Verifier.Verifier.Default)))
+        }).pipe(Effect.provide(Verifier.layer(plan))))
     )
 ).pipe(Command.withDescription("Check every backfilled value against its source; exit 1 when a check fails."))
