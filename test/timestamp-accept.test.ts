@@ -119,7 +119,7 @@ const rejectsOf = (job: string) =>
   Effect.map(JobState.loadRejects(job, 100), (rows) => rows.map((r) => [r.rowKey, r.reason])).pipe(Effect.orDie)
 
 const database = (engine: Engine) =>
-  Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.Verifier.Default).pipe(
+  Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.layer(plan)).pipe(
     Layer.provideMerge(Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.layer()))
   )
 
@@ -149,7 +149,7 @@ describeEachEngine("opt-in timestamp forms through backfill, lazy fix-up and ver
     Effect.gen(function*() {
       yield* insertReadings
       yield* (yield* BackfillRunner.BackfillRunner).run(plan, { jobs: JOBS })
-      const report = yield* (yield* Verifier.Verifier).report(plan, { range: { min: MIN, max: MAX } })
+      const report = yield* Verifier.report({ range: { min: MIN, max: MAX } })
       expect(Verifier.failures(report)).toEqual([])
       const count = (name: string) => report.checks.find((c) => c.name === name)?.count
       expect(count("readings.noted_at_ms mismatch")).toBe(0)
@@ -161,7 +161,7 @@ describeEachEngine("opt-in timestamp forms through backfill, lazy fix-up and ver
       // A stored value the step's reading disagrees with is a mismatch.
       const sql = yield* SqlClient.SqlClient
       yield* sql`UPDATE readings SET noted_at_ms = noted_at_ms + 1 WHERE reading_id = 4`
-      const after = yield* (yield* Verifier.Verifier).report(plan, { range: { min: MIN, max: MAX } })
+      const after = yield* Verifier.report({ range: { min: MIN, max: MAX } })
       expect(Verifier.failures(after).map((c) => `${c.name} ${c.count} ${c.sampleKeys.join(",")}`)).toEqual([
         "readings.noted_at_ms mismatch 1 4"
       ])

@@ -136,14 +136,13 @@ export interface VerifyOutcome {
 /** Runs the plan's checks on the target. */
 export const verify = (plan: Plan.Plan): Effect.Effect<VerifyOutcome, Verifier.VerifyError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const verifier = yield* Verifier.Verifier
-    const report = yield* verifier.report(plan)
+    const report = yield* Verifier.report()
     return {
       passed: report.passed,
       failedChecks: Verifier.failures(report).map((c) => `${c.name} (${c.count} rows)`),
       rowsScanned: Object.values(report.rowsScanned).reduce((a, b) => a + b, 0)
     }
-  }).pipe(Effect.provide(Verifier.Verifier.Default))
+  }).pipe(Effect.provide(Verifier.layer(plan)))
 
 /** The plan's migrations with their checksums, in id order. */
 export const planMigrations = (plan: Plan.Plan): ReadonlyArray<{ readonly id: number; readonly checksum: string }> =>
