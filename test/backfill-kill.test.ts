@@ -48,12 +48,12 @@ const outcome = (url: string) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const rejects = yield* sql<{ job: string; row_key: string }>`SELECT job, row_key FROM strata_rejects ORDER BY job, row_key`
-      const jobs = yield* sql<{ job: string; cursor: string; processed: number; updated: number; rejected: number; state: string }>`
-        SELECT job, cursor, processed, updated, rejected, state FROM strata_jobs ORDER BY job`
+      const jobs = yield* sql<{ job: string; cursor: string; processed: number; updated: number; rejected: number; already_set: number; out_of_scope: number; state: string }>`
+        SELECT job, cursor, processed, updated, rejected, already_set, out_of_scope, state FROM strata_jobs ORDER BY job`
       return {
         state: yield* readState,
         rejects: rejects.map((r) => `${r.job} ${r.row_key}`),
-        jobs: jobs.map((j) => [j.job, j.cursor, Number(j.processed), Number(j.updated), Number(j.rejected), j.state])
+        jobs: jobs.map((j) => [j.job, j.cursor, Number(j.processed), Number(j.updated), Number(j.rejected), Number(j.already_set), Number(j.out_of_scope), j.state])
       }
     })
   )
@@ -61,9 +61,7 @@ const outcome = (url: string) =>
 const oneShot = (url: string) =>
   withDatabase(
     url,
-    Effect.flatMap(BackfillRunner.BackfillRunner, (runner) => runner.run(Plans.agentos, { batchSize: BATCH, fixedBatchSize: true })).pipe(
-      Effect.provide(BackfillRunner.BackfillRunner.Default)
-    )
+    BackfillRunner.run({ batchSize: BATCH, fixedBatchSize: true }).pipe(Effect.provide(BackfillRunner.layer(Plans.agentos)))
   )
 
 interface ChildResult {

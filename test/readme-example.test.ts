@@ -23,13 +23,12 @@ const messagesOf = (sessionId: string) =>
 
 const program = Effect.gen(function*() {
   yield* Migrator.run() // each pending migration in its own transaction, once, under a lock
-  const backfill = yield* BackfillRunner.BackfillRunner
-  yield* backfill.run(plan, { jobs: ["chat_sessions.created_at_ms"], maxBatchMs: 50 }) // resumable, batch by batch
+  yield* BackfillRunner.run({ jobs: ["chat_sessions.created_at_ms"], maxBatchTime: "50 millis" }) // resumable, batch by batch
   return yield* messagesOf("s-1") // served now, migrated lazily
 })
 
 const appLayer = (url: string) =>
-  Layer.mergeAll(Migrator.layer(plan), BackfillRunner.BackfillRunner.Default, LazyMigration.layer(plan)).pipe(
+  Layer.mergeAll(Migrator.layer(plan), BackfillRunner.layer(plan), LazyMigration.layer(plan)).pipe(
     Layer.provideMerge(Database.layer({ url }))
   )
 // --- README example ends ---

@@ -119,7 +119,7 @@ const rejectsOf = (job: string) =>
   Effect.map(JobState.loadRejects(job, 100), (rows) => rows.map((r) => [r.rowKey, r.reason])).pipe(Effect.orDie)
 
 const database = (engine: Engine) =>
-  Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.layer(plan)).pipe(
+  Layer.mergeAll(BackfillRunner.layer(plan), Verifier.layer(plan)).pipe(
     Layer.provideMerge(Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.layer()))
   )
 
@@ -128,7 +128,7 @@ describeEachEngine("opt-in timestamp forms through backfill, lazy fix-up and ver
     Effect.gen(function*() {
       yield* insertReadings
       const runner = yield* BackfillRunner.BackfillRunner
-      const summaries = yield* runner.run(plan, { jobs: JOBS })
+      const summaries = yield* runner.run({ jobs: JOBS })
       expect(summaries.map((s) => [s.job, s.processed, s.updated, s.rejected])).toEqual([
         ["readings.taken_ms_at", 8, 6, 1],
         ["readings.taken_s_at", 8, 6, 1],
@@ -141,14 +141,14 @@ describeEachEngine("opt-in timestamp forms through backfill, lazy fix-up and ver
       // The same through JavaScript alone.
       const sql = yield* SqlClient.SqlClient
       yield* sql`UPDATE readings SET taken_ms_at = NULL, taken_s_at = NULL, noted_at_ms = NULL, event_at = NULL`
-      yield* runner.run(plan, { jobs: JOBS, restart: true, fastPath: false })
+      yield* runner.run({ jobs: JOBS, restart: true, fastPath: false })
       expect(yield* storedTargets).toEqual(expected)
     }).pipe(Effect.provide(database(engine))))
 
   it.effect("the verifier recomputes with the step's own reading: every stored value matches, the rejects are unconvertible", () =>
     Effect.gen(function*() {
       yield* insertReadings
-      yield* (yield* BackfillRunner.BackfillRunner).run(plan, { jobs: JOBS })
+      yield* (yield* BackfillRunner.BackfillRunner).run({ jobs: JOBS })
       const report = yield* Verifier.report({ range: { min: MIN, max: MAX } })
       expect(Verifier.failures(report)).toEqual([])
       const count = (name: string) => report.checks.find((c) => c.name === name)?.count

@@ -19,7 +19,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { FastPath, type Identifier, Plans } from "@strata/core"
 import { BackfillRunner, Database, Migrator } from "@strata/sql"
-import { Effect, Logger, LogLevel } from "effect"
+import { Duration, Effect, Logger, LogLevel } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -80,13 +80,12 @@ const singleStatement = (dialect: Dialect) =>
 
 const runner = (fastPath: boolean) =>
   Effect.gen(function*() {
-    const backfill = yield* BackfillRunner.BackfillRunner
     const start = now()
-    const [summary] = yield* backfill.run(Plans.agentos, { jobs: [JOB], fastPath, maxBatchMs: TARGET_MS })
+    const [summary] = yield* BackfillRunner.run({ jobs: [JOB], fastPath, maxBatchTime: Duration.millis(TARGET_MS) })
     const totalMs = now() - start
     if (summary === undefined || summary.updated !== ROWS) throw new Error(`runner updated ${summary?.updated} of ${ROWS} rows`)
     return { totalMs, longestBatchMs: summary.longestBatchMs, batches: summary.batches } satisfies Timing
-  }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))
+  }).pipe(Effect.provide(BackfillRunner.layer(Plans.agentos)))
 
 const seedsApproach = (dialect: Dialect) =>
   Effect.gen(function*() {

@@ -324,6 +324,9 @@ const saveTotals = (
       processed: totals.scanned,
       updated: totals.imported,
       rejected: totals.rejected,
+      // Rows already in the store; the import has no out-of-scope rows.
+      alreadySet: totals.scanned - totals.imported - totals.rejected,
+      outOfScope: 0,
       state
     }),
     { ...totals, skipped: totals.scanned - totals.imported - totals.rejected }

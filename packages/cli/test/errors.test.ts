@@ -167,11 +167,21 @@ describe.concurrent("strata: bad input", () => {
     expect(lines[0]).toMatch(/^strata: Unknown job "chat_messages\.nope"; the plan's jobs are: task_audits\.payload, chat_sessions\.created_at_ms, /)
   })
 
-  it("backfill numbers out of range, named as typed", async () => {
+  it("backfill numbers out of range, named as typed (the runner's own check, before the database is opened)", async () => {
     expectOneLine(
       await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--batch-size", "0", "--pause-ms", "-5"]),
       2,
-      "strata: --batch-size must be at least 1, got 0; --pause-ms must not be negative, got -5"
+      "strata: --batch-size must be a positive integer, got 0"
+    )
+    expectOneLine(
+      await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--pause-ms", "-5"]),
+      2,
+      `strata: --pause-ms must be a finite duration of zero or more (milliseconds as a number, "2 seconds", or a Duration), got -5`
+    )
+    expectOneLine(
+      await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--max-batch-ms", "0"]),
+      2,
+      `strata: --max-batch-ms must be a finite duration of more than zero (milliseconds as a number, "2 seconds", or a Duration), got 0`
     )
   })
 

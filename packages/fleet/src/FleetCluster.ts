@@ -81,11 +81,22 @@ export class TargetStepFailed extends Schema.TaggedError<TargetStepFailed>()("Ta
   }
 }
 
+// Durations travel as milliseconds or as Duration's text form ("2 seconds"); the runner checks them.
+const SerializedDuration = Schema.Union(Schema.Number, Schema.String)
+
 const BackfillSettings = Schema.Struct({
   batchSize: Schema.optional(Schema.Number),
-  maxBatchMs: Schema.optional(Schema.Number),
-  pauseMs: Schema.optional(Schema.Number)
+  maxBatchTime: Schema.optional(SerializedDuration),
+  pause: Schema.optional(SerializedDuration)
 })
+
+/** A DurationInput in a form the payload can carry, unchanged in meaning (a bad value stays bad, for the runner to refuse). */
+const serializedDuration = (input: Duration.DurationInput | undefined): number | string | undefined => {
+  if (input === undefined || typeof input === "number" || typeof input === "string") return input
+  if (Duration.isDuration(input)) return Duration.isFinite(input) ? Duration.toMillis(input) : "Infinity"
+  if (typeof input === "bigint") return `${input} nanos`
+  return input[0] * 1000 + input[1] / 1_000_000
+}
 
 /**
  * The durable workflow of one target in one fleet run.
@@ -227,7 +238,7 @@ const steps = (
               name: `backfill/${job.name}/${batch}`,
               success: Schema.Struct({ done: Schema.Boolean, processed: Schema.Number, updated: Schema.Number, rejected: Schema.Number }),
               error: TargetStepFailed,
-              execute: onTarget(target, () => TargetWork.backfillBatch(plan, job.name, payload.backfill))
+              execute: onTarget(target, () => TargetWork.backfillBatch(plan, job.name, payload.backfill as TargetWork.BackfillOptions))
             })
             if (step.done) {
               totals.jobsDone++
@@ -490,7 +501,11 @@ const follow = (
           plan: plan.name,
           fingerprint: Fleet.fingerprint(plan),
           target,
-          backfill: options.backfill ?? {}
+          backfill: {
+            batchSize: options.backfill?.batchSize,
+            maxBatchTime: serializedDuration(options.backfill?.maxBatchTime),
+            pause: serializedDuration(options.backfill?.pause)
+          }
         }
         const executionId = yield* FleetTarget.execute(payload, { discard: true })
         let result = yield* FleetTarget.poll(executionId)

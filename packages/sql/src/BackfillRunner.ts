@@ -10,17 +10,26 @@
  * is never overwritten. Rows that cannot be converted are recorded once in `strata_rejects` and
  * the cursor moves past them.
  *
+ * Every row a job walks is counted once: walked (`processed`) = `updated` + `rejected` +
+ * `alreadySet` + `outOfScope`, stored in `strata_jobs`. A job ends `done` only when its counts
+ * reconcile; a batch whose writes touch fewer rows than it converted, or whose rows lack a column
+ * it selected, fails with a typed error and leaves the table as it was.
+ *
+ * Statements run on the app's client without its name transforms (`Database.strataClient`), and
+ * strata's own tables are named through `Database.strataTable`.
+ *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Backfill, Identifier, type Plan, Progress, Timestamp } from "@strata/core"
-import { Clock, Effect, Either, Option, Queue, Schema, Stream, Take } from "effect"
+import { Backfill, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
+import * as Database from "./Database.js"
 import { nextBatchSize } from "./internal/batchSize.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
-import { pgElement } from "./internal/targetValues.js"
 import {
   afterCursor,
+  filterSql,
   inspectJob,
   JobDatabaseError,
   jobDatabaseError,
@@ -37,45 +46,53 @@ import {
   TableNotFound,
   UnknownJob
 } from "./internal/jobTable.js"
+import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
 import * as JobState from "./JobState.js"
 
 export {
   /**
    * The database failed while a job ran.
    * @since 0.1.0
+   * @category errors
    */
   JobDatabaseError,
   /**
    * A job's target columns are missing: its migration is not applied.
    * @since 0.1.0
+   * @category errors
    */
   MigrationNotApplied,
   /**
    * A job's table has no key to walk in batches.
    * @since 0.1.0
+   * @category errors
    */
   NoBatchKey,
   /**
    * Columns a job reads are missing.
    * @since 0.1.0
+   * @category errors
    */
   SourceColumnsMissing,
   /**
    * A job's table does not exist.
    * @since 0.1.0
+   * @category errors
    */
   TableNotFound,
   /**
    * `jobs` named a job the plan does not have.
    * @since 0.1.0
+   * @category errors
    */
   UnknownJob
 }
 
 /**
- * An option is out of range (e.g. `batchSize: 0`).
+ * An option is not allowed (e.g. `batchSize: 0`, `pause: -5`); nothing ran.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class InvalidBackfillOptions extends Schema.TaggedError<InvalidBackfillOptions>()("InvalidBackfillOptions", {
   option: Schema.String,
@@ -90,6 +107,7 @@ export class InvalidBackfillOptions extends Schema.TaggedError<InvalidBackfillOp
  * A job's saved cursor is not one strata wrote (the checkpoint row was edited by hand).
  *
  * @since 0.1.0
+ * @category errors
  */
 export class CorruptCheckpoint extends Schema.TaggedError<CorruptCheckpoint>()("CorruptCheckpoint", {
   job: Schema.String,
@@ -101,9 +119,74 @@ export class CorruptCheckpoint extends Schema.TaggedError<CorruptCheckpoint>()("
 }
 
 /**
+ * A batch's UPDATE wrote fewer rows than the batch converted, and the rows it missed still have a
+ * NULL target (no one else set them): the rows were not found by their key. The batch was rolled
+ * back; the table is as it was.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class BatchWriteMismatch extends Schema.TaggedError<BatchWriteMismatch>()("BatchWriteMismatch", {
+  job: Schema.String,
+  table: Schema.String,
+  converted: Schema.Number,
+  written: Schema.Number,
+  /** Up to 10 keys of rows that were converted but not written. */
+  keys: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Job ${this.job}: converted ${this.converted} rows of ${this.table} but the UPDATE wrote ${this.written}; ` +
+      `not written: ${this.keys.join(", ")}. Nothing of the batch was kept`
+  }
+}
+
+/**
+ * A row the database returned lacks a column strata selected (`undefined`, which is not NULL):
+ * something between the driver and strata renamed it (a result-name transform). Nothing of the
+ * batch was kept.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ColumnNotInRow extends Schema.TaggedError<ColumnNotInRow>()("ColumnNotInRow", {
+  job: Schema.String,
+  table: Schema.String,
+  column: Schema.String,
+  /** The columns the row had. */
+  found: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Job ${this.job}: a row read from ${this.table} has no column ${this.column} (it has ${this.found.join(", ")}); ` +
+      `is the client renaming result columns?`
+  }
+}
+
+/**
+ * A job's counts do not account for every row it walked (walked ≠ updated + rejected + alreadySet +
+ * outOfScope); the job is not marked done.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class CountsDoNotReconcile extends Schema.TaggedError<CountsDoNotReconcile>()("CountsDoNotReconcile", {
+  job: Schema.String,
+  processed: Schema.Number,
+  updated: Schema.Number,
+  rejected: Schema.Number,
+  alreadySet: Schema.Number,
+  outOfScope: Schema.Number
+}) {
+  override get message(): string {
+    return `Job ${this.job}: walked ${this.processed} rows but counted ${this.updated} updated + ${this.rejected} rejected + ` +
+      `${this.alreadySet} already set + ${this.outOfScope} out of scope`
+  }
+}
+
+/**
  * Everything `run` and `stream` can fail with.
  *
  * @since 0.1.0
+ * @category errors
  */
 export type BackfillError =
   | UnknownJob
@@ -114,16 +197,21 @@ export type BackfillError =
   | JobDatabaseError
   | InvalidBackfillOptions
   | CorruptCheckpoint
+  | BatchWriteMismatch
+  | ColumnNotInRow
+  | CountsDoNotReconcile
 
 /**
- * Options of `run` and `stream`. All optional.
+ * Options of `run` and `stream`. All optional; a value given but not allowed is refused with
+ * `InvalidBackfillOptions` naming it (never clamped).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
-  /** Rows in the first batch (the key range it covers); adapted afterwards. Default 1,000. */
+  /** Rows in the first batch (the key range it covers); adapted afterwards. Default 1,000 (within the bounds). */
   readonly batchSize?: number | undefined
-  /** Bounds of the adapted batch size. Default 10 and 100,000. */
+  /** Bounds of the adapted batch size (positive integers, min ≤ max; `batchSize` must lie within them). Default 10 and 100,000. */
   readonly minBatchSize?: number | undefined
   readonly maxBatchSize?: number | undefined
   /**
@@ -131,11 +219,11 @@ export interface Options {
    * aiming at a third of it (batch times jitter 2-3x on a busy machine): it shrinks when a batch
    * takes over half of it and grows (at most twofold) when a batch takes under a sixth. Default 50 ms.
    */
-  readonly maxBatchMs?: number | undefined
-  /** Keep the batch size fixed at `batchSize`. Default false. */
+  readonly maxBatchTime?: Duration.DurationInput | undefined
+  /** Keep the batch size fixed at `batchSize` (the bounds do not apply). Default false. */
   readonly fixedBatchSize?: boolean | undefined
-  /** Pause between batches, giving other writers (and autovacuum) room. Default 0. */
-  readonly pauseMs?: number | undefined
+  /** Pause between batches, giving other writers (and autovacuum) room. Default none. */
+  readonly pause?: Duration.DurationInput | undefined
   /**
    * Read and convert every pending row, count would-be updates and rejects, write nothing (not
    * even a checkpoint). Scans each selected job's whole table, whatever its saved state.
@@ -151,22 +239,18 @@ export interface Options {
 
 /**
  * A progress report, emitted when a job starts, after every batch, and when it ends.
- * Counters are the job's totals over all runs (a resumed job continues its counts).
+ * Counters are the job's totals over all runs (a resumed job continues its counts):
+ * `processed` = `updated` + `rejected` + `alreadySet` + `outOfScope`.
  *
  * @since 0.1.0
+ * @category models
  */
-export interface ProgressEvent {
+export interface ProgressEvent extends JobState.Counts {
   readonly job: string
   readonly table: string
   /** `started`, `batch`, `completed`, or `skipped` (already done, not scanned again). */
   readonly phase: "started" | "batch" | "completed" | "skipped"
   readonly dryRun: boolean
-  /** Rows walked by the cursor so far (whether they needed anything or not). */
-  readonly processed: number
-  /** Rows that got at least one value written (dry run: would get). */
-  readonly updated: number
-  /** Rows that could not be converted (recorded in `strata_rejects`; dry run: would be). */
-  readonly rejected: number
   /** Rows the job will have walked when done: an estimate while the table changes. */
   readonly total: number
   readonly percent: number
@@ -186,69 +270,92 @@ export interface ProgressEvent {
  * What one job's run did.
  *
  * @since 0.1.0
+ * @category models
  */
-export interface JobSummary {
+export interface JobSummary extends JobState.Counts {
   readonly job: string
   readonly table: string
-  /** `completed` (walked to the end), `alreadyDone` (not scanned again), `dryRun`. */
+  /** `completed` (walked to the end), `alreadyDone` (not scanned again), `dryRun`. Counts are the job's totals over all runs (dry run: of this scan). */
   readonly outcome: "completed" | "alreadyDone" | "dryRun"
-  /** The job's totals over all runs (dry run: of this scan). */
-  readonly processed: number
-  readonly updated: number
-  readonly rejected: number
   /** This run's batches, wall time and longest batch transaction. */
   readonly batches: number
   readonly elapsedMs: number
   readonly longestBatchMs: number
 }
 
+/**
+ * Runs the backfill jobs of the plan given to `layer`/`make` (see the module documentation).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BackfillRunner {
+  /** Runs the selected jobs to the end (or to an interrupt) and returns one summary per job. */
+  readonly run: (options?: Options) => Effect.Effect<ReadonlyArray<JobSummary>, BackfillError>
+  /**
+   * The same run as a stream of progress events (a `started`, one per batch, and a `completed`
+   * or `skipped` per job). The run starts when the stream is pulled; stopping the stream
+   * (interrupt, `take`) stops it at a batch boundary with the checkpoint saved.
+   */
+  readonly stream: (options?: Options) => Stream.Stream<ProgressEvent, BackfillError>
+}
+
+/**
+ * The BackfillRunner service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const BackfillRunner = Context.GenericTag<BackfillRunner>("@strata/sql/BackfillRunner")
+
 interface Settings {
   readonly batchSize: number
-  readonly minBatchSize: number
-  readonly maxBatchSize: number
+  readonly bounds: { readonly min: number; readonly max: number }
   readonly maxBatchMs: number
   readonly fixedBatchSize: boolean
-  readonly pauseMs: number
+  readonly pause: Duration.Duration
   readonly dryRun: boolean
   readonly restart: boolean
   readonly fastPath: boolean
 }
 
-const validate = (options: Options): Either.Either<Settings, InvalidBackfillOptions> => {
-  const positiveInt = (name: string, value: number | undefined, fallback: number) => {
-    const v = value ?? fallback
-    return Number.isSafeInteger(v) && v > 0 ? undefined : new InvalidBackfillOptions({ option: name, reason: `must be a positive integer, got ${v}` })
-  }
-  const errors = [
-    positiveInt("batchSize", options.batchSize, 1000),
-    positiveInt("minBatchSize", options.minBatchSize, 10),
-    positiveInt("maxBatchSize", options.maxBatchSize, 100_000)
-  ].filter((e) => e !== undefined)
-  if (errors[0] !== undefined) return Either.left(errors[0])
-  const maxBatchMs = options.maxBatchMs ?? 50
-  if (!(Number.isFinite(maxBatchMs) && maxBatchMs > 0)) {
-    return Either.left(new InvalidBackfillOptions({ option: "maxBatchMs", reason: `must be a positive number of milliseconds, got ${maxBatchMs}` }))
-  }
-  const pauseMs = options.pauseMs ?? 0
-  if (!(Number.isFinite(pauseMs) && pauseMs >= 0)) {
-    return Either.left(new InvalidBackfillOptions({ option: "pauseMs", reason: `must be zero or more milliseconds, got ${pauseMs}` }))
-  }
-  const minBatchSize = options.minBatchSize ?? 10
-  const maxBatchSize = Math.max(options.maxBatchSize ?? 100_000, minBatchSize)
-  const fixedBatchSize = options.fixedBatchSize ?? false
-  const batchSize = options.batchSize ?? 1000
-  return Either.right({
-    batchSize: fixedBatchSize ? batchSize : Math.min(maxBatchSize, Math.max(minBatchSize, batchSize)),
-    minBatchSize,
-    maxBatchSize,
-    maxBatchMs,
-    fixedBatchSize,
-    pauseMs,
-    dryRun: options.dryRun ?? false,
-    restart: options.restart ?? false,
-    fastPath: options.fastPath ?? true
+const invalidOption = (option: string, reason: string) => new InvalidBackfillOptions({ option, reason })
+
+const validate = (options: Options): Effect.Effect<Settings, InvalidBackfillOptions> =>
+  Effect.gen(function*() {
+    const count = (name: string, value: number | undefined, fallback: number) =>
+      OptionCheck.resolve(name, value, fallback, OptionCheck.positiveCount, invalidOption)
+    const min = yield* count("minBatchSize", options.minBatchSize, 10)
+    const max = yield* count("maxBatchSize", options.maxBatchSize, 100_000)
+    if (min > max) return yield* invalidOption("minBatchSize", `must be at most maxBatchSize (${max}), got ${min}`)
+    const fixedBatchSize = options.fixedBatchSize ?? false
+    // The default first size follows the bounds the caller chose; a size the caller gave is taken as given.
+    const batchSize = yield* count("batchSize", options.batchSize, Math.min(max, Math.max(min, 1000)))
+    if (!fixedBatchSize && (batchSize < min || batchSize > max)) {
+      return yield* invalidOption("batchSize", `must lie within minBatchSize and maxBatchSize (${min} to ${max}), got ${batchSize}`)
+    }
+    const maxBatchTime = yield* OptionCheck.resolveDuration("maxBatchTime", options.maxBatchTime, Duration.millis(50), OptionCheck.positiveDuration, invalidOption)
+    const pause = yield* OptionCheck.resolveDuration("pause", options.pause, Duration.zero, OptionCheck.nonNegativeDuration, invalidOption)
+    return {
+      batchSize,
+      bounds: { min, max },
+      maxBatchMs: Duration.toMillis(maxBatchTime),
+      fixedBatchSize,
+      pause,
+      dryRun: options.dryRun ?? false,
+      restart: options.restart ?? false,
+      fastPath: options.fastPath ?? true
+    }
   })
-}
+
+/**
+ * The runner's check of `options` on its own (what `run` and `stream` refuse first), for callers
+ * that check before they start anything, such as a command line.
+ *
+ * @since 0.2.0
+ * @category options
+ */
+export const checkOptions = (options: Options): Effect.Effect<void, InvalidBackfillOptions> => Effect.asVoid(validate(options))
 
 /** The plan's jobs selected by `names` (plan order), or `UnknownJob` naming the first unknown one. */
 const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string> | undefined) => {
@@ -262,12 +369,23 @@ const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string> | undefined) =
 const elapsedMsSince = (startNanos: bigint) =>
   Effect.map(Clock.currentTimeNanos, (now) => Number(now - startNanos) / 1_000_000)
 
+/**
+ * A real macrotask boundary (`setImmediate`). better-sqlite3 runs every statement synchronously, so
+ * a loop of SQLite batches never leaves the microtask queue: Node's signal handlers (SIGINT,
+ * SIGTERM), which run from the event loop's poll phase, would wait for the whole job. One
+ * `setImmediate` per batch passes through the poll phase without a timer's 1 ms minimum.
+ */
+const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 const quotedTable = (table: JobTable) => Identifier.quoteTable(table.job.table)
 
 /**
  * The job's SQL fast path on this engine, if it may run: it computes every target, its text columns
  * are text (PostgreSQL: `~` applies only there), and it is a guarded built-in. A plan's own fast path
- * (`derive`'s `sql`) runs only once the runner checks it against the row function (issue 13's next step).
+ * (`derive`'s `sql`) runs only once the runner checks it against the row function.
  */
 const fastPathFor = (table: JobTable, enabled: boolean): Backfill.SqlFastPath | undefined => {
   const fast = enabled ? Backfill.fastPathOn(table.job, table.dialect) : undefined
@@ -278,40 +396,75 @@ const fastPathFor = (table: JobTable, enabled: boolean): Backfill.SqlFastPath | 
   return fast
 }
 
+const targetColumns = (table: JobTable) => Backfill.targetColumns(table.job)
+
 type Cursor = JobState.KeyValue | undefined
+
+/** A column of a row strata read: `undefined` (absent, not NULL) is `ColumnNotInRow`. */
+const columnOf = (table: JobTable, row: Readonly<Record<string, unknown>>, column: string) =>
+  row[column] === undefined
+    ? Effect.fail(new ColumnNotInRow({ job: table.job.name, table: table.job.table, column, found: Object.keys(row) }))
+    : Effect.succeed(row[column])
+
+/** SQL: the row is outside the job's scope (no required source value, or the row filter does not match). */
+const outOfScopeSql = (table: JobTable, params: Params): string => {
+  const parts: Array<string> = []
+  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NULL`)
+  const filter = filterSql(table.job.filter, params)
+  if (filter !== undefined) parts.push(`NOT COALESCE(${filter}, FALSE)`)
+  return parts.length === 0 ? "FALSE" : `(${parts.join(" OR ")})`
+}
+
+/** SQL: every target of the row is set. */
+const allSetSql = (table: JobTable): string => `(${targetColumns(table).map((t) => `${Identifier.quote(t)} IS NOT NULL`).join(" AND ")})`
 
 interface KeyRange {
   /** The last key of the range (inclusive). */
   readonly end: JobState.KeyValue
-  /** Rows in the range. */
-  readonly rows: number
   /** Whether the range reaches the end of the table. */
   readonly last: boolean
+  /** Rows of the range, as they were before the batch wrote anything, outside the job's scope. */
+  readonly outOfScope: number
+  /** Rows of the range in the job's scope whose targets were all set before the batch wrote anything. */
+  readonly alreadySet: number
+  /** Rows in the range. */
+  readonly rows: number
 }
 
 /**
- * The next key range of at most `size` rows after `cursor`; none when no rows are left. One index
- * probe (`OFFSET size-1`, two rows: the range's last key, and whether anything follows it) rather
- * than fetching the keys.
+ * The next key range of at most `size` rows after `cursor`, and how many of its rows need nothing
+ * (counted before the batch writes): one statement that walks the range in key order once. None
+ * when no rows are left.
  */
 const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const probe = new Params(table.dialect)
-    const probeSql = `SELECT ${table.key.sql} AS k FROM ${quotedTable(table)} WHERE ${afterCursor(table, probe, cursor)} ` +
-      `ORDER BY ${table.key.sql} LIMIT 2 OFFSET ${probe.bind(size - 1)}`
-    const found = yield* sql.unsafe<{ k: unknown }>(probeSql, probe.values)
-    if (found[0] !== undefined) {
-      return Option.some<KeyRange>({ end: keyValue(table, found[0].k), rows: size, last: found.length < 2 })
-    }
-    const tail = new Params(table.dialect)
-    const rest = yield* sql.unsafe<{ k: unknown; n: number | string }>(
-      `SELECT max(${table.key.sql}) AS k, count(*) AS n FROM ${quotedTable(table)} WHERE ${afterCursor(table, tail, cursor)}`,
-      tail.values
+    const params = new Params(table.dialect)
+    const t = quotedTable(table)
+    const key = table.key.sql
+    const outOfScope = outOfScopeSql(table, params)
+    const after = afterCursor(table, params, cursor)
+    const limit = params.bind(size)
+    // max() has no uuid version on PostgreSQL 15: the last key is read in key order instead.
+    const lastKey = `(SELECT k FROM range_rows ORDER BY k DESC LIMIT 1)`
+    const rows = yield* sql.unsafe<Record<string, unknown>>(
+      `WITH range_rows AS (SELECT ${key} AS k, CASE WHEN ${outOfScope} THEN 1 ELSE 0 END AS oos, ` +
+        `CASE WHEN ${allSetSql(table)} THEN 1 ELSE 0 END AS allset FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}) ` +
+        `SELECT ${lastKey} AS k, count(*) AS n, COALESCE(sum(oos), 0) AS oos, ` +
+        `COALESCE(sum(CASE WHEN oos = 0 THEN allset ELSE 0 END), 0) AS allset, ` +
+        `CASE WHEN EXISTS (SELECT 1 FROM ${t} WHERE ${key} > ${lastKey}) THEN 1 ELSE 0 END AS more FROM range_rows`,
+      params.values
     )
-    const n = Number(rest[0]?.n ?? 0)
-    if (n === 0 || rest[0]?.k == null) return Option.none<KeyRange>()
-    return Option.some<KeyRange>({ end: keyValue(table, rest[0].k), rows: n, last: true })
+    const row = rows[0] ?? {}
+    const n = Number(yield* columnOf(table, row, "n"))
+    if (n === 0) return Option.none<KeyRange>()
+    return Option.some<KeyRange>({
+      end: keyValue(table, yield* columnOf(table, row, "k")),
+      last: Number(yield* columnOf(table, row, "more")) === 0,
+      outOfScope: Number(yield* columnOf(table, row, "oos")),
+      alreadySet: Number(yield* columnOf(table, row, "allset")),
+      rows: n
+    })
   })
 
 const inRange = (table: JobTable, params: Params, cursor: Cursor, end: JobState.KeyValue) =>
@@ -342,15 +495,33 @@ interface Write {
 interface Converted {
   readonly writes: ReadonlyArray<Write>
   readonly rejects: ReadonlyArray<JobState.Reject>
+  /** Pending rows with nothing to write although some target is set. */
+  readonly alreadySet: number
+  /** Pending rows outside the scope after all: the filter does not match in JavaScript, or no source value. */
+  readonly outOfScope: number
 }
 
-/** Runs the job's row function over pending rows: what to write (only into NULL targets) and what to reject. */
+/** The columns of a pending row strata reads, each checked present on the first row. */
+const checkColumns = (table: JobTable, rows: ReadonlyArray<Record<string, unknown>>) =>
+  rows[0] === undefined
+    ? Effect.void
+    : Effect.forEach(["__strata_key", ...table.job.reads, ...targetColumns(table)], (c) => columnOf(table, rows[0]!, c), { discard: true })
+
+/**
+ * Runs the job's row function over pending rows: what to write (only into NULL targets), what to
+ * reject, and which rows turn out to need nothing.
+ */
 const convertRows = (table: JobTable, rows: ReadonlyArray<Record<string, unknown>>): Converted => {
   const writes: Array<Write> = []
   const rejects: Array<JobState.Reject> = []
+  let alreadySet = 0
+  let outOfScope = 0
   const job = table.job
   for (const row of rows) {
-    if (!Backfill.matchesFilter(job.filter, row)) continue
+    if (!Backfill.matchesFilter(job.filter, row)) {
+      outOfScope++
+      continue
+    }
     const key = keyValue(table, row["__strata_key"])
     const converted = job.convert(row)
     if (Either.isLeft(converted)) {
@@ -365,8 +536,10 @@ const convertRows = (table: JobTable, rows: ReadonlyArray<Record<string, unknown
       return value
     })
     if (any) writes.push({ key, values })
+    else if (job.targets.some(({ column }) => row[column] != null)) alreadySet++
+    else outOfScope++
   }
-  return { writes, rejects }
+  return { writes, rejects, alreadySet, outOfScope }
 }
 
 const changedRows = (raw: unknown): number => {
@@ -377,59 +550,61 @@ const changedRows = (raw: unknown): number => {
   return 0
 }
 
-const jsonValue = (value: JobState.KeyValue | null): number | string | null =>
-  typeof value === "bigint" ? value.toString() : value
-
 /**
- * A batch's writes as one JSON array for SQLite's `json_each`: bigints as exact JSON integers (SQLite
- * reads them as 64-bit integers), json targets as their JSON text (so `->>` hands SQLite the text).
- */
-const writesJson = (targets: ReadonlyArray<Backfill.Target>, writes: ReadonlyArray<Write>): string =>
-  `[${writes.map((w) =>
-    `[${[JSON.stringify(jsonValue(w.key)), ...w.values.map((v, i) => sqliteJson(targets[i]!, v))].join(",")}]`
-  ).join(",")}]`
-
-const sqliteJson = (target: Backfill.Target, value: Backfill.Value | null): string => {
-  if (value === null) return "null"
-  if (typeof value === "bigint") return value.toString()
-  return JSON.stringify(target.type === "json" ? JSON.stringify(value) : value)
-}
-
-/**
- * Writes converted values in one statement, only into targets that are still NULL
- * (COALESCE keeps any value written meanwhile). Returns the rows changed.
+ * Writes converted values (`keyedUpdate`: only into targets still NULL) and returns how many rows
+ * it wrote, and how many it found set by someone else meanwhile. Any other row not written is
+ * `BatchWriteMismatch`: its key did not find it.
  */
 const writeValues = (table: JobTable, writes: ReadonlyArray<Write>) =>
   Effect.gen(function*() {
-    if (writes.length === 0) return 0
+    if (writes.length === 0) return { written: 0, setMeanwhile: 0 }
     const sql = yield* SqlClient.SqlClient
-    const t = quotedTable(table)
-    const targets = table.job.targets.map((t) => Identifier.quote(t.column))
-    const anyNull = `(${targets.map((c) => nullTest(table.dialect, `${t}.${c}`, "IS NULL")).join(" OR ")})`
-    if (table.dialect === "sqlite") {
-      // One JSON parameter and one prepared statement per batch: [[key, v1, v2, ...], ...].
-      const sets = targets.map((c, i) => `${c} = coalesce(${t}.${c}, j.value ->> ${i + 1})`).join(", ")
-      const raw = yield* sql.unsafe(
-        `UPDATE ${t} SET ${sets} FROM json_each(?) AS j WHERE ${t}.${table.key.sql} = j.value ->> 0 AND ${anyNull}`,
-        [writesJson(table.job.targets, writes)]
-      ).raw
-      return changedRows(raw)
-    }
-    // PostgreSQL: typed arrays, one UPDATE ... FROM unnest(...) per batch.
-    const keyType = table.columnTypes.get(table.key.name) ?? "text"
-    const params = new Params("pg")
-    const keys = params.bind(writes.map((w) => String(w.key)))
-    const arrays = table.job.targets.map((target, i) =>
-      `${params.bind(writes.map((w) => pgElement(target, w.values[i] ?? null)))}::${table.columnTypes.get(target.column) ?? "text"}[]`
+    const statement = keyedUpdate(
+      table.dialect,
+      table.job.table,
+      { sql: table.key.sql, type: table.key.type },
+      table.job.targets.map((target) => ({ target, catalogType: table.columnTypes.get(target.column) })),
+      writes
     )
-    const columns = targets.map((_, i) => `v${i}`)
-    const sets = targets.map((c, i) => `${c} = COALESCE(${t}.${c}, v.${columns[i]})`).join(", ")
-    const raw = yield* sql.unsafe(
-      `UPDATE ${t} SET ${sets} FROM unnest(${keys}::${keyType}[], ${arrays.join(", ")}) AS v(k, ${columns.join(", ")}) ` +
-        `WHERE ${t}.${table.key.sql} = v.k AND ${anyNull}`,
-      params.values
-    ).raw
-    return changedRows(raw)
+    const returned = yield* sql.unsafe<Record<string, unknown>>(statement.sql, statement.params)
+    if (returned.length === writes.length) return { written: writes.length, setMeanwhile: 0 }
+    const written = new Set<string>()
+    for (const row of returned) written.add(String(keyValue(table, yield* columnOf(table, row, returnedKey))))
+    const missed = writes.filter((w) => !written.has(String(w.key)))
+    // Rows whose every value-bearing target is set now were written by someone else (the app): its value won.
+    const stillMissing = yield* rowsStillMissing(table, missed)
+    if (stillMissing.length > 0) {
+      return yield* new BatchWriteMismatch({
+        job: table.job.name,
+        table: table.job.table,
+        converted: writes.length,
+        written: returned.length,
+        keys: stillMissing.slice(0, 10).map((w) => String(w.key))
+      })
+    }
+    return { written: returned.length, setMeanwhile: missed.length }
+  })
+
+/** Of `writes` the UPDATE did not touch, those whose row is gone or still has a NULL target it had a value for. */
+const rowsStillMissing = (table: JobTable, writes: ReadonlyArray<Write>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const keys = writes.map((w) => (typeof w.key === "bigint" ? w.key.toString() : w.key))
+    const targets = targetColumns(table).map((t, i) => `${Identifier.quote(t)} AS t${i}`).join(", ")
+    const rows = table.dialect === "pg"
+      ? yield* sql.unsafe<Record<string, unknown>>(
+        `SELECT ${table.key.sql} AS k, ${targets} FROM ${quotedTable(table)} WHERE ${table.key.sql} = ANY($1::${table.key.type}[])`,
+        [keys]
+      )
+      : yield* sql.unsafe<Record<string, unknown>>(
+        `SELECT ${table.key.sql} AS k, ${targets} FROM ${quotedTable(table)} WHERE ${table.key.sql} IN (SELECT value FROM json_each(?))`,
+        [JSON.stringify(keys)]
+      )
+    const now = new Map(rows.map((row) => [String(keyValue(table, row["k"])), row]))
+    return writes.filter((w) => {
+      const row = now.get(String(w.key))
+      return row === undefined || w.values.some((value, i) => value !== null && row[`t${i}`] == null)
+    })
   })
 
 /**
@@ -456,12 +631,47 @@ const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor,
     return changedRows(raw)
   })
 
-interface BatchResult {
-  readonly checkpoint: JobState.CheckpointUpdate
-  readonly rows: number
-  /** Time spent on the rows (the rest of the transaction is a fixed cost: checkpoint row, commit). */
-  readonly rowsMs: number
+/** What one batch found and did, over its key range. */
+interface Walked {
+  readonly end: JobState.KeyValue
+  readonly last: boolean
+  readonly counts: JobState.Counts
+  readonly rejects: ReadonlyArray<JobState.Reject>
 }
+
+/**
+ * One key range of the job: counts what its rows need, converts the pending ones and, with
+ * `write`, writes them (fast path first, then JavaScript) and records the rejects. The dry run
+ * calls it with `write: false` and no fast path. None when no rows are left after `cursor`.
+ */
+const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: Backfill.SqlFastPath | undefined, write: boolean) =>
+  Effect.gen(function*() {
+    const range = yield* nextRange(table, cursor, size)
+    if (Option.isNone(range)) return Option.none<Walked>()
+    const { end, last } = range.value
+    const fastChanged = write && fast !== undefined ? yield* fastUpdate(table, fast, cursor, end) : 0
+    const pending = yield* pendingRows(table, cursor, end, write ? fast?.guard : undefined)
+    yield* checkColumns(table, pending)
+    // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
+    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
+    const converted = convertRows(table, pending)
+    const outcome = write ? yield* writeValues(table, converted.writes) : { written: converted.writes.length, setMeanwhile: 0 }
+    const counts: JobState.Counts = {
+      processed: range.value.outOfScope + range.value.alreadySet + fastUpdated + pending.length,
+      updated: fastUpdated + outcome.written,
+      rejected: converted.rejects.length,
+      alreadySet: range.value.alreadySet + converted.alreadySet + outcome.setMeanwhile,
+      outOfScope: range.value.outOfScope + converted.outOfScope
+    }
+    // Under SQLite's write lock nothing can change between the statements: every row of the range is in exactly one count.
+    if (table.dialect === "sqlite" && counts.processed !== range.value.rows) {
+      return yield* new CountsDoNotReconcile({ job: table.job.name, ...counts, processed: range.value.rows })
+    }
+    if (write && converted.rejects.length > 0) {
+      yield* JobState.recordRejects(table.job.name, converted.rejects, yield* Timestamp.now)
+    }
+    return Option.some<Walked>({ end, last, counts, rejects: converted.rejects })
+  })
 
 const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, CorruptCheckpoint> => {
   if (text === null) return Either.right(undefined)
@@ -469,62 +679,46 @@ const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, C
   return value === undefined ? Either.left(new CorruptCheckpoint({ job, cursor: text })) : Either.right(value)
 }
 
+const doneUnlessCountsDiffer = (job: string, counts: JobState.Counts) =>
+  JobState.reconciles(counts) ? Effect.void : Effect.fail(new CountsDoNotReconcile({ job, ...counts }))
+
+/** A batch's result: the job's totals after it, the rows it walked, and the time spent on rows. */
+interface BatchResult {
+  readonly totals: JobState.Counts
+  readonly rows: number
+  /** Time spent on the rows (the rest of the transaction is a fixed cost: checkpoint row, commit). */
+  readonly rowsMs: number
+  readonly done: boolean
+}
+
 /**
- * One batch, in the caller's transaction: claims the job's checkpoint row (on SQLite this first
- * write takes the write lock before anything is read, so no other writer can slip in between our
- * read and our write), reads the cursor from it (so two runners of one job take turns instead of
- * doing the same batch twice), converts and writes the next key range, records its rejects and
- * saves the new cursor and counts.
+ * One batch, in the caller's transaction: claims the job's checkpoint (`JobState.claimCheckpoint`:
+ * concurrent runners of the job take turns, each continuing the other's cursor and counts), walks
+ * the next key range, and saves the new cursor and counts.
  */
-const batch = (table: JobTable, size: number, fast: Backfill.SqlFastPath | undefined) =>
+const realBatch = (table: JobTable, fast: Backfill.SqlFastPath | undefined) => (size: number) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const name = table.job.name
-    if (table.dialect === "sqlite") {
-      yield* sql`UPDATE strata_jobs SET updated_at_ms = updated_at_ms WHERE job = ${name}`
-    }
-    const rows = table.dialect === "pg"
-      ? yield* sql<{ cursor: string | null; processed: number; updated: number; rejected: number; state: string }>`
-          SELECT cursor, processed, updated, rejected, state FROM strata_jobs WHERE job = ${name} FOR UPDATE`
-      : yield* sql<{ cursor: string | null; processed: number; updated: number; rejected: number; state: string }>`
-          SELECT cursor, processed, updated, rejected, state FROM strata_jobs WHERE job = ${name}`
-    const saved = rows[0]
-    const counts = {
-      processed: Number(saved?.processed ?? 0),
-      updated: Number(saved?.updated ?? 0),
-      rejected: Number(saved?.rejected ?? 0)
-    }
-    if (saved?.state === "done") {
-      return { checkpoint: { cursor: saved.cursor, ...counts, state: "done" }, rows: 0, rowsMs: 0 } satisfies BatchResult
-    }
-    const cursor = yield* decodeCursor(name, saved?.cursor ?? null)
+    const saved = yield* JobState.claimCheckpoint(name)
+    const totals = JobState.countsOf(saved)
+    if (saved.state === "done") return { totals, rows: 0, rowsMs: 0, done: true } satisfies BatchResult
+    const cursor = yield* decodeCursor(name, saved.cursor)
     const rowsStart = yield* Clock.currentTimeNanos
-    const range = yield* nextRange(table, cursor, size)
-    if (Option.isNone(range)) {
-      const checkpoint: JobState.CheckpointUpdate = { cursor: saved?.cursor ?? null, ...counts, state: "done" }
-      yield* JobState.saveCheckpoint(name, checkpoint)
-      return { checkpoint, rows: 0, rowsMs: 0 } satisfies BatchResult
-    }
-    const { end, last, rows: rangeRows } = range.value
-    const fastChanged = fast === undefined ? 0 : yield* fastUpdate(table, fast, cursor, end)
-    const pending = yield* pendingRows(table, cursor, end, fast?.guard)
-    // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
-    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
-    const converted = convertRows(table, pending)
-    const jsUpdated = yield* writeValues(table, converted.writes)
-    if (converted.rejects.length > 0) {
-      yield* JobState.recordRejects(name, converted.rejects, yield* Timestamp.now)
-    }
+    const walked = yield* walkRange(table, cursor, size, fast, true)
     const rowsMs = yield* elapsedMsSince(rowsStart)
-    const checkpoint: JobState.CheckpointUpdate = {
-      cursor: JobState.encodeKeyCursor(end),
-      processed: counts.processed + rangeRows,
-      updated: counts.updated + fastUpdated + jsUpdated,
-      rejected: counts.rejected + converted.rejects.length,
-      state: last ? "done" : "running"
+    if (Option.isNone(walked)) {
+      yield* doneUnlessCountsDiffer(name, totals)
+      yield* JobState.saveCheckpoint(name, { cursor: saved.cursor, ...totals, state: "done" })
+      return { totals, rows: 0, rowsMs, done: true } satisfies BatchResult
     }
-    yield* JobState.saveCheckpoint(name, checkpoint)
-    return { checkpoint, rows: rangeRows, rowsMs } satisfies BatchResult
+    const next = JobState.addCounts(totals, walked.value.counts)
+    if (walked.value.last) yield* doneUnlessCountsDiffer(name, next)
+    yield* JobState.saveCheckpoint(name, {
+      cursor: JobState.encodeKeyCursor(walked.value.end),
+      ...next,
+      state: walked.value.last ? "done" : "running"
+    })
+    return { totals: next, rows: walked.value.counts.processed, rowsMs, done: walked.value.last } satisfies BatchResult
   })
 
 type Emit = (event: ProgressEvent) => Effect.Effect<void>
@@ -540,16 +734,10 @@ const countAfter = (table: JobTable, cursor: Cursor) =>
     return Number(rows[0]?.n ?? 0)
   })
 
-interface Tally {
-  readonly processed: number
-  readonly updated: number
-  readonly rejected: number
-}
-
 const event = (
   table: JobTable,
   phase: ProgressEvent["phase"],
-  tally: Tally,
+  tally: JobState.Counts,
   total: number,
   run: { readonly processedThisRun: number; readonly elapsedMs: number; readonly dryRun: boolean },
   batchInfo: { readonly batchSize: number; readonly batchMs: number; readonly nextBatchSize: number },
@@ -567,9 +755,7 @@ const event = (
     table: table.job.table,
     phase,
     dryRun: run.dryRun,
-    processed: tally.processed,
-    updated: tally.updated,
-    rejected: tally.rejected,
+    ...JobState.countsOf(tally),
     total: estimate,
     percent: summary.percent,
     rowsPerSecond: summary.rowsPerSecond,
@@ -579,69 +765,90 @@ const event = (
   }
 }
 
-const runJob = (
-  table: JobTable,
-  settings: Settings,
-  emit: Emit
-): Effect.Effect<JobSummary, SqlError | CorruptCheckpoint, SqlClient.SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const name = table.job.name
-    const started = yield* Clock.currentTimeNanos
-    if (settings.restart) yield* JobState.resetJob(name)
-    const saved = yield* JobState.loadCheckpoint(name)
-    if (Option.isSome(saved) && saved.value.state === "done") {
-      const tally = saved.value
-      yield* emit(event(table, "skipped", tally, tally.processed, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: 0 }, true))
-      yield* Effect.logInfo("backfill job already done; not scanned again (restart to re-scan)")
-      return { job: name, table: table.job.table, outcome: "alreadyDone", ...pickTally(tally), batches: 0, elapsedMs: 0, longestBatchMs: 0 } satisfies JobSummary
-    }
-    if (Option.isNone(saved)) {
-      yield* JobState.saveCheckpoint(name, { cursor: null, processed: 0, updated: 0, rejected: 0, state: "running" })
-    }
-    const startTally: Tally = Option.match(saved, { onNone: () => ({ processed: 0, updated: 0, rejected: 0 }), onSome: pickTally })
-    const startCursor = yield* decodeCursor(name, Option.getOrNull(Option.flatMap(saved, (c) => Option.fromNullable(c.cursor))))
-    const total = startTally.processed + (yield* countAfter(table, startCursor))
-    yield* Effect.logInfo("backfill job started").pipe(Effect.annotateLogs({ total, processed: startTally.processed }))
-    yield* emit(event(table, "started", startTally, total, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
+/** How a job is walked: from where, and one batch at a time (really, or as a dry run). */
+interface Walk {
+  readonly tally: JobState.Counts
+  readonly total: number
+  readonly batch: (size: number) => Effect.Effect<BatchResult, SqlError | BackfillError, SqlClient.SqlClient>
+}
 
-    const fast = yield* confirmFastPath(table.dialect, fastPathFor(table, settings.fastPath))
+/**
+ * The one batch loop of the run and the dry run: batch after batch until the job is done, the
+ * size adapted to the time target (with the smoothed fixed cost of a batch, which the size
+ * cannot shrink), progress emitted after each, a pause between them, and a real event-loop turn
+ * between them so an interrupt lands at the next batch boundary.
+ */
+const batchLoop = (table: JobTable, settings: Settings, emit: Emit, walk: Walk, dryRun: boolean) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeNanos
+    yield* emit(event(table, "started", walk.tally, walk.total, { processedThisRun: 0, elapsedMs: 0, dryRun }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
     let size = settings.batchSize
-    // Smoothed fixed cost of a batch (begin, checkpoint row, commit), which the size cannot shrink.
     let fixedMs: number | undefined = undefined
-    let tally = startTally
+    let tally = walk.tally
     let batches = 0
     let longestBatchMs = 0
     let processedThisRun = 0
     while (true) {
       const batchStart = yield* Clock.currentTimeNanos
-      // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
-      const result = yield* Effect.uninterruptible(sql.withTransaction(batch(table, size, fast)))
+      const result = yield* walk.batch(size)
       const batchMs = yield* elapsedMsSince(batchStart)
       batches++
       longestBatchMs = Math.max(longestBatchMs, batchMs)
       processedThisRun += result.rows
-      tally = pickTally(result.checkpoint)
-      const done = result.checkpoint.state === "done"
+      tally = result.totals
       const batchFixedMs = Math.max(0, batchMs - result.rowsMs)
       fixedMs = fixedMs === undefined ? batchFixedMs : 0.7 * fixedMs + 0.3 * batchFixedMs
-      const next = settings.fixedBatchSize
-        ? size
-        : nextBatchSize(size, batchMs, settings.maxBatchMs, { min: settings.minBatchSize, max: settings.maxBatchSize }, fixedMs)
+      const next = settings.fixedBatchSize ? size : nextBatchSize(size, batchMs, settings.maxBatchMs, settings.bounds, fixedMs)
       const elapsedMs = yield* elapsedMsSince(started)
-      yield* emit(event(table, done ? "completed" : "batch", tally, total, { processedThisRun, elapsedMs, dryRun: false }, { batchSize: result.rows, batchMs, nextBatchSize: next }, done))
-      yield* Effect.logDebug("backfill batch committed").pipe(
-        Effect.annotateLogs({ rows: result.rows, batch_ms: Math.round(batchMs), processed: tally.processed, updated: tally.updated, rejected: tally.rejected })
+      yield* emit(event(table, result.done ? "completed" : "batch", tally, walk.total, { processedThisRun, elapsedMs, dryRun }, { batchSize: result.rows, batchMs, nextBatchSize: next }, result.done))
+      yield* Effect.logDebug("backfill batch done").pipe(
+        Effect.annotateLogs({ rows: result.rows, batch_ms: Math.round(batchMs), ...tally })
       )
-      if (done) break
+      if (result.done) break
       size = next
-      if (settings.pauseMs > 0) yield* Effect.sleep(settings.pauseMs)
+      yield* Duration.isZero(settings.pause) ? yieldToEventLoop : Effect.sleep(settings.pause)
     }
     const elapsedMs = yield* elapsedMsSince(started)
+    return { tally, batches, elapsedMs, longestBatchMs }
+  })
+
+const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<JobSummary, SqlError | BackfillError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const name = table.job.name
+    if (settings.restart) yield* JobState.resetJob(name)
+    // Creates the checkpoint only if no other runner did: a job another process advanced is never reset here.
+    yield* JobState.startJob(name)
+    let saved = Option.getOrThrow(yield* JobState.loadCheckpoint(name))
+    if (!JobState.reconciles(saved)) {
+      // Counts from a strata that did not count already-set and out-of-scope rows: scan again rather than trust them.
+      yield* Effect.logWarning("backfill job's saved counts do not reconcile (an earlier strata saved them); scanning the table again").pipe(
+        Effect.annotateLogs({ ...JobState.countsOf(saved) })
+      )
+      yield* sql.withTransaction(Effect.zipRight(
+        JobState.claimCheckpoint(name),
+        JobState.saveCheckpoint(name, { cursor: null, ...JobState.zeroCounts, state: "running" })
+      ))
+      saved = Option.getOrThrow(yield* JobState.loadCheckpoint(name))
+    }
+    if (saved.state === "done") {
+      yield* emit(event(table, "skipped", saved, saved.processed, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: 0 }, true))
+      yield* Effect.logInfo("backfill job already done; not scanned again (restart to re-scan)")
+      return { job: name, table: table.job.table, outcome: "alreadyDone", ...JobState.countsOf(saved), batches: 0, elapsedMs: 0, longestBatchMs: 0 } satisfies JobSummary
+    }
+    const total = saved.processed + (yield* countAfter(table, yield* decodeCursor(name, saved.cursor)))
+    yield* Effect.logInfo("backfill job started").pipe(Effect.annotateLogs({ total, processed: saved.processed }))
+    const batch = realBatch(table, yield* confirmFastPath(table.dialect, fastPathFor(table, settings.fastPath)))
+    const ran = yield* batchLoop(table, settings, emit, {
+      tally: JobState.countsOf(saved),
+      total,
+      // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
+      batch: (size) => Effect.uninterruptible(sql.withTransaction(batch(size)))
+    }, false)
     yield* Effect.logInfo("backfill job completed").pipe(
-      Effect.annotateLogs({ ...tally, batches, elapsed_ms: Math.round(elapsedMs), longest_batch_ms: Math.round(longestBatchMs) })
+      Effect.annotateLogs({ ...ran.tally, batches: ran.batches, elapsed_ms: Math.round(ran.elapsedMs), longest_batch_ms: Math.round(ran.longestBatchMs) })
     )
-    return { job: name, table: table.job.table, outcome: "completed", ...tally, batches, elapsedMs, longestBatchMs } satisfies JobSummary
+    return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs } satisfies JobSummary
   }).pipe(
     // Stopped between batches: the checkpoint of the last batch is saved; say so in its state.
     Effect.onInterrupt(() =>
@@ -652,54 +859,27 @@ const runJob = (
     )
   )
 
-const pickTally = (c: Tally): Tally => ({ processed: c.processed, updated: c.updated, rejected: c.rejected })
-
-/** A dry run: the same key ranges with an in-memory cursor, every row through JavaScript, no writes. */
-const dryRunJob = (
-  table: JobTable,
-  settings: Settings,
-  emit: Emit
-): Effect.Effect<JobSummary, SqlError, SqlClient.SqlClient> =>
+/** A dry run: the same batches with an in-memory cursor, every row through JavaScript, no writes. */
+const dryRunJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<JobSummary, SqlError | BackfillError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const started = yield* Clock.currentTimeNanos
-    const total = yield* countAfter(table, undefined)
-    let tally: Tally = { processed: 0, updated: 0, rejected: 0 }
-    yield* emit(event(table, "started", tally, total, { processedThisRun: 0, elapsedMs: 0, dryRun: true }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
     let cursor: Cursor = undefined
-    let size = settings.batchSize
-    let batches = 0
-    let longestBatchMs = 0
-    while (true) {
-      const batchStart = yield* Clock.currentTimeNanos
-      const range: Option.Option<KeyRange> = yield* nextRange(table, cursor, size)
-      let rows = 0
-      if (Option.isSome(range)) {
-        const converted = convertRows(table, yield* pendingRows(table, cursor, range.value.end))
-        rows = range.value.rows
-        tally = {
-          processed: tally.processed + rows,
-          updated: tally.updated + converted.writes.length,
-          rejected: tally.rejected + converted.rejects.length
-        }
-        cursor = range.value.end
-      }
-      const done = Option.isNone(range) || range.value.last
-      const batchMs = yield* elapsedMsSince(batchStart)
-      batches++
-      longestBatchMs = Math.max(longestBatchMs, batchMs)
-      const next = settings.fixedBatchSize ? size : nextBatchSize(size, batchMs, settings.maxBatchMs, { min: settings.minBatchSize, max: settings.maxBatchSize })
-      const elapsedMs = yield* elapsedMsSince(started)
-      yield* emit(event(table, done ? "completed" : "batch", tally, total, { processedThisRun: tally.processed, elapsedMs, dryRun: true }, { batchSize: rows, batchMs, nextBatchSize: next }, done))
-      if (done) break
-      size = next
-      if (settings.pauseMs > 0) yield* Effect.sleep(settings.pauseMs)
-    }
-    const elapsedMs = yield* elapsedMsSince(started)
-    yield* Effect.logInfo("backfill dry run completed; nothing was written").pipe(Effect.annotateLogs({ ...tally }))
-    return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...tally, batches, elapsedMs, longestBatchMs } satisfies JobSummary
+    let totals = JobState.zeroCounts
+    const batch = (size: number) =>
+      Effect.gen(function*() {
+        const rowsStart = yield* Clock.currentTimeNanos
+        const walked = yield* walkRange(table, cursor, size, undefined, false)
+        const rowsMs = yield* elapsedMsSince(rowsStart)
+        if (Option.isNone(walked)) return { totals, rows: 0, rowsMs, done: true } satisfies BatchResult
+        cursor = walked.value.end
+        totals = JobState.addCounts(totals, walked.value.counts)
+        return { totals, rows: walked.value.counts.processed, rowsMs, done: walked.value.last } satisfies BatchResult
+      })
+    const ran = yield* batchLoop(table, settings, emit, { tally: totals, total: yield* countAfter(table, undefined), batch }, true)
+    yield* Effect.logInfo("backfill dry run completed; nothing was written").pipe(Effect.annotateLogs({ ...ran.tally }))
+    return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs } satisfies JobSummary
   })
 
-const runAll = (plan: Plan.Plan, options: Options, emit: Emit) =>
+const runAll = (plan: Plan.Plan, options: Options, emit: Emit): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const settings = yield* validate(options)
     const selected = yield* selectJobs(plan, options.jobs)
@@ -717,25 +897,23 @@ const runAll = (plan: Plan.Plan, options: Options, emit: Emit) =>
   }).pipe(Effect.withSpan("BackfillRunner.run", { attributes: { plan: plan.name } }))
 
 /**
- * Runs a plan's backfill jobs (see the module documentation).
+ * The BackfillRunner for `plan` as a value, over the current `SqlClient` (its statements run
+ * without the client's name transforms) and `Database.StrataSchema`.
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @category constructors
  */
-export class BackfillRunner extends Effect.Service<BackfillRunner>()("@strata/sql/BackfillRunner", {
-  effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const provide = Effect.provideService(SqlClient.SqlClient, sql)
+export const make = (plan: Plan.Plan): Effect.Effect<BackfillRunner, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* Database.strataClient
+    const schema = yield* Database.StrataSchema
+    const provide = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+      effect.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
 
-    /** Runs the selected jobs to the end (or to an interrupt) and returns one summary per job. */
-    const run = (plan: Plan.Plan, options: Options = {}): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError> =>
+    const run = (options: Options = {}): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError> =>
       provide(runAll(plan, options, () => Effect.void))
 
-    /**
-     * The same run as a stream of progress events (a `started`, one per batch, and a `completed`
-     * or `skipped` per job). The run starts when the stream is pulled; stopping the stream
-     * (interrupt, `take`) stops it at a batch boundary with the checkpoint saved.
-     */
-    const stream = (plan: Plan.Plan, options: Options = {}): Stream.Stream<ProgressEvent, BackfillError> =>
+    const stream = (options: Options = {}): Stream.Stream<ProgressEvent, BackfillError> =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
           // One event of slack: the run stays in step with its reader, so stopping the stream stops the run promptly.
@@ -749,6 +927,32 @@ export class BackfillRunner extends Effect.Service<BackfillRunner>()("@strata/sq
         })
       )
 
-    return { run, stream } as const
+    return BackfillRunner.of({ run, stream })
   })
-}) {}
+
+/**
+ * The BackfillRunner for `plan`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (plan: Plan.Plan): Layer.Layer<BackfillRunner, never, SqlClient.SqlClient> =>
+  Layer.effect(BackfillRunner, make(plan))
+
+/**
+ * `run` on the BackfillRunner in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const run = (options?: Options): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError, BackfillRunner> =>
+  Effect.flatMap(BackfillRunner, (runner) => runner.run(options))
+
+/**
+ * `stream` on the BackfillRunner in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const stream = (options?: Options): Stream.Stream<ProgressEvent, BackfillError, BackfillRunner> =>
+  Stream.unwrap(Effect.map(BackfillRunner, (runner) => runner.stream(options)))

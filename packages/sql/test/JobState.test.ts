@@ -14,15 +14,17 @@ describeEachEngine("jobState", (engine) => {
         expect(Option.isNone(yield* JobState.loadCheckpoint("a.b"))).toBe(true)
 
         yield* TestClock.adjust(1000)
-        yield* sql.withTransaction(JobState.saveCheckpoint("a.b", { cursor: "i:10", processed: 10, updated: 7, rejected: 1, state: "running" }))
+        yield* sql.withTransaction(JobState.saveCheckpoint("a.b", { cursor: "i:10", processed: 10, updated: 7, rejected: 1, alreadySet: 1, outOfScope: 1, state: "running" }))
         yield* TestClock.adjust(500)
-        yield* JobState.saveCheckpoint("a.b", { cursor: "i:20", processed: 20, updated: 15, rejected: 2, state: "done" })
+        yield* JobState.saveCheckpoint("a.b", { cursor: "i:20", processed: 20, updated: 15, rejected: 2, alreadySet: 2, outOfScope: 1, state: "done" })
         expect(yield* JobState.loadCheckpoint("a.b")).toEqual(Option.some({
           job: "a.b",
           cursor: "i:20",
           processed: 20,
           updated: 15,
           rejected: 2,
+          alreadySet: 2,
+          outOfScope: 1,
           state: "done",
           startedAtMs: 1000,
           updatedAtMs: 1500
@@ -48,13 +50,61 @@ describeEachEngine("jobState", (engine) => {
         expect((yield* JobState.loadCheckpoints).map((c) => c.job)).toEqual([])
       }))
 
+    it.effect("upgrades a strata_jobs of an earlier version in place: the new counters are added, the rows kept", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`DROP TABLE IF EXISTS strata_jobs`)
+        yield* sql.unsafe(`CREATE TABLE strata_jobs (
+          job TEXT PRIMARY KEY, cursor TEXT,
+          processed BIGINT NOT NULL DEFAULT 0, updated BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0,
+          state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'done')),
+          started_at_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL)`)
+        yield* sql.unsafe(`INSERT INTO strata_jobs VALUES ('old.job', 'i:5', 10, 6, 1, 'done', 100, 200)`)
+        yield* JobState.ensureTables
+        yield* JobState.ensureTables
+        const old = Option.getOrThrow(yield* JobState.loadCheckpoint("old.job"))
+        expect(old).toEqual({
+          job: "old.job",
+          cursor: "i:5",
+          processed: 10,
+          updated: 6,
+          rejected: 1,
+          alreadySet: 0,
+          outOfScope: 0,
+          state: "done",
+          startedAtMs: 100,
+          updatedAtMs: 200
+        })
+        // An earlier version did not count the 3 rows it walked past: these counts do not reconcile.
+        expect(JobState.reconciles(old)).toBe(false)
+        yield* JobState.saveCheckpoint("new.job", { cursor: null, processed: 3, updated: 1, rejected: 0, alreadySet: 1, outOfScope: 1, state: "running" })
+        expect(Option.map(yield* JobState.loadCheckpoint("new.job"), JobState.reconciles)).toEqual(Option.some(true))
+      }))
+
+    it.effect("startJob and claimCheckpoint create a checkpoint once and never reset one another runner advanced", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* JobState.ensureTables
+        yield* JobState.startJob("claimed.job")
+        expect(Option.map(yield* JobState.loadCheckpoint("claimed.job"), (c) => [c.cursor, c.processed, c.state])).toEqual(Option.some([null, 0, "running"]))
+        yield* sql.withTransaction(Effect.gen(function*() {
+          const claimed = yield* JobState.claimCheckpoint("claimed.job")
+          yield* JobState.saveCheckpoint("claimed.job", { ...claimed, cursor: "i:3", processed: 3, updated: 3 })
+        }))
+        yield* JobState.startJob("claimed.job")
+        const claimed = yield* sql.withTransaction(JobState.claimCheckpoint("claimed.job"))
+        expect([claimed.cursor, claimed.processed, claimed.updated, claimed.state]).toEqual(["i:3", 3, 3, "running"])
+        const fresh = yield* sql.withTransaction(JobState.claimCheckpoint("new.claimed.job"))
+        expect([fresh.cursor, fresh.processed, fresh.alreadySet, fresh.outOfScope, fresh.state]).toEqual([null, 0, 0, 0, "running"])
+      }))
+
     it.effect("a rolled-back transaction leaves no checkpoint", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         yield* JobState.ensureTables
         const exit = yield* sql.withTransaction(
           Effect.zipRight(
-            JobState.saveCheckpoint("rolled.back", { cursor: null, processed: 1, updated: 1, rejected: 0, state: "running" }),
+            JobState.saveCheckpoint("rolled.back", { cursor: null, processed: 1, updated: 1, rejected: 0, alreadySet: 0, outOfScope: 0, state: "running" }),
             Effect.fail("boom" as const)
           )
         ).pipe(Effect.exit)

@@ -17,7 +17,7 @@ const row = (report: Progress.ProgressReport, column: string) => {
 
 describeEachEngine("Progress.report", (engine) => {
   const database = () =>
-    Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Progress.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
+    Layer.mergeAll(BackfillRunner.layer(Plans.agentos), Progress.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
 
   it.effect("per column counts before, during and after the backfill, with seed 000's labels", () =>
     Effect.gen(function*() {
@@ -56,7 +56,7 @@ describeEachEngine("Progress.report", (engine) => {
       expect(row(before, "task_audits.source_event_ts")).toMatchObject({ source: "payload, created_at", total: 21, migrated: 1, pending: 20 })
 
       const runner = yield* BackfillRunner.BackfillRunner
-      yield* runner.run(Plans.agentos, { jobs: ["chat_messages.created_at_ms"], batchSize: 10, fixedBatchSize: true })
+      yield* runner.run({ jobs: ["chat_messages.created_at_ms"], batchSize: 10, fixedBatchSize: true })
       const after = yield* Progress.report()
       // The 7 rows that cannot be converted stay pending: the report does not pretend they are done.
       expect(row(after, "chat_messages.created_at_ms")).toEqual({
@@ -71,7 +71,7 @@ describeEachEngine("Progress.report", (engine) => {
         label: "In progress"
       })
 
-      yield* runner.run(Plans.agentos)
+      yield* runner.run()
       const done = yield* Progress.report()
       expect(row(done, "task_audits.source_event_ts")).toEqual({
         source: "payload, created_at",

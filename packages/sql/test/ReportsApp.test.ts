@@ -19,7 +19,7 @@ const applyPlan = (plan: Plan.Plan) => Effect.flatMap(Migrator.make(plan), (migr
 const reportsOf = (plan: Plan.Plan) => Layer.mergeAll(Verifier.layer(plan), Progress.layer(plan))
 
 /** The backfill is set-up here, not under test: it runs on strata's client, whatever the app's does. */
-const runnerOnStrataClient = BackfillRunner.BackfillRunner.Default.pipe(
+const runnerOnStrataClient = BackfillRunner.layer(Plans.agentos).pipe(
   Layer.provide(Layer.effect(SqlClient.SqlClient, Database.strataClient))
 )
 
@@ -33,7 +33,7 @@ describeEachEngine("Verifier and Progress on the app's own client", (engine) => 
         yield* insertFixture
         yield* applyPlan(Plans.agentos)
         yield* presetTargets
-        yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
+        yield* (yield* BackfillRunner.BackfillRunner).run()
       }))
       return { verification: yield* Verifier.report(), progress: yield* Progress.report() }
     }).pipe(
@@ -69,7 +69,7 @@ describePg("Verifier and Progress on a PostgreSQL schema off the search_path", (
         yield* sql.unsafe(`INSERT INTO "${schema}".events (id, happened_at) VALUES
           (1, '2024-01-15 12:00:00'), (2, '2024-01-15T12:00:00Z'), (3, 'garbage'), (4, NULL)`)
         yield* applyPlan(plan)
-        yield* (yield* BackfillRunner.BackfillRunner).run(plan)
+        yield* (yield* BackfillRunner.BackfillRunner).run()
         // An unqualified table of that name must not be what they read.
         yield* sql.unsafe(`CREATE TABLE events (id INTEGER PRIMARY KEY, happened_at TEXT, happened_at_ms BIGINT)`)
         const verification = yield* Verifier.run()
@@ -88,7 +88,7 @@ describePg("Verifier and Progress on a PostgreSQL schema off the search_path", (
         ])
       }).pipe(
         Effect.provide(
-          Layer.mergeAll(reportsOf(plan), BackfillRunner.BackfillRunner.Default).pipe(Layer.provideMerge(Database.layer({ url })))
+          Layer.mergeAll(reportsOf(plan), BackfillRunner.layer(plan)).pipe(Layer.provideMerge(Database.layer({ url })))
         )
       )
     }))

@@ -27,13 +27,13 @@ const pick = (report: Verifier.VerificationReport, name: string) => {
 
 describeEachEngine("Verifier", (engine) => {
   const database = () =>
-    Layer.mergeAll(BackfillRunner.BackfillRunner.Default, Verifier.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
+    Layer.mergeAll(BackfillRunner.layer(Plans.agentos), Verifier.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
 
   it.effect("after the backfill: exact counts and sample keys per check, failing on the range and mismatch it finds", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
       yield* fixtureDatabase
-      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
+      yield* (yield* BackfillRunner.BackfillRunner).run()
       const report = yield* Verifier.report()
       expect(report.range).toEqual({ min: 0, max: YEAR_AFTER })
       expect(report.checkedAtMs).toBe(NOW)
@@ -81,7 +81,7 @@ describeEachEngine("Verifier", (engine) => {
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
       yield* fixtureDatabase
-      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
+      yield* (yield* BackfillRunner.BackfillRunner).run()
       const sql = yield* SqlClient.SqlClient
       yield* sql`UPDATE chat_messages SET created_at_ms = NULL WHERE message_id IN ('m01', 'm03')`
       yield* sql`UPDATE chat_messages SET created_at_ms = ${NOON} WHERE message_id = 'm10'`
@@ -97,7 +97,7 @@ describeEachEngine("Verifier", (engine) => {
   it.effect("the range is a parameter, and by default follows the Clock (never a fixed year)", () =>
     Effect.gen(function*() {
       yield* fixtureDatabase
-      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos)
+      yield* (yield* BackfillRunner.BackfillRunner).run()
       const jobs = ["chat_messages.created_at_ms"]
       const wide = { min: -1000, max: YEAR_AFTER } as Timestamp.Range
       expect(pick(yield* Verifier.report({ jobs, range: wide }), "chat_messages.created_at_ms range").count).toBe(0)
@@ -122,7 +122,7 @@ describeEachEngine("Verifier", (engine) => {
       // The generator's presets are arbitrary numbers: clear them so every value comes from the backfill.
       yield* sql`UPDATE chat_messages SET created_at_ms = NULL`
       yield* sql`UPDATE task_audits SET source_event_ts = NULL`
-      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos, { jobs: ["chat_messages.created_at_ms", "task_audits.payload"] })
+      yield* (yield* BackfillRunner.BackfillRunner).run({ jobs: ["chat_messages.created_at_ms", "task_audits.payload"] })
       const report = yield* Verifier.run({ jobs: ["chat_messages.created_at_ms", "task_audits.payload"], batchSize: 7 })
       expect(report.passed).toBe(true)
       expect(report.rowsScanned["chat_messages.created_at_ms"]).toBe(300)

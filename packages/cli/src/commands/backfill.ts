@@ -49,19 +49,30 @@ const selectJobs = (plan: Plan.Plan, names: ReadonlyArray<string>) => {
   return Effect.succeed(names.length === 0 ? all : all.filter((job) => names.includes(job.name)))
 }
 
-/** Out-of-range numbers, named as typed, before anything is printed or run. */
-const checkNumbers = (args: {
+/** The runner's options from the command line; the flags' milliseconds go as numbers, which the runner checks as durations. */
+const runnerOptions = (args: {
   readonly batchSize: Option.Option<number>
   readonly maxBatchMs: Option.Option<number>
   readonly pauseMs: Option.Option<number>
-}) => {
-  const problems = [
-    ...Option.toArray(Option.filter(args.batchSize, (n) => n < 1)).map((n) => `--batch-size must be at least 1, got ${n}`),
-    ...Option.toArray(Option.filter(args.maxBatchMs, (n) => n < 1)).map((n) => `--max-batch-ms must be at least 1, got ${n}`),
-    ...Option.toArray(Option.filter(args.pauseMs, (n) => n < 0)).map((n) => `--pause-ms must not be negative, got ${n}`)
-  ]
-  return problems.length === 0 ? Effect.void : Effect.fail(new Outcome.BadArgument({ message: problems.join("; ") }))
-}
+  readonly dryRun: boolean
+  readonly restart: boolean
+}): Omit<BackfillRunner.Options, "jobs"> => ({
+  batchSize: Option.getOrUndefined(args.batchSize),
+  maxBatchTime: Option.getOrUndefined(args.maxBatchMs),
+  pause: Option.getOrUndefined(args.pauseMs),
+  dryRun: args.dryRun,
+  restart: args.restart
+})
+
+const flagOf: Readonly<Record<string, string>> = { batchSize: "--batch-size", maxBatchTime: "--max-batch-ms", pause: "--pause-ms" }
+
+/** The runner's own check of the options, before anything is printed or run, naming the flag as typed. */
+const checkOptions = (options: Omit<BackfillRunner.Options, "jobs">) =>
+  BackfillRunner.checkOptions(options).pipe(
+    Effect.mapError((error) =>
+      flagOf[error.option] === undefined ? error : new Outcome.BadArgument({ message: `${flagOf[error.option]} ${error.reason}` })
+    )
+  )
 
 /**
  * What a run did: each job's last event, and how long the run took.
@@ -92,9 +103,8 @@ export const runWithProgress = (
     const width = Math.max(0, ...jobs.map((job) => job.name.length))
     const view = yield* ProgressView.make(mode, width, { indent })
     const last = seen ?? (yield* Ref.make<ReadonlyMap<string, BackfillRunner.ProgressEvent>>(new Map()))
-    const runner = yield* BackfillRunner.BackfillRunner
     const started = yield* Clock.currentTimeMillis
-    yield* runner.stream(plan, { ...options, jobs: jobs.map((job) => job.name) }).pipe(
+    yield* BackfillRunner.stream({ ...options, jobs: jobs.map((job) => job.name) }).pipe(
       Stream.runForEach((event) => Effect.zipRight(view.show(event), Ref.update(last, (m) => new Map(m).set(event.job, event)))),
       Effect.ensuring(view.close)
     )
@@ -108,7 +118,7 @@ export const runWithProgress = (
       dryRun: options.dryRun === true
     }
     return summary
-  })
+  }).pipe(Effect.provide(BackfillRunner.layer(plan)))
 
 /**
  * The run's summary for people: totals (each job's own line was shown as it ended), and what
@@ -182,7 +192,7 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
     const seen = yield* Ref.make<ReadonlyMap<string, BackfillRunner.ProgressEvent>>(new Map())
     return yield* Session.run(
     args,
-    Effect.zipRight(checkNumbers(args), Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
+    Effect.zipRight(checkOptions(runnerOptions(args)), Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
       Effect.gen(function*() {
         const jobs = yield* selectJobs(plan, args.job)
         yield* Ref.set(selected, jobs.map((job) => job.name))
@@ -202,20 +212,14 @@ export const command = Command.make("backfill", { ...SharedOptions.shared, ...op
             }`
           )
         }
-        const summary = yield* runWithProgress(plan, jobs, {
-          batchSize: Option.getOrUndefined(args.batchSize),
-          maxBatchMs: Option.getOrUndefined(args.maxBatchMs),
-          pauseMs: Option.getOrUndefined(args.pauseMs),
-          dryRun: args.dryRun,
-          restart: args.restart
-        }, ProgressView.modeFor(args.json), "", seen)
+        const summary = yield* runWithProgress(plan, jobs, runnerOptions(args), ProgressView.modeFor(args.json), "", seen)
         yield* Output.either(
           args.json,
           "backfill",
           () => ({ database: target.display, plan: plan.name, ...summaryJson(summary) }),
           () => ["", ...summaryLines(summary)]
         )
-      }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default)))),
+      }))),
     interruptedHint(args.restart, selected, seen)
   )
   })).pipe(Command.withDescription("Run the plan's backfill jobs in short batches, resumable, with progress."))

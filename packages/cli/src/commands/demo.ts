@@ -14,7 +14,7 @@
 import { Command, Options } from "@effect/cli"
 import { ChatPlan } from "@strata/chat"
 import { Backfill, Plans, Timestamp } from "@strata/core"
-import { BackfillRunner, LazyMigration, Migrator, Verifier } from "@strata/sql"
+import { LazyMigration, Migrator, Verifier } from "@strata/sql"
 import { Clock, Effect, Option } from "effect"
 import * as LegacyData from "../demo/LegacyData.js"
 import * as LegacySessions from "../demo/LegacySessions.js"
@@ -242,7 +242,7 @@ export const command = Command.make(
               ])
             }
             if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
-          }).pipe(Effect.provide(Verifier.layer(plan)), Effect.provide(BackfillRunner.BackfillRunner.Default)))
+          }).pipe(Effect.provide(Verifier.layer(plan))))
       }),
       "interrupted; run 'strata demo' again to start over (it resets its own tables)."
     )

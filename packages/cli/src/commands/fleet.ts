@@ -192,8 +192,9 @@ const migrate = Command.make("migrate", runOptions, (args) => runCommand("migrat
 const backfill = Command.make("backfill", { ...runOptions, ...backfillOptions }, (args) =>
   runCommand("backfill", args, {
     batchSize: Option.getOrUndefined(args.batchSize),
-    maxBatchMs: Option.getOrUndefined(args.maxBatchMs),
-    pauseMs: Option.getOrUndefined(args.pauseMs)
+    // Milliseconds as numbers: the runner checks them as durations.
+    maxBatchTime: Option.getOrUndefined(args.maxBatchMs),
+    pause: Option.getOrUndefined(args.pauseMs)
   })).pipe(Command.withDescription("Run the plan's backfill jobs on every target, each resumable."))
 
 const verify = Command.make("verify", runOptions, (args) => runCommand("verify", args, undefined)).pipe(

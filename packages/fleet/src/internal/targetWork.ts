@@ -72,9 +72,8 @@ export const backfill = (
   onBatch: (rowsWalked: number) => Effect.Effect<void>
 ): Effect.Effect<BackfillOutcome, BackfillRunner.BackfillError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const runner = yield* BackfillRunner.BackfillRunner
     const last = new Map<string, BackfillRunner.ProgressEvent>()
-    yield* runner.stream(plan, options).pipe(
+    yield* BackfillRunner.stream(options).pipe(
       Stream.runForEach((event) => {
         const before = last.get(event.job)?.processed ?? event.processed
         last.set(event.job, event)
@@ -90,7 +89,7 @@ export const backfill = (
       updated: sum(events, (e) => e.updated),
       rejected: sum(events, (e) => e.rejected)
     }
-  }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))
+  }).pipe(Effect.provide(BackfillRunner.layer(plan)))
 
 const sum = <A>(items: ReadonlyArray<A>, f: (a: A) => number) => items.reduce((total, item) => total + f(item), 0)
 
@@ -114,8 +113,7 @@ export const backfillBatch = (
   options: BackfillOptions
 ): Effect.Effect<BatchOutcome, BackfillRunner.BackfillError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const runner = yield* BackfillRunner.BackfillRunner
-    const step = yield* runner.stream(plan, { ...options, jobs: [job] }).pipe(
+    const step = yield* BackfillRunner.stream({ ...options, jobs: [job] }).pipe(
       Stream.filter((e) => e.phase !== "started"),
       Stream.take(1),
       Stream.runHead
@@ -124,7 +122,7 @@ export const backfillBatch = (
       onNone: () => ({ done: true, processed: 0, updated: 0, rejected: 0 }),
       onSome: (e) => ({ done: e.done, processed: e.processed, updated: e.updated, rejected: e.rejected })
     })
-  }).pipe(Effect.provide(BackfillRunner.BackfillRunner.Default))
+  }).pipe(Effect.provide(BackfillRunner.layer(plan)))
 
 /** The outcome of verifying one target. */
 export interface VerifyOutcome {

@@ -102,7 +102,7 @@ export type JobTableError = TableNotFound | MigrationNotApplied | SourceColumnsM
 /** How a key's values are ordered and stored in a cursor. */
 export type KeyKind = "integer" | "text"
 
-/** The column a job walks in key order. */
+/** The column a job walks in key order, and the write-back addresses rows by. */
 export interface BatchKey {
   /** SQL for the key: a quoted column, or `rowid`. */
   readonly sql: string
@@ -110,6 +110,8 @@ export interface BatchKey {
   readonly name: string
   readonly kind: KeyKind
   readonly origin: "declared" | "primaryKey" | "rowid"
+  /** The declared type (PostgreSQL: `format_type`, spliced into typed arrays); `INTEGER` for rowid. */
+  readonly type: string
 }
 
 /** A job with its table checked against the live schema. */
@@ -121,11 +123,22 @@ export interface JobTable {
   readonly columnTypes: ReadonlyMap<string, string>
 }
 
-const integerType = (type: string, dialect: "sqlite" | "pg"): boolean =>
-  dialect === "pg" ? /^(smallint|integer|bigint)$/.test(type) : /INT/i.test(type)
-
-const textType = (type: string, dialect: "sqlite" | "pg"): boolean =>
-  dialect === "pg" ? /^(text|character varying(\(\d+\))?|character(\(\d+\))?)$/.test(type) : /CHAR|CLOB|TEXT/i.test(type)
+/**
+ * The kind of key a column of `type` makes, or `undefined` when its values cannot be carried in a
+ * cursor and bound back: integers (SQLite's INTEGER affinity; PostgreSQL's smallint, integer,
+ * bigint) and text (SQLite's TEXT affinity; PostgreSQL's text, varchar, char, and uuid, which
+ * round-trips as text and compares natively against a text parameter). Other PostgreSQL types
+ * arrive in JavaScript as something else (a `Date` loses microseconds, a `Buffer` has no text form
+ * the cursor keeps), and SQLite's REAL, NUMERIC and BLOB affinities hold values of mixed types.
+ */
+export const keyKind = (type: string, dialect: "sqlite" | "pg"): KeyKind | undefined => {
+  if (dialect === "pg") {
+    if (/^(smallint|integer|bigint)$/.test(type)) return "integer"
+    return /^(text|character varying(\(\d+\))?|character(\(\d+\))?|uuid)$/.test(type) ? "text" : undefined
+  }
+  if (/INT/i.test(type)) return "integer"
+  return /CHAR|CLOB|TEXT/i.test(type) ? "text" : undefined
+}
 
 const sqliteHasRowid = (table: Identifier.TableName): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
@@ -139,8 +152,53 @@ const sqliteHasRowid = (table: Identifier.TableName): Effect.Effect<boolean, Sql
   })
 
 /**
- * Checks a job's table against the live schema and finds its batching key: the declared `key`,
- * else a single-column integer or text primary key, else (SQLite) the rowid of a rowid table.
+ * The one rule for a table's key, shared by the runner (which walks it) and the lazy write-back
+ * (which addresses rows by it):
+ * 1. the declared key (`key` in the plan step; it must be in `columns`): the user's promise of a
+ *    unique, ordered column; on PostgreSQL it must be of a key type (see `keyKind`), on SQLite any
+ *    column that is not INTEGER is walked as text;
+ * 2. else the single-column primary key, when it is of a key type;
+ * 3. else, on SQLite, the `rowid` of a rowid table (not of a WITHOUT ROWID table);
+ * 4. else no key, with the reason (for `NoBatchKey`, or the write-back's log).
+ */
+export const findKey = (
+  table: Identifier.TableName,
+  declared: Identifier.Identifier | undefined,
+  columns: ReadonlyArray<ColumnRow>,
+  dialect: "sqlite" | "pg"
+): Effect.Effect<Either.Either<BatchKey, string>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    if (declared !== undefined) {
+      const type = columns.find((c) => c.name === declared)?.type ?? ""
+      const kind = keyKind(type, dialect) ?? (dialect === "sqlite" ? "text" : undefined)
+      if (kind === undefined) return Either.left(`its declared key ${declared} has type ${type}, neither integer nor text`)
+      return Either.right({ sql: Identifier.quote(declared), name: declared, kind, origin: "declared", type })
+    }
+    const primaryKey = columns.filter((c) => Number(c.pk) > 0)
+    const single = primaryKey.length === 1 ? primaryKey[0] : undefined
+    const singleKind = single === undefined ? undefined : keyKind(single.type, dialect)
+    if (single !== undefined && singleKind !== undefined) {
+      return Either.right({
+        sql: Identifier.quote(single.name),
+        name: single.name,
+        kind: singleKind,
+        origin: "primaryKey",
+        type: single.type
+      })
+    }
+    if (dialect === "sqlite" && (yield* sqliteHasRowid(table))) {
+      return Either.right({ sql: "rowid", name: "rowid", kind: "integer", origin: "rowid", type: "INTEGER" })
+    }
+    const describePk = primaryKey.length === 0
+      ? "it has no primary key"
+      : single !== undefined
+      ? `its primary key ${single.name} has type ${single.type}, neither integer nor text`
+      : `its primary key (${primaryKey.map((c) => c.name).join(", ")}) has ${primaryKey.length} columns`
+    return Either.left(dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk)
+  })
+
+/**
+ * Checks a job's table against the live schema and finds its batching key (see `findKey`).
  */
 export const inspectJob = (
   job: Backfill.Job
@@ -170,47 +228,6 @@ export const inspectJob = (
   }).pipe(
     Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(job.name)(error)))
   )
-
-/**
- * The batching key of `table` from its columns: the declared key, else a single-column integer or
- * text primary key, else (SQLite) the rowid of a rowid table; or why there is none.
- */
-export const findKey = (
-  table: Identifier.TableName,
-  declared: Identifier.Identifier | undefined,
-  columns: ReadonlyArray<ColumnRow>,
-  dialect: "sqlite" | "pg"
-): Effect.Effect<Either.Either<BatchKey, string>, SqlError, SqlClient.SqlClient> =>
-  Effect.gen(function*() {
-    if (declared !== undefined) {
-      const type = columns.find((c) => c.name === declared)?.type ?? ""
-      return Either.right({
-        sql: Identifier.quote(declared),
-        name: declared,
-        kind: integerType(type, dialect) ? "integer" : "text",
-        origin: "declared"
-      } satisfies BatchKey)
-    }
-    const primaryKey = columns.filter((c) => Number(c.pk) > 0)
-    const single = primaryKey.length === 1 ? primaryKey[0] : undefined
-    if (single !== undefined && (integerType(single.type, dialect) || textType(single.type, dialect))) {
-      return Either.right({
-        sql: Identifier.quote(single.name),
-        name: single.name,
-        kind: integerType(single.type, dialect) ? "integer" : "text",
-        origin: "primaryKey"
-      } satisfies BatchKey)
-    }
-    const describePk = primaryKey.length === 0
-      ? "it has no primary key"
-      : single !== undefined
-      ? `its primary key ${single.name} has type ${single.type}, neither integer nor text`
-      : `its primary key (${primaryKey.map((c) => c.name).join(", ")}) has ${primaryKey.length} columns`
-    if (dialect === "sqlite" && (yield* sqliteHasRowid(table))) {
-      return Either.right({ sql: "rowid", name: "rowid", kind: "integer", origin: "rowid" } satisfies BatchKey)
-    }
-    return Either.left(dialect === "sqlite" ? `${describePk} and it is a WITHOUT ROWID table` : describePk)
-  })
 
 /** The key value of a row as the cursor stores it (node-postgres may return BIGINT as text). */
 export const keyValue = (table: JobTable, value: unknown): KeyValue => {
