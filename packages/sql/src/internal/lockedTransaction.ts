@@ -1,8 +1,9 @@
 /**
  * A transaction that first takes an exclusive, cross-process lock, so concurrent runners serialise:
- * SQLite `BEGIN IMMEDIATE` (the database's single write lock), PostgreSQL `BEGIN` +
- * `pg_advisory_xact_lock(key)`. Both locks end with the transaction, so a crashed runner never
- * leaves one behind.
+ * SQLite `BEGIN IMMEDIATE` (the database's single write lock, ended with the transaction),
+ * PostgreSQL a session-level advisory lock on the transaction's connection, taken before `BEGIN`
+ * and released after it ends (a crashed runner's session, and with it the lock, ends with its
+ * connection).
  *
  * @effect/sql's `withTransaction` issues a plain `BEGIN` (on SQLite a read lock that is upgraded
  * at the first write, where two runners can deadlock into SQLITE_BUSY) and turns a failed COMMIT
@@ -33,6 +34,8 @@ export interface LockedTransactionOptions {
   readonly lockKey: string
   /** How long to wait for the lock before `LockTimedOut`. */
   readonly lockTimeout: Duration.Duration
+  /** PostgreSQL: the `lock_timeout` of the body's statements (for the transaction only). Default: the session's. */
+  readonly statementLockTimeout?: Duration.Duration | undefined
 }
 
 /**
@@ -53,7 +56,7 @@ const isSqliteBusy = (error: unknown): boolean =>
   error instanceof TransactionControlFailed && (errorCode(error.cause)?.startsWith("SQLITE_BUSY") ?? false)
 
 /** PostgreSQL `lock_not_available`, raised when `lock_timeout` expires. */
-const isPgLockTimeout = (error: SqlError): boolean => errorCode(error) === "55P03"
+export const isPgLockTimeout = (error: SqlError): boolean => errorCode(error) === "55P03"
 
 const beginSqlite = (connection: Connection): Effect.Effect<void, SqlError> =>
   Effect.gen(function*() {
@@ -65,22 +68,66 @@ const beginSqlite = (connection: Connection): Effect.Effect<void, SqlError> =>
     )
   })
 
-const lockTimeoutSetting = (timeout: Duration.Duration): string =>
+/** A duration as a `lock_timeout` value (`0`, no limit, for an infinite one). */
+export const lockTimeoutSetting = (timeout: Duration.Duration): string =>
   Duration.isFinite(timeout) ? `${Math.max(1, Math.ceil(Duration.toMillis(timeout)))}ms` : "0"
 
 /**
- * Inside an open transaction: wait (server-side, without blocking Node) for the advisory lock,
- * bounded by `lock_timeout`, which is then restored so the body's own statements are unaffected.
+ * Takes the plan's session-level advisory lock with `pg_try_advisory_lock`, polled on the jittered
+ * schedule until `lockTimeout`, and registers its release in `scope`. Waiting client-side keeps
+ * every statement of a waiting runner short: a runner blocked inside the server would hold a
+ * snapshot, and the lock holder's `CREATE INDEX CONCURRENTLY` waits for every older snapshot.
+ * Each attempt and the registration of its release are one uninterruptible step, so an interrupt
+ * never leaves the lock behind.
  */
-const lockPg = (connection: Connection, options: LockedTransactionOptions): Effect.Effect<void, SqlError | LockTimedOut> =>
+const lockPg = (
+  connection: Connection,
+  scope: Scope.Scope,
+  options: LockedTransactionOptions
+): Effect.Effect<void, SqlError | LockTimedOut> =>
   Effect.gen(function*() {
-    const rows = yield* execute(connection, "SELECT current_setting('lock_timeout') AS lock_timeout")
-    const original = String((rows[0] as { readonly lock_timeout?: unknown } | undefined)?.lock_timeout ?? "0")
-    yield* execute(connection, "SELECT set_config('lock_timeout', $1, true)", [lockTimeoutSetting(options.lockTimeout)])
-    yield* execute(connection, "SELECT pg_advisory_xact_lock($1::bigint)", [options.lockKey]).pipe(
-      Effect.catchIf(isPgLockTimeout, () => new LockTimedOut({ waitedMs: Duration.toMillis(options.lockTimeout) }))
+    const started = yield* Clock.currentTimeMillis
+    const attempt = Effect.uninterruptible(
+      Effect.flatMap(
+        execute(connection, "SELECT pg_try_advisory_lock($1::bigint) AS locked", [options.lockKey]),
+        (rows) =>
+          (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
+            ? Effect.as(
+              Scope.addFinalizer(
+                scope,
+                execute(connection, "SELECT pg_advisory_unlock($1::bigint)", [options.lockKey]).pipe(
+                  // A lost connection releases the lock with the session.
+                  Effect.catchAllCause((cause) =>
+                    Effect.logDebug("advisory unlock failed").pipe(
+                      Effect.annotateLogs({ reason: failureText(Cause.squash(cause)) })
+                    )
+                  )
+                )
+              ),
+              true
+            )
+            : Effect.succeed(false)
+      )
     )
-    yield* execute(connection, "SELECT set_config('lock_timeout', $1, true)", [original])
+    const notYet = "not locked yet" as const
+    yield* Effect.filterOrFail(attempt, (locked) => locked, () => notYet).pipe(
+      Effect.retry({ schedule: lockRetrySchedule(options.lockTimeout), while: (error) => error === notYet }),
+      Effect.catchIf(
+        (error): error is typeof notYet => error === notYet,
+        () => Effect.flatMap(Clock.currentTimeMillis, (now) => new LockTimedOut({ waitedMs: now - started }))
+      )
+    )
+  })
+
+/** BEGIN, and the body's `lock_timeout` for the transaction when one is given. */
+const beginPg = (options: LockedTransactionOptions) => (connection: Connection): Effect.Effect<void, SqlError> =>
+  Effect.gen(function*() {
+    yield* execute(connection, "BEGIN")
+    if (options.statementLockTimeout !== undefined) {
+      yield* execute(connection, "SELECT set_config('lock_timeout', $1, true)", [
+        lockTimeoutSetting(options.statementLockTimeout)
+      ])
+    }
   })
 
 interface OpenTransaction {
@@ -95,8 +142,9 @@ interface OpenTransaction {
  */
 const open = (
   outer: Scope.Scope,
-  begin: (connection: Connection) => Effect.Effect<void, SqlError>
-): Effect.Effect<OpenTransaction, TransactionControlFailed, SqlClient.SqlClient> =>
+  begin: (connection: Connection) => Effect.Effect<void, SqlError>,
+  lock?: (connection: Connection, scope: Scope.Scope) => Effect.Effect<void, SqlError | LockTimedOut>
+): Effect.Effect<OpenTransaction, TransactionControlFailed | LockTimedOut, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
@@ -104,6 +152,15 @@ const open = (
       const connection = yield* Scope.extend(sql.reserve, scope).pipe(
         Effect.mapError((cause) => new TransactionControlFailed({ operation: "begin", cause }))
       )
+      // Taken before the ROLLBACK finalizer is registered, so it is released after the rollback.
+      if (lock !== undefined) {
+        yield* lock(connection, scope).pipe(
+          Effect.catchIf(
+            (error): error is SqlError => error instanceof SqlError,
+            (cause) => new TransactionControlFailed({ operation: "begin", cause })
+          )
+        )
+      }
       let state: "none" | "open" | "committed" = "none"
       yield* Scope.addFinalizer(
         scope,
@@ -153,16 +210,7 @@ export const withLockedTransaction = <A, E, R>(
       const outer = yield* Effect.scope
       const transaction = options.dialect === "sqlite"
         ? yield* waitForSqliteLock(outer, options.lockTimeout)
-        : yield* open(outer, (connection) => execute(connection, "BEGIN").pipe(Effect.asVoid)).pipe(
-          Effect.tap((opened) =>
-            lockPg(opened.connection, options).pipe(
-              Effect.catchIf(
-                (error): error is SqlError => error instanceof SqlError,
-                (cause) => new TransactionControlFailed({ operation: "begin", cause })
-              )
-            )
-          )
-        )
+        : yield* open(outer, beginPg(options), (connection, scope) => lockPg(connection, scope, options))
       const result = yield* body.pipe(
         Effect.provideService(SqlClient.TransactionConnection, [transaction.connection, 0] as const)
       )
