@@ -33,22 +33,30 @@
  * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration. Call the Migrator
  * outside any transaction of your own: it reserves its own connection (on SQLite, the only one).
  *
- * Locking: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at a
- * time (better-sqlite3 waits synchronously, blocking Node) and backing off between attempts with a
- * jittered Effect schedule (5 ms doubling to 200 ms) until `lockTimeout`; PostgreSQL waits
- * server-side in `pg_advisory_xact_lock`, bounded by `lock_timeout`. Interrupting a runner (Ctrl-C)
- * rolls back the migration in progress and releases the lock.
+ * Runner lock: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at
+ * a time (better-sqlite3 waits synchronously, blocking Node); PostgreSQL polls
+ * `pg_try_advisory_lock` (a session lock, so a waiting runner holds no long statement). Both back
+ * off between attempts with a jittered schedule (5 ms doubling to 200 ms) until `runnerTimeout`.
+ * Interrupting a runner (Ctrl-C) rolls back the migration in progress and releases the lock.
+ *
+ * Table locks (PostgreSQL): a DDL statement waiting for a table's lock (behind a long transaction
+ * of the app's) makes every later query on that table wait behind it. So each statement runs under
+ * `lock_timeout` = `lockTimeout` (default 2 s); one that meets it rolls its migration back, and the
+ * migration is retried after a jittered backoff (100 ms doubling to 5 s), up to `lockRetries`
+ * times (default 10); then `MigrationBlocked` names the sessions it waited for and their queries.
+ * The app's queries are thus never held longer than `lockTimeout` by a waiting migration.
  *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Compile, Identifier, Plan, Timestamp } from "@strata/core"
-import { Array as Arr, Clock, Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Compile, Identifier, Options, Plan, Timestamp } from "@strata/core"
+import { Array as Arr, Clock, Context, Data, Duration, Effect, Either, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
 import * as History from "./internal/migrationHistory.js"
-import { advisoryLockKey, withLockedTransaction } from "./internal/lockedTransaction.js"
+import { backendPid, Blocker, watched } from "./internal/blockers.js"
+import { advisoryLockKey, isPgLockTimeout, withLockedTransaction } from "./internal/lockedTransaction.js"
 import * as Preflight from "./internal/preflight.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
@@ -148,6 +156,52 @@ export class MigrationLockTimeout extends Schema.TaggedError<MigrationLockTimeou
 }) {
   override get message(): string {
     return `Gave up after ${this.waitedMs} ms waiting for the migration lock of plan ${this.plan} (another runner holds it)`
+  }
+}
+
+/**
+ * PostgreSQL: a statement of the migration waited `lockTimeoutMs` for a lock on every one of its
+ * `attempts`; the migration was rolled back each time and is not applied. `blockers` are the
+ * sessions it waited for at the last attempt (`pg_blocking_pids`), with their last query.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class MigrationBlocked extends Schema.TaggedError<MigrationBlocked>()("MigrationBlocked", {
+  plan: Schema.String,
+  id: Schema.Number,
+  name: Schema.String,
+  statement: Schema.String,
+  attempts: Schema.Number,
+  lockTimeoutMs: Schema.Number,
+  blockers: Schema.Array(Blocker)
+}) {
+  override get message(): string {
+    const blockers = this.blockers.length === 0
+      ? "the blocking session was not seen"
+      : this.blockers.map((b) =>
+        `pid ${b.pid} (${b.state ?? "unknown state"}${b.applicationName !== "" ? `, ${b.applicationName}` : ""}): ${
+          oneLine(b.query)
+        }`
+      ).join("; ")
+    return `Migration ${this.id} "${this.name}" of plan ${this.plan} was not applied: ${this.attempts} attempt${
+      this.attempts === 1 ? "" : "s"
+    } each waited ${this.lockTimeoutMs} ms (lock_timeout) for a lock held by ${blockers}; statement: ${oneLine(this.statement)}`
+  }
+}
+
+/**
+ * An option of `make` / `layer` is out of range; `option` names it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidMigratorOptions extends Schema.TaggedError<InvalidMigratorOptions>()("InvalidMigratorOptions", {
+  option: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid Migrator option ${this.option}: ${this.reason}`
   }
 }
 
@@ -292,7 +346,7 @@ export type DryRunError =
  *
  * @since 0.1.0
  */
-export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout
+export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout | MigrationBlocked
 
 /**
  * What `baseline` can fail with.
@@ -315,7 +369,15 @@ export type MigrationError = RunError | BaselineError
  */
 export interface MigratorOptions {
   /** How long a runner waits for another runner's migration before `MigrationLockTimeout`. Default 60 seconds. */
+  readonly runnerTimeout?: Duration.DurationInput | undefined
+  /**
+   * PostgreSQL: the `lock_timeout` of every migration statement. A statement waiting for a table's
+   * lock queues every later query of the app on that table behind it, so it waits at most this
+   * long, then the migration is rolled back and retried (`lockRetries`). Default 2 seconds.
+   */
   readonly lockTimeout?: Duration.DurationInput | undefined
+  /** PostgreSQL: how many times a migration that met its `lockTimeout` is retried, after a jittered backoff. Default 10. */
+  readonly lockRetries?: number | undefined
 }
 
 /**
@@ -350,6 +412,8 @@ export interface AppliedMigration {
   readonly appliedAtMs: number
   readonly durationMs: number
   readonly statements: ReadonlyArray<ExecutedStatement>
+  /** How many times it was tried: 1, plus one per lock timeout it met (PostgreSQL). */
+  readonly attempts: number
 }
 
 /**
@@ -500,7 +564,23 @@ export interface Migrator {
   readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
-const defaultLockTimeout = Duration.seconds(60)
+const defaultRunnerTimeout = Duration.seconds(60)
+const defaultLockTimeout = Duration.seconds(2)
+const defaultLockRetries = 10
+
+/** Between attempts of a migration that met its lock timeout: 100 ms doubling to at most 5 s, jittered. */
+const lockRetrySchedule = (retries: number) =>
+  Schedule.exponential("100 millis", 2).pipe(
+    Schedule.union(Schedule.spaced("5 seconds")),
+    Schedule.jittered,
+    Schedule.intersect(Schedule.recurs(retries))
+  )
+
+/** A statement met its lock timeout (retried as a whole migration). */
+class StatementBlocked extends Data.TaggedError("StatementBlocked")<{
+  readonly statement: string
+  readonly blockers: ReadonlyArray<Blocker>
+}> {}
 
 /** One line, and short enough to read: statements can span lines and be long. */
 const oneLine = (statement: string): string => {
@@ -528,18 +608,44 @@ export const Migrator = Context.GenericTag<Migrator>("@strata/sql/Migrator")
  * @since 0.1.0
  * @category constructors
  */
-export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Effect<Migrator, never, SqlClient.SqlClient> =>
+export const make = (
+  plan: Plan.Plan,
+  options: MigratorOptions = {}
+): Effect.Effect<Migrator, InvalidMigratorOptions, SqlClient.SqlClient> =>
   Effect.gen(function*() {
+    const invalid = (option: string, reason: string) => new InvalidMigratorOptions({ option, reason })
+    const runnerTimeout = yield* Options.resolveDuration(
+      "runnerTimeout",
+      options.runnerTimeout,
+      defaultRunnerTimeout,
+      Options.nonNegativeDuration,
+      invalid
+    )
+    const lockTimeout = yield* Options.resolveDuration(
+      "lockTimeout",
+      options.lockTimeout,
+      defaultLockTimeout,
+      Options.positiveDuration,
+      invalid
+    )
+    const lockRetries = yield* Options.resolve("lockRetries", options.lockRetries, defaultLockRetries, {
+      integer: true,
+      min: 0
+    }, invalid)
     const sql = yield* Database.strataClient
     /** Every statement of the Migrator runs on strata's client, whatever the caller's context holds. */
     const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.provideService(effect, SqlClient.SqlClient, sql)
     const dialect = yield* Database.dialect
     const historyTable = yield* Database.strataTable("strata_migrations")
-    const lockTimeout = Duration.decode(options.lockTimeout ?? defaultLockTimeout)
-    const migrationLock = { dialect, lockTimeout, lockKey: advisoryLockKey(`${historyTable}:${plan.name}`) }
+    const migrationLock = {
+      dialect,
+      lockTimeout: runnerTimeout,
+      lockKey: advisoryLockKey(`${historyTable}:${plan.name}`),
+      statementLockTimeout: lockTimeout
+    }
     // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
-    const historyLock = { dialect, lockTimeout, lockKey: advisoryLockKey(historyTable) }
+    const historyLock = { dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(historyTable) }
     const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
     const checksumOf = (migration: Plan.Migration): string => checksums.get(migration.id) ?? Compile.checksum(migration)
     const planIds = new Set(plan.migrations.map((migration) => migration.id))
@@ -630,7 +736,8 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
       | { readonly _tag: "Applied"; readonly migration: AppliedMigration }
       | { readonly _tag: "AppliedConcurrently" }
 
-    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError, SqlClient.SqlClient> => {
+    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError, SqlClient.SqlClient> =>
+      Effect.gen(function*() {
       const checksum = checksumOf(migration)
       const failed = (statement: string) => (cause: SqlError) =>
         new MigrationFailed({
@@ -640,7 +747,22 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
           statement,
           cause: failureText(cause)
         })
+      const attempts = yield* Ref.make(0)
+      const blockers = yield* Ref.make<ReadonlyArray<Blocker>>([])
+      /** A statement of the transaction: on PostgreSQL under `lock_timeout`, its blockers watched. */
+      const runStatement = (pid: number | undefined, statement: string) => {
+        const run = Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement)))
+        return (pid === undefined ? run : watched(run, pid, lockTimeout, blockers)).pipe(
+          Effect.catchAll((cause): Effect.Effect<never, StatementBlocked | MigrationFailed> =>
+            isPgLockTimeout(cause)
+              ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new StatementBlocked({ statement, blockers: seen })))
+              : Effect.fail(failed(statement)(cause))
+          )
+        )
+      }
       const body = Effect.gen(function*() {
+        yield* Ref.update(attempts, (n) => n + 1)
+        yield* Ref.set(blockers, [])
         // Re-checked under the lock: a concurrent runner may have applied it since we looked.
         const recorded = yield* History.find(historyTable, plan.name, migration.id).pipe(
           Effect.mapError(databaseError(`read ${historyTable} for migration ${migration.id}`))
@@ -651,6 +773,7 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
         }
         yield* Effect.logInfo("applying migration")
         const started = yield* Clock.currentTimeMillis
+        const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
         const statements: Array<ExecutedStatement> = []
         for (const statement of Compile.statements(migration, dialect)) {
           const guard = statement.unlessColumnExists
@@ -664,9 +787,7 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
               continue
             }
           }
-          yield* Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement.sql))).pipe(
-            Effect.mapError(failed(statement.sql))
-          )
+          yield* runStatement(pid, statement.sql)
           statements.push({ sql: statement.sql, skipped: false })
         }
         const appliedAtMs = yield* Timestamp.now
@@ -680,10 +801,18 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
         }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
         return {
           _tag: "Applied",
-          migration: { id: migration.id, name: migration.name, checksum, appliedAtMs, durationMs, statements }
+          migration: {
+            id: migration.id,
+            name: migration.name,
+            checksum,
+            appliedAtMs,
+            durationMs,
+            statements,
+            attempts: yield* Ref.get(attempts)
+          }
         } as const
       })
-      return withLockedTransaction(migrationLock, body).pipe(
+      return yield* withLockedTransaction(migrationLock, body).pipe(
         Effect.catchTags({
           LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
           TransactionControlFailed: (error) =>
@@ -693,6 +822,27 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
                 : databaseError(`begin the transaction of migration ${migration.id}`)(error.cause)
             )
         }),
+        Effect.tapErrorTag("StatementBlocked", (error) =>
+          Effect.logWarning("a migration statement met its lock timeout; rolled back, retrying").pipe(
+            Effect.annotateLogs({
+              lock_timeout_ms: Duration.toMillis(lockTimeout),
+              blocking_pids: error.blockers.map((b) => b.pid).join(",")
+            })
+          )),
+        Effect.retry({ schedule: lockRetrySchedule(lockRetries), while: (error) => error._tag === "StatementBlocked" }),
+        Effect.catchTag("StatementBlocked", (error) =>
+          Effect.flatMap(Ref.get(attempts), (tried) =>
+            Effect.fail(
+              new MigrationBlocked({
+                plan: plan.name,
+                id: migration.id,
+                name: migration.name,
+                statement: error.statement,
+                attempts: tried,
+                lockTimeoutMs: Duration.toMillis(lockTimeout),
+                blockers: error.blockers
+              })
+            ))),
         Effect.tap((outcome) =>
           outcome._tag === "Applied"
             ? Effect.logInfo("migration applied").pipe(
@@ -706,7 +856,7 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
         ),
         Effect.annotateLogs({ plan: plan.name, migration_id: migration.id, migration_name: migration.name })
       )
-    }
+      })
 
     const preflightProblems = (pending: ReadonlyArray<Plan.Migration>) =>
       Preflight.check(plan.name, pending, dialect).pipe(
@@ -883,7 +1033,10 @@ export const make = (plan: Plan.Plan, options: MigratorOptions = {}): Effect.Eff
  * @since 0.1.0
  * @category layers
  */
-export const layer = (plan: Plan.Plan, options?: MigratorOptions): Layer.Layer<Migrator, never, SqlClient.SqlClient> =>
+export const layer = (
+  plan: Plan.Plan,
+  options?: MigratorOptions
+): Layer.Layer<Migrator, InvalidMigratorOptions, SqlClient.SqlClient> =>
   Layer.effect(Migrator, make(plan, options))
 
 /**

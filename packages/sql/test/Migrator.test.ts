@@ -623,7 +623,7 @@ describe("Migrator lock timeout and interruption", () => {
       const held = yield* Deferred.make<void>()
       const fiber = yield* holder(held).pipe(Effect.provide(holderClient), Effect.fork)
       yield* Deferred.await(held)
-      const runner = Effect.flatMap(Migrator.make(holdPlan, { lockTimeout: "300 millis" }), (m) => m.run()).pipe(
+      const runner = Effect.flatMap(Migrator.make(holdPlan, { runnerTimeout: "300 millis" }), (m) => m.run()).pipe(
         Effect.provide(runnerClient)
       )
       const error = yield* Effect.flip(runner)
@@ -726,7 +726,7 @@ describe("Migrator lock timeout and interruption", () => {
         observerClient
       )
       // The advisory lock went with the rolled-back transaction: a short lock timeout suffices now.
-      const result = yield* Effect.flatMap(Migrator.make(holdPlan, { lockTimeout: "2 seconds" }), (m) => m.run()).pipe(
+      const result = yield* Effect.flatMap(Migrator.make(holdPlan, { runnerTimeout: "2 seconds" }), (m) => m.run()).pipe(
         Effect.provide(observerClient)
       )
       expect(result.applied.map((m) => m.id)).toEqual([1])

@@ -110,7 +110,7 @@ export const readStatus = (
   plan: Plan.Plan
 ): Effect.Effect<
   readonly [Migrator.StatusReport, Progress.ProgressReport],
-  Migrator.StatusError | Progress.ProgressError,
+  Migrator.StatusError | Migrator.InvalidMigratorOptions | Progress.ProgressError,
   SqlClient
 > =>
   Effect.all([Migrator.status().pipe(Effect.provide(Migrator.layer(plan))), Progress.report().pipe(Effect.provide(Progress.layer(plan)))])
