@@ -29,7 +29,7 @@ export interface MigrateOutcome {
 export const migrate = (
   plan: Plan.Plan,
   to?: number
-): Effect.Effect<MigrateOutcome, Migrator.RunError, SqlClient.SqlClient> =>
+): Effect.Effect<MigrateOutcome, Migrator.RunError | Migrator.InvalidMigratorOptions, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const result = yield* Migrator.run({ to })
     const history = yield* history_
@@ -48,7 +48,9 @@ const history_ = Effect.map(
 )
 
 /** The target's migration status against the plan. */
-export const status = (plan: Plan.Plan): Effect.Effect<Migrator.StatusReport, Migrator.StatusError, SqlClient.SqlClient> =>
+export const status = (
+  plan: Plan.Plan
+): Effect.Effect<Migrator.StatusReport, Migrator.StatusError | Migrator.InvalidMigratorOptions, SqlClient.SqlClient> =>
   Migrator.status().pipe(Effect.provide(Migrator.layer(plan)))
 
 /** Backfill counts of one target: walked, written, rejected over every run of its jobs. */
