@@ -638,20 +638,31 @@ export const make = (
       Effect.provideService(effect, SqlClient.SqlClient, sql)
     const dialect = yield* Database.dialect
     const historyTable = yield* Database.strataTable("strata_migrations")
-    const migrationLock = {
+    const databaseError = (operation: string) => (cause: SqlError) =>
+      new MigratorDatabaseError({ plan: plan.name, operation, reason: failureText(cause) })
+
+    /**
+     * The history table as the runner lock names it. PostgreSQL's advisory locks are per database
+     * and its tables per schema, so an unqualified table is named with the schema it resolves to:
+     * runners of two apps in two schemas do not wait for each other.
+     */
+    const lockedTable = Effect.gen(function*() {
+      if (dialect !== "pg" || Identifier.tableParts(historyTable).schema !== undefined) return historyTable as string
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (client) =>
+        unprepared(client.unsafe<{ schema: unknown }>("SELECT current_schema() AS schema")))
+      return `${String(rows[0]?.schema)}.${historyTable}`
+    }).pipe(Effect.mapError(databaseError("read the current schema")))
+    const migrationLock = Effect.map(lockedTable, (table) => ({
       dialect,
       lockTimeout: runnerTimeout,
-      lockKey: advisoryLockKey(`${historyTable}:${plan.name}`),
+      lockKey: advisoryLockKey(`${table}:${plan.name}`),
       statementLockTimeout: lockTimeout
-    }
+    }))
     // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
-    const historyLock = { dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(historyTable) }
+    const historyLock = Effect.map(lockedTable, (table) => ({ dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(table) }))
     const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
     const checksumOf = (migration: Plan.Migration): string => checksums.get(migration.id) ?? Compile.checksum(migration)
     const planIds = new Set(plan.migrations.map((migration) => migration.id))
-
-    const databaseError = (operation: string) => (cause: SqlError) =>
-      new MigratorDatabaseError({ plan: plan.name, operation, reason: failureText(cause) })
 
     const lockTimedOut = (waitedMs: number) => new MigrationLockTimeout({ plan: plan.name, waitedMs })
 
@@ -715,7 +726,7 @@ export const make = (
     const ensureHistory = Effect.gen(function*() {
       if (yield* historyExists) return
       yield* withLockedTransaction(
-        historyLock,
+        yield* historyLock,
         History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`)))
       ).pipe(
         Effect.catchTags({
@@ -812,7 +823,7 @@ export const make = (
           }
         } as const
       })
-      return yield* withLockedTransaction(migrationLock, body).pipe(
+      return yield* withLockedTransaction(yield* migrationLock, body).pipe(
         Effect.catchTags({
           LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
           TransactionControlFailed: (error) =>
@@ -977,7 +988,7 @@ export const make = (
         yield* ensureHistory
         const covered = plan.migrations.filter((migration) => migration.id <= id)
         const result = yield* withLockedTransaction(
-          migrationLock,
+          yield* migrationLock,
           Effect.gen(function*() {
             const recorded = new Map((yield* readHistory).map((row) => [row.id, row]))
             for (const migration of covered) {

@@ -657,8 +657,9 @@ describe("Migrator lock timeout and interruption", () => {
 
   it.live.skipIf(!hasPg())("PostgreSQL: another session holding the plan's advisory lock", () =>
     Effect.scoped(Effect.gen(function*() {
-      const { url } = yield* pgTestUrlWithSchema()
-      const lockKey = advisoryLockKey("strata_migrations:held")
+      const { schema, url } = yield* pgTestUrlWithSchema()
+      // The runner lock names the history table with the schema it resolves to.
+      const lockKey = advisoryLockKey(`${schema}.strata_migrations:held`)
       yield* expectTimeoutWhileHeld(
         (held) =>
           Effect.flatMap(SqlClient.SqlClient, (sql) =>
