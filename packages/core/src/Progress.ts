@@ -42,6 +42,19 @@ export const percent = (done: number, total: number): number => {
 }
 
 /**
+ * The share of `total` that is `done`, 0-100, rounded down to one decimal: the figure reports
+ * return and print, so text and JSON agree (`65.7`, never `65.78947368421053`), unfinished work
+ * never reads `100`, and it is computed from the counts (29 of 100 is `29`, where flooring the
+ * float `percent` gives 28.9). 100 when `total` is 0.
+ *
+ * @since 0.2.0
+ */
+export const roundedPercent = (done: number, total: number): number => {
+  if (total <= 0) return 100
+  return Math.min(100, Math.max(0, Math.floor((done * 1000) / total) / 10))
+}
+
+/**
  * The label for `done` of `total` (see the module documentation).
  *
  * @since 0.1.0

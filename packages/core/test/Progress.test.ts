@@ -26,6 +26,28 @@ describe("Progress", () => {
     expect(Progress.formatPercent(0)).toBe("0.0%")
   })
 
+  it("roundedPercent: one decimal, rounded down from the counts, and printed as it is", () => {
+    expect(Progress.roundedPercent(25, 38)).toBe(65.7) // 65.78947368421053 unrounded
+    expect(Progress.roundedPercent(29, 100)).toBe(29) // flooring the float percent gives 28.9
+    expect(Progress.roundedPercent(999_999, 1_000_000)).toBe(99.9)
+    expect(Progress.roundedPercent(17, 24)).toBe(70.8)
+    expect(Progress.roundedPercent(3, 3)).toBe(100)
+    expect(Progress.roundedPercent(0, 0)).toBe(100)
+    expect(Progress.roundedPercent(5, 4)).toBe(100)
+    expect(Progress.roundedPercent(0, 7)).toBe(0)
+    FastCheck.assert(
+      FastCheck.property(FastCheck.integer({ min: 1, max: 10_000_000 }), FastCheck.nat(), (total, seed) => {
+        const done = seed % (total + 1)
+        const rounded = Progress.roundedPercent(done, total)
+        // Exactly tenths, never above the exact share, within 0.1 of it, and printed with the same digits.
+        expect(Number.isInteger(Math.round(rounded * 10)) && Math.abs(rounded * 10 - Math.round(rounded * 10)) < 1e-9).toBe(true)
+        expect(rounded * total <= done * 100 + 1e-6).toBe(true)
+        expect(done * 100 - rounded * total < 0.1 * total + 1e-6).toBe(true)
+        expect(Progress.formatPercent(rounded)).toBe(`${rounded.toFixed(1)}%`)
+      })
+    )
+  })
+
   it("rate and ETA", () => {
     expect(Progress.rate(500, 0)).toBeUndefined()
     expect(Progress.rate(500, 250)).toBe(2000)
