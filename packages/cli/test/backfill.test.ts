@@ -35,24 +35,24 @@ const jobRows = (url: string) =>
 
 const rejectRows = (url: string) => query(url, "SELECT job, row_key, reason FROM strata_rejects ORDER BY job, row_key")
 
-/** Per column, what `status` must count after a complete backfill, from the generator's expectations. */
+/**
+ * Per column, what `status` must count after a complete backfill, from the generator's expectations:
+ * nothing pending; a NULL left by a reject is rejected, any other NULL has no value (issue 10).
+ */
 const expectedColumnCounts = (tables: ReadonlyArray<LegacyData.Table>) => {
-  const counts: Record<string, { migrated: number; pending: number; rejected: number }> = {}
-  const audits = tables.find((t) => t.table === "task_audits")!
-  const payloadRejects = audits.rows.filter((r) => r.rejectedBy.includes("task_audits.payload")).length
+  const counts: Record<string, { migrated: number; pending: number; rejected: number; withoutValue: number }> = {}
   for (const table of tables) {
     for (const column of Object.keys(table.rows[0]!.expected)) {
       const extracted = column === "source_event_ts" || column === "supervisor_processed_at"
-      // A shadow is pending while its source is set and it is not; an extraction while its row matches the filter and it is not.
-      const inScope = (row: LegacyData.Row) =>
-        extracted
-          ? String(row.values["event_type"]).includes("SUPERVISOR")
-          : row.values[column.replace(/_ms$/, "")] !== null
+      const inScope = (row: LegacyData.Row) => !extracted || String(row.values["event_type"]).includes("SUPERVISOR")
       const job = extracted ? "task_audits.payload" : `${table.table}.${column}`
+      const unset = table.rows.filter((r) => inScope(r) && r.expected[column] === null)
+      const rejected = unset.filter((r) => r.rejectedBy.includes(job)).length
       counts[`${table.table}.${column}`] = {
-        migrated: table.rows.filter((r) => r.expected[column] !== null).length,
-        pending: table.rows.filter((r) => inScope(r) && r.expected[column] === null).length,
-        rejected: extracted ? payloadRejects : table.rows.filter((r) => r.rejectedBy.includes(job)).length
+        migrated: table.rows.filter((r) => inScope(r) && r.expected[column] !== null).length,
+        pending: 0,
+        rejected,
+        withoutValue: unset.length - rejected
       }
     }
   }
@@ -106,14 +106,22 @@ describe.concurrent("strata backfill", () => {
         const counts = expectedColumnCounts(interrupted.tables)
         expect(status.columns).toHaveLength(17)
         for (const column of status.columns) {
-          expect({ column: `${column.table}.${column.column}`, migrated: column.migrated, pending: column.pending, rejected: column.rejected, jobState: column.jobState })
+          expect({
+            column: `${column.table}.${column.column}`,
+            migrated: column.migrated,
+            pending: column.pending,
+            rejected: column.rejected,
+            withoutValue: column.withoutValue,
+            jobState: column.jobState
+          })
             .toEqual({ column: `${column.table}.${column.column}`, ...counts[`${column.table}.${column.column}`], jobState: "done" })
         }
         const messages = counts["chat_messages.created_at_ms"]!
         expect(status.columns.find((c: { table: string }) => c.table === "chat_messages")).toMatchObject({
           total: rows,
-          percent: (messages.migrated / (messages.migrated + messages.pending)) * 100,
-          label: messages.pending === 0 ? "Complete" : "Almost done"
+          percent: 100,
+          label: "Complete",
+          summary: `done, ${messages.rejected} rejected, ${messages.withoutValue} without a source value`
         })
       })
 

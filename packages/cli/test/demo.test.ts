@@ -112,7 +112,8 @@ describe.concurrent("strata demo", () => {
           c.table === "chat_messages" && c.column === "created_at_ms"
         )
         const fixed = Object.values(expected["chat_messages"]!).filter((v) => v.created_at_ms !== null).length
-        expect(messages).toMatchObject({ migrated: fixed, pending: rejects["chat_messages.created_at_ms"], jobState: "done" })
+        // Rejected rows are not pending (issue 10): nothing is left to do for them until their source is fixed.
+        expect(messages).toMatchObject({ migrated: fixed, pending: 0, rejected: rejects["chat_messages.created_at_ms"], jobState: "done" })
         expect(await readTargets(url, tables)).toEqual(expected)
         expect(await rejectsByJob(url)).toEqual(rejects)
 

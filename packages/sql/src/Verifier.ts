@@ -64,6 +64,40 @@ export const CheckResult = Schema.Struct({
 export type CheckResult = typeof CheckResult.Type
 
 /**
+ * What the recomputation found in one target column's rows: each row the job applies to is in
+ * exactly one of `migrated`, `missing`, `unconvertible` and `withoutValue`, so they add up to
+ * `rows`. After a finished backfill these are the progress report's `migrated`, `pending`,
+ * `rejected` and `withoutValue` for the column, counted another way (from the rows recomputed,
+ * not from the job's cursor and `strata_rejects`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const ColumnCounts = Schema.Struct({
+  job: Schema.String,
+  table: Schema.String,
+  column: Schema.String,
+  /** Rows the job applies to (its filter matches). */
+  rows: Schema.Number,
+  /** Rows with the column set (whether it matches or not: see the checks). */
+  migrated: Schema.Number,
+  /** Rows with the column NULL whose source converts to a value: work left, or a failure once the job is done. */
+  missing: Schema.Number,
+  /** Rows with the column NULL whose source cannot be converted (the rows a backfill rejects). */
+  unconvertible: Schema.Number,
+  /** Rows with the column NULL whose source gives NULL: no source value, or the row function's NULL. */
+  withoutValue: Schema.Number
+})
+
+/**
+ * One target column's counts, as a type.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ColumnCounts = typeof ColumnCounts.Type
+
+/**
  * A verification of a plan.
  *
  * @since 0.1.0
@@ -76,7 +110,9 @@ export const VerificationReport = Schema.Struct({
   /** Rows read, per job. */
   rowsScanned: Schema.Record({ key: Schema.String, value: Schema.Number }),
   passed: Schema.Boolean,
-  checks: Schema.Array(CheckResult)
+  checks: Schema.Array(CheckResult),
+  /** Per target column, what its rows hold (see `ColumnCounts`). */
+  columns: Schema.Array(ColumnCounts)
 })
 
 /**
@@ -166,7 +202,8 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
       mismatch: tally(),
       missing: tally(),
       orphan: tally(),
-      coverage: tally()
+      coverage: tally(),
+      account: { migrated: 0, missing: 0, unconvertible: 0, withoutValue: 0 }
     }]))
     const unconvertible = tally()
     let cursor: JobState.KeyValue | undefined = undefined
@@ -187,6 +224,10 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
         for (const target of verdict.targets) {
           const t = byTarget.get(target.column)!
           const stored = row[target.column] != null
+          if (stored) t.account.migrated++
+          else if (target.outcome === "missing") t.account.missing++
+          else if (target.outcome === "unverifiable") t.account.unconvertible++
+          else t.account.withoutValue++
           if (stored) t.range.total++
           if (target.outOfRange) hit(t.range, key)
           switch (target.outcome) {
@@ -252,6 +293,7 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
     const selected = options.jobs === undefined ? all : all.filter((j) => options.jobs!.includes(j.job.name))
     const tables = yield* Effect.forEach(selected, (checks) => inspectJob(checks.job))
     const results: Array<CheckResult> = []
+    const columns: Array<ColumnCounts> = []
     const rowsScanned: Record<string, number> = {}
     for (const [i, checks] of selected.entries()) {
       const table = tables[i]!
@@ -260,6 +302,9 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
         Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
       )
       rowsScanned[checks.job.name] = scan.scanned
+      for (const target of checks.job.targets) {
+        columns.push({ job: checks.job.name, table: checks.job.table, column: target.column, rows: scan.scanned, ...scan.byTarget.get(target.column)!.account })
+      }
       const rejects = yield* recordedRejects(checks.job.name).pipe(
         Effect.mapError(jobDatabaseError(checks.job.name))
       )
@@ -289,7 +334,8 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
       range: { min: range.min, max: range.max },
       rowsScanned,
       passed: results.every((r) => r.status !== "fail"),
-      checks: results
+      checks: results,
+      columns
     }
     yield* Effect.logInfo(report.passed ? "verification passed" : "verification found problems").pipe(
       Effect.annotateLogs({ plan: plan.name, failed: results.filter((r) => r.status === "fail").length })

@@ -1,10 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
-import { Plan, Plans } from "@strata/core"
-import { Effect, Layer } from "effect"
-import { createLegacyTables, insertFixture, presetTargets } from "../../../test/fixtures/agentosLegacy.js"
+import { Plan, Plans, Progress as CoreProgress } from "@strata/core"
+import { Effect, Layer, Option, Stream } from "effect"
+import { chatMessageCases, createLegacyTables, insertFixture, presetTargets } from "../../../test/fixtures/agentosLegacy.js"
 import { describeEachEngine } from "../../../test/support/databases.js"
-import { BackfillRunner, Migrator, Progress } from "../src/index.js"
+import { BackfillRunner, JobState, Migrator, Progress } from "../src/index.js"
 
 const applyPlan = (plan: Plan.Plan) => Effect.flatMap(Migrator.make(plan), (migrator) => migrator.run())
 
@@ -35,8 +35,10 @@ describeEachEngine("Progress.report", (engine) => {
         migrated: 0,
         pending: 24,
         rejected: 0,
+        withoutValue: 1,
         percent: 0,
-        label: "Just started"
+        label: "Just started",
+        summary: "Just started"
       })
 
       yield* applyPlan(Plans.agentos)
@@ -50,25 +52,30 @@ describeEachEngine("Progress.report", (engine) => {
         migrated: 3,
         pending: 21,
         rejected: 0,
+        withoutValue: 1,
         percent: 12.5,
-        label: "Just started"
+        label: "Just started",
+        summary: "Just started"
       })
       expect(row(before, "task_audits.source_event_ts")).toMatchObject({ source: "payload, created_at", total: 21, migrated: 1, pending: 20 })
 
       const runner = yield* BackfillRunner.BackfillRunner
       yield* runner.run({ jobs: ["chat_messages.created_at_ms"], batchSize: 10, fixedBatchSize: true })
       const after = yield* Progress.report()
-      // The 7 rows that cannot be converted stay pending: the report does not pretend they are done.
+      // Issue 10: the 7 rows that cannot be converted and the one without a source are not pending
+      // (they read "In progress" at 70.8% forever before); every row is in one count: 17 + 0 + 7 + 1 = 25.
       expect(row(after, "chat_messages.created_at_ms")).toEqual({
         source: "created_at",
         applied: true,
         jobState: "done",
         total: 25,
         migrated: 17,
-        pending: 7,
+        pending: 0,
         rejected: 7,
-        percent: (17 / 24) * 100,
-        label: "In progress"
+        withoutValue: 1,
+        percent: 100,
+        label: "Complete",
+        summary: "done, 7 rejected, 1 without a source value"
       })
 
       yield* runner.run()
@@ -79,18 +86,96 @@ describeEachEngine("Progress.report", (engine) => {
         jobState: "done",
         total: 21,
         migrated: 11,
-        pending: 10,
+        pending: 0,
         rejected: 9,
-        percent: (11 / 21) * 100,
-        label: "In progress"
+        withoutValue: 1,
+        percent: 100,
+        label: "Complete",
+        summary: "done, 9 rejected, 1 without a source value"
       })
-      expect(row(done, "task_agents.ended_at_ms")).toMatchObject({ total: 2, migrated: 1, pending: 0, percent: 100, label: "Complete" })
-      expect(row(done, "chat_sessions.updated_at_ms")).toMatchObject({ total: 2, migrated: 1, pending: 1, rejected: 1, label: "In progress" })
-      expect(row(done, "schema_version.applied_at_ms")).toMatchObject({ total: 2, migrated: 2, pending: 0, label: "Complete" })
-      expect([done.migrated, done.pending]).toEqual([
+      expect(row(done, "task_agents.ended_at_ms")).toMatchObject({
+        total: 2,
+        migrated: 1,
+        pending: 0,
+        withoutValue: 1,
+        percent: 100,
+        label: "Complete",
+        summary: "done, 1 without a source value"
+      })
+      expect(row(done, "chat_sessions.updated_at_ms")).toMatchObject({
+        total: 2,
+        migrated: 1,
+        pending: 0,
+        rejected: 1,
+        withoutValue: 0,
+        label: "Complete",
+        summary: "done, 1 rejected"
+      })
+      expect(row(done, "schema_version.applied_at_ms")).toMatchObject({ total: 2, migrated: 2, pending: 0, label: "Complete", summary: "Complete" })
+      expect(done.columns.every((c) => c.migrated + c.pending + c.rejected + c.withoutValue === c.total)).toBe(true)
+      expect([done.migrated, done.pending, done.rejected, done.withoutValue, done.percent, done.label]).toEqual([
         done.columns.reduce((s, c) => s + c.migrated, 0),
-        done.columns.reduce((s, c) => s + c.pending, 0)
+        0,
+        done.columns.reduce((s, c) => s + c.rejected, 0),
+        done.columns.reduce((s, c) => s + c.withoutValue, 0),
+        100,
+        "Complete"
       ])
+    }).pipe(Effect.provide(database())))
+
+  it.effect("during a run, pending is the rows the job's cursor has not reached; a row it passed is rejected or has no value", () =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* insertFixture
+      yield* applyPlan(Plans.agentos)
+      yield* presetTargets
+      const runner = yield* BackfillRunner.BackfillRunner
+      const job = "chat_messages.created_at_ms"
+      // Stop the run after its first batch of 5 (the runner may finish a batch or more first).
+      yield* runner.stream(Plans.agentos, { jobs: [job], batchSize: 5, fixedBatchSize: true }).pipe(
+        Stream.takeUntil((event) => event.phase === "batch"),
+        Stream.runDrain
+      )
+      const checkpoint = Option.getOrThrow(yield* JobState.loadCheckpoint(job))
+      const reached = JobState.decodeKeyCursor(checkpoint.cursor!) as string
+      // What each fixture row must count as, from its hand-written expectation and whether the cursor passed it.
+      const expected = { migrated: 0, pending: 0, rejected: 0, withoutValue: 0 }
+      for (const c of chatMessageCases) {
+        const passed = c.key <= reached
+        if (c.preset !== undefined || (passed && typeof c.expected === "number")) expected.migrated++
+        else if (c.source === null || (passed && c.expected === null)) expected.withoutValue++
+        else if (passed) expected.rejected++
+        else expected.pending++
+      }
+      const report = yield* Progress.report({ jobs: [job] })
+      expect(report.columns.map((c) => [c.jobState, c.total, c.migrated, c.pending, c.rejected, c.withoutValue])).toEqual([
+        [checkpoint.state, 25, expected.migrated, expected.pending, expected.rejected, expected.withoutValue]
+      ])
+      expect(report.columns[0]!.percent).toBe(CoreProgress.roundedPercent(expected.migrated, expected.migrated + expected.pending))
+      expect([report.migrated, report.pending, report.rejected, report.withoutValue]).toEqual([
+        expected.migrated,
+        expected.pending,
+        expected.rejected,
+        expected.withoutValue
+      ])
+      const unknown = yield* Effect.flip(Progress.report({ jobs: ["nope"] }))
+      expect(unknown).toMatchObject({ _tag: "UnknownJob", job: "nope" })
+    }).pipe(Effect.provide(database())))
+
+  it.effect("rows added after a finished job are pending (ahead of its cursor), unless they have no source value", () =>
+    Effect.gen(function*() {
+      yield* createLegacyTables
+      yield* insertFixture
+      yield* applyPlan(Plans.agentos)
+      yield* presetTargets
+      const job = "chat_messages.created_at_ms"
+      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos, { jobs: [job] })
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`INSERT INTO chat_messages (message_id, session_id, role, content, created_at) VALUES
+        ('m26', 's1', 'user', 'hi', '2024-01-15 12:00:00'), ('m27', 's1', 'user', 'hi', 'garbage'), ('m28', 's1', 'user', 'hi', NULL)`
+      const report = yield* Progress.report({ jobs: [job] })
+      expect(report.columns.map((c) => [c.jobState, c.total, c.migrated, c.pending, c.rejected, c.withoutValue, c.percent, c.label, c.summary]))
+        .toEqual([["done", 28, 17, 2, 7, 2, 89.4, "Almost done", "Almost done"]])
     }).pipe(Effect.provide(database())))
 
   it.effect("a column whose table does not exist yet is not applied: 0%, Just started, never Complete", () =>
@@ -106,8 +191,10 @@ describeEachEngine("Progress.report", (engine) => {
         migrated: 0,
         pending: 0,
         rejected: 0,
+        withoutValue: 0,
         percent: 0,
-        label: "Just started"
+        label: "Just started",
+        summary: "Just started"
       })
       expect([report.migrated, report.pending, report.percent, report.label]).toEqual([0, 0, 0, "Just started"])
     }).pipe(Effect.provide(database())))
@@ -123,7 +210,8 @@ describeEachEngine("Progress.report", (engine) => {
       )
       expect(before.columns.filter((c) => c.applied)).toHaveLength(2)
       expect(row(before, "tasks.created_at_ms")).toMatchObject({ applied: false, total: 0, pending: 0, percent: 0, label: "Just started" })
-      expect([before.migrated, before.pending, before.percent, before.label]).toEqual([0, 0, (2 / 17) * 100, "Just started"])
+      // 2 of 17 columns, rounded down to one decimal (11.76470588235294 before issue 10).
+      expect([before.migrated, before.pending, before.percent, before.label]).toEqual([0, 0, 11.7, "Just started"])
 
       yield* applyPlan(Plans.agentos)
       const after = yield* Progress.report()

@@ -64,6 +64,20 @@ describeEachEngine("Verifier", (engine) => {
       // task_audits: 21 rows match the filter (15 and 16 do not); 9 cannot be read.
       expect(pick(report, "task_audits.payload, created_at unconvertible")).toMatchObject({ count: 9, total: 21 })
       expect(pick(report, "task_audits.supervisor_processed_at coverage")).toEqual({ status: "info", count: 10, total: 10, sampleKeys: [] })
+      // Every row of a column in one count (issue 10): chat messages 17 set (m18's preset included), m10 without a source, 7 unconvertible.
+      expect(report.columns.find((c) => c.column === "created_at_ms" && c.table === "chat_messages")).toEqual({
+        job: "chat_messages.created_at_ms",
+        table: "chat_messages",
+        column: "created_at_ms",
+        rows: 25,
+        migrated: 17,
+        missing: 0,
+        unconvertible: 7,
+        withoutValue: 1
+      })
+      expect(report.columns.find((c) => c.column === "source_event_ts")).toMatchObject({ rows: 21, migrated: 11, missing: 0, unconvertible: 9, withoutValue: 1 })
+      expect(report.columns).toHaveLength(17)
+      expect(report.columns.every((c) => c.migrated + c.missing + c.unconvertible + c.withoutValue === c.rows)).toBe(true)
       expect(report.rowsScanned["task_audits.payload"]).toBe(21)
       expect(report.rowsScanned["chat_messages.created_at_ms"]).toBe(25)
 
@@ -91,6 +105,7 @@ describeEachEngine("Verifier", (engine) => {
       expect(pick(report, "chat_messages.created_at_ms missing")).toEqual({ status: "fail", count: 2, total: 16, sampleKeys: ["m01", "m03"] })
       expect(pick(report, "chat_messages.created_at_ms orphan")).toEqual({ status: "fail", count: 1, total: 16, sampleKeys: ["m10"] })
       expect(pick(report, "chat_messages.created_at_ms coverage")).toEqual({ status: "info", count: 14, total: 16, sampleKeys: [] })
+      expect(report.columns.find((c) => c.table === "chat_messages")).toMatchObject({ rows: 25, migrated: 16, missing: 2, unconvertible: 7, withoutValue: 0 })
       expect(pick(report, "task_audits.supervisor_processed_at orphan")).toEqual({ status: "fail", count: 1, total: 11, sampleKeys: ["17"] })
     }).pipe(Effect.provide(database())))
 

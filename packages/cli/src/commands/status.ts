@@ -1,7 +1,8 @@
 /**
  * `strata status`: the plan's migrations (applied, pending, drifted) and, per backfilled column,
- * rows migrated and pending with seed 000's labels (Complete / Almost done / In progress /
- * Just started). Reads only; exit 0 whatever it finds (`migrate` and `verify` are the gates).
+ * rows migrated, pending, rejected and without a source value, and its state (Complete, "done, N
+ * rejected, M without a source value", Almost done, In progress, Just started): `Progress.report`'s numbers. Reads only; exit 0 whatever it finds (`migrate` and
+ * `verify` are the gates).
  *
  * @since 0.1.0
  */
@@ -58,11 +59,11 @@ export const statusLines = (
     { header: "MIGRATED", align: "right", cell: (c) => Table.count(c.migrated) },
     { header: "PENDING", align: "right", cell: (c) => Table.count(c.pending) },
     { header: "REJECTED", align: "right", cell: (c) => Table.count(c.rejected) },
+    { header: "NO VALUE", align: "right", cell: (c) => Table.count(c.withoutValue) },
     { header: "DONE", align: "right", cell: (c) => CoreProgress.formatPercent(c.percent) },
-    { header: "STATUS", cell: (c) => c.label }
+    { header: "STATUS", cell: (c) => c.summary }
   ], progress.columns)
   const pendingMigrations = migrations.migrations.filter((m) => m.state === "pending").length
-  const rejected = progress.columns.reduce((sum, c) => sum + c.rejected, 0)
   return [
     `Plan ${migrations.plan} on ${database}`,
     "",
@@ -75,10 +76,14 @@ export const statusLines = (
     `${drifted.length > 0 ? `, ${drifted.length} drifted` : ""}.` +
     (progress.columns.length === 0
       ? ""
-      : ` Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending ` +
+      : ` Columns: ${Table.count(progress.migrated)} rows migrated, ${Table.count(progress.pending)} pending, ` +
+        `${Table.count(progress.rejected)} rejected, ${Table.count(progress.withoutValue)} without a source value ` +
         `(${CoreProgress.formatPercent(progress.percent)}, ${progress.label}).`),
-    ...(rejected > 0
-      ? ["Rejected rows could not be converted; they stay pending until their source is fixed ('strata rejects' lists them)."]
+    ...(progress.rejected > 0
+      ? ["Rejected rows could not be converted; they stay NULL until their source is fixed ('strata rejects' lists them)."]
+      : []),
+    ...(progress.withoutValue > 0
+      ? ["Rows without a source value (or whose row function gives NULL) keep the column NULL: nothing is left to do for them."]
       : [])
   ]
 }
@@ -97,6 +102,8 @@ export const statusJson = (migrations: Migrator.StatusReport, progress: Progress
   columns: progress.columns,
   migrated: progress.migrated,
   pending: progress.pending,
+  rejected: progress.rejected,
+  withoutValue: progress.withoutValue,
   percent: progress.percent,
   label: progress.label
 })

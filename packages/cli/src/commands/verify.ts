@@ -16,40 +16,29 @@ import * as Table from "../Table.js"
 type Check = Verifier.CheckResult
 
 interface ColumnRow {
-  readonly job: string
-  readonly target: string
-  readonly column: string
+  readonly counts: Verifier.ColumnCounts
   readonly checks: ReadonlyMap<string, Check>
+  /** The job-wide checks (rejects), on the job's first column only. */
   readonly jobChecks: ReadonlyMap<string, Check> | undefined
 }
 
 const countCell = (check: Check | undefined): string => (check === undefined ? "-" : Table.count(check.count))
 
-/** One row per target column; the job-wide counts (unconvertible, rejects) on the job's first row. */
+const jobWide: ReadonlySet<string> = new Set(["unconvertible", "rejects"])
+
+/** One row per target column, with its checks; the job-wide counts on the job's first row. */
 const columnRows = (report: Verifier.VerificationReport): ReadonlyArray<ColumnRow> => {
-  const rows: Array<ColumnRow> = []
   const seenJobs = new Set<string>()
-  const jobWide = new Set(["unconvertible", "rejects"])
-  for (const check of report.checks) {
-    if (jobWide.has(check.kind)) continue
-    const existing = rows.find((row) => row.job === check.job && row.target === check.column)
-    if (existing !== undefined) {
-      ;(existing.checks as Map<string, Check>).set(check.kind, check)
-      continue
+  return report.columns.map((counts) => {
+    const first = !seenJobs.has(counts.job)
+    seenJobs.add(counts.job)
+    const ofJob = report.checks.filter((c) => c.job === counts.job)
+    return {
+      counts,
+      checks: new Map(ofJob.filter((c) => !jobWide.has(c.kind) && c.column === counts.column).map((c) => [c.kind, c])),
+      jobChecks: first ? new Map(ofJob.filter((c) => jobWide.has(c.kind)).map((c) => [c.kind, c])) : undefined
     }
-    const first = !seenJobs.has(check.job)
-    seenJobs.add(check.job)
-    rows.push({
-      job: check.job,
-      target: check.column,
-      column: `${check.table}.${check.column}`,
-      checks: new Map([[check.kind, check]]),
-      jobChecks: first
-        ? new Map(report.checks.filter((c) => c.job === check.job && jobWide.has(c.kind)).map((c) => [c.kind, c]))
-        : undefined
-    })
-  }
-  return rows
+  })
 }
 
 const resultOf = (row: ColumnRow): string => ([...row.checks.values()].some((c) => c.status === "fail") ? "FAIL" : "ok")
@@ -62,21 +51,15 @@ const resultOf = (row: ColumnRow): string => ([...row.checks.values()].some((c) 
 export const reportLines = (report: Verifier.VerificationReport, database: string): ReadonlyArray<string> => {
   const rows = columnRows(report)
   const table = Table.render<ColumnRow>([
-    { header: "COLUMN", cell: (r) => r.column },
+    { header: "COLUMN", cell: (r) => `${r.counts.table}.${r.counts.column}` },
     { header: "RESULT", cell: resultOf },
-    {
-      header: "MIGRATED",
-      align: "right",
-      cell: (r) => {
-        const coverage = r.checks.get("coverage")
-        return coverage === undefined ? "-" : `${Table.count(coverage.count)} / ${Table.count(coverage.total)}`
-      }
-    },
-    { header: "MISSING", align: "right", cell: (r) => countCell(r.checks.get("missing")) },
+    { header: "MIGRATED", align: "right", cell: (r) => Table.count(r.counts.migrated) },
+    { header: "MISSING", align: "right", cell: (r) => Table.count(r.counts.missing) },
+    { header: "UNCONVERTIBLE", align: "right", cell: (r) => Table.count(r.counts.unconvertible) },
+    { header: "NO VALUE", align: "right", cell: (r) => Table.count(r.counts.withoutValue) },
     { header: "MISMATCH", align: "right", cell: (r) => countCell(r.checks.get("mismatch")) },
     { header: "ORPHAN", align: "right", cell: (r) => countCell(r.checks.get("orphan")) },
     { header: "OUT OF RANGE", align: "right", cell: (r) => countCell(r.checks.get("range")) },
-    { header: "UNCONVERTIBLE", align: "right", cell: (r) => (r.jobChecks === undefined ? "" : countCell(r.jobChecks.get("unconvertible"))) },
     { header: "REJECTED", align: "right", cell: (r) => (r.jobChecks === undefined ? "" : countCell(r.jobChecks.get("rejects"))) }
   ], rows)
   const failing = report.checks.filter((c) => c.status === "fail")
