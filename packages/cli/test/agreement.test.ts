@@ -47,9 +47,8 @@ describe.concurrent("status, Progress.report and verify agree", () => {
       const backfill = (jobs?: ReadonlyArray<string>) =>
         withDatabase(
           url,
-          BackfillRunner.BackfillRunner.pipe(
-            Effect.flatMap((runner) => runner.run(Plans.agentos, { jobs })),
-            Effect.provide(BackfillRunner.BackfillRunner.Default),
+          BackfillRunner.run({ jobs }).pipe(
+            Effect.provide(BackfillRunner.layer(Plans.agentos)),
             Logger.withMinimumLogLevel(LogLevel.Warning)
           )
         )

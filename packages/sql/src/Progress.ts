@@ -50,6 +50,12 @@ export interface ColumnProgress {
   readonly applied: boolean
   /** The backfill job's saved state; `notStarted` when it never ran. */
   readonly jobState: "notStarted" | JobState.JobState
+  /**
+   * The job's own counters from `strata_jobs` (walked = updated + rejected + alreadySet +
+   * outOfScope; all 0 when it never ran): what its runs did, where the counts below are what the
+   * rows hold now.
+   */
+  readonly jobCounts: JobState.Counts
   /** Rows the job applies to (its filter matches). */
   readonly total: number
   /** Rows with the column set. */
@@ -256,6 +262,7 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
           source,
           applied,
           jobState: state,
+          jobCounts: Option.match(checkpoint, { onNone: () => JobState.zeroCounts, onSome: JobState.countsOf }),
           total: counts.total,
           migrated,
           pending,
@@ -317,7 +324,8 @@ export const Progress = Context.GenericTag<Progress>("@strata/sql/Progress")
 
 /**
  * The progress report of `plan` over the `SqlClient` in context; its statements run on
- * `Database.strataClient` (the app's client without name transforms).
+ * `Database.strataClient` (the app's client without name transforms), and strata's tables are
+ * where `Database.StrataSchema` said when it was built.
  *
  * @since 0.2.0
  * @category constructors
@@ -325,9 +333,11 @@ export const Progress = Context.GenericTag<Progress>("@strata/sql/Progress")
 export const make = (plan: Plan.Plan): Effect.Effect<Progress, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* Database.strataClient
+    const schema = yield* Database.StrataSchema
     return Progress.of({
       plan,
-      report: (options = {}) => Effect.provideService(buildReport(plan, options), SqlClient.SqlClient, sql)
+      report: (options = {}) =>
+        buildReport(plan, options).pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
     })
   })
 

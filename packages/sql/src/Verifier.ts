@@ -368,7 +368,8 @@ export const Verifier = Context.GenericTag<Verifier>("@strata/sql/Verifier")
 /**
  * A Verifier for `plan` over the `SqlClient` in context. Its statements run on
  * `Database.strataClient` (the app's client without name transforms), so it reads the real column
- * names whatever naming the app's client uses.
+ * names whatever naming the app's client uses; strata's tables are where `Database.StrataSchema`
+ * said when it was built.
  *
  * @since 0.2.0
  * @category constructors
@@ -376,7 +377,9 @@ export const Verifier = Context.GenericTag<Verifier>("@strata/sql/Verifier")
 export const make = (plan: Plan.Plan): Effect.Effect<Verifier, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* Database.strataClient
-    const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provideService(effect, SqlClient.SqlClient, sql)
+    const schema = yield* Database.StrataSchema
+    const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
     const report = (options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
       onStrataClient(buildReport(plan, options))
     const run = (options: Options = {}): Effect.Effect<VerificationReport, VerificationFailed | VerifyError> =>

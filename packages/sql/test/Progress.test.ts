@@ -31,6 +31,7 @@ describeEachEngine("Progress.report", (engine) => {
         source: "created_at",
         applied: false,
         jobState: "notStarted",
+        jobCounts: { processed: 0, updated: 0, rejected: 0, alreadySet: 0, outOfScope: 0 },
         total: 25,
         migrated: 0,
         pending: 24,
@@ -48,6 +49,7 @@ describeEachEngine("Progress.report", (engine) => {
         source: "created_at",
         applied: true,
         jobState: "notStarted",
+        jobCounts: { processed: 0, updated: 0, rejected: 0, alreadySet: 0, outOfScope: 0 },
         total: 25,
         migrated: 3,
         pending: 21,
@@ -68,6 +70,8 @@ describeEachEngine("Progress.report", (engine) => {
         source: "created_at",
         applied: true,
         jobState: "done",
+        // The run's own counts: m16..m18 were preset, m10 has no source, 7 rejected, 14 written.
+        jobCounts: { processed: 25, updated: 14, rejected: 7, alreadySet: 3, outOfScope: 1 },
         total: 25,
         migrated: 17,
         pending: 0,
@@ -84,6 +88,8 @@ describeEachEngine("Progress.report", (engine) => {
         source: "payload, created_at",
         applied: true,
         jobState: "done",
+        // 23 rows walked: 2 outside the filter and audit 17 with nothing to extract, 9 rejected, 11 written.
+        jobCounts: { processed: 23, updated: 11, rejected: 9, alreadySet: 0, outOfScope: 3 },
         total: 21,
         migrated: 11,
         pending: 0,
@@ -129,10 +135,9 @@ describeEachEngine("Progress.report", (engine) => {
       yield* insertFixture
       yield* applyPlan(Plans.agentos)
       yield* presetTargets
-      const runner = yield* BackfillRunner.BackfillRunner
       const job = "chat_messages.created_at_ms"
       // Stop the run after its first batch of 5 (the runner may finish a batch or more first).
-      yield* runner.stream(Plans.agentos, { jobs: [job], batchSize: 5, fixedBatchSize: true }).pipe(
+      yield* BackfillRunner.stream({ jobs: [job], batchSize: 5, fixedBatchSize: true }).pipe(
         Stream.takeUntil((event) => event.phase === "batch"),
         Stream.runDrain
       )
@@ -169,7 +174,7 @@ describeEachEngine("Progress.report", (engine) => {
       yield* applyPlan(Plans.agentos)
       yield* presetTargets
       const job = "chat_messages.created_at_ms"
-      yield* (yield* BackfillRunner.BackfillRunner).run(Plans.agentos, { jobs: [job] })
+      yield* BackfillRunner.run({ jobs: [job] })
       const sql = yield* SqlClient.SqlClient
       yield* sql`INSERT INTO chat_messages (message_id, session_id, role, content, created_at) VALUES
         ('m26', 's1', 'user', 'hi', '2024-01-15 12:00:00'), ('m27', 's1', 'user', 'hi', 'garbage'), ('m28', 's1', 'user', 'hi', NULL)`
@@ -187,6 +192,7 @@ describeEachEngine("Progress.report", (engine) => {
         source: "created_at",
         applied: false,
         jobState: "notStarted",
+        jobCounts: { processed: 0, updated: 0, rejected: 0, alreadySet: 0, outOfScope: 0 },
         total: 0,
         migrated: 0,
         pending: 0,

@@ -57,39 +57,51 @@ describeEachEngine("Verifier and Progress on the app's own client", (engine) => 
 })
 
 describePg("Verifier and Progress on a PostgreSQL schema off the search_path", () => {
-  it.scoped("verify and count app.events, with strata's tables in the connection's own schema", () =>
-    Effect.gen(function*() {
-      const { schema, url } = yield* pgForeignSchema()
-      const table = `${schema}.events`
-      const plan = Plan.make("events", [Plan.migration(1, "shadow", [Plan.epochShadow(table, "happened_at")])])
-      yield* Effect.gen(function*() {
-        yield* TestClock.setTime(NOW)
-        const sql = yield* SqlClient.SqlClient
-        yield* sql.unsafe(`CREATE TABLE "${schema}".events (id INTEGER PRIMARY KEY, happened_at TEXT)`)
-        yield* sql.unsafe(`INSERT INTO "${schema}".events (id, happened_at) VALUES
-          (1, '2024-01-15 12:00:00'), (2, '2024-01-15T12:00:00Z'), (3, 'garbage'), (4, NULL)`)
-        yield* applyPlan(plan)
-        yield* (yield* BackfillRunner.BackfillRunner).run()
-        // An unqualified table of that name must not be what they read.
-        yield* sql.unsafe(`CREATE TABLE events (id INTEGER PRIMARY KEY, happened_at TEXT, happened_at_ms BIGINT)`)
-        const verification = yield* Verifier.run()
-        expect(verification.checks.map((c) => [c.name, c.status, c.count, c.total])).toEqual([
-          [`${table}.happened_at_ms range`, "pass", 0, 2],
-          [`${table}.happened_at_ms mismatch`, "pass", 0, 2],
-          [`${table}.happened_at_ms missing`, "pass", 0, 2],
-          [`${table}.happened_at_ms orphan`, "pass", 0, 2],
-          [`${table}.happened_at_ms coverage`, "info", 2, 2],
-          [`${table}.happened_at unconvertible`, "info", 1, 4],
-          [`${table}.happened_at rejects`, "info", 1, 1]
-        ])
-        const progress = yield* Progress.report()
-        expect(progress.columns.map((c) => [c.table, c.column, c.applied, c.jobState, c.total, c.migrated, c.rejected])).toEqual([
-          [table, "happened_at_ms", true, "done", 4, 2, 1]
-        ])
-      }).pipe(
-        Effect.provide(
-          Layer.mergeAll(reportsOf(plan), BackfillRunner.layer(plan)).pipe(Layer.provideMerge(Database.layer({ url })))
+  for (const strataTables of ["home", "app"] as const) {
+    it.scoped(`verify and count app.events, with strata's tables in the ${strataTables === "home" ? "connection's own schema" : "app's schema (StrataSchema)"}`, () =>
+      Effect.gen(function*() {
+        const { home, schema, url } = yield* pgForeignSchema()
+        const table = `${schema}.events`
+        const plan = Plan.make("events", [Plan.migration(1, "shadow", [Plan.epochShadow(table, "happened_at")])])
+        yield* Effect.gen(function*() {
+          yield* TestClock.setTime(NOW)
+          const sql = yield* SqlClient.SqlClient
+          yield* sql.unsafe(`CREATE TABLE "${schema}".events (id INTEGER PRIMARY KEY, happened_at TEXT)`)
+          yield* sql.unsafe(`INSERT INTO "${schema}".events (id, happened_at) VALUES
+            (1, '2024-01-15 12:00:00'), (2, '2024-01-15T12:00:00Z'), (3, 'garbage'), (4, NULL)`)
+          yield* applyPlan(plan)
+          yield* (yield* BackfillRunner.BackfillRunner).run()
+          // An unqualified table of that name must not be what they read.
+          yield* sql.unsafe(`CREATE TABLE events (id INTEGER PRIMARY KEY, happened_at TEXT, happened_at_ms BIGINT)`)
+          const verification = yield* Verifier.run()
+          expect(verification.checks.map((c) => [c.name, c.status, c.count, c.total])).toEqual([
+            [`${table}.happened_at_ms range`, "pass", 0, 2],
+            [`${table}.happened_at_ms mismatch`, "pass", 0, 2],
+            [`${table}.happened_at_ms missing`, "pass", 0, 2],
+            [`${table}.happened_at_ms orphan`, "pass", 0, 2],
+            [`${table}.happened_at_ms coverage`, "info", 2, 2],
+            [`${table}.happened_at unconvertible`, "info", 1, 4],
+            [`${table}.happened_at rejects`, "info", 1, 1]
+          ])
+          const progress = yield* Progress.report()
+          expect(progress.columns.map((c) => [c.table, c.column, c.applied, c.jobState, c.total, c.migrated, c.pending, c.rejected, c.withoutValue])).toEqual([
+            [table, "happened_at_ms", true, "done", 4, 2, 0, 1, 1]
+          ])
+          expect(verification.columns.map((c) => [c.rows, c.migrated, c.missing, c.unconvertible, c.withoutValue])).toEqual([[4, 2, 0, 1, 1]])
+          // strata's tables are where the app put them, and nowhere else.
+          const where = yield* sql.unsafe<{ schema: string }>(
+            `SELECT table_schema AS schema FROM information_schema.tables WHERE table_name = 'strata_rejects' AND table_schema IN ($1, $2)`,
+            [home, schema]
+          )
+          expect(where.map((r) => r.schema)).toEqual([strataTables === "home" ? home : schema])
+        }).pipe(
+          Effect.provide(
+            Layer.mergeAll(reportsOf(plan), BackfillRunner.layer(plan)).pipe(
+              Layer.provideMerge(Database.layer({ url })),
+              Layer.provide(strataTables === "home" ? Layer.empty : Database.layerStrataSchema(schema))
+            )
+          )
         )
-      )
-    }))
+      }))
+  }
 })
