@@ -108,6 +108,12 @@ export const hoistGlobalOptions = (args: ReadonlyArray<string>): ReadonlyArray<s
   }
   const command = args[i]
   if (leading.length === 0 || command === undefined || !subcommandNames.has(command)) return args
+  // A group's options belong to its child: `--plan p fleet migrate` is `fleet migrate --plan p`.
+  const group = groups.find((g) => Usage.commandName(g.command) === command)
+  const child = args[i + 1]
+  if (group !== undefined && child !== undefined && group.children.some((c) => Usage.commandName(c) === child)) {
+    return [command, child, ...leading, ...args.slice(i + 2)]
+  }
   return [command, ...leading, ...args.slice(i + 1)]
 }
 

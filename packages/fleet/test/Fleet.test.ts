@@ -112,6 +112,28 @@ describe("Fleet failures", () => {
 })
 
 describe("Targets", () => {
+  const message = (text: string) => {
+    const parsed = Targets.parse(text, { file: "t.txt", baseDir: "/nonexistent-dir" })
+    return Either.isLeft(parsed) ? parsed.left.message : parsed.right
+  }
+  it("reads PostgreSQL URLs and schemas, comments and JSON lists", () => {
+    expect(message("postgres://u:secret@h:5432/app#tenant_7   # a schema\npostgresql://h/app\n")).toEqual([
+      { _tag: "Pg", id: "postgres://u:***@h:5432/app#tenant_7", url: "postgres://u:secret@h:5432/app", schema: "tenant_7", display: "postgres://u:***@h:5432/app#tenant_7" },
+      { _tag: "Pg", id: "postgresql://h/app", url: "postgresql://h/app", schema: undefined, display: "postgresql://h/app" }
+    ])
+    expect(message(`["postgres://h/app#a"]`)).toEqual([
+      { _tag: "Pg", id: "postgres://h/app#a", url: "postgres://h/app", schema: "a", display: "postgres://h/app#a" }
+    ])
+  })
+  it("refuses a bad schema, a missing file, an empty glob, a duplicate and an empty file, naming the line", () => {
+    expect(message("postgres://h/app#7x")).toBe(`t.txt:1: schema "7x" after # is not a SQL identifier (letters, digits and _, not starting with a digit): postgres://h/app#7x`)
+    expect(message("\nmissing.db")).toBe("t.txt:2: no such SQLite file (a fleet never creates its tenants' databases): missing.db")
+    expect(message("none/*.db")).toBe("t.txt:1: the glob matches no file: none/*.db")
+    expect(message("postgres://h/a#s\npostgres://h/a#s")).toBe("t.txt:2: postgres://h/a#s is already listed on line 1: postgres://h/a#s")
+    expect(message("# nothing\n")).toBe("targets file t.txt lists no database")
+    expect(message(`[1]`)).toBe("t.txt:1: expected a non-empty string: 1")
+  })
+
   it("names the bad line", () => {
     const parsed = Targets.parse("# c\n\nmysql://x/y\n", { file: "t.txt", baseDir: "/" })
     expect(Either.isLeft(parsed) && parsed.left.message).toBe(
