@@ -229,7 +229,7 @@ describe.concurrent("strata: usage errors print the usage (exit 2)", () => {
   it("an unknown subcommand", async () => {
     const result = await strata(["migrat"])
     expect(result.code, show(result)).toBe(2)
-    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, validate, backfill, verify, rejects, import-legacy, demo)")
+    expect(result.stderr).toContain("usage: strata <command> [options]   (commands: migrate, status, validate, backfill, verify, rejects, fleet, import-legacy, demo)")
   })
 
   it("an unknown log level", async () => {
