@@ -75,8 +75,8 @@ const sequentialLoop = (directory: string) =>
   quiet(Effect.forEach(Fs.readdirSync(Path.join(directory, "tenants")).filter((f) => f.endsWith(".db")).sort(), (name) =>
     onFile(Path.join(directory, "tenants", name), Effect.gen(function*() {
       yield* Migrator.run()
-      yield* Effect.flatMap(BackfillRunner.BackfillRunner, (runner) => runner.run(plan))
-    }).pipe(Effect.provide(Layer.merge(Migrator.layer(plan), BackfillRunner.BackfillRunner.Default)))), { discard: true }))
+      yield* BackfillRunner.run()
+    }).pipe(Effect.provide(Layer.merge(Migrator.layer(plan), BackfillRunner.layer(plan))))), { discard: true }))
 
 const fleetLayer = (file: string) => Fleet.layer(plan).pipe(Layer.provide(Ledger.layer(Ledger.defaultLocation(file))))
 
