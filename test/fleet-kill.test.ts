@@ -62,7 +62,7 @@ describe.skipIf(!hasPg())("fleet run SIGKILLed and resumed", () => {
         run([
           "fleet", operation, "--targets", "targets.txt", "--plan", "plan.json", "--concurrency", "4", "--json",
           // Small batches, so kills land inside targets' backfills too.
-          ...(operation === "backfill" ? ["--batch-size", "7"] : [])
+          ...(operation === "backfill" ? ["--batch-size", "10"] : [])
         ], {
           cwd: killed,
           ...(killAfter === undefined ? {} : { killWhen: (l) => targetEvents(l).length >= killAfter })
@@ -77,6 +77,8 @@ describe.skipIf(!hasPg())("fleet run SIGKILLed and resumed", () => {
           invocations[operation]!.push(killedRun)
         }
         const resumed = await fleet(operation)
+        const notDone = targetEvents(resumed.lines).filter((e) => e["state"] !== "done").map((e) => `${e["target"]}: ${e["reason"]}`)
+        expect(notDone, resumed.stderr).toEqual([])
         expect(resumed.code, resumed.stderr).toBe(0)
         invocations[operation]!.push(resumed)
         const result = resultOf(resumed.lines)!

@@ -21,6 +21,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Options, Plan } from "@strata/core"
+import type { BackfillRunner } from "@strata/sql"
 import { Cause, Clock, Context, Effect, Either, Exit, Layer, Option, Queue, Ref, Schema, Stream, Take } from "effect"
 import * as Crypto from "node:crypto"
 import * as Connections from "./internal/connections.js"
@@ -64,7 +65,7 @@ export class TargetVerificationFailed extends Schema.TaggedError<TargetVerificat
  * @since 0.1.0
  * @category errors
  */
-export type FleetError = InvalidFleetOptions | Ledger.LedgerError
+export type FleetError = InvalidFleetOptions | BackfillRunner.InvalidBackfillOptions | Ledger.LedgerError
 
 /**
  * Options of a fleet run.
@@ -317,6 +318,7 @@ const runFleet = (
 ): Effect.Effect<Summary, FleetError> =>
   Effect.scoped(Effect.gen(function*() {
     const settings = yield* settingsOf(options)
+    if (operation === "backfill") yield* TargetWork.checkBackfillOptions(options.backfill ?? {})
     const startedAt = yield* Clock.currentTimeMillis
     const opened = yield* ledger.openRun({
       operation,

@@ -443,6 +443,7 @@ const follow = (
       new Fleet.InvalidFleetOptions({ option, reason }))
     const canary = yield* Options.resolve("canary", options.canary, 0, { integer: true, min: 0 }, (option, reason) =>
       new Fleet.InvalidFleetOptions({ option, reason }))
+    if (operation === "backfill") yield* TargetWork.checkBackfillOptions(options.backfill ?? {})
     const opened = yield* ledger.openRun({
       operation,
       plan: plan.name,

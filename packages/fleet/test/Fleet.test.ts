@@ -108,6 +108,8 @@ describe("Fleet failures", () => {
       const { file, ledger, targets } = yield* withBrokenTenant(yield* tempDirectory)
       const error = yield* withFleet(ledger, Fleet.migrate({ targets, targetsFile: file, concurrency: 0 })).pipe(Effect.flip)
       expect(error.message).toBe("invalid fleet option concurrency: must be a positive integer, got 0")
+      const backfill = yield* withFleet(ledger, Fleet.backfill({ targets, targetsFile: file, backfill: { batchSize: 0 } })).pipe(Effect.flip)
+      expect(backfill._tag).toBe("InvalidBackfillOptions")
     }))
 })
 

@@ -65,6 +65,10 @@ export interface BackfillOutcome {
 /** Options passed to the backfill runner as they are (it checks them). */
 export type BackfillOptions = Omit<BackfillRunner.Options, "jobs" | "dryRun">
 
+/** The runner's own check of the options, once for the whole fleet rather than once per target. */
+export const checkBackfillOptions = (options: BackfillOptions): Effect.Effect<void, BackfillRunner.InvalidBackfillOptions> =>
+  BackfillRunner.checkOptions(options)
+
 /**
  * Runs every backfill job of the plan to its end; `onBatch` hears the rows each batch walked.
  */
