@@ -91,6 +91,11 @@ export interface SqlFastPath {
   readonly guard: string | undefined
   /** Columns that must be text for the expressions to apply (PostgreSQL's `~` takes only text). */
   readonly textColumns: ReadonlyArray<Identifier>
+  /**
+   * `epochMillis` for `FastPath.epochMillisExpression`, which an engine must also pass
+   * `FastPath.selfTestCases` with before use; `plan` for a plan's own expressions.
+   */
+  readonly origin: "epochMillis" | "plan"
 }
 
 /**
@@ -316,7 +321,8 @@ const shadowWork = (step: Plan.EpochShadow): Work => {
   const fast = (dialect: Dialect, textColumns: ReadonlyArray<Identifier>): SqlFastPath => ({
     expressions: [{ target, sql: FastPath.epochMillisExpression(step.column, dialect) }],
     guard: FastPath.shapeTest(step.column, dialect),
-    textColumns
+    textColumns,
+    origin: "epochMillis"
   })
   return {
     name: Plan.shadowJobName(step),
@@ -414,7 +420,8 @@ const deriveFastPath = (expressions: Readonly<Record<string, string>> | undefine
     : {
       expressions: Object.entries(expressions).map(([target, sql]) => ({ target: target as Identifier, sql })),
       guard: undefined,
-      textColumns: []
+      textColumns: [],
+      origin: "plan"
     }
 
 const deriveWork = (step: Plan.Derive): Work => {

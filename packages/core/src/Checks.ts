@@ -251,3 +251,57 @@ export const verdict = (checks: JobChecks, row: Readonly<Record<string, unknown>
     })
   }
 }
+
+/**
+ * Where a SQL fast path and the row function disagree on one row: the target, the SQL's value and
+ * the function's (its value, or why it rejects the row).
+ *
+ * @since 0.2.0
+ */
+export interface FastPathDisagreement {
+  readonly target: Identifier
+  readonly sql: unknown
+  readonly convert: Backfill.Value | null | { readonly rejected: string }
+}
+
+/**
+ * The column a fast path's value for expression `i` is selected as, beside the row (and the guard's
+ * verdict as `__strata_guarded`).
+ *
+ * @since 0.2.0
+ */
+export const fastPathColumn = (i: number): string => `__strata_fast_${i}`
+
+/**
+ * Whether the fast path would write what the row function computes for one row (keyed by column
+ * name, with the fast path's values as `fastPathColumn(i)` and, for a guarded fast path, the guard
+ * as `__strata_guarded`). The fast path may decline a row (its expression NULL, or the guard false:
+ * the row is left to the function); whatever it would write must equal the function's value
+ * exactly, and a row the function rejects must not get a value from SQL.
+ *
+ * @since 0.2.0
+ */
+export const fastPathDisagreement = (
+  job: Backfill.Job,
+  fast: Backfill.SqlFastPath,
+  row: Readonly<Record<string, unknown>>
+): FastPathDisagreement | undefined => {
+  const sqlValues = fast.expressions.map((_, i) => row[fastPathColumn(i)])
+  const writes = fast.guard !== undefined
+    ? row["__strata_guarded"] === true || row["__strata_guarded"] === 1
+    : sqlValues.every((value) => value != null)
+  if (!writes || !Backfill.matchesFilter(job.filter, row)) return undefined
+  const converted = job.convert(row)
+  for (const [i, { target }] of fast.expressions.entries()) {
+    const value = sqlValues[i]
+    // SQL writes only NULL targets, and a NULL it yields changes nothing.
+    if (row[target] != null || value == null) continue
+    if (Either.isLeft(converted)) {
+      return { target, sql: value, convert: { rejected: `${converted.left.column}: ${converted.left.reason}` } }
+    }
+    const computed = converted.right[target] ?? null
+    const type = job.targets.find((t) => t.column === target)?.type ?? "text"
+    if (computed === null || !sameValue(type, value, computed)) return { target, sql: value, convert: computed }
+  }
+  return undefined
+}

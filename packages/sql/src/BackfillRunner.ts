@@ -22,7 +22,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Backfill, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
+import { Backfill, Checks, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
 import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
 import * as Database from "./Database.js"
 import { nextBatchSize } from "./internal/batchSize.js"
@@ -48,6 +48,7 @@ import {
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
 import * as JobState from "./JobState.js"
+import { failureText } from "./SqlErrors.js"
 
 export {
   /**
@@ -281,6 +282,13 @@ export interface JobSummary extends JobState.Counts {
   readonly batches: number
   readonly elapsedMs: number
   readonly longestBatchMs: number
+  /**
+   * The SQL fast path in this run: `none` (the job has none here, it was switched off by the option,
+   * or a dry run), `used` (checked and used to the end), `off` (it failed a check: the engine's
+   * self-test, a disagreement with the row function on a real row, or a failing statement; logged,
+   * and the rest of the job went through JavaScript).
+   */
+  readonly fastPath: "none" | "used" | "off"
 }
 
 /**
@@ -383,13 +391,13 @@ const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
 const quotedTable = (table: JobTable) => Identifier.quoteTable(table.job.table)
 
 /**
- * The job's SQL fast path on this engine, if it may run: it computes every target, its text columns
- * are text (PostgreSQL: `~` applies only there), and it is a guarded built-in. A plan's own fast path
- * (`derive`'s `sql`) runs only once the runner checks it against the row function.
+ * The job's SQL fast path on this engine, if it may be tried: it computes every target and its text
+ * columns are text (PostgreSQL: `~` applies only there). It is then checked before and while it runs
+ * (`checkFastPath`, `checkedFastUpdate`).
  */
 const fastPathFor = (table: JobTable, enabled: boolean): Backfill.SqlFastPath | undefined => {
   const fast = enabled ? Backfill.fastPathOn(table.job, table.dialect) : undefined
-  if (fast === undefined || fast.guard === undefined) return undefined
+  if (fast === undefined) return undefined
   if (table.dialect === "pg" && fast.textColumns.some((c) => !/^(text|character varying(\(\d+\))?)$/.test(table.columnTypes.get(c) ?? ""))) {
     return undefined
   }
@@ -631,6 +639,102 @@ const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor,
     return changedRows(raw)
   })
 
+/** The fast path of a running job: `current` is cleared at its first failed check, for the rest of the job. */
+interface FastPathState {
+  current: Backfill.SqlFastPath | undefined
+  /** Whether the job had a fast path to try. */
+  readonly tried: boolean
+}
+
+/** Rows checked before a fast path is first used, and in every batch before its UPDATE. */
+const sampleRows = 200
+const spotCheckRows = 4
+
+/**
+ * Pending rows after `cursor` (up to `end`), with the row function's inputs, the fast path's values
+ * (`Checks.fastPathColumn(i)`) and its guard.
+ */
+const fastPathSample = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor, end: JobState.KeyValue | undefined, limit: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const params = new Params(table.dialect)
+    const values = fast.expressions.map(({ sql: expression }, i) => `(${expression}) AS ${Checks.fastPathColumn(i)}`)
+    const guard = fast.guard === undefined ? [] : [`${fast.guard} AS __strata_guarded`]
+    const range = end === undefined ? afterCursor(table, params, cursor) : inRange(table, params, cursor, end)
+    return yield* sql.unsafe<Record<string, unknown>>(
+      `SELECT ${[selectList(table), ...values, ...guard].join(", ")} FROM ${quotedTable(table)} WHERE ${range} AND ${
+        pendingSql(table, params)
+      } ORDER BY ${table.key.sql} LIMIT ${params.bind(limit)}`,
+      params.values
+    )
+  })
+
+const shown = (value: unknown): string =>
+  typeof value === "bigint" ? `${value}n` : value !== null && typeof value === "object" && "rejected" in value
+    ? `rejects the row (${String((value as { rejected: string }).rejected)})`
+    : JSON.stringify(value) ?? String(value)
+
+/** The first row of `rows` on which the fast path and the row function disagree, logged; or undefined. */
+const firstDisagreement = (table: JobTable, fast: Backfill.SqlFastPath, rows: ReadonlyArray<Record<string, unknown>>) =>
+  Effect.gen(function*() {
+    for (const row of rows) {
+      const found = Checks.fastPathDisagreement(table.job, fast, row)
+      if (found === undefined) continue
+      yield* Effect.logWarning("SQL fast path off: it disagrees with the row function; the job goes on in JavaScript").pipe(
+        Effect.annotateLogs({
+          key: String(keyValue(table, row["__strata_key"])),
+          target: found.target,
+          sql_value: shown(found.sql),
+          convert_value: shown(found.convert)
+        })
+      )
+      return found
+    }
+    return undefined
+  })
+
+const fastPathFailed = (error: SqlError) =>
+  Effect.logWarning("SQL fast path off: its statement failed; the job goes on in JavaScript").pipe(
+    Effect.annotateLogs({ reason: failureText(error) })
+  )
+
+/**
+ * The fast path when it agrees with the row function on a sample of real pending rows (checked, not
+ * trusted); undefined, after a warning naming the row and both values, or the failing statement, otherwise.
+ */
+const checkFastPath = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor) =>
+  fastPathSample(table, fast, cursor, undefined, sampleRows).pipe(
+    Effect.flatMap((rows) => firstDisagreement(table, fast, rows)),
+    Effect.map((found) => (found === undefined ? fast : undefined)),
+    Effect.catchTag("SqlError", (error) => Effect.as(fastPathFailed(error), undefined))
+  )
+
+/**
+ * In a batch: spot-checks a few pending rows of the range, then runs the fast UPDATE, both inside a
+ * savepoint. A disagreement or a failing statement turns the fast path off for the rest of the job
+ * (the savepoint undoes anything it did) and the batch goes on in JavaScript. Returns the rows changed.
+ */
+const checkedFastUpdate = (table: JobTable, state: FastPathState, fast: Backfill.SqlFastPath, cursor: Cursor, end: JobState.KeyValue) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.withTransaction(
+      Effect.gen(function*() {
+        const found = yield* firstDisagreement(table, fast, yield* fastPathSample(table, fast, cursor, end, spotCheckRows))
+        if (found !== undefined) {
+          state.current = undefined
+          return 0
+        }
+        return yield* fastUpdate(table, fast, cursor, end)
+      })
+    ).pipe(
+      Effect.catchTag("SqlError", (error) =>
+        Effect.suspend(() => {
+          state.current = undefined
+          return Effect.as(fastPathFailed(error), 0)
+        }))
+    )
+  })
+
 /** What one batch found and did, over its key range. */
 interface Walked {
   readonly end: JobState.KeyValue
@@ -644,13 +748,16 @@ interface Walked {
  * `write`, writes them (fast path first, then JavaScript) and records the rejects. The dry run
  * calls it with `write: false` and no fast path. None when no rows are left after `cursor`.
  */
-const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: Backfill.SqlFastPath | undefined, write: boolean) =>
+const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: FastPathState | undefined, write: boolean) =>
   Effect.gen(function*() {
     const range = yield* nextRange(table, cursor, size)
     if (Option.isNone(range)) return Option.none<Walked>()
     const { end, last } = range.value
-    const fastChanged = write && fast !== undefined ? yield* fastUpdate(table, fast, cursor, end) : 0
-    const pending = yield* pendingRows(table, cursor, end, write ? fast?.guard : undefined)
+    const used = write ? fast?.current : undefined
+    const fastChanged = used === undefined ? 0 : yield* checkedFastUpdate(table, fast!, used, cursor, end)
+    // Counted only when the fast path ran in this batch (a spot check may have turned it off just now).
+    const guard = fast?.current === undefined ? undefined : used?.guard
+    const pending = yield* pendingRows(table, cursor, end, guard)
     yield* checkColumns(table, pending)
     // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
     const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
@@ -696,7 +803,7 @@ interface BatchResult {
  * concurrent runners of the job take turns, each continuing the other's cursor and counts), walks
  * the next key range, and saves the new cursor and counts.
  */
-const realBatch = (table: JobTable, fast: Backfill.SqlFastPath | undefined) => (size: number) =>
+const realBatch = (table: JobTable, fast: FastPathState) => (size: number) =>
   Effect.gen(function*() {
     const name = table.job.name
     const saved = yield* JobState.claimCheckpoint(name)
@@ -834,11 +941,17 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
     if (saved.state === "done") {
       yield* emit(event(table, "skipped", saved, saved.processed, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: 0 }, true))
       yield* Effect.logInfo("backfill job already done; not scanned again (restart to re-scan)")
-      return { job: name, table: table.job.table, outcome: "alreadyDone", ...JobState.countsOf(saved), batches: 0, elapsedMs: 0, longestBatchMs: 0 } satisfies JobSummary
+      return { job: name, table: table.job.table, outcome: "alreadyDone", ...JobState.countsOf(saved), batches: 0, elapsedMs: 0, longestBatchMs: 0, fastPath: "none" } satisfies JobSummary
     }
     const total = saved.processed + (yield* countAfter(table, yield* decodeCursor(name, saved.cursor)))
     yield* Effect.logInfo("backfill job started").pipe(Effect.annotateLogs({ total, processed: saved.processed }))
-    const batch = realBatch(table, yield* confirmFastPath(table.dialect, fastPathFor(table, settings.fastPath)))
+    const candidate = fastPathFor(table, settings.fastPath)
+    const selfTested = candidate?.origin === "epochMillis" ? yield* confirmFastPath(table.dialect, candidate) : candidate
+    const fast: FastPathState = {
+      current: selfTested === undefined ? undefined : yield* checkFastPath(table, selfTested, yield* decodeCursor(name, saved.cursor)),
+      tried: candidate !== undefined
+    }
+    const batch = realBatch(table, fast)
     const ran = yield* batchLoop(table, settings, emit, {
       tally: JobState.countsOf(saved),
       total,
@@ -848,7 +961,8 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
     yield* Effect.logInfo("backfill job completed").pipe(
       Effect.annotateLogs({ ...ran.tally, batches: ran.batches, elapsed_ms: Math.round(ran.elapsedMs), longest_batch_ms: Math.round(ran.longestBatchMs) })
     )
-    return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs } satisfies JobSummary
+    const fastPath = !fast.tried ? "none" : fast.current === undefined ? "off" : "used"
+    return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath } satisfies JobSummary
   }).pipe(
     // Stopped between batches: the checkpoint of the last batch is saved; say so in its state.
     Effect.onInterrupt(() =>
@@ -876,7 +990,7 @@ const dryRunJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effe
       })
     const ran = yield* batchLoop(table, settings, emit, { tally: totals, total: yield* countAfter(table, undefined), batch }, true)
     yield* Effect.logInfo("backfill dry run completed; nothing was written").pipe(Effect.annotateLogs({ ...ran.tally }))
-    return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs } satisfies JobSummary
+    return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath: "none" } satisfies JobSummary
   })
 
 const runAll = (plan: Plan.Plan, options: Options, emit: Emit): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError, SqlClient.SqlClient> =>
