@@ -16,12 +16,13 @@ import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
 import { repetitions } from "./harness.js"
 import { benchmark as backfill } from "./backfill.js"
 import { benchmark as chatstore } from "./chatstore.js"
+import { benchmark as derive } from "./derive.js"
 import { benchmark as fleet } from "./fleet.js"
 import { benchmark as impact } from "./impact.js"
 import { benchmark as lazy } from "./lazy.js"
 import { benchmark as timestamp } from "./timestamp.js"
 
-const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp, lazy, backfill, chatstore, impact, fleet]
+const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp, lazy, backfill, derive, chatstore, impact, fleet]
 
 const formatNumber = (value: number): string =>
   value >= 100 ? Math.round(value).toLocaleString("en-US") : value >= 10 ? value.toFixed(1) : value.toFixed(2)

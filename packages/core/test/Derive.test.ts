@@ -327,3 +327,25 @@ describe("constructors fail like a JSON plan", () => {
       .toContain("migrations[0].steps[0].targets[0].apply[0]")
   })
 })
+
+describe("the README's derive example", () => {
+  it("compiles and converts as the README says", () => {
+    // --- README derive example starts ---
+    const step = Plan.derive("people", {
+      reads: ["full_name", "email"],
+      targets: [{ column: "first_name", type: "text" }, { column: "last_name", type: "text" }, { column: "email_lower", type: "text", index: true }],
+      convert: (row) => {
+        if (typeof row.full_name !== "string") return Either.left("no name to split") // recorded in strata_rejects
+        const [first, ...rest] = row.full_name.split(" ")
+        return { first_name: first ?? null, last_name: rest.length > 0 ? rest.join(" ") : null, email_lower: row.email?.toLowerCase() ?? null }
+      },
+      key: "id", filter: { column: "kind", op: "eq", value: "person" } // optional
+    })
+    // --- README derive example ends ---
+    const work = Backfill.workOf(step)!
+    expect(work.convert({ full_name: "Plato", email: "P@A.GR", kind: "person" })).toEqual(
+      Either.right({ first_name: "Plato", last_name: null, email_lower: "p@a.gr" })
+    )
+    expect(reasonOf(work.convert({ full_name: null, email: null, kind: "person" }))).toBe("full_name, email: no name to split")
+  })
+})
