@@ -70,8 +70,10 @@ export interface Target {
   readonly type: Plan.ColumnType
   /** The index the step creates on it. */
   readonly index: { readonly name: Identifier; readonly desc: boolean } | undefined
-  /** Whether it holds epoch milliseconds read from timestamp text (the Verifier range-checks these). */
+  /** Whether it holds epoch milliseconds read from timestamp text (the Verifier checks these are plausible). */
   readonly epochMillis: boolean
+  /** The step's plausibility setting for it (`Plan.Plausible`), read as epoch ms; `undefined`: the defaults. */
+  readonly plausible: Plan.PlausibleWindow | undefined
 }
 
 /**
@@ -308,6 +310,9 @@ const builtinCompute = (
 
 const noFastPath = { sqlite: undefined, pg: undefined } as const
 
+const plausibleOf = (plausible: Plan.Plausible | undefined): Plan.PlausibleWindow | undefined =>
+  plausible === undefined ? undefined : Plan.plausibleWindow(plausible)
+
 const unique = <A>(items: ReadonlyArray<A>): ReadonlyArray<A> => [...new Set(items)]
 
 const shadowWork = (step: Plan.EpochShadow): Work => {
@@ -316,7 +321,8 @@ const shadowWork = (step: Plan.EpochShadow): Work => {
     column: target,
     type: "bigint",
     index: step.index ? { name: Plan.shadowIndexName(step), desc: true } : undefined,
-    epochMillis: true
+    epochMillis: true,
+    plausible: plausibleOf(step.plausible)
   }]
   const fast = (dialect: Dialect, textColumns: ReadonlyArray<Identifier>): SqlFastPath => ({
     expressions: [{ target, sql: FastPath.epochMillisExpression(step.column, dialect) }],
@@ -397,7 +403,8 @@ const extractWork = (step: Plan.ExtractJson): Work => {
     column: t.column,
     type: t.as === "timestamp" ? "bigint" : "text",
     index: t.index ? { name: Plan.extractIndexName(step, t), desc: false } : undefined,
-    epochMillis: t.as === "timestamp"
+    epochMillis: t.as === "timestamp",
+    plausible: plausibleOf(t.plausible)
   }))
   const sources = unique([step.payload, ...step.targets.flatMap((t) => (t.fallbackColumn === undefined ? [] : [t.fallbackColumn]))])
   return {
@@ -429,7 +436,8 @@ const deriveWork = (step: Plan.Derive): Work => {
     column: t.column,
     type: t.type,
     index: t.index ? { name: Plan.indexName(step.table, t.column), desc: false } : undefined,
-    epochMillis: step.convert === undefined && Transform.yieldsEpochMillis(t.apply)
+    epochMillis: step.convert === undefined && Transform.yieldsEpochMillis(t.apply),
+    plausible: plausibleOf(t.plausible)
   }))
   const compute = step.convert !== undefined
     ? userCompute(step.convert, step.reads)

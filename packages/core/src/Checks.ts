@@ -4,10 +4,14 @@
  * pure verdict on one row. Stored values are compared with the value recomputed by the job's own
  * row function, exactly (seed 001 allowed 1 s of slack, which hid its 1 ms-low CAST bug).
  *
+ * Plausibility is not correctness: a value outside a timestamp target's window (1970 to a year after
+ * now unless the step's `plausible` says otherwise) is still what the conversion gives, so the range
+ * check warns and verification passes, unless the step says `outside: "fail"`.
+ *
  * Kinds:
  *
  * ```
- * range          a timestamp target holds a value outside the accepted range         fails
+ * range          a timestamp target holds a value outside its plausible window       warns (fails if the plan says so)
  * mismatch       the stored value differs from the recomputed one                    fails
  * missing        the source converts to a value but the target is NULL               fails
  * orphan         the target holds a value but the source yields nothing              fails
@@ -44,6 +48,8 @@ export interface Spec {
   readonly column: string
   /** Whether a non-zero count fails verification (the others inform). */
   readonly failing: boolean
+  /** Whether a non-zero count is a warning: a range check that does not fail. */
+  readonly warning: boolean
   readonly description: string
 }
 
@@ -54,17 +60,31 @@ export interface Spec {
  */
 export interface JobChecks {
   readonly job: Backfill.Job
-  /** The targets holding epoch ms (range-checked); the others hold text. */
+  /** The targets holding epoch ms (checked for plausibility). */
   readonly timestampTargets: ReadonlyArray<Identifier>
   readonly specs: ReadonlyArray<Spec>
 }
 
-const failingKinds: ReadonlySet<Kind> = new Set(["range", "mismatch", "missing", "orphan"])
+const failingKinds: ReadonlySet<Kind> = new Set(["mismatch", "missing", "orphan"])
+
+/** Whether the Verifier checks the target's values are plausible timestamps. */
+const rangeChecked = (target: Backfill.Target): boolean => target.epochMillis || target.plausible !== undefined
+
+/**
+ * The window a target's values are plausible in: the step's own ends where it sets them, `range`
+ * (the verification's default) for the rest.
+ *
+ * @since 0.2.0
+ */
+export const window = (target: Backfill.Target, range: Timestamp.Range): Timestamp.Range => ({
+  min: target.plausible?.min ?? range.min,
+  max: target.plausible?.max ?? range.max
+})
 
 const describeKind = (kind: Kind, column: string, source: string): string => {
   switch (kind) {
     case "range":
-      return `${column} holds a timestamp outside the accepted range`
+      return `${column} holds a timestamp outside its plausible window (the conversion gives it; check the source)`
     case "mismatch":
       return `${column} differs from the value recomputed from ${source}`
     case "missing":
@@ -87,21 +107,25 @@ const describeKind = (kind: Kind, column: string, source: string): string => {
  */
 export const forJob = (job: Backfill.Job): JobChecks => {
   const source = job.sources.join(", ")
-  const spec = (kind: Kind, column: string): Spec => ({
-    kind,
-    job: job.name,
-    table: job.table,
-    column,
-    failing: failingKinds.has(kind),
-    description: describeKind(kind, column, source)
-  })
-  const timestampTargets = job.targets.filter((t) => t.epochMillis).map((t) => t.column)
-  const perTarget = job.targets.flatMap(({ column, epochMillis }) => [
-    ...(epochMillis ? [spec("range", column)] : []),
-    spec("mismatch", column),
-    spec("missing", column),
-    spec("orphan", column),
-    spec("coverage", column)
+  const spec = (kind: Kind, column: string, target?: Backfill.Target): Spec => {
+    const failsOutside = kind === "range" && target?.plausible?.outside === "fail"
+    return {
+      kind,
+      job: job.name,
+      table: job.table,
+      column,
+      failing: failingKinds.has(kind) || failsOutside,
+      warning: kind === "range" && !failsOutside,
+      description: describeKind(kind, column, source)
+    }
+  }
+  const timestampTargets = job.targets.filter(rangeChecked).map((t) => t.column)
+  const perTarget = job.targets.flatMap((target) => [
+    ...(rangeChecked(target) ? [spec("range", target.column, target)] : []),
+    spec("mismatch", target.column),
+    spec("missing", target.column),
+    spec("orphan", target.column),
+    spec("coverage", target.column)
   ])
   return { job, timestampTargets, specs: [...perTarget, spec("unconvertible", source), spec("rejects", source)] }
 }
@@ -214,7 +238,8 @@ export const sameValue = (type: Plan.ColumnType, stored: unknown, computed: Back
 
 /**
  * Compares one row (keyed by column name, with the job's reads and targets) with the job's
- * recomputation, and range-checks its stored timestamps.
+ * recomputation, and checks its stored timestamps are plausible: within each target's `window`,
+ * `range` being the default.
  *
  * @since 0.1.0
  */
@@ -223,9 +248,10 @@ export const verdict = (checks: JobChecks, row: Readonly<Record<string, unknown>
   if (!Backfill.matchesFilter(job.filter, row)) return { applies: false, unconvertible: undefined, targets: [] }
   const converted = job.convert(row)
   const outOfRange = (target: Backfill.Target): boolean => {
-    if (!target.epochMillis) return false
+    if (!rangeChecked(target)) return false
     const stored = asNumber(row[target.column])
-    return stored !== undefined && (stored < range.min || stored > range.max)
+    const plausible = window(target, range)
+    return stored !== undefined && (stored < plausible.min || stored > plausible.max)
   }
   if (Either.isLeft(converted)) {
     return {

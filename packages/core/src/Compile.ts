@@ -270,12 +270,31 @@ const fnv1a64 = (text: string): string => {
   return hash.toString(16).padStart(16, "0")
 }
 
+const withoutPlausible = <A extends { readonly plausible?: unknown }>(value: A): Omit<A, "plausible"> => {
+  const { plausible: _plausible, ...rest } = value
+  return rest
+}
+
+/** A step without its verification settings (`plausible`), which change nothing in the database. */
+const checksumContent = (step: typeof Plan.Step.Encoded): unknown => {
+  switch (step._tag) {
+    case "EpochShadow":
+      return withoutPlausible(step)
+    case "ExtractJson":
+    case "Derive":
+      return { ...step, targets: step.targets.map(withoutPlausible) }
+    default:
+      return step
+  }
+}
+
 /**
  * The checksum of a migration's content (its steps, canonically encoded): stable across runs,
  * machines and key order, and independent of the name and of how strata compiles it.
  *
  * It covers everything a step declares as data: tables, columns, types, indexes, reads, targets,
- * built-in transforms, SQL fast paths, keys and filters. Of a `derive` step's `convert` it covers only
+ * built-in transforms, SQL fast paths, keys and filters; not the Verifier's plausibility settings
+ * (`plausible`), so they can be tuned after the migration is applied. Of a `derive` step's `convert` it covers only
  * that there is one: the function's code is not data, so editing it is not drift (the Migrator does
  * not refuse the applied migration). What the edit changes is the rows it would compute, and the
  * Verifier recomputes every migrated row with the current function, so rows written by the old one
@@ -285,4 +304,4 @@ const fnv1a64 = (text: string): string => {
  * @since 0.1.0
  */
 export const checksum = (migration: Plan.Migration): string =>
-  fnv1a64(canonicalJson(Schema.encodeSync(Schema.Array(Plan.Step))(migration.steps)))
+  fnv1a64(canonicalJson(Schema.encodeSync(Schema.Array(Plan.Step))(migration.steps).map(checksumContent)))

@@ -116,6 +116,78 @@ export class CreateIndex extends Schema.TaggedClass<CreateIndex>()("CreateIndex"
 }) {}
 
 /**
+ * One end of a plausibility window: timestamp text (`"1900-01-01"`, read by `Timestamp.parse`) or
+ * epoch milliseconds.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const PlausibleBound = Schema.Union(
+  Schema.String.pipe(Schema.filter((text) => Either.match(Timestamp.parse(text), { onLeft: (e) => e.message, onRight: () => true }))),
+  Timestamp.EpochMillis
+)
+
+/**
+ * A timestamp target's plausibility: the window the Verifier expects its values in, and what a
+ * value outside it does. A value outside is still what the step's conversion gives (1969, Go's zero
+ * time `0001-01-01`, a "never" of `9999-12-31`), so by default it is a warning and verification
+ * passes; `outside: "fail"` makes it a failure. Verification settings only: editing them after the
+ * migration is applied is not drift (they are not part of its checksum).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const Plausible = Schema.Struct({
+  /** The earliest plausible instant; default 1970-01-01. */
+  from: Schema.optional(PlausibleBound),
+  /** The latest plausible instant; default a year after the verification's now. */
+  to: Schema.optional(PlausibleBound),
+  /** `warn` (the default): values outside are counted and reported; `fail`: they fail verification. */
+  outside: Schema.optional(Schema.Literal("warn", "fail"))
+}).pipe(
+  Schema.filter((p) => {
+    const window = plausibleWindow(p)
+    return window.min === undefined || window.max === undefined || window.min <= window.max ||
+      { path: ["to"], message: `to is before from (${JSON.stringify(p.to)} < ${JSON.stringify(p.from)})` }
+  })
+)
+
+/**
+ * A timestamp target's plausibility.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Plausible = typeof Plausible.Type
+
+/**
+ * A plausibility window in epoch ms: each end `undefined` when the plan leaves it to the default.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PlausibleWindow {
+  readonly min: Timestamp.EpochMillis | undefined
+  readonly max: Timestamp.EpochMillis | undefined
+  readonly outside: "warn" | "fail"
+}
+
+const boundMillis = (bound: string | number | undefined): Timestamp.EpochMillis | undefined =>
+  bound === undefined ? undefined : typeof bound === "number" ? (bound as Timestamp.EpochMillis) : Either.getOrUndefined(Timestamp.parse(bound))
+
+/**
+ * The window of a plausibility setting, its ends read as epoch ms.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const plausibleWindow = (plausible: {
+  readonly from?: string | number | undefined
+  readonly to?: string | number | undefined
+  readonly outside?: "warn" | "fail" | undefined
+}): PlausibleWindow => ({ min: boundMillis(plausible.from), max: boundMillis(plausible.to), outside: plausible.outside ?? "warn" })
+
+/**
  * A TIMESTAMP text column gets an epoch-milliseconds shadow column. One step yields the column,
  * its index, the backfill job, the lazy rule, the verification checks and the progress query.
  *
@@ -131,7 +203,9 @@ export class EpochShadow extends Schema.TaggedClass<EpochShadow>()("EpochShadow"
   /** The table's key for batching; discovered from the database when absent. */
   key: Schema.optional(Identifier),
   /** Opt-in forms the column's values may take besides timestamp text (epoch numbers, infinity, RFC 2822, 24:00). */
-  accept: Schema.optional(Timestamp.Accept)
+  accept: Schema.optional(Timestamp.Accept),
+  /** Where the shadow's values are plausible, for the Verifier (default 1970 to a year after now, a warning). */
+  plausible: Schema.optional(Plausible)
 }) {}
 
 /**
@@ -149,8 +223,15 @@ export const JsonTarget = Schema.Struct({
   as: Schema.Literal("timestamp", "text"),
   index: Schema.optional(Schema.Boolean),
   /** For `timestamp`: opt-in forms the found value may take (e.g. epoch numbers in the payload). */
-  accept: Schema.optional(Timestamp.Accept)
-})
+  accept: Schema.optional(Timestamp.Accept),
+  /** For `timestamp`: where its values are plausible, for the Verifier (see `Plausible`). */
+  plausible: Schema.optional(Plausible)
+}).pipe(
+  Schema.filter((target) => target.plausible === undefined || target.as === "timestamp" || {
+    path: ["plausible"],
+    message: "plausible applies to timestamp targets (as: \"timestamp\"), not text"
+  })
+)
 
 /**
  * How one target column of an `extractJson` step is found and converted.
@@ -225,8 +306,19 @@ export const DeriveTarget = Schema.Struct({
   /** Without `convert`: the column (one of `reads`) this target is computed from. */
   from: Schema.optional(Identifier),
   /** Without `convert`: the built-in transforms applied to `from`, in order (none: the value as stored). */
-  apply: Schema.optional(Schema.Array(Transform.Builtin))
-})
+  apply: Schema.optional(Schema.Array(Transform.Builtin)),
+  /**
+   * Where the target's values (epoch ms) are plausible, for the Verifier (see `Plausible`). A target
+   * whose transforms give epoch ms is checked against the default window without it; a `bigint`
+   * target computed by `convert` is checked only when this is set.
+   */
+  plausible: Schema.optional(Plausible)
+}).pipe(
+  Schema.filter((target) => target.plausible === undefined || target.type === "bigint" || {
+    path: ["plausible"],
+    message: `plausible applies to epoch-ms targets (type bigint), not ${target.type}`
+  })
+)
 
 /**
  * A target column of a `derive` step.
@@ -667,6 +759,7 @@ export const epochShadow = (
     readonly index?: boolean
     readonly key?: string
     readonly accept?: typeof Timestamp.Accept.Encoded
+    readonly plausible?: typeof Plausible.Encoded
   } = {}
 ): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options }, "Plan.epochShadow")
 
@@ -686,6 +779,7 @@ export const extractJson = (
       readonly as: "timestamp" | "text"
       readonly index?: boolean
       readonly accept?: typeof Timestamp.Accept.Encoded
+      readonly plausible?: typeof Plausible.Encoded
     }>
     readonly where?: RowFilterInput
     readonly key?: string
@@ -745,6 +839,7 @@ export interface DeriveOptions<R extends string, T extends string> {
     readonly index?: boolean
     readonly from?: R
     readonly apply?: ReadonlyArray<Transform.Builtin>
+    readonly plausible?: typeof Plausible.Encoded
   }>
   readonly convert?: (row: DeriveRow<R>) => DeriveResult<T>
   readonly sql?: {
