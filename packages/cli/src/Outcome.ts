@@ -68,6 +68,7 @@ const badInputTags: ReadonlySet<string> = new Set([
   "InvalidPlan",
   "InvalidTableName",
   "InvalidTarget",
+  "InvalidVerifyOptions",
   "JobNotRecorded",
   "MigrationNotInPlan",
   "NoTargets",

@@ -4,6 +4,11 @@
  * job's own row function. Tables are read in keyset batches, so it works on big tables without
  * holding anything open; it only reads.
  *
+ * A stored timestamp outside its column's plausible window (1970 to a year after now, unless the
+ * step's `plausible` or the `range` option says otherwise) is a warning, not a failure: 1969, Go's
+ * zero time and a "never" of 9999-12-31 are what the conversion gives. It fails verification only
+ * when the step says `plausible: { outside: "fail" }` or the caller passes `implausible: "fail"`.
+ *
  * Build it for a plan (`Verifier.layer(plan)`) and call `Verifier.report(options)` or
  * `Verifier.run(options)`. Its statements run on `Database.strataClient`: the app's client
  * without name transforms, so it reads your real column names (`created_at`) whatever naming your
@@ -44,15 +49,21 @@ export const CheckResult = Schema.Struct({
   job: Schema.String,
   table: Schema.String,
   column: Schema.String,
-  /** `fail` when a failing check counts any row; `info` for informational checks. */
-  status: Schema.Literal("pass", "fail", "info"),
+  /**
+   * `fail` when a failing check counts any row; `warn` when a plausibility check does (values
+   * outside their window, which the conversion gives: verification still passes); `pass` when
+   * either counts none; `info` for informational checks.
+   */
+  status: Schema.Literal("pass", "fail", "warn", "info"),
   /** Rows the check found (coverage: rows migrated). */
   count: Schema.Number,
   /** Rows the count is out of (coverage: rows whose source converts). */
   total: Schema.Number,
   /** Up to five keys of rows it found, in key order. */
   sampleKeys: Schema.Array(Schema.String),
-  description: Schema.String
+  description: Schema.String,
+  /** For a range check: the column's plausible window (epoch ms, both ends inclusive). */
+  range: Schema.optional(Schema.Struct({ min: Schema.Number, max: Schema.Number }))
 })
 
 /**
@@ -106,6 +117,7 @@ export type ColumnCounts = typeof ColumnCounts.Type
 export const VerificationReport = Schema.Struct({
   plan: Schema.String,
   checkedAtMs: Schema.Number,
+  /** The default plausible window: a timestamp column's window where neither the plan nor `range` sets its ends. */
   range: Schema.Struct({ min: Schema.Number, max: Schema.Number }),
   /** Rows read, per job. */
   rowsScanned: Schema.Record({ key: Schema.String, value: Schema.Number }),
@@ -169,8 +181,16 @@ export type VerifyError = UnknownJob | JobTableError | JobDatabaseError | Invali
  * @category models
  */
 export interface Options {
-  /** Accepted timestamps; default `Timestamp.defaultRange(now)` (1970 to a year from the `Clock`'s now). */
-  readonly range?: Timestamp.Range | undefined
+  /**
+   * The plausible window of every timestamp column, end by end over the plan's own (`plausible` on
+   * the step) and the default (1970 to a year after the `Clock`'s now). Epoch ms, both inclusive.
+   */
+  readonly range?: { readonly min?: number | undefined; readonly max?: number | undefined } | undefined
+  /**
+   * What a stored timestamp outside its column's window does, for every column: `warn` (reported,
+   * verification passes) or `fail`. Default: each step's `plausible.outside`, else `warn`.
+   */
+  readonly implausible?: "warn" | "fail" | undefined
   /** Only these jobs; default all. */
   readonly jobs?: ReadonlyArray<string> | undefined
   /** Rows per read. Default 5,000. */
@@ -192,6 +212,46 @@ const tally = (): Tally => ({ count: 0, total: 0, samples: [] })
 const hit = (t: Tally, key: string) => {
   t.count++
   if (t.samples.length < sampleSize) t.samples.push(key)
+}
+
+const checkRange = (range: Options["range"]) =>
+  Effect.gen(function*() {
+    const bound = (name: "min" | "max") => {
+      const value = range?.[name]
+      if (value == null) return Effect.succeed(undefined)
+      return Number.isSafeInteger(value) && Math.abs(value) <= 8.64e15
+        ? Effect.succeed(value as Timestamp.EpochMillis)
+        : Effect.fail(new InvalidVerifyOptions({ option: `range.${name}`, reason: `must be an integer of epoch milliseconds, got ${value}` }))
+    }
+    return { min: yield* bound("min"), max: yield* bound("max") }
+  })
+
+/**
+ * A job's checks with the caller's plausibility over the plan's, end by end, on the columns that
+ * are checked for plausibility (the others stay as they are).
+ */
+const withPlausibility = (
+  checks: Checks.JobChecks,
+  range: { readonly min: Timestamp.EpochMillis | undefined; readonly max: Timestamp.EpochMillis | undefined },
+  implausible: "warn" | "fail" | undefined
+): Checks.JobChecks => {
+  if (range.min === undefined && range.max === undefined && implausible === undefined) return checks
+  const job = checks.job
+  return Checks.forJob({
+    ...job,
+    targets: job.targets.map((target) =>
+      checks.timestampTargets.includes(target.column)
+        ? {
+          ...target,
+          plausible: {
+            min: range.min ?? target.plausible?.min,
+            max: range.max ?? target.plausible?.max,
+            outside: implausible ?? target.plausible?.outside ?? "warn"
+          }
+        }
+        : target
+    )
+  })
 }
 
 const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Range, batchSize: number) =>
@@ -286,8 +346,16 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
       CoreOptions.positiveCount,
       (option, reason) => new InvalidVerifyOptions({ option, reason })
     )
-    const range = options.range ?? Timestamp.defaultRange(yield* Timestamp.now)
-    const all = Checks.forJobs(plan)
+    const given = yield* checkRange(options.range)
+    const fallback = Timestamp.defaultRange(yield* Timestamp.now)
+    const range: Timestamp.Range = { min: given.min ?? fallback.min, max: given.max ?? fallback.max }
+    if (range.min > range.max) {
+      return yield* new InvalidVerifyOptions({ option: "range", reason: `min ${range.min} is after max ${range.max}` })
+    }
+    if (options.implausible !== undefined && options.implausible !== "warn" && options.implausible !== "fail") {
+      return yield* new InvalidVerifyOptions({ option: "implausible", reason: `must be "warn" or "fail", got ${JSON.stringify(options.implausible)}` })
+    }
+    const all = Checks.forJobs(plan).map((checks) => withPlausibility(checks, given, options.implausible))
     const unknown = options.jobs?.find((name) => !all.some((j) => j.job.name === name))
     if (unknown !== undefined) return yield* new UnknownJob({ job: unknown, known: all.map((j) => j.job.name) })
     const selected = options.jobs === undefined ? all : all.filter((j) => options.jobs!.includes(j.job.name))
@@ -314,17 +382,19 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
           : spec.kind === "rejects"
           ? { count: rejects.count, total: rejects.count, samples: rejects.samples }
           : scan.byTarget.get(spec.column as Identifier.Identifier)![spec.kind]
+        const target = spec.kind === "range" ? checks.job.targets.find((c) => c.column === spec.column) : undefined
         results.push({
           name: `${spec.table}.${spec.column} ${spec.kind}`,
           kind: spec.kind,
           job: spec.job,
           table: spec.table,
           column: spec.column,
-          status: spec.failing ? (t.count > 0 ? "fail" : "pass") : "info",
+          status: spec.failing ? (t.count > 0 ? "fail" : "pass") : spec.warning ? (t.count > 0 ? "warn" : "pass") : "info",
           count: t.count,
           total: t.total,
           sampleKeys: [...t.samples],
-          description: spec.description
+          description: spec.description,
+          ...(target === undefined ? {} : { range: Checks.window(target, range) })
         })
       }
     }
@@ -338,7 +408,11 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
       columns
     }
     yield* Effect.logInfo(report.passed ? "verification passed" : "verification found problems").pipe(
-      Effect.annotateLogs({ plan: plan.name, failed: results.filter((r) => r.status === "fail").length })
+      Effect.annotateLogs({
+        plan: plan.name,
+        failed: results.filter((r) => r.status === "fail").length,
+        warnings: results.filter((r) => r.status === "warn").length
+      })
     )
     return report
   }).pipe(Effect.withSpan("Verifier.report", { attributes: { plan: plan.name } }))

@@ -29,7 +29,7 @@ describeEachEngine("Verifier", (engine) => {
   const database = () =>
     Layer.mergeAll(BackfillRunner.layer(Plans.agentos), Verifier.layer(Plans.agentos)).pipe(Layer.provideMerge(engine.layer()))
 
-  it.effect("after the backfill: exact counts and sample keys per check, failing on the range and mismatch it finds", () =>
+  it.effect("after the backfill: exact counts and sample keys per check, failing on the mismatches it finds, warning on the range", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
       yield* fixtureDatabase
@@ -39,12 +39,13 @@ describeEachEngine("Verifier", (engine) => {
       expect(report.checkedAtMs).toBe(NOW)
       expect(report.checks).toHaveLength(117)
       expect(report.passed).toBe(false)
+      // Issue 17: m15's 1969 value is what the conversion gives; out of the plausible window it warns, it does not fail.
       expect(Verifier.failures(report).map((c) => `${c.name} ${c.count} ${c.sampleKeys.join(",")}`)).toEqual([
         "task_audits.source_event_ts mismatch 1 18",
-        "chat_messages.created_at_ms range 1 m15",
         "chat_messages.created_at_ms mismatch 1 m16"
       ])
-      expect(pick(report, "chat_messages.created_at_ms range")).toEqual({ status: "fail", count: 1, total: 17, sampleKeys: ["m15"] })
+      expect(pick(report, "chat_messages.created_at_ms range")).toEqual({ status: "warn", count: 1, total: 17, sampleKeys: ["m15"] })
+      expect(report.checks.find((c) => c.name === "chat_messages.created_at_ms range")!.range).toEqual({ min: 0, max: YEAR_AFTER })
       expect(pick(report, "chat_messages.created_at_ms mismatch")).toEqual({ status: "fail", count: 1, total: 16, sampleKeys: ["m16"] })
       expect(pick(report, "chat_messages.created_at_ms missing")).toEqual({ status: "pass", count: 0, total: 16, sampleKeys: [] })
       expect(pick(report, "chat_messages.created_at_ms orphan")).toEqual({ status: "pass", count: 0, total: 17, sampleKeys: [] })
@@ -86,7 +87,7 @@ describeEachEngine("Verifier", (engine) => {
       if (failed._tag === "VerificationFailed") {
         expect(failed.report).toEqual(report)
         expect(failed.message).toBe(
-          "Verification of agentos failed: 3 check(s) found rows: task_audits.source_event_ts mismatch: 1 (e.g. 18); chat_messages.created_at_ms range: 1 (e.g. m15); chat_messages.created_at_ms mismatch: 1 (e.g. m16)"
+          "Verification of agentos failed: 2 check(s) found rows: task_audits.source_event_ts mismatch: 1 (e.g. 18); chat_messages.created_at_ms mismatch: 1 (e.g. m16)"
         )
       }
     }).pipe(Effect.provide(database())))
@@ -120,10 +121,10 @@ describeEachEngine("Verifier", (engine) => {
       yield* TestClock.setTime(1685577600000)
       const early = yield* Verifier.report({ jobs })
       expect(early.range.max).toBe(1717200000000)
-      expect(pick(early, "chat_messages.created_at_ms range")).toEqual({ status: "fail", count: 1, total: 17, sampleKeys: ["m15"] })
+      expect(pick(early, "chat_messages.created_at_ms range")).toEqual({ status: "warn", count: 1, total: 17, sampleKeys: ["m15"] })
       yield* TestClock.setTime(1640995200000) // 2022-01-01: the range ends 2023-01-01, before every 2024 value
       const earlier = yield* Verifier.report({ jobs })
-      expect(pick(earlier, "chat_messages.created_at_ms range")).toMatchObject({ status: "fail", count: 13 })
+      expect(pick(earlier, "chat_messages.created_at_ms range")).toMatchObject({ status: "warn", count: 13 })
     }).pipe(Effect.provide(database())))
 
   it.effect("passes on consistent data, in small batches, and names unknown jobs", () =>

@@ -1,13 +1,16 @@
 /**
- * `strata verify [--job NAME ...]`: runs the plan's checks (every backfilled value recomputed from
- * its source) and prints the report as a table; exit 1 when a check fails.
+ * `strata verify [--job NAME ...] [--plausible-from TIME] [--plausible-to TIME] [--implausible warn|fail]`:
+ * runs the plan's checks (every backfilled value recomputed from its source) and prints the report
+ * as a table; exit 1 when a check fails. Implausible timestamps (outside a column's window) are
+ * warnings unless the plan or `--implausible fail` says they fail.
  *
  * @since 0.1.0
  */
-import { Command } from "@effect/cli"
+import { Command, Options } from "@effect/cli"
 import { Timestamp } from "@strata/core"
 import { Verifier } from "@strata/sql"
-import { Effect } from "effect"
+import { Effect, Either, Option } from "effect"
+import * as Outcome from "../Outcome.js"
 import * as Output from "../Output.js"
 import * as Session from "../Session.js"
 import * as SharedOptions from "../SharedOptions.js"
@@ -41,7 +44,15 @@ const columnRows = (report: Verifier.VerificationReport): ReadonlyArray<ColumnRo
   })
 }
 
-const resultOf = (row: ColumnRow): string => ([...row.checks.values()].some((c) => c.status === "fail") ? "FAIL" : "ok")
+const resultOf = (row: ColumnRow): string => {
+  const statuses = [...row.checks.values()].map((c) => c.status)
+  return statuses.includes("fail") ? "FAIL" : statuses.includes("warn") ? "warn" : "ok"
+}
+
+const day = (ms: number) => Timestamp.format(ms as Timestamp.EpochMillis, { pattern: "YYYY-MM-DD" })
+
+const rowsFound = (c: Check): string =>
+  `${Table.count(c.count)} row${c.count === 1 ? "" : "s"}${c.sampleKeys.length > 0 ? ` (e.g. ${c.sampleKeys.join(", ")})` : ""}`
 
 /**
  * The report for people: a table of columns and counts, then every failing check with sample keys.
@@ -59,22 +70,23 @@ export const reportLines = (report: Verifier.VerificationReport, database: strin
     { header: "NO VALUE", align: "right", cell: (r) => Table.count(r.counts.withoutValue) },
     { header: "MISMATCH", align: "right", cell: (r) => countCell(r.checks.get("mismatch")) },
     { header: "ORPHAN", align: "right", cell: (r) => countCell(r.checks.get("orphan")) },
-    { header: "OUT OF RANGE", align: "right", cell: (r) => countCell(r.checks.get("range")) },
+    { header: "IMPLAUSIBLE", align: "right", cell: (r) => countCell(r.checks.get("range")) },
     { header: "REJECTED", align: "right", cell: (r) => (r.jobChecks === undefined ? "" : countCell(r.jobChecks.get("rejects"))) }
   ], rows)
   const failing = report.checks.filter((c) => c.status === "fail")
+  const warnings = report.checks.filter((c) => c.status === "warn")
   const scanned = Object.values(report.rowsScanned).reduce((sum, n) => sum + n, 0)
-  const day = (ms: number) => Timestamp.format(ms as Timestamp.EpochMillis, { pattern: "YYYY-MM-DD" })
   const range = `${day(report.range.min)} to ${day(report.range.max)}`
+  const window = (c: Check) => (c.range === undefined ? "" : ` outside ${day(c.range.min)} to ${day(c.range.max)}`)
   return [
-    `Verification of plan ${report.plan} on ${database} (timestamps accepted from ${range})`,
+    `Verification of plan ${report.plan} on ${database} (timestamps plausible from ${range} unless the plan says otherwise)`,
     "",
     ...table,
     "",
-    ...failing.map((c) =>
-      `FAILED ${c.name}: ${Table.count(c.count)} row${c.count === 1 ? "" : "s"}${
-        c.sampleKeys.length > 0 ? ` (e.g. ${c.sampleKeys.join(", ")})` : ""
-      } — ${c.description}`
+    ...failing.map((c) => `FAILED ${c.name}: ${rowsFound(c)}${window(c)} — ${c.description}`),
+    ...warnings.map((c) =>
+      `WARNING ${c.name}: ${rowsFound(c)}${window(c)}; the conversion gives these values, so this is not a failure ` +
+      `(a plan step's plausible sets the column's window; --implausible fail makes it fail)`
     ),
     report.passed
       ? `All checks passed: ${rows.length} column${rows.length === 1 ? "" : "s"}, ${Table.count(scanned)} rows read. Unconvertible rows are left as they were and listed, not failures.`
@@ -90,8 +102,42 @@ export const reportLines = (report: Verifier.VerificationReport, database: strin
 export const reportJson = (report: Verifier.VerificationReport, database: string) => ({
   database,
   ...report,
-  range: { minMs: report.range.min, maxMs: report.range.max }
+  range: { minMs: report.range.min, maxMs: report.range.max },
+  checks: report.checks.map(({ range, ...check }) => (range === undefined ? check : { ...check, range: { minMs: range.min, maxMs: range.max } }))
 })
+
+/** `--plausible-from` / `--plausible-to`: timestamp text (`Timestamp.parse`) or epoch ms. */
+const instant = (flag: string, text: string): Effect.Effect<number, Outcome.BadArgument> =>
+  /^-?\d+$/.test(text.trim())
+    ? Effect.succeed(Number(text.trim()))
+    : Either.match(Timestamp.parse(text), {
+      onLeft: (error) => Effect.fail(new Outcome.BadArgument({ message: `${flag}: ${error.message}` })),
+      onRight: (ms) => Effect.succeed(ms)
+    })
+
+const optionalInstant = (flag: string, text: Option.Option<string>) =>
+  Option.match(text, { onNone: () => Effect.succeed(undefined), onSome: (t) => instant(flag, t) })
+
+/**
+ * The Verifier's options from the command line.
+ *
+ * @since 0.2.0
+ */
+export const verifyOptions = (args: {
+  readonly job: ReadonlyArray<string>
+  readonly plausibleFrom: Option.Option<string>
+  readonly plausibleTo: Option.Option<string>
+  readonly implausible: Option.Option<"warn" | "fail">
+}): Effect.Effect<Verifier.Options, Outcome.BadArgument> =>
+  Effect.gen(function*() {
+    const min = yield* optionalInstant("--plausible-from", args.plausibleFrom)
+    const max = yield* optionalInstant("--plausible-to", args.plausibleTo)
+    return {
+      ...(args.job.length > 0 ? { jobs: args.job } : {}),
+      ...(min === undefined && max === undefined ? {} : { range: { min, max } }),
+      ...(Option.isSome(args.implausible) ? { implausible: args.implausible.value } : {})
+    }
+  })
 
 /**
  * The `verify` subcommand.
@@ -102,14 +148,28 @@ export const command = Command.make(
   "verify",
   {
     ...SharedOptions.shared,
-    job: SharedOptions.jobs("Check only this job's columns (repeat for several); default: all.")
+    job: SharedOptions.jobs("Check only this job's columns (repeat for several); default: all."),
+    plausibleFrom: Options.text("plausible-from").pipe(
+      Options.withPseudoName("TIME"),
+      Options.withDescription("Timestamps before this (text such as 1900-01-01, or epoch ms) are implausible, in every column."),
+      Options.optional
+    ),
+    plausibleTo: Options.text("plausible-to").pipe(
+      Options.withPseudoName("TIME"),
+      Options.withDescription("Timestamps after this (text or epoch ms) are implausible, in every column."),
+      Options.optional
+    ),
+    implausible: Options.choice("implausible", ["warn", "fail"]).pipe(
+      Options.withDescription("What implausible timestamps do: warn (the default, unless the plan says fail) or fail (exit 1)."),
+      Options.optional
+    )
   },
   (args) =>
     Session.run(
       args,
       Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
         Effect.gen(function*() {
-          const report = yield* Verifier.report(args.job.length > 0 ? { jobs: args.job } : {})
+          const report = yield* Verifier.report(yield* verifyOptions(args))
           yield* Output.either(args.json, "verify", () => reportJson(report, target.display), () => reportLines(report, target.display))
           if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
         }).pipe(Effect.provide(Verifier.layer(plan))))
