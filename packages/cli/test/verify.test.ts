@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll } from "vitest"
 import { engines, pgTestUrlWithSchema, tempDirectory, tempSqliteFile } from "../../../test/support/databases.js"
-import { execute, withDatabase } from "./support/legacy.js"
+import { execute, query, withDatabase } from "./support/legacy.js"
 import { json, show, strata } from "./support/strata.js"
 
 const scope = Effect.runSync(Scope.make())
@@ -88,6 +88,37 @@ describe.concurrent("strata verify: plausibility", () => {
       const bad = await strata(["verify", "--db", url, "--plan", plain, "--plausible-from", "yesterday"])
       expect(bad.code, show(bad)).toBe(2)
       expect(bad.stderr).toContain("strata: --plausible-from: ")
+    })
+  }
+})
+
+describe.concurrent("strata verify --repair", () => {
+  for (const engine of engines) {
+    it.skipIf(!engine.available())(`rewrites shadows an old app version left stale, then verifies again [${engine.name}]`, async () => {
+      const url = await backfilledEvents(engine.name)
+      const plain = await planFile(planOf())
+      // An old app version moves events 2 and 4 an hour on without touching the shadow.
+      await execute(url, `UPDATE events SET happened_at = '2024-01-15 13:00:00' WHERE id IN (2, 4)`)
+      const stale = await strata(["verify", "--db", url, "--plan", plain])
+      expect(stale.code, show(stale)).toBe(1)
+      expect(stale.stdout).toContain("FAILED events.happened_at_ms mismatch: 2 rows (e.g. 2, 4)")
+
+      const repaired = await strata(["verify", "--db", url, "--plan", plain, "--repair", "--json"])
+      expect(repaired.code, show(repaired)).toBe(0)
+      const result = json(repaired, "verify")
+      expect(result.passed).toBe(true)
+      expect(result.repair).toMatchObject({
+        repaired: 2,
+        skipped: 0,
+        columns: [{ column: "happened_at_ms", mismatched: 2, repaired: 2, skipped: 0, repairedKeys: ["2", "4"], skippedKeys: [] }],
+        found: { passed: false }
+      })
+      const rows = await query<{ id: number; happened_at_ms: number }>(url, "SELECT id, happened_at_ms FROM events ORDER BY id")
+      expect(rows.map((r) => Number(r.happened_at_ms))).toEqual([-14182980000, 1705323600000, -62135596800000, 1705323600000])
+
+      const again = await strata(["verify", "--db", url, "--plan", plain, "--repair"])
+      expect(again.code, show(again)).toBe(0)
+      expect(again.stdout).toContain("Nothing to repair: no mismatched values.")
     })
   }
 })

@@ -2,12 +2,19 @@
  * Verifies a plan's backfilled columns against their sources: the checks of `Checks` (range,
  * exact mismatch, missing, orphan, coverage, unconvertible, rejects), each row recomputed with the
  * job's own row function. Tables are read in keyset batches, so it works on big tables without
- * holding anything open; it only reads.
+ * holding anything open; `report` and `run` only read.
  *
  * A stored timestamp outside its column's plausible window (1970 to a year after now, unless the
  * step's `plausible` or the `range` option says otherwise) is a warning, not a failure: 1969, Go's
  * zero time and a "never" of 9999-12-31 are what the conversion gives. It fails verification only
  * when the step says `plausible: { outside: "fail" }` or the caller passes `implausible: "fail"`.
+ *
+ * `repair` fixes what goes stale after a backfill (an old app version updating a source without its
+ * shadow): each mismatched row gets the recomputed value through a conditional write that lands only
+ * where the target still holds the value it was checked against and the columns the row function
+ * read are unchanged, so a concurrent write by the app wins (that row is reported as skipped). It is
+ * the only write the Verifier makes; NULL targets (the backfill's and the lazy path's work) and
+ * values the recomputation cannot reproduce are left alone.
  *
  * Build it for a plan (`Verifier.layer(plan)`) and call `Verifier.report(options)` or
  * `Verifier.run(options)`. Its statements run on `Database.strataClient`: the app's client
@@ -33,6 +40,7 @@ import {
   selectList,
   UnknownJob
 } from "./internal/jobTable.js"
+import { applyRepairs, type PlannedRepair, planRepairs } from "./internal/repair.js"
 import * as JobState from "./JobState.js"
 import { tableColumns } from "./Catalog.js"
 
@@ -134,6 +142,57 @@ export const VerificationReport = Schema.Struct({
  * @category models
  */
 export type VerificationReport = typeof VerificationReport.Type
+
+/**
+ * What a repair did in one target column: its mismatched rows, those it rewrote, and those it left
+ * because they changed after they were checked (someone else's write wins).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const ColumnRepair = Schema.Struct({
+  job: Schema.String,
+  table: Schema.String,
+  column: Schema.String,
+  /** Rows whose stored value differed from the recomputed one. */
+  mismatched: Schema.Number,
+  /** Rows rewritten with the recomputed value. */
+  repaired: Schema.Number,
+  /** Rows not rewritten: the target or a column the row function reads changed since the check. */
+  skipped: Schema.Number,
+  /** Up to five keys of each, in key order. */
+  repairedKeys: Schema.Array(Schema.String),
+  skippedKeys: Schema.Array(Schema.String)
+})
+
+/**
+ * What a repair did in one target column, as a type.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ColumnRepair = typeof ColumnRepair.Type
+
+/**
+ * A repair: the verification it acted on (as found, before any write), and per target column what it rewrote.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const RepairReport = Schema.Struct({
+  verification: VerificationReport,
+  columns: Schema.Array(ColumnRepair),
+  repaired: Schema.Number,
+  skipped: Schema.Number
+})
+
+/**
+ * A repair, as a type.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RepairReport = typeof RepairReport.Type
 
 /**
  * At least one failing check found rows; the report says which and where.
@@ -254,9 +313,10 @@ const withPlausibility = (
   })
 }
 
-const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Range, batchSize: number) =>
+const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Range, batchSize: number, repair: boolean) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const repairs = new Map(table.job.targets.map((t) => [t.column, { repaired: tally(), skipped: tally() }]))
     const byTarget = new Map(table.job.targets.map((t) => [t.column, {
       range: tally(),
       mismatch: tally(),
@@ -274,9 +334,11 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
         `SELECT ${selectList(table)} FROM ${Identifier.quoteTable(table.job.table)} WHERE ${afterCursor(table, params, cursor)} ORDER BY ${table.key.sql} LIMIT ${params.bind(batchSize)}`,
         params.values
       )
+      const planned: Array<PlannedRepair> = []
       for (const row of rows) {
         const verdict = Checks.verdict(checks, row, range)
         if (!verdict.applies) continue
+        if (repair) planned.push(...planRepairs(table, row, verdict.targets.filter((t) => t.outcome === "mismatch").map((t) => t.column)))
         scanned++
         const key = String(keyValue(table, row["__strata_key"]))
         unconvertible.total++
@@ -319,11 +381,16 @@ const scanJob = (table: JobTable, checks: Checks.JobChecks, range: Timestamp.Ran
           if (stored) t.orphan.total++
         }
       }
+      if (planned.length > 0) {
+        // The batch's repairs commit together, before the next batch is read.
+        const written = yield* sql.withTransaction(applyRepairs(table, planned))
+        planned.forEach((p, i) => hit(written[i] ? repairs.get(p.target.column)!.repaired : repairs.get(p.target.column)!.skipped, p.key))
+      }
       const last = rows[rows.length - 1]
       if (last === undefined || rows.length < batchSize) break
       cursor = keyValue(table, last["__strata_key"])
     }
-    return { byTarget, unconvertible, scanned }
+    return { byTarget, unconvertible, scanned, repairs }
   })
 
 const recordedRejects = (job: string) =>
@@ -337,7 +404,7 @@ const recordedRejects = (job: string) =>
     }
   })
 
-const buildReport = (plan: Plan.Plan, options: Options) =>
+const buildReport = (plan: Plan.Plan, options: Options, repair: boolean) =>
   Effect.gen(function*() {
     const batchSize = yield* CoreOptions.resolve(
       "batchSize",
@@ -362,16 +429,30 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
     const tables = yield* Effect.forEach(selected, (checks) => inspectJob(checks.job))
     const results: Array<CheckResult> = []
     const columns: Array<ColumnCounts> = []
+    const repairs: Array<ColumnRepair> = []
     const rowsScanned: Record<string, number> = {}
     for (const [i, checks] of selected.entries()) {
       const table = tables[i]!
-      const scan = yield* scanJob(table, checks, range, batchSize).pipe(
+      const scan = yield* scanJob(table, checks, range, batchSize, repair).pipe(
         Effect.mapError(jobDatabaseError(checks.job.name)),
         Effect.annotateLogs({ job: checks.job.name, table: checks.job.table })
       )
       rowsScanned[checks.job.name] = scan.scanned
       for (const target of checks.job.targets) {
         columns.push({ job: checks.job.name, table: checks.job.table, column: target.column, rows: scan.scanned, ...scan.byTarget.get(target.column)!.account })
+        const { repaired, skipped } = scan.repairs.get(target.column)!
+        if (repair) {
+          repairs.push({
+            job: checks.job.name,
+            table: checks.job.table,
+            column: target.column,
+            mismatched: scan.byTarget.get(target.column)!.mismatch.count,
+            repaired: repaired.count,
+            skipped: skipped.count,
+            repairedKeys: [...repaired.samples],
+            skippedKeys: [...skipped.samples]
+          })
+        }
       }
       const rejects = yield* recordedRejects(checks.job.name).pipe(
         Effect.mapError(jobDatabaseError(checks.job.name))
@@ -414,8 +495,17 @@ const buildReport = (plan: Plan.Plan, options: Options) =>
         warnings: results.filter((r) => r.status === "warn").length
       })
     )
-    return report
-  }).pipe(Effect.withSpan("Verifier.report", { attributes: { plan: plan.name } }))
+    if (repair) {
+      yield* Effect.logInfo("repair finished").pipe(
+        Effect.annotateLogs({
+          plan: plan.name,
+          repaired: repairs.reduce((n, r) => n + r.repaired, 0),
+          skipped: repairs.reduce((n, r) => n + r.skipped, 0)
+        })
+      )
+    }
+    return { report, repairs }
+  }).pipe(Effect.withSpan(repair ? "Verifier.repair" : "Verifier.report", { attributes: { plan: plan.name } }))
 
 /**
  * The Verifier's operations on one plan (the plan is given when the service is built).
@@ -429,6 +519,13 @@ export interface Verifier {
   readonly report: (options?: Options) => Effect.Effect<VerificationReport, VerifyError>
   /** The report when every failing check passed; `VerificationFailed` with the report otherwise. */
   readonly run: (options?: Options) => Effect.Effect<VerificationReport, VerificationFailed | VerifyError>
+  /**
+   * Verifies, and writes the recomputed value into each mismatched row where the target still
+   * holds the stale value it was checked against and the columns the row function read are
+   * unchanged (a conditional write: a concurrent write by the app wins, and the row is skipped).
+   * The report is what the verification found before repairing; verify again to see the result.
+   */
+  readonly repair: (options?: Options) => Effect.Effect<RepairReport, VerifyError>
 }
 
 /**
@@ -455,10 +552,17 @@ export const make = (plan: Plan.Plan): Effect.Effect<Verifier, never, SqlClient.
     const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
     const report = (options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
-      onStrataClient(buildReport(plan, options))
+      onStrataClient(Effect.map(buildReport(plan, options, false), (built) => built.report))
+    const repair = (options: Options = {}): Effect.Effect<RepairReport, VerifyError> =>
+      onStrataClient(Effect.map(buildReport(plan, options, true), ({ report, repairs }) => ({
+        verification: report,
+        columns: repairs,
+        repaired: repairs.reduce((n, r) => n + r.repaired, 0),
+        skipped: repairs.reduce((n, r) => n + r.skipped, 0)
+      })))
     const run = (options: Options = {}): Effect.Effect<VerificationReport, VerificationFailed | VerifyError> =>
       Effect.flatMap(report(options), (r) => (r.passed ? Effect.succeed(r) : Effect.fail(new VerificationFailed({ report: r }))))
-    return Verifier.of({ plan, report, run })
+    return Verifier.of({ plan, report, run, repair })
   })
 
 /**
@@ -477,6 +581,15 @@ export const layer = (plan: Plan.Plan): Layer.Layer<Verifier, never, SqlClient.S
  */
 export const report = (options?: Options): Effect.Effect<VerificationReport, VerifyError, Verifier> =>
   Effect.flatMap(Verifier, (verifier) => verifier.report(options))
+
+/**
+ * `repair` on the Verifier in context.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const repair = (options?: Options): Effect.Effect<RepairReport, VerifyError, Verifier> =>
+  Effect.flatMap(Verifier, (verifier) => verifier.repair(options))
 
 /**
  * `run` on the Verifier in context.

@@ -106,6 +106,33 @@ export const reportJson = (report: Verifier.VerificationReport, database: string
   checks: report.checks.map(({ range, ...check }) => (range === undefined ? check : { ...check, range: { minMs: range.min, maxMs: range.max } }))
 })
 
+/**
+ * What `--repair` did, for people: per column the rows rewritten and the rows skipped, then the
+ * verification run after it (when anything was written or skipped).
+ *
+ * @since 0.2.0
+ */
+export const repairLines = (
+  repair: Verifier.RepairReport,
+  after: Verifier.VerificationReport | undefined
+): ReadonlyArray<string> => {
+  const keys = (sample: ReadonlyArray<string>) => (sample.length > 0 ? ` (e.g. ${sample.join(", ")})` : "")
+  const lines = repair.columns.flatMap((c) => [
+    ...(c.repaired > 0 ? [`REPAIRED ${c.table}.${c.column}: ${Table.count(c.repaired)} row${c.repaired === 1 ? "" : "s"}${keys(c.repairedKeys)} rewritten from the current source`] : []),
+    ...(c.skipped > 0
+      ? [`SKIPPED ${c.table}.${c.column}: ${Table.count(c.skipped)} row${c.skipped === 1 ? "" : "s"}${keys(c.skippedKeys)} changed after the check; the other write wins`]
+      : [])
+  ])
+  if (after === undefined) return ["Nothing to repair: no mismatched values."]
+  const failing = after.checks.filter((c) => c.status === "fail")
+  return [
+    ...lines,
+    `Repair: ${Table.count(repair.repaired)} rewritten, ${Table.count(repair.skipped)} skipped. Verified again: ` +
+    (after.passed ? "all checks passed." : `${failing.length} check${failing.length === 1 ? "" : "s"} failed:`),
+    ...failing.map((c) => `FAILED ${c.name}: ${rowsFound(c)} — ${c.description}`)
+  ]
+}
+
 /** `--plausible-from` / `--plausible-to`: timestamp text (`Timestamp.parse`) or epoch ms. */
 const instant = (flag: string, text: string): Effect.Effect<number, Outcome.BadArgument> =>
   /^-?\d+$/.test(text.trim())
@@ -162,6 +189,11 @@ export const command = Command.make(
     implausible: Options.choice("implausible", ["warn", "fail"]).pipe(
       Options.withDescription("What implausible timestamps do: warn (the default, unless the plan says fail) or fail (exit 1)."),
       Options.optional
+    ),
+    repair: Options.boolean("repair").pipe(
+      Options.withDescription(
+        "Rewrite mismatched values from their current source where the row is still as it was checked (a concurrent write wins), then verify again."
+      )
     )
   },
   (args) =>
@@ -169,9 +201,27 @@ export const command = Command.make(
       args,
       Session.withDatabase(args, { mustExist: true }, ({ plan, target }) =>
         Effect.gen(function*() {
-          const report = yield* Verifier.report(yield* verifyOptions(args))
-          yield* Output.either(args.json, "verify", () => reportJson(report, target.display), () => reportLines(report, target.display))
-          if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
+          const options = yield* verifyOptions(args)
+          if (!args.repair) {
+            const report = yield* Verifier.report(options)
+            yield* Output.either(args.json, "verify", () => reportJson(report, target.display), () => reportLines(report, target.display))
+            if (!report.passed) return yield* new Verifier.VerificationFailed({ report })
+            return
+          }
+          const repair = yield* Verifier.repair(options)
+          // Verify again only when something was written or skipped: the first report is then out of date.
+          const after = repair.repaired + repair.skipped > 0 ? yield* Verifier.report(options) : undefined
+          const final = after ?? repair.verification
+          yield* Output.either(
+            args.json,
+            "verify",
+            () => ({
+              ...reportJson(final, target.display),
+              repair: { repaired: repair.repaired, skipped: repair.skipped, columns: repair.columns, found: reportJson(repair.verification, target.display) }
+            }),
+            () => [...reportLines(repair.verification, target.display), "", ...repairLines(repair, after)]
+          )
+          if (!final.passed) return yield* new Verifier.VerificationFailed({ report: final })
         }).pipe(Effect.provide(Verifier.layer(plan))))
     )
-).pipe(Command.withDescription("Check every backfilled value against its source; exit 1 when a check fails."))
+).pipe(Command.withDescription("Check every backfilled value against its source (--repair rewrites stale ones); exit 1 when a check fails."))
