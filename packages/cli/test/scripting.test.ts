@@ -142,6 +142,8 @@ describe.concurrent("strata: no silent plan", () => {
 
   it("STRATA_PLAN names the plan, and --plan wins over it", async () => {
     const db = await newDatabase("sqlite")
+    // agentos evolves the legacy tables, so its preflight needs them; chat-store creates its own
+    await seedLegacy(db, 10)
     const fromEnv = await strata(["migrate", "--db", db, "--dry-run", "--json"], { env: { STRATA_PLAN: "chat-store" } })
     expect(json(fromEnv, "migrate").plan).toBe("chat-store")
     const given = await strata(["migrate", "--db", db, "--dry-run", "--json", "--plan", "agentos"], { env: { STRATA_PLAN: "chat-store" } })
