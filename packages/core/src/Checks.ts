@@ -1,8 +1,9 @@
 /**
- * Verification checks derived from a plan (seed 001's validation queries and seed 002's
- * payload/column consistency, done right): which checks exist per job and target column, and the
- * pure verdict on one row. Stored values are compared with the value recomputed by the job's own
- * row function, exactly (seed 001 allowed 1 s of slack, which hid its 1 ms-low CAST bug).
+ * Verification checks derived from a plan: which checks exist per job and target column (every
+ * source value converted, no target set without a source, a JSON target equal to its payload
+ * field), and the pure verdict on one row. Stored values are compared with the value recomputed by
+ * the job's own row function, exactly: a tolerance of even 1 s would hide a conversion that is
+ * 1 ms low, as a plain CAST of fractional seconds is.
  *
  * Plausibility is not correctness: a value outside a timestamp target's window (1970 to a year after
  * now unless the step's `plausible` says otherwise) is still what the conversion gives, so the range

@@ -2,7 +2,7 @@
  * Progress arithmetic for long work (backfills, migration status): counters in, percent, rate,
  * ETA and a status label out. Pure: elapsed time is passed in, never read from a clock.
  *
- * Labels (seed 000's report), from the share of rows done:
+ * Labels, from the share of a column's rows done:
  *
  * ```
  * Complete      nothing left (done >= total; also when there is nothing to do)
@@ -18,7 +18,7 @@
  */
 
 /**
- * A status label of seed 000's progress report.
+ * A status label of a progress report.
  *
  * @since 0.1.0
  */

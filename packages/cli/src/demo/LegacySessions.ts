@@ -1,5 +1,5 @@
 /**
- * The demo's legacy session store (seed 003's first layout), generated from a seed: `sessions`
+ * The demo's legacy session store in its first layout, generated from a random seed: `sessions`
  * with every message in one JSON array, `agent_contexts` with the agent history as another, times
  * as TIMESTAMP text in mixed formats. A few rows are broken the ways real ones are (invalid JSON, a
  * message without a role or with an unknown one, an unreadable time, a count that is text, an agent
