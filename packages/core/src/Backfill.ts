@@ -443,7 +443,7 @@ const deriveWork = (step: Plan.Derive): Work => {
     ? userCompute(step.convert, step.reads)
     : builtinCompute(step.targets.map((t) => ({ column: t.column, from: t.from!, read: Transform.pipeline(t.apply ?? []) })))
   return {
-    name: step.job ?? `${step.table}.${step.targets[0].column}`,
+    name: Plan.deriveJobName(step),
     table: step.table,
     key: step.key,
     reads: unique([...step.reads, ...(step.filter === undefined ? [] : [step.filter.column])]),

@@ -465,6 +465,24 @@ export const Plan = Schema.Struct({
           }
         }
       }
+      // A job's checkpoint, counters and rejects are keyed by its name in strata_jobs: two steps with
+      // one name would share them, and the second would find the first one's job done and skip.
+      const jobs = new Map<string, number>()
+      for (let i = 0; i < migrations.length; i++) {
+        const steps = migrations[i]!.steps
+        for (let j = 0; j < steps.length; j++) {
+          const name = jobName(steps[j]!)
+          if (name === undefined) continue
+          const first = jobs.get(name)
+          if (first !== undefined) {
+            return {
+              path: [i, "steps", j],
+              message: `backfill job names must be unique: ${JSON.stringify(name)} is also the job of a step in migration ${first} (give one step its own "job")`
+            }
+          }
+          jobs.set(name, migrations[i]!.id)
+        }
+      }
       return true
     })
   )
@@ -914,6 +932,34 @@ export const extractJobName = (step: ExtractJson): string => step.job ?? `${step
  * @since 0.1.0
  */
 export const shadowJobName = (step: EpochShadow): string => `${step.table}.${shadowTarget(step)}`
+
+/**
+ * The backfill job name of a `Derive` step: its `job`, or `<table>.<first target>`.
+ *
+ * @since 0.3.0
+ * @category names
+ */
+export const deriveJobName = (step: Derive): string => step.job ?? `${step.table}.${step.targets[0].column}`
+
+/**
+ * The name of the backfill job a step describes, if it describes one (the steps with data work:
+ * `epochShadow`, `extractJson`, `derive`). Job names are unique within a plan.
+ *
+ * @since 0.3.0
+ * @category names
+ */
+export const jobName = (step: Step): string | undefined => {
+  switch (step._tag) {
+    case "EpochShadow":
+      return shadowJobName(step)
+    case "ExtractJson":
+      return extractJobName(step)
+    case "Derive":
+      return deriveJobName(step)
+    default:
+      return undefined
+  }
+}
 
 /**
  * Every step of a plan with the migration it belongs to, in order.

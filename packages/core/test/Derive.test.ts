@@ -258,8 +258,8 @@ describe("constructors fail like a JSON plan", () => {
     }
     throw new Error("did not throw")
   }
-  const jsonIssue = (step: unknown) =>
-    Either.match(Plan.decode({ name: "p", migrations: [{ id: 1, name: "m", steps: [step] }] }, "plan.json"), {
+  const jsonIssue = (...steps: ReadonlyArray<unknown>) =>
+    Either.match(Plan.decode({ name: "p", migrations: [{ id: 1, name: "m", steps }] }, "plan.json"), {
       onLeft: (e) => e.message,
       onRight: () => "decoded"
     })
@@ -279,6 +279,23 @@ describe("constructors fail like a JSON plan", () => {
     const duplicate = thrown(() => Plan.make("p", [Plan.migration(2, "a", []), Plan.migration(2, "b", [])]))
     expect(duplicate._tag).toBe("InvalidPlan")
     expect(duplicate.message).toBe("invalid plan in Plan.make: at migrations[1].id: migration ids must be unique and ascending: 2 follows 2")
+  })
+
+  it("report two steps with one backfill job name at the second (they would share its checkpoint)", () => {
+    const audit = (target: string, job?: string) =>
+      Plan.extractJson("audits", "payload", { targets: [{ column: target, paths: [`$.${target}`], as: "text" }], ...(job === undefined ? {} : { job }) })
+    const clash = thrown(() => Plan.make("p", [Plan.migration(1, "a", [audit("kind")]), Plan.migration(2, "b", [audit("actor")])]))
+    expect(clash._tag).toBe("InvalidPlan")
+    expect(clash.message).toBe(
+      `invalid plan in Plan.make: at migrations[1].steps[0]: backfill job names must be unique: "audits.payload" is also the job of a step in migration 1 (give one step its own "job")`
+    )
+    const named = Plan.make("p", [Plan.migration(1, "a", [audit("kind")]), Plan.migration(2, "b", [audit("actor", "audits.actor")])])
+    expect(Backfill.jobs(named).map((j) => j.name)).toEqual(["audits.payload", "audits.actor"])
+    expect(jsonIssue({ _tag: "Derive", table: "t", job: "t.c_ms", reads: ["a"], targets: [{ column: "b", type: "text", from: "a" }] }, {
+      _tag: "EpochShadow", table: "t", column: "c"
+    })).toBe(
+      `invalid plan in plan.json: at migrations[0].steps[1]: backfill job names must be unique: "t.c_ms" is also the job of a step in migration 1 (give one step its own "job")`
+    )
   })
 
   it("report bad types, unknown options and derive mistakes by path", () => {
