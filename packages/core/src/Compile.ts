@@ -8,6 +8,7 @@ import { Schema } from "effect"
 import * as Backfill from "./Backfill.js"
 import type { Identifier, TableName } from "./Identifier.js"
 import { quote, quoteTable, tableParts } from "./Identifier.js"
+import * as SyncTrigger from "./internal/syncTrigger.js"
 import * as Plan from "./Plan.js"
 
 /**
@@ -215,8 +216,17 @@ const changeStatements = (change: Change, dialect: Dialect): ReadonlyArray<State
   }
 }
 
-const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statement> =>
-  changes(step).flatMap((change) => changeStatements(change, dialect))
+/** A data step's sync trigger (`sync: "trigger"`), after its columns: it writes them. */
+const syncStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statement> => {
+  if (!("sync" in step) || step.sync !== "trigger") return []
+  const work = Backfill.workOf(step)
+  return work === undefined ? [] : SyncTrigger.createStatements(work, dialect).map((sql) => ({ sql }))
+}
+
+const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statement> => [
+  ...changes(step).flatMap((change) => changeStatements(change, dialect)),
+  ...syncStatements(step, dialect)
+]
 
 /**
  * The statements that apply a migration on a dialect, in order.

@@ -188,6 +188,27 @@ export const plausibleWindow = (plausible: {
 }): PlausibleWindow => ({ min: boundMillis(plausible.from), max: boundMillis(plausible.to), outside: plausible.outside ?? "warn" })
 
 /**
+ * How a data step keeps its targets in sync with writes made while old app versions still run:
+ * `trigger` installs a trigger (SQLite `AFTER INSERT` / `AFTER UPDATE OF` the sources; PostgreSQL a
+ * `BEFORE INSERT OR UPDATE OF` trigger function) that computes the targets with the step's SQL
+ * fast path whenever a writer inserts a row without them or changes a source without setting them.
+ * A writer that sets a target wins. Shapes the expression does not convert stay NULL for the lazy
+ * read path and the backfill.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const Sync = Schema.Literal("trigger")
+
+/**
+ * How a data step keeps its targets in sync (see `Sync`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Sync = typeof Sync.Type
+
+/**
  * A TIMESTAMP text column gets an epoch-milliseconds shadow column. One step yields the column,
  * its index, the backfill job, the lazy rule, the verification checks and the progress query.
  *
@@ -205,7 +226,9 @@ export class EpochShadow extends Schema.TaggedClass<EpochShadow>()("EpochShadow"
   /** Opt-in forms the column's values may take besides timestamp text (epoch numbers, infinity, RFC 2822, 24:00). */
   accept: Schema.optional(Timestamp.Accept),
   /** Where the shadow's values are plausible, for the Verifier (default 1970 to a year after now, a warning). */
-  plausible: Schema.optional(Plausible)
+  plausible: Schema.optional(Plausible),
+  /** `trigger`: keep the shadow in sync with old app versions' writes (see `Sync`). */
+  sync: Schema.optional(Sync)
 }) {}
 
 /**
@@ -354,6 +377,7 @@ const deriveProblem = (step: {
   readonly targets: ReadonlyArray<DeriveTarget>
   readonly convert?: unknown
   readonly sql?: typeof DeriveSql.Type | undefined
+  readonly sync?: Sync | undefined
 }): true | { readonly path: ReadonlyArray<PropertyKey>; readonly message: string } => {
   const seen = new Set<string>()
   for (const [i, target] of step.targets.entries()) {
@@ -385,6 +409,15 @@ const deriveProblem = (step: {
       }
     }
   }
+  if (step.sync === "trigger") {
+    // The trigger computes every target in SQL on both engines; without an expression it could not.
+    const missing = (["sqlite", "postgresql"] as const).flatMap((dialect) =>
+      step.targets.filter((t) => step.sql?.[dialect]?.[t.column] === undefined).map((t) => `sql.${dialect}.${t.column}`)
+    )
+    if (missing.length > 0) {
+      return { path: ["sync"], message: `sync: "trigger" computes every target in SQL on both engines; missing ${missing.join(", ")}` }
+    }
+  }
   return true
 }
 
@@ -412,7 +445,9 @@ export class Derive extends Schema.TaggedClass<Derive>()(
     /** Only rows matching this filter are derived. */
     filter: Schema.optional(RowFilter),
     /** The backfill job's name; `<table>.<first target>` when absent. */
-    job: Schema.optional(Schema.NonEmptyString)
+    job: Schema.optional(Schema.NonEmptyString),
+    /** `trigger`: keep the targets in sync with old app versions' writes through `sql` (see `Sync`). */
+    sync: Schema.optional(Sync)
   }).pipe(Schema.filter(deriveProblem))
 ) {}
 
@@ -778,6 +813,7 @@ export const epochShadow = (
     readonly key?: string
     readonly accept?: typeof Timestamp.Accept.Encoded
     readonly plausible?: typeof Plausible.Encoded
+    readonly sync?: Sync
   } = {}
 ): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options }, "Plan.epochShadow")
 
@@ -867,6 +903,7 @@ export interface DeriveOptions<R extends string, T extends string> {
   readonly key?: string
   readonly filter?: RowFilterInput
   readonly job?: string
+  readonly sync?: Sync
 }
 
 /**
@@ -937,6 +974,11 @@ export const shadowJobName = (step: EpochShadow): string => `${step.table}.${sha
  * The backfill job name of a `Derive` step: its `job`, or `<table>.<first target>`.
  *
  * @since 0.3.0
+
+/**
+ * The backfill job name of a `Derive` step.
+ *
+ * @since 0.2.0
  * @category names
  */
 export const deriveJobName = (step: Derive): string => step.job ?? `${step.table}.${step.targets[0].column}`
@@ -960,6 +1002,16 @@ export const jobName = (step: Step): string | undefined => {
       return undefined
   }
 }
+
+/**
+ * The name of the sync trigger of a step (`sync: "trigger"`) writing `target` first on `table`:
+ * `strata_sync_<table>_<target>`; on PostgreSQL its trigger function has the same name, in the table's schema.
+ *
+ * @since 0.2.0
+ * @category names
+ */
+export const syncTriggerName = (table: TableName, target: Identifier): Identifier =>
+  `strata_sync_${tableParts(table).table}_${target}` as Identifier
 
 /**
  * Every step of a plan with the migration it belongs to, in order.

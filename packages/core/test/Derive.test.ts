@@ -304,7 +304,7 @@ describe("constructors fail like a JSON plan", () => {
     )
     expect(thrown(() => Plan.migration(0, "m", [])).message).toBe("invalid plan in Plan.migration: at id: Expected a positive number, actual 0")
     expect(thrown(() => Plan.epochShadow("t", "c", { indx: true } as never)).message).toBe(
-      `invalid plan in Plan.epochShadow: at indx: is unexpected, expected: "table" | "column" | "target" | "index" | "key" | "accept" | "plausible" | "_tag"`
+      `invalid plan in Plan.epochShadow: at indx: is unexpected, expected: "table" | "column" | "target" | "index" | "key" | "accept" | "plausible" | "sync" | "_tag"`
     )
     const derive = (options: Plan.DeriveOptions<string, string>) => thrown(() => Plan.derive("t", options)).message
     expect(derive({ reads: ["a"], targets: [{ column: "b", type: "text" }] })).toBe(
