@@ -145,7 +145,9 @@ describe.each(engines)("strata with a derive step [$name]", (engine) => {
     await insertPeople(url)
     const backfill = await strata(["backfill", ...plan, "--json"])
     expect(backfill.code, show(backfill)).toBe(0)
-    expect(json(backfill, "backfill").jobs[0]).toMatchObject({ job: "people.email_norm", processed: 5, updated: 3, rejected: 1 })
+    const job = json(backfill, "backfill").jobs[0]
+    expect(job).toMatchObject({ job: "people.email_norm", processed: 5, updated: 3, rejected: 1 })
+    expect(job.processed).toBe(job.updated + job.rejected + job.alreadySet + job.outOfScope)
     expect(await columns(url, "email_norm, status_code")).toEqual([
       [1, "ada@example.com", 1],
       [2, "plato@academy.gr", 2],

@@ -153,9 +153,12 @@ export const summaryJson = (summary: RunSummary) => ({
     job: e.job,
     table: e.table,
     outcome: e.phase === "skipped" ? "alreadyDone" : e.dryRun ? "dryRun" : "completed",
+    // every walked row is one of the four, as in strata_jobs: processed = updated + rejected + alreadySet + outOfScope
     processed: e.processed,
     updated: e.updated,
     rejected: e.rejected,
+    alreadySet: e.alreadySet,
+    outOfScope: e.outOfScope,
     total: e.total
   }))
 })
