@@ -5,7 +5,10 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 
-const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]*$/
+// One part of a name, its length limit included: the same text checks input here and in the JSON Schema.
+const identifierPart = "[A-Za-z_][A-Za-z0-9_]{0,62}"
+const identifierPattern = new RegExp(`^${identifierPart}$`)
+const tableNamePattern = new RegExp(`^${identifierPart}(?:\\.${identifierPart})?$`)
 
 /**
  * A table, column or index name: a letter or underscore, then letters, digits or underscores,
@@ -16,12 +19,12 @@ const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]*$/
  */
 export const Identifier = Schema.String.pipe(
   Schema.filter((s) =>
-    identifierPattern.test(s) && s.length <= 63
+    identifierPattern.test(s)
       ? true
       : `expected a SQL identifier (letters, digits and _, not starting with a digit, at most 63 characters), got ${JSON.stringify(s)}`
   ),
   Schema.brand("Identifier"),
-  Schema.annotations({ identifier: "Identifier" })
+  Schema.annotations({ identifier: "Identifier", jsonSchema: { pattern: identifierPattern.source } })
 )
 
 /**
@@ -66,13 +69,12 @@ export const quote = (identifier: Identifier | string): string => `"${identifier
  */
 export const TableName = Schema.String.pipe(
   Schema.filter((s) => {
-    const parts = s.split(".")
-    return parts.length <= 2 && parts.every((part) => identifierPattern.test(part) && part.length <= 63)
+    return tableNamePattern.test(s)
       ? true
       : `expected a table name (an identifier, or schema.table with each part an identifier: letters, digits and _, not starting with a digit, at most 63 characters), got ${JSON.stringify(s)}`
   }),
   Schema.brand("TableName"),
-  Schema.annotations({ identifier: "TableName" })
+  Schema.annotations({ identifier: "TableName", jsonSchema: { pattern: tableNamePattern.source } })
 )
 
 /**

@@ -253,7 +253,7 @@ export const JsonTarget = Schema.Struct({
   Schema.filter((target) => target.plausible === undefined || target.as === "timestamp" || {
     path: ["plausible"],
     message: "plausible applies to timestamp targets (as: \"timestamp\"), not text"
-  })
+  }, { jsonSchema: { if: { required: ["plausible"] }, then: { properties: { as: { const: "timestamp" } } } } })
 )
 
 /**
@@ -310,6 +310,8 @@ export const RowFunction = Schema.declare(
   {
     identifier: "RowFunction",
     description: "a function (row) => values (TS/JS plans only)",
+    // Nothing in JSON is a function: a JSON plan names built-in transforms (from/apply) instead.
+    jsonSchema: { anyOf: [{ not: {} }] },
     message: (issue) => `expected a function (row) => values, got ${Transform.describe(issue.actual)}`
   }
 )
@@ -340,7 +342,7 @@ export const DeriveTarget = Schema.Struct({
   Schema.filter((target) => target.plausible === undefined || target.type === "bigint" || {
     path: ["plausible"],
     message: `plausible applies to epoch-ms targets (type bigint), not ${target.type}`
-  })
+  }, { jsonSchema: { if: { required: ["plausible"] }, then: { properties: { type: { const: "bigint" } } } } })
 )
 
 /**
@@ -448,7 +450,10 @@ export class Derive extends Schema.TaggedClass<Derive>()(
     job: Schema.optional(Schema.NonEmptyString),
     /** `trigger`: keep the targets in sync with old app versions' writes through `sql` (see `Sync`). */
     sync: Schema.optional(Sync)
-  }).pipe(Schema.filter(deriveProblem))
+  }).pipe(Schema.filter(deriveProblem, {
+    // Of deriveProblem's rules, JSON Schema can say one: a JSON plan has no convert, so every target needs from.
+    jsonSchema: { allOf: [{ properties: { targets: { type: "array", items: { type: "object", required: ["from"] } } } }] }
+  }))
 ) {}
 
 /**
@@ -471,7 +476,8 @@ export type Step = typeof Step.Type
  * @since 0.1.0
  */
 export const Migration = Schema.Struct({
-  id: Schema.Int.pipe(Schema.positive()),
+  // Said whole for the JSON Schema: Int is a $ref there, and draft-07 ignores keywords beside a $ref.
+  id: Schema.Int.pipe(Schema.positive({ jsonSchema: { type: "integer", exclusiveMinimum: 0 } })),
   name: Schema.NonEmptyString,
   steps: Schema.Array(Step)
 })
@@ -529,6 +535,19 @@ export const Plan = Schema.Struct({
  * @since 0.1.0
  */
 export type Plan = typeof Plan.Type
+
+/**
+ * A plan as a JSON file holds it: the plan's fields, and optionally `$schema`, the JSON Schema an
+ * editor validates the file with (`@strata/core/plan.schema.json`; see docs/plans.md). strata reads
+ * `$schema` as text and ignores it.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const PlanDocument = Schema.Struct({
+  $schema: Schema.optional(Schema.String),
+  ...Plan.fields
+}).annotations({ title: "strata plan", description: "A strata plan: named, ordered migrations, each a list of steps (docs/plans.md)" })
 
 /**
  * A plan (from JSON, a module, or a constructor such as `Plan.epochShadow`) that does not decode;
@@ -627,7 +646,8 @@ const decodeAs = <A>(schema: Schema.Schema<A, any>, input: unknown, source: stri
 
 /**
  * Decodes a plan from unknown input (parsed JSON, a module's export), naming every bad field's path.
- * Input nested deeper than `maxNesting` is refused as "plan too deeply nested".
+ * Input nested deeper than `maxNesting` is refused as "plan too deeply nested". A top-level
+ * `$schema` (text) is accepted and dropped (see `PlanDocument`).
  *
  * @since 0.1.0
  * @category decoding
@@ -638,7 +658,7 @@ export const decode = (input: unknown, source = "plan"): Either.Either<Plan, Inv
       source,
       issues: [{ path: "(root)", message: `plan too deeply nested (more than ${maxNesting} levels of arrays and objects)` }]
     }))
-    : decodeAs(Plan, input, source)
+    : Either.map(decodeAs(PlanDocument, input, source), ({ $schema: _schema, ...plan }) => plan)
 
 /**
  * Parses and decodes a plan from JSON text.
