@@ -118,6 +118,7 @@ describe("plan.schema.json", () => {
     ["an empty SQL statement", withSteps({ _tag: "Sql", sqlite: [""], pg: [] }), "at migrations[0].steps[0].sqlite[0]"],
     ["an unknown epoch unit", withSteps({ ...shadow, accept: { epoch: "minutes" } }), "at migrations[0].steps[0].accept.epoch: "],
     ["a fractional epoch bound", withSteps({ ...shadow, plausible: { from: 0.5 } }), "at migrations[0].steps[0].plausible.from"],
+    ["an unknown sync", withSteps({ ...shadow, sync: "always" }), `at migrations[0].steps[0].sync: Expected "trigger", actual "always"`],
     ["an unknown filter op", withSteps({ _tag: "ExtractJson", table: "t", payload: "p", targets: [{ column: "c", paths: ["c"], as: "text" }], where: { column: "k", op: "like", value: "x" } }), "at migrations[0].steps[0].where.op"],
     ["plausible on a text target", withSteps({ _tag: "ExtractJson", table: "t", payload: "p", targets: [{ column: "c", paths: ["c"], as: "text", plausible: {} }] }), "plausible applies to timestamp targets"],
     ["plausible on a derive target that is not bigint", derive([{ column: "b", type: "text", from: "a", plausible: {} }]), "plausible applies to epoch-ms targets (type bigint), not text"],
@@ -145,6 +146,7 @@ describe("plan.schema.json", () => {
     ["a derive target that is also read", derive([{ column: "a", type: "text", from: "a" }]), "at migrations[0].steps[0].targets[0].column: target a is also read"],
     ["a timestamp transform into a text target", derive([{ column: "b", type: "text", from: "a", apply: ["timestamp"] }]), "at migrations[0].steps[0].targets[0].type: timestamp gives epoch milliseconds: the type must be bigint"],
     ["a fast path for a column that is not a target", derive([{ column: "b", type: "text", from: "a" }], { sql: { sqlite: { c: "1" } } }), `at migrations[0].steps[0].sql.sqlite.c: "c" is not a target of the step (b)`],
+    ["a sync trigger without an expression for every target", derive([{ column: "b", type: "text", from: "a" }], { sync: "trigger", sql: { sqlite: { b: "a" } } }), `at migrations[0].steps[0].sync: sync: "trigger" computes every target in SQL on both engines; missing sql.postgresql.b`],
     ["a plausibility window that ends before it starts", withSteps({ ...shadow, plausible: { from: "2024-01-01", to: "2023-01-01" } }), "at migrations[0].steps[0].plausible.to: to is before from"],
     ["a plausibility bound that is not a timestamp", withSteps({ ...shadow, plausible: { from: "2024-02-30" } }), "at migrations[0].steps[0].plausible.from"],
   ]
