@@ -13,6 +13,15 @@
  *   else (SQLite) `rowid` when the caller selected it. Rows without a key value are fixed in memory only.
  * - Targets come back as numbers on both engines. Inputs are never mutated; fixed rows are copies.
  * - Read-path counts reach `metrics` on the background fiber's next round (every `flushInterval`).
+ * - Where the write-back runs (`writeBackPath`). SQLite file: on a worker thread of its own
+ *   (`node:worker_threads`) with its own better-sqlite3 connection to the file, so the UPDATEs, and their
+ *   waits for another writer's lock, never stop the readers' thread (better-sqlite3 is synchronous); WAL
+ *   lets that one writer work beside the readers. The statements are built on the readers' side and only
+ *   run there. An in-memory (or temporary) database, a database not in WAL mode, a table in a database the
+ *   thread cannot attach, or a file or driver the thread cannot open: on the app's client, on the readers'
+ *   thread, as before (a warning says why when the thread was tried). PostgreSQL: on a pooled connection
+ *   of the app's client. The guarantees above hold on every path. The table's key is discovered once, on
+ *   the app's client.
  *
  * ```ts
  * const messages = sql`SELECT * FROM chat_messages WHERE session_id = ${id}`.pipe(
@@ -27,11 +36,13 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Backfill, Identifier, Plan } from "@strata/core"
 import { Lazy } from "@strata/core"
 import type { Chunk, Layer } from "effect"
-import { Cause, Clock, Config, Context, Duration, Effect, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
+import * as LazyWriteBack from "./internal/lazyWriteBack.js"
 import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
+import * as LazyWorker from "./internal/lazyWorkerWriter.js"
 import { Options as NumericOption } from "@strata/core"
 import { failureText } from "./SqlErrors.js"
 
@@ -67,10 +78,12 @@ export interface Options {
   readonly drainTimeout?: Duration.DurationInput | undefined
   /**
    * How long one write-back statement may wait for locks before it fails (counted, logged; the rows stay
-   * pending). SQLite: the connection's `busy_timeout` while the write-back runs, so a write lock held
-   * elsewhere never stalls the process for the connection's own (long) busy timeout: better-sqlite3 waits
-   * synchronously, blocking every fiber. PostgreSQL: `statement_timeout` of the write-back's transaction.
-   * Default 50 ms on SQLite, 1 second on PostgreSQL.
+   * pending). SQLite on the write-back's own thread: that connection's `busy_timeout`; only that thread
+   * waits. Default 1 second. SQLite on the app's client (an in-memory database, for example): the
+   * connection's `busy_timeout` while the write-back runs, so a write lock held elsewhere never stalls the
+   * process for the connection's own (long) busy timeout: better-sqlite3 waits synchronously, blocking
+   * every fiber. Default 50 ms. PostgreSQL: `statement_timeout` of the write-back's transaction.
+   * Default 1 second.
    */
   readonly writeTimeout?: Duration.DurationInput | undefined
 }
@@ -117,6 +130,21 @@ export interface Stats {
   /** Rows in the queue now. */
   readonly pending: number
 }
+
+/**
+ * Where the write-back's statements run (`writeBackPath`), for diagnostics:
+ * - `Worker`: SQLite, on a thread of its own (`threadId`) with its own connection to the database file,
+ *   so no reader waits for a write-back statement or for the locks it waits on.
+ * - `Client`: on the app's client. PostgreSQL always (a pooled connection, which blocks no reader while
+ *   it waits); SQLite when the write-back cannot have its own thread, on the readers' thread (`reason`:
+ *   an in-memory database, a database not in WAL mode, a file or driver the thread cannot open, or the
+ *   thread failed).
+ * - `Off`: lazy migration or its write-back is turned off.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type WriteBackPath = LazyWorker.WriteBackPath | { readonly _tag: "Off" }
 
 /**
  * A value `withFixUp` can fix: an array of rows, a row, an `Option` of a row, or nothing.
@@ -270,11 +298,31 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     const sql = yield* SqlClient.SqlClient
     const dialect = yield* Database.dialect
-    const writeTimeoutMs = Math.max(
-      1,
-      Math.trunc(Duration.toMillis(options.writeTimeout ?? (dialect === "sqlite" ? Duration.millis(50) : Duration.seconds(1))))
-    )
     const tables = tableRules(plan)
+    const writeTimeoutMs = (fallback: Duration.DurationInput) =>
+      Math.max(1, Math.trunc(Duration.toMillis(options.writeTimeout ?? fallback)))
+    // On the readers' thread a SQLite lock wait blocks every fiber, so it is kept short; on the worker's it blocks no reader.
+    const clientWriter = LazyWriteBack.clientWriter(sql, dialect, writeTimeoutMs(dialect === "sqlite" ? "50 millis" : "1 second"))
+    let writer: LazyWriteBack.Writer = clientWriter
+    let writeBackPath: Effect.Effect<WriteBackPath> = Effect.succeed(
+      !enabled || !writeBack
+        ? { _tag: "Off" }
+        : { _tag: "Client", reason: "PostgreSQL: the write-back runs on a pooled connection of its own" }
+    )
+    if (enabled && writeBack && dialect === "sqlite") {
+      const setup = yield* LazyWorker.workerSetup(sql, [...tables.values()].map((rules) => rules.table), writeTimeoutMs("1 second"))
+      if (Either.isLeft(setup)) {
+        writeBackPath = Effect.succeed({ _tag: "Client", reason: setup.left })
+        yield* Effect.logDebug("lazy write-back runs on the readers' thread").pipe(Effect.annotateLogs({ reason: setup.left }))
+      } else {
+        const onWorker = yield* LazyWorker.workerWriter(setup.right, clientWriter, (reason) =>
+          Effect.logWarning("lazy write-back runs on the readers' thread: its own thread cannot").pipe(
+            Effect.annotateLogs({ reason })
+          ))
+        writer = onWorker.writer
+        writeBackPath = onWorker.path
+      }
+    }
     const counts = {
       fixed: 0,
       unparseable: 0,
@@ -449,27 +497,6 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         }))
     }
 
-    // Unprepared: the SQLite client caches prepared statements, failed prepares included (a write-back that
-    // failed on a renamed column would keep failing after the rename is undone), and batch texts vary with the
-    // batch size, so caching them would only evict the application's own statements.
-    // Each batch is its own short transaction, holding the connection (SQLite) so the short busy timeout set
-    // for it applies to no one else's statement, and is restored even when the update fails.
-    const execute = (statement: { readonly sql: string; readonly params: ReadonlyArray<unknown> }) => {
-      const update = sql.unsafe(statement.sql, statement.params).unprepared
-      if (dialect === "pg") {
-        return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL statement_timeout = ${writeTimeoutMs}`).unprepared, update))
-      }
-      const shortBusyTimeout = Effect.flatMap(
-        sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
-        (rows) => Effect.as(sql.unsafe(`PRAGMA busy_timeout = ${writeTimeoutMs}`).unprepared, rows[0]?.timeout)
-      )
-      const restore = (previous: number | undefined) =>
-        previous === undefined
-          ? Effect.void
-          : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
-      return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
-    }
-
     const countFailed = (rules: TableRules, rows: number, keysShown: ReadonlyArray<KeyValue>, cause: Cause.Cause<unknown>) =>
       Effect.suspend(() => {
         counts.failed += rows
@@ -525,12 +552,12 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
             used.map((i) => rules.targets[i]!),
             batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
           )
-          const result = yield* Effect.exit(execute(statement))
+          const result = yield* Effect.exit(writer.run(statement))
           if (Exit.isFailure(result)) {
             yield* countFailed(rules, batch.length, batch.map((row) => row.key), result.cause)
             continue
           }
-          const written = result.value.length
+          const written = result.value
           counts.writtenBack += written
           counts.alreadySet += batch.length - written
           yield* Metric.incrementBy(rules.metrics.writtenBack, written)
@@ -582,7 +609,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           if (n === 0) break
           remaining -= n
           taken += n
-          // On SQLite a batch runs on the readers' thread: let them in between batches.
+          // On the app's SQLite client a batch runs on the readers' thread: let them in between batches.
           yield* Effect.yieldNow()
         }
         yield* publishReadMetrics
@@ -643,7 +670,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       )
     }
 
-    return { enabled, writeBack, tables: [...tables.keys()], fixRows, fixUp, withFixUp, flush, stats } as const
+    return { enabled, writeBack, tables: [...tables.keys()], fixRows, fixUp, withFixUp, flush, stats, writeBackPath } as const
   })
 
 /**
@@ -702,3 +729,12 @@ export const flush: Effect.Effect<void, never, LazyMigration> = Effect.flatMap(L
  * @since 0.1.0
  */
 export const stats: Effect.Effect<Stats, never, LazyMigration> = Effect.flatMap(LazyMigration, (lazy) => lazy.stats)
+
+/**
+ * Where the write-back runs (see `WriteBackPath`); on SQLite it waits until the write-back's thread has
+ * opened the database or given up.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const writeBackPath: Effect.Effect<WriteBackPath, never, LazyMigration> = Effect.flatMap(LazyMigration, (lazy) => lazy.writeBackPath)

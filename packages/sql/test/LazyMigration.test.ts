@@ -1,177 +1,33 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
-import { Compile, Plan } from "@strata/core"
 import type { Scope } from "effect"
-import type { Context } from "effect"
-import { Array as Arr, Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Scope as ScopeOps, TestClock } from "effect"
-import type { Engine } from "../../../test/support/databases.js"
-import { describeEachEngine, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
+import { Array as Arr, Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Scope as ScopeOps, TestClock } from "effect"
+import { describeEachEngine } from "../../../test/support/databases.js"
 import { Database, LazyMigration } from "../src/index.js"
-
-const plan = Plan.make("lazy_test", [
-  Plan.migration(1, "tables", [
-    Plan.createTable("messages", [
-      { name: "message_id", type: "text", primaryKey: true },
-      { name: "body", type: "text" },
-      { name: "created_at", type: "timestamp_text" },
-      { name: "updated_at", type: "timestamp_text" }
-    ]),
-    Plan.createTable("events", [
-      { name: "event_id", type: "integer", primaryKey: true },
-      { name: "happened_at", type: "timestamp_text" }
-    ]),
-    Plan.createTable("notes", [
-      { name: "author", type: "text", notNull: true },
-      { name: "seq", type: "integer", notNull: true },
-      { name: "noted_at", type: "timestamp_text" }
-    ], { primaryKey: ["author", "seq"] }),
-    Plan.createTable("lock_holder", [{ name: "id", type: "integer" }])
-  ]),
-  Plan.migration(2, "shadows", [
-    Plan.epochShadow("messages", "created_at"),
-    Plan.epochShadow("messages", "updated_at"),
-    Plan.epochShadow("events", "happened_at", { index: true }),
-    Plan.epochShadow("notes", "noted_at")
-  ])
-])
-
-const applyPlan = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const dialect = yield* Database.dialect
-  for (const migration of plan.migrations) {
-    for (const statement of Compile.statements(migration, dialect)) yield* sql.unsafe(statement.sql)
-  }
-}).pipe(Effect.orDie)
-
-/** A fresh database of the engine with the plan applied. */
-const database = (engine: Engine, options: Omit<Database.LayerOptions, "url"> = {}) =>
-  Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.layer(options))
-
-/** A URL of a fresh, empty database of the engine (for tests that open several clients on it). */
-const freshUrl = (engine: Engine): Effect.Effect<string, never, Scope.Scope> =>
-  engine.name === "sqlite" ? tempSqliteFile() : Effect.map(pgTestUrlWithSchema(), ({ url }) => url)
-
-// A flush interval no test clock reaches unless a test moves it there: writes happen on `flush` or scope close.
-const testOptions: LazyMigration.Options = { enabled: true, writeBack: true, flushInterval: "1 hour" }
-
-const withLazy = (options: LazyMigration.Options = {}) => <A, E, R>(body: Effect.Effect<A, E, R>) =>
-  Effect.provide(body, LazyMigration.layer(plan, { ...testOptions, ...options }).pipe(Layer.orDie))
-
-/** Lets background fibers and database I/O run until `done` holds (or fails the test after ~5 s). */
-const eventually = <A, E, R>(check: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 5000; attempt++) {
-      const value = yield* check
-      if (done(value)) return value
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
-    }
-    return yield* Effect.dieMessage("condition not reached")
-  })
-
-/** Lets the background fiber run a few times without waiting for anything in particular. */
-const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 30)))
-
-const captureLogs = () => {
-  const lines: Array<{ readonly level: string; readonly message: string; readonly annotations: Record<string, unknown> }> = []
-  const logger = Logger.make(({ annotations, logLevel, message }) => {
-    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-    const record: Record<string, unknown> = {}
-    for (const [key, value] of annotations) record[key] = value
-    lines.push({ level: logLevel.label, message: text, annotations: record })
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
-
-interface Message {
-  readonly message_id: string
-  readonly created_at: unknown
-  readonly updated_at: unknown
-  readonly created_at_ms: unknown
-  readonly updated_at_ms: unknown
-}
-
-const readMessages = Effect.flatMap(
-  SqlClient.SqlClient,
-  (sql) => sql<Message>`SELECT message_id, created_at, updated_at, created_at_ms, updated_at_ms FROM messages ORDER BY message_id`
-)
-
-const storedMessages = Effect.map(
+import {
+  applyPlan,
+  captureLogs,
+  counterValue,
+  database,
+  eventMillis,
+  eventually,
+  failureLogs,
+  freshUrl,
+  holdWriteLock,
+  insertEvents,
+  noonJan15,
+  pendingEvents,
+  plan,
+  readEvent,
   readMessages,
-  (rows) => rows.map((r) => ({ id: r.message_id, created_at_ms: r.created_at_ms, updated_at_ms: r.updated_at_ms }))
-)
-
-// Expected values computed independently of Timestamp.parse.
-const noonJan15 = Date.UTC(2024, 0, 15, 12, 0, 0)
-const tenHalfJan15 = Date.UTC(2024, 0, 15, 10, 0, 0, 500)
-const eventMillis = (id: number) => Date.UTC(2024, 2, 1, 0, 0, 0) + id * 61_000
-const sqlText = (ms: number) => new Date(ms).toISOString().slice(0, 19).replace("T", " ")
-
-const insertEvents = (count: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const rows = Arr.makeBy(count, (i) => ({ event_id: i + 1, happened_at: sqlText(eventMillis(i + 1)) }))
-    for (const chunk of Arr.chunksOf(rows, 500)) yield* sql`INSERT INTO events ${sql.insert(chunk)}`
-  }).pipe(Effect.orDie)
-
-const readEvent = (id: number) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ readonly event_id: number; readonly happened_at_ms: unknown }>`SELECT * FROM events WHERE event_id = ${id}`)
-
-const pendingEvents = Effect.flatMap(
-  SqlClient.SqlClient,
-  (sql) => Effect.map(sql<{ readonly n: number }>`SELECT count(*) AS n FROM events WHERE happened_at_ms IS NULL`, (rows) => Number(rows[0]!.n))
-)
-
-const wrongEvents = Effect.flatMap(
-  SqlClient.SqlClient,
-  (sql) =>
-    Effect.map(
-      sql<{ readonly event_id: number; readonly happened_at_ms: number | null }>`SELECT event_id, happened_at_ms FROM events`,
-      (rows) => rows.filter((row) => row.happened_at_ms !== eventMillis(Number(row.event_id))).length
-    )
-)
-
-const counterValue = (counter: Metric.Metric.Counter<number>, table: string) =>
-  Effect.map(Metric.value(Metric.tagged(counter, "table", table)), (state) => state.count)
-
-/** 10 rounds of 1,000 point reads of unmigrated events, each round flushed: counts wrong values and failed reads. */
-const tenThousandReads = Effect.gen(function*() {
-  let failedReads = 0
-  let wrongValues = 0
-  for (let round = 0; round < 10; round++) {
-    for (let id = 1; id <= 1000; id++) {
-      const exit = yield* Effect.exit(readEvent(id).pipe(LazyMigration.withFixUp("events")))
-      if (Exit.isFailure(exit)) failedReads++
-      else if (exit.value[0]?.happened_at_ms !== eventMillis(id)) wrongValues++
-    }
-    yield* LazyMigration.flush
-  }
-  return { failedReads, wrongValues }
-})
-
-/**
- * Another connection takes the write lock the write-back needs and holds it until `release`: on SQLite
- * a write transaction (readers go on under WAL); on PostgreSQL `LOCK TABLE … IN EXCLUSIVE MODE`, which
- * blocks UPDATE but not SELECT.
- */
-const holdWriteLock = (engine: Engine, holder: Context.Context<SqlClient.SqlClient>) =>
-  Effect.gen(function*() {
-    const locked = yield* Deferred.make<void>()
-    const release = yield* Deferred.make<void>()
-    const holding = yield* Effect.fork(
-      Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql.withTransaction(
-          (engine.name === "sqlite" ? sql`INSERT INTO lock_holder (id) VALUES (1)` : sql`LOCK TABLE events IN EXCLUSIVE MODE`).pipe(
-            Effect.zipRight(Deferred.succeed(locked, undefined)),
-            Effect.zipRight(Deferred.await(release))
-          )
-        )).pipe(Effect.provide(holder))
-    )
-    yield* Deferred.await(locked)
-    return { holding, release }
-  })
-
-const failureLogs = (lines: ReturnType<typeof captureLogs>["lines"]) =>
-  lines.filter((line) => line.message.startsWith("lazy write-back failed"))
+  sqlText,
+  storedMessages,
+  tenHalfJan15,
+  tenThousandReads,
+  testOptions,
+  withLazy,
+  wrongEvents
+} from "./lazyFixtures.js"
 
 describeEachEngine("LazyMigration", (engine) => {
   const inDatabase = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient | Scope.Scope>) =>
@@ -315,31 +171,31 @@ describeEachEngine("LazyMigration", (engine) => {
       }).pipe(withLazy({ maxBatchRows: 500 }))
     })))
 
-  it.effect("writes back outside the caller's transaction: a rolled-back reader still leaves the row migrated", () =>
+  it.effect("writes back outside the caller's transaction, on a connection of its own: a rolled-back reader still leaves the row migrated", () =>
     inDatabase(Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* insertEvents(1)
+      yield* insertEvents(2)
       yield* Effect.gen(function*() {
+        // The table's key is discovered once, on the app's connection (which the reader's transaction below holds on SQLite).
+        yield* readEvent(2).pipe(LazyMigration.withFixUp("events"))
+        yield* LazyMigration.flush
+        expect((yield* LazyMigration.writeBackPath)._tag).toBe(engine.name === "sqlite" ? "Worker" : "Client")
         const rolledBack = yield* sql.withTransaction(Effect.gen(function*() {
           const rows = yield* readEvent(1).pipe(LazyMigration.withFixUp("events"))
           expect(rows[0]?.happened_at_ms).toBe(eventMillis(1))
           yield* TestClock.adjust("1 hour")
-          if (engine.name === "pg") {
-            // Its own pooled connection, its own transaction: committed while the reader's is still open.
-            yield* eventually(LazyMigration.stats, (s) => s.writtenBack === 1)
-            expect(yield* pendingEvents).toBe(0)
-          } else {
-            // One connection, held by the reader's transaction: the write-back waits for it, it does not join it.
-            yield* settle
-            expect((yield* LazyMigration.stats).writtenBack).toBe(0)
-          }
-          // flush inside a transaction is a programming error (on SQLite it would wait on itself).
+          // Its own connection (PostgreSQL: a pooled one; SQLite: the write-back thread's), its own transaction:
+          // committed while the reader's is still open.
+          yield* eventually(LazyMigration.stats, (s) => s.writtenBack === 2)
+          // PostgreSQL's reader sees the commit; SQLite's keeps the snapshot its transaction began with.
+          expect(yield* pendingEvents).toBe(engine.name === "pg" ? 0 : 1)
+          // flush inside a transaction is a programming error (on SQLite's one connection it could wait on itself).
           const inside = yield* Effect.exit(LazyMigration.flush)
           expect(Exit.isFailure(inside) && Cause.isDie(inside.cause)).toBe(true)
           return yield* Effect.fail("roll back" as const)
         })).pipe(Effect.flip)
         expect(rolledBack).toBe("roll back")
-        yield* eventually(LazyMigration.stats, (s) => s.writtenBack === 1)
+        expect((yield* LazyMigration.stats).writtenBack).toBe(2)
         expect(yield* pendingEvents).toBe(0)
         expect(yield* wrongEvents).toBe(0)
       }).pipe(withLazy())
@@ -351,7 +207,8 @@ describeEachEngine("LazyMigration", (engine) => {
       yield* Effect.gen(function*() {
         yield* readEvent(1).pipe(LazyMigration.withFixUp("events"))
         yield* TestClock.adjust("9 seconds")
-        yield* settle
+        // The background fiber is asleep until its first round at 10 s, and has taken nothing.
+        expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toContain(10_000)
         expect(yield* LazyMigration.stats).toMatchObject({ queued: 1, writtenBack: 0, pending: 1 })
         yield* TestClock.adjust("1 second")
         yield* eventually(LazyMigration.stats, (s) => s.writtenBack === 1)
@@ -370,6 +227,7 @@ describeEachEngine("LazyMigration", (engine) => {
         const sql = yield* SqlClient.SqlClient
         yield* sql`SELECT * FROM events`.pipe(LazyMigration.withFixUp("events"))
         expect(yield* LazyMigration.stats).toMatchObject({ queued: 700, writtenBack: 0, pending: 700 })
+        expect((yield* LazyMigration.writeBackPath)._tag).toBe(engine.name === "sqlite" ? "Worker" : "Client")
       }).pipe(withLazy({ maxBatchRows: 1000 }), Effect.provide(logs.layer))
       expect(yield* pendingEvents).toBe(0)
       expect(yield* wrongEvents).toBe(0)
@@ -471,6 +329,8 @@ describeEachEngine("LazyMigration", (engine) => {
       yield* insertEvents(1000)
       const logs = captureLogs()
       yield* Effect.gen(function*() {
+        // On SQLite the failing statements run on the write-back's own thread and connection.
+        expect((yield* LazyMigration.writeBackPath)._tag).toBe(engine.name === "sqlite" ? "Worker" : "Client")
         yield* sql`ALTER TABLE events RENAME COLUMN happened_at_ms TO happened_at_ms_away`
         expect(yield* tenThousandReads).toEqual({ failedReads: 0, wrongValues: 0 })
         expect(yield* LazyMigration.stats).toMatchObject({ fixed: 10_000, queued: 10_000, failed: 10_000, writtenBack: 0 })
@@ -502,6 +362,7 @@ describeEachEngine("LazyMigration", (engine) => {
       const logs = captureLogs()
       yield* Effect.gen(function*() {
         yield* insertEvents(1000)
+        expect((yield* LazyMigration.writeBackPath)._tag).toBe(engine.name === "sqlite" ? "Worker" : "Client")
         const { holding, release } = yield* holdWriteLock(engine, holder)
         expect(yield* tenThousandReads).toEqual({ failedReads: 0, wrongValues: 0 })
         expect(yield* LazyMigration.stats).toMatchObject({ fixed: 10_000, failed: 10_000, writtenBack: 0 })

@@ -1,7 +1,8 @@
 /**
  * The SQL side of LazyMigration's write-back: a table's key, found by the job tables' one rule
- * (`jobTable.findKey`), and the one conditional multi-row UPDATE (`keyedUpdate`) that writes fixed
- * values without ever overwriting a non-NULL target.
+ * (`jobTable.findKey`), the one conditional multi-row UPDATE (`keyedUpdate`) that writes fixed
+ * values without ever overwriting a non-NULL target, and the writer that runs it on the app's client
+ * (PostgreSQL, and SQLite when the write-back cannot have a thread of its own: `lazyWorkerWriter`).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -91,3 +92,37 @@ export const writeStatement = (
     targets.map((target) => ({ target, catalogType: undefined })),
     rows
   )
+
+/** Where the write-back's statements run: one statement at a time, never inside a caller's transaction. */
+export interface Writer {
+  /** Runs one write statement (`writeStatement`'s) and tells how many rows it wrote. */
+  readonly run: (statement: WriteStatement) => Effect.Effect<number, unknown>
+}
+
+/**
+ * The write-back on the app's own client, in its own short transaction (the caller runs it with any
+ * transaction of the reader's taken out of the context). PostgreSQL: a pooled connection with
+ * `statement_timeout`. SQLite: the one connection, held for the batch so the short `busy_timeout` set
+ * for it applies to no one else's statement, and restored even when the update fails; better-sqlite3
+ * waits for locks synchronously, so this blocks every fiber of the process for up to `timeoutMs`.
+ *
+ * Unprepared: the SQLite client caches prepared statements, failed prepares included (a write-back that
+ * failed on a renamed column would keep failing after the rename is undone).
+ */
+export const clientWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", timeoutMs: number): Writer => ({
+  run: (statement) => {
+    const update = Effect.map(sql.unsafe(statement.sql, statement.params).unprepared, (rows) => rows.length)
+    if (dialect === "pg") {
+      return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL statement_timeout = ${timeoutMs}`).unprepared, update))
+    }
+    const shortBusyTimeout = Effect.flatMap(
+      sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
+      (rows) => Effect.as(sql.unsafe(`PRAGMA busy_timeout = ${timeoutMs}`).unprepared, rows[0]?.timeout)
+    )
+    const restore = (previous: number | undefined) =>
+      previous === undefined
+        ? Effect.void
+        : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
+    return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
+  }
+})

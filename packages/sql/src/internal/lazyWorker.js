@@ -1,0 +1,101 @@
+// @ts-check
+/**
+ * The lazy write-back's thread (SQLite): its own better-sqlite3 connection to the app's file, so the
+ * write-back's UPDATEs and their lock waits never run on the readers' thread. Plain JavaScript, so the
+ * same file runs from the built package and from the TypeScript sources under a test runner.
+ *
+ * It runs statements it is sent and answers how many rows each wrote; it builds none itself (the
+ * statement is `keyedUpdate`'s, built on the reader's side). Protocol, over the worker's port:
+ * - out, once: `{ type: "ready", threadId }` or `{ type: "unavailable", reason }` (then it exits);
+ * - in: `{ type: "run", id, sql, params }`, answered by `{ id, written }` or `{ id, error: { message, code } }`;
+ * - in: `{ type: "close" }`: closes the connection and exits.
+ */
+import { createRequire } from "node:module"
+import { parentPort, threadId, workerData } from "node:worker_threads"
+
+/**
+ * @typedef {{ readonly name: string, readonly file: string }} Attached
+ * @typedef {{ readonly driver: string, readonly filename: string, readonly attached: ReadonlyArray<Attached>, readonly busyTimeoutMs: number }} Setup
+ * @typedef {{ prepare(sql: string): { all(...params: ReadonlyArray<unknown>): ReadonlyArray<unknown> }, pragma(sql: string, options?: { simple?: boolean }): unknown, exec(sql: string): unknown, close(): unknown }} Connection
+ */
+
+const port = parentPort
+if (port === null) throw new Error("lazyWorker.js runs as a worker thread")
+const setup = /** @type {Setup} */ (workerData)
+
+/** @param {unknown} error */
+const describe = (error) => ({
+  message: error instanceof Error ? error.message : String(error),
+  code: /** @type {{ code?: unknown }} */ (error)?.code
+})
+
+/** @param {string} name */
+const quote = (name) => `"${name.replace(/"/g, "\"\"")}"`
+
+/** @returns {Connection | string} the connection, or why it cannot be used */
+const open = () => {
+  /** @type {Connection | undefined} */
+  let db
+  try {
+    const Sqlite = /** @type {new (file: string, options: { fileMustExist: boolean }) => Connection} */ (
+      createRequire(import.meta.url)(setup.driver)
+    )
+    db = new Sqlite(setup.filename, { fileMustExist: true })
+    // Only WAL lets this connection write while the readers' connection reads.
+    const mode = db.pragma("journal_mode", { simple: true })
+    if (mode !== "wal") {
+      db.close()
+      return `the database is in journal_mode ${String(mode)}, not WAL`
+    }
+    // How long a statement waits for another writer before it fails (counted; the rows stay pending).
+    db.pragma(`busy_timeout = ${Math.trunc(setup.busyTimeoutMs)}`)
+    // A write-back lost to a power cut is redone by a later read or the backfill: no fsync per batch.
+    db.pragma("synchronous = NORMAL")
+    for (const { file, name } of setup.attached) db.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${quote(name)}`)
+    return db
+  } catch (error) {
+    try {
+      db?.close()
+    } catch {
+      // already failed; the first error is the one reported
+    }
+    return describe(error).message
+  }
+}
+
+const opened = open()
+if (typeof opened === "string") {
+  port.postMessage({ type: "unavailable", reason: opened })
+  port.close()
+} else {
+  const db = opened
+  // Statement texts are one per table and target set (the rows travel as one JSON parameter), so a small
+  // cache holds them all. A statement that failed is dropped, so a fixed schema is prepared afresh.
+  /** @type {Map<string, ReturnType<Connection["prepare"]>>} */
+  const prepared = new Map()
+  /** @param {string} sql */
+  const statement = (sql) => {
+    let found = prepared.get(sql)
+    if (found === undefined) {
+      found = db.prepare(sql)
+      if (prepared.size >= 64) prepared.delete(/** @type {string} */ (prepared.keys().next().value))
+      prepared.set(sql, found)
+    }
+    return found
+  }
+  port.on("message", (/** @type {{ type: "run", id: number, sql: string, params: ReadonlyArray<unknown> } | { type: "close" }} */ message) => {
+    if (message.type === "close") {
+      db.close()
+      port.close()
+      return
+    }
+    try {
+      const written = statement(message.sql).all(...message.params).length
+      port.postMessage({ id: message.id, written })
+    } catch (error) {
+      prepared.delete(message.sql)
+      port.postMessage({ id: message.id, error: describe(error) })
+    }
+  })
+  port.postMessage({ type: "ready", threadId })
+}
