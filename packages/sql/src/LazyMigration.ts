@@ -69,7 +69,10 @@ export interface Options {
   readonly queueCapacity?: number | undefined
   /** How often the background fiber writes what is queued. Default 100 ms. */
   readonly flushInterval?: Duration.DurationInput | undefined
-  /** Rows per UPDATE statement (a positive integer). Default 500. */
+  /**
+   * Rows per UPDATE statement (a positive integer). Default 500; 5,000 on the SQLite write-back's own
+   * thread, where a longer statement costs readers nothing and a scattered batch dirties fewer pages per row.
+   */
   readonly maxBatchRows?: number | undefined
   /**
    * On scope close, how long draining the queue may take: no batch starts after it, so closing takes at
@@ -290,7 +293,9 @@ const invalidOption = (option: string, reason: string) => new InvalidLazyMigrati
 const make = (plan: Plan.Plan, options: Options = {}) =>
   Effect.gen(function*() {
     const queueCapacity = yield* NumericOption.resolve("queueCapacity", options.queueCapacity, 10_000, NumericOption.positiveCount, invalidOption)
-    const maxBatchRows = yield* NumericOption.resolve("maxBatchRows", options.maxBatchRows, 500, NumericOption.positiveCount, invalidOption)
+    const maxBatchRowsOption = yield* NumericOption.resolve("maxBatchRows", options.maxBatchRows, 500, NumericOption.positiveCount, invalidOption)
+    // Rows per statement, and per round's step. Set each round from where the write-back runs (see `rowsPerBatch`).
+    let maxBatchRows = maxBatchRowsOption
     const enabled = options.enabled ?? (yield* Config.boolean("STRATA_LAZY_MIGRATION").pipe(Config.withDefault(true)))
     const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
     const flushInterval = Duration.decode(options.flushInterval ?? Duration.millis(100))
@@ -513,7 +518,9 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         const keyExit = yield* Effect.exit(keyOf(rules))
         if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
         const key = keyExit.value
-        const byKey = new Map<string, { key: KeyValue; values: Array<Backfill.Value | null> }>()
+        // Keyed by the value itself (a number and its text are different keys, as they were for the database's
+        // read); a bigint key within the safe range meets its number. Values are copied only when merged.
+        const byKey = new Map<KeyValue, { readonly key: KeyValue; values: ReadonlyArray<Backfill.Value | null> }>()
         let unkeyed = 0
         for (const item of pending) {
           const keyValue = key._tag === "None" ? undefined : keyValueOf(key, item.row)
@@ -521,16 +528,14 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
             unkeyed++
             continue
           }
-          const dedupKey = `${typeof keyValue === "string" ? "s" : "n"}:${String(keyValue)}`
+          const dedupKey = typeof keyValue === "bigint" && Number.isSafeInteger(Number(keyValue)) ? Number(keyValue) : keyValue
           const existing = byKey.get(dedupKey)
           if (existing === undefined) {
-            byKey.set(dedupKey, { key: keyValue, values: [...item.values] })
+            byKey.set(dedupKey, { key: keyValue, values: item.values })
             continue
           }
           counts.coalesced++
-          item.values.forEach((value, i) => {
-            if (value !== null) existing.values[i] = value
-          })
+          existing.values = existing.values.map((value, i) => item.values[i] ?? value)
         }
         if (unkeyed > 0) {
           counts.unkeyed += unkeyed
@@ -545,13 +550,15 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           const batch = rows.slice(start, start + perStatement)
           // Only targets some row of the batch fixes are set, so the statement stays small.
           const used = rules.targets.map((_, i) => i).filter((i) => batch.some((row) => row.values[i] != null))
-          const statement = writeStatement(
-            dialect,
-            rules.table,
-            key,
-            used.map((i) => rules.targets[i]!),
-            batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
-          )
+          const statement = used.length === rules.targets.length
+            ? writeStatement(dialect, rules.table, key, rules.targets, batch)
+            : writeStatement(
+              dialect,
+              rules.table,
+              key,
+              used.map((i) => rules.targets[i]!),
+              batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
+            )
           const result = yield* Effect.exit(writer.run(statement))
           if (Exit.isFailure(result)) {
             yield* countFailed(rules, batch.length, batch.map((row) => row.key), result.cause)
@@ -591,8 +598,12 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     // One writer at a time, so `flush` returns only after rows taken by the background fiber are written too.
     const writeLock = yield* Effect.makeSemaphore(1)
+    const rowsPerBatch = options.maxBatchRows != null
+      ? Effect.succeed(maxBatchRowsOption)
+      : Effect.map(writeBackPath, (path) => (path._tag === "Worker" ? 5_000 : maxBatchRowsOption))
     const writeQueued = (onlyFullBatches: boolean, deadlineMs?: number): Effect.Effect<number> => writeLock.withPermits(1)(
       Effect.gen(function*() {
+        maxBatchRows = yield* rowsPerBatch
         // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
         const queued = yield* Queue.size(queue)
         // Woken by a full batch, write only full batches: the rest waits for the timer to coalesce more.
