@@ -575,14 +575,18 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
 
 /**
  * An optional field is `T | undefined` to Schema, so a bad value is reported twice: the real reason,
- * then "Expected undefined". Keep the second only where it is the only word on that path.
+ * then "Expected undefined". Keep the second only where it is the only word on that path (or below
+ * it: a refinement of an optional object reports the field inside, e.g. `plausible.to`).
  */
 const withoutOptionalNoise = (
   issues: ReadonlyArray<{ readonly path: string; readonly message: string }>
 ): ReadonlyArray<{ readonly path: string; readonly message: string }> =>
   issues.filter((issue) =>
     !issue.message.startsWith("Expected undefined, actual") ||
-    !issues.some((other) => other !== issue && other.path === issue.path)
+    !issues.some((other) =>
+      other !== issue &&
+      (other.path === issue.path || other.path.startsWith(`${issue.path}.`) || other.path.startsWith(`${issue.path}[`))
+    )
   )
 
 /**
