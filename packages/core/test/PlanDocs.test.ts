@@ -120,7 +120,7 @@ describe("docs/plans.md", () => {
       if (Array.isArray(node)) return node.forEach(walk)
       if (node === null || typeof node !== "object") return
       const tag = ((node as JsonObject)["properties"] as Record<string, JsonObject> | undefined)?.["_tag"]?.["enum"] as ReadonlyArray<string> | undefined
-      if (tag !== undefined) found.push({ tag: tag[0]!, options: optionsOf(node as JsonObject).filter((o) => o !== "_tag") })
+      if (tag?.length === 1) found.push({ tag: tag[0]!, options: optionsOf(node as JsonObject).filter((o) => o !== "_tag") })
       Object.values(node).forEach(walk)
     }
     walk(defs)

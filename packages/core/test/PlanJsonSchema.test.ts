@@ -48,6 +48,16 @@ describe("plan.schema.json", () => {
     expect(besideRef).toEqual([])
   })
 
+  it("chooses a step's schema by its _tag, so a bad step gets only its own kind's complaints", () => {
+    expect(schemaAccepts(withSteps({ ...shadow, indx: true }))).toBe(false)
+    expect(validate.errors?.map((e) => [e.instancePath, e.keyword, e.params])).toEqual([
+      ["/migrations/0/steps/0", "additionalProperties", { additionalProperty: "indx" }],
+      ["/migrations/0/steps/0", "if", { failingKeyword: "then" }]
+    ])
+    expect(schemaAccepts(withSteps({ _tag: "DropEverything" }))).toBe(false)
+    expect(validate.errors?.map((e) => [e.instancePath, e.keyword])).toEqual([["/migrations/0/steps/0/_tag", "enum"]])
+  })
+
   const accepted: ReadonlyArray<readonly [string, unknown]> = [
     ["agentos", Plan.toJson(Plans.agentos)],
     ["a plan naming the schema", { $schema: "./node_modules/@strata/core/plan.schema.json", ...(Plan.toJson(Plans.agentos) as object) }],
