@@ -1,6 +1,6 @@
 /**
- * docs/plans.md, run: each `<!-- example: NAME -->` is a TS block (evaluated, with `Plan` and
- * `Either` in scope) and the same plan, migration or step as JSON (decoded, and checked against the
+ * docs/plans.md, run: each `<!-- example: NAME -->` is a TS block (type-checked against the core's
+ * source, and evaluated with `Plan` and `Either` in scope) and the same plan, migration or step as JSON (decoded, and checked against the
  * shipped JSON Schema); the two must be the same plan with the same checksum. Each
  * `<!-- refused: NAME schema|decoder -->` is a JSON plan and the decoder's exact message; `schema`
  * says the shipped JSON Schema refuses it too, `decoder` that only the decoder does. Every step kind
@@ -10,6 +10,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Ajv } from "ajv"
 import { Either } from "effect"
 import * as Fs from "node:fs"
+import { fileURLToPath } from "node:url"
+import ts from "typescript"
 import { Compile, Plan, PlanJsonSchema } from "../src/index.js"
 
 const page = Fs.readFileSync(new URL("../../../docs/plans.md", import.meta.url), "utf8")
@@ -137,7 +139,9 @@ describe("docs/plans.md", () => {
 
   it("documents every step kind and every option of each, in the step's section", () => {
     const kinds = steps()
-    expect(kinds.map((k) => k.tag).sort()).toEqual(["AddColumn", "CreateIndex", "CreateTable", "Derive", "EpochShadow", "ExtractJson", "Sql"])
+    // Every kind of Plan.Step: a new kind needs its section (### `camelCaseName`) and an example.
+    expect(kinds.map((k) => k.tag).sort()).toEqual(Plan.Step.members.map((member) => member.identifier).sort())
+    expect(kinds.length).toBeGreaterThanOrEqual(7)
     const undocumented = kinds.flatMap(({ tag, options }) => {
       const text = section(tag[0]!.toLowerCase() + tag.slice(1))
       if (text === "") return [`${tag}: no section`]
@@ -148,6 +152,29 @@ describe("docs/plans.md", () => {
     const exampled = new Set(examples.map((m) => m.name.split("-")[0]))
     expect(kinds.map((k) => k.tag[0]!.toLowerCase() + k.tag.slice(1)).filter((name) => !exampled.has(name))).toEqual([])
   })
+
+  it("has TS examples that type-check against @strata/core as written", () => {
+    const src = fileURLToPath(new URL("../src/index.ts", import.meta.url))
+    const file = fileURLToPath(new URL("./plans-md-examples.ts", import.meta.url))
+    const text = [
+      `import { Plan } from ${JSON.stringify(src.replace(/\.ts$/, ".js"))}`,
+      `import { Either } from "effect"`,
+      ...examples.map((m, i) => `export const example${i} = ${block(m, "ts")}`)
+    ].join("\n")
+    const options: ts.CompilerOptions = {
+      strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true, noEmit: true, skipLibCheck: true,
+      module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, types: []
+    }
+    const host = ts.createCompilerHost(options)
+    const readFile = host.readFile.bind(host)
+    const fileExists = host.fileExists.bind(host)
+    host.readFile = (name) => (name === file ? text : readFile(name))
+    host.fileExists = (name) => name === file || fileExists(name)
+    const program = ts.createProgram([file], options, host)
+    const problems = ts.getPreEmitDiagnostics(program, program.getSourceFile(file))
+      .map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"))
+    expect(problems).toEqual([])
+  }, 120_000)
 
   it("documents every opt-in timestamp form", () => {
     const accept = Object.keys(((schema["$defs"] as Record<string, JsonObject>)["TimestampAccept"]!["properties"]) as JsonObject)
