@@ -117,17 +117,24 @@ const createIndex = (
   table: TableName,
   columns: ReadonlyArray<Identifier>,
   options: { readonly unique?: boolean | undefined; readonly desc?: boolean | undefined },
-  dialect: Dialect
+  dialect: Dialect,
+  concurrently = false
 ): Statement => {
   const parts = tableParts(table)
   const [indexName, onTable] = dialect === "sqlite" && parts.schema !== undefined
     ? [`${quote(parts.schema)}.${quote(name)}`, quote(parts.table)]
     : [quote(name), quoteTable(table)]
   return {
-    sql: `CREATE ${options.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${indexName} ON ${onTable} (${
+    sql: `CREATE ${options.unique ? "UNIQUE " : ""}INDEX ${concurrently ? "CONCURRENTLY " : ""}IF NOT EXISTS ${indexName} ON ${onTable} (${
       columns.map((c) => `${quote(c)}${options.desc ? " DESC" : ""}`).join(", ")
     })`
   }
+}
+
+/** The index by its qualified name (an index lives in its table's schema, on both engines). */
+const qualifiedIndex = (name: Identifier, table: TableName): string => {
+  const schema = tableParts(table).schema
+  return schema === undefined ? quote(name) : `${quote(schema)}.${quote(name)}`
 }
 
 /**
@@ -229,12 +236,86 @@ const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statem
 ]
 
 /**
- * The statements that apply a migration on a dialect, in order.
+ * Every statement of a migration on a dialect, in plan order, as one script (index builds
+ * included, in their plain form). The Migrator runs `transactionStatements` and then
+ * `indexBuilds` instead.
  *
  * @since 0.1.0
  */
 export const statements = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<Statement> =>
   migration.steps.flatMap((step) => stepStatements(step, dialect))
+
+/**
+ * When an index is built, relative to its migration's transaction:
+ * - `afterCommit`: PostgreSQL, on a table the migration does not create: `CREATE INDEX
+ *   CONCURRENTLY` once the transaction has committed (it cannot run in one), so the app keeps
+ *   writing to the table during the build;
+ * - `afterJob`: the index of a backfilled target, on both engines: once the backfill job it is
+ *   named for is done. While the column is mostly NULL the index serves nothing, and built first
+ *   it turns every batch into inserts at random index pages.
+ * Every other index is built in the transaction (on SQLite an index build holds the write lock
+ * either way; on a table created by the same migration nobody else writes yet).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type IndexTiming = "afterCommit" | "afterJob"
+
+/**
+ * An index a migration builds outside its transaction: `create` builds it (re-runnable, `IF NOT
+ * EXISTS`); `dropInvalid` removes what an interrupted concurrent build leaves behind (PostgreSQL
+ * marks such an index INVALID, and `IF NOT EXISTS` would keep it).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface IndexBuild {
+  readonly index: IndexChange
+  readonly timing: IndexTiming
+  readonly create: string
+  readonly dropInvalid: string
+}
+
+const timingOf = (change: IndexChange, dialect: Dialect, createdTables: ReadonlySet<string>): IndexTiming | undefined =>
+  change.afterJob !== undefined
+    ? "afterJob"
+    : dialect === "pg" && !createdTables.has(change.table.toLowerCase())
+    ? "afterCommit"
+    : undefined
+
+/** A migration's changes, each with when its index (if it is one built outside the transaction) is built. */
+const timedChanges = (migration: Plan.Migration, dialect: Dialect) => {
+  const createdTables = new Set<string>()
+  return migration.steps.flatMap(changes).map((change) => {
+    if (change._tag === "CreateTable") createdTables.add(change.table.toLowerCase())
+    return { change, timing: change._tag === "CreateIndex" ? timingOf(change, dialect, createdTables) : undefined }
+  })
+}
+
+/**
+ * The statements of a migration's transaction, in order: everything but the `indexBuilds`.
+ *
+ * @since 0.2.0
+ * @category sql
+ */
+export const transactionStatements = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<Statement> =>
+  timedChanges(migration, dialect).flatMap(({ change, timing }) => (timing === undefined ? changeStatements(change, dialect) : []))
+
+/**
+ * The indexes a migration builds after its transaction (see `IndexTiming`), in plan order.
+ *
+ * @since 0.2.0
+ * @category sql
+ */
+export const indexBuilds = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<IndexBuild> =>
+  timedChanges(migration, dialect).flatMap(({ change, timing }) =>
+    timing === undefined || change._tag !== "CreateIndex" ? [] : [{
+      index: change,
+      timing,
+      create: createIndex(change.name, change.table, change.columns, change, dialect, dialect === "pg").sql,
+      dropInvalid: `DROP INDEX ${dialect === "pg" ? "CONCURRENTLY " : ""}IF EXISTS ${qualifiedIndex(change.name, change.table)}`
+    }]
+  )
 
 /**
  * A statement as text for a dry run, its guard as a comment.

@@ -26,6 +26,7 @@ import { Backfill, Checks, Identifier, Options as OptionCheck, type Plan, Progre
 import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
 import * as Database from "./Database.js"
 import { nextBatchSize } from "./internal/batchSize.js"
+import { buildAfterJob, type BuiltIndex, type IndexBuildError } from "./internal/indexBuilds.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
 import {
   afterCursor,
@@ -201,6 +202,7 @@ export type BackfillError =
   | BatchWriteMismatch
   | ColumnNotInRow
   | CountsDoNotReconcile
+  | IndexBuildError
 
 /**
  * Options of `run` and `stream`. All optional; a value given but not allowed is refused with
@@ -289,6 +291,11 @@ export interface JobSummary extends JobState.Counts {
    * and the rest of the job went through JavaScript).
    */
   readonly fastPath: "none" | "used" | "off"
+  /**
+   * The indexes of the job's targets built when it finished (deferred by the migration until the
+   * backfill was done, see `Compile.IndexTiming`), with how long each build took.
+   */
+  readonly indexes?: ReadonlyArray<BuiltIndex> | undefined
 }
 
 /**
@@ -1005,6 +1012,12 @@ const runAll = (plan: Plan.Plan, options: Options, emit: Emit): Effect.Effect<Re
     return yield* Effect.forEach(tables, (table) =>
       (settings.dryRun ? dryRunJob(table, settings, emit) : runJob(table, settings, emit)).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(table.job.name)(error))),
+        // The index-phase hook (indexes lane): a finished job's deferred indexes are built now.
+        Effect.flatMap((summary) =>
+          summary.outcome === "dryRun"
+            ? Effect.succeed(summary)
+            : Effect.map(buildAfterJob(plan, summary.job), (indexes) => (indexes.length === 0 ? summary : { ...summary, indexes }))
+        ),
         Effect.annotateLogs({ job: table.job.name, table: table.job.table }),
         Effect.withLogSpan("backfill")
       ))

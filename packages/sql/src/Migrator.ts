@@ -51,9 +51,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Compile, Identifier, Options, Plan, Timestamp } from "@strata/core"
-import { Array as Arr, Clock, Context, Data, Duration, Effect, Either, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Array as Arr, Clock, Context, Data, Duration, Effect, Either, Layer, Option, Ref, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
+import * as IndexBuilds from "./internal/indexBuilds.js"
 import * as History from "./internal/migrationHistory.js"
 import { backendPid, Blocker, watched } from "./internal/blockers.js"
 import { advisoryLockKey, isPgLockTimeout, withLockedTransaction } from "./internal/lockedTransaction.js"
@@ -222,6 +223,58 @@ export class MigratorDatabaseError extends Schema.TaggedError<MigratorDatabaseEr
 
 export {
   /**
+   * An index a run built after its migration's transaction.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type BuiltIndex,
+  /**
+   * An index build met its lock timeout on every attempt; the migration stays applied.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  IndexBuildBlocked,
+  /**
+   * An index build of an applied migration failed; the migration stays applied.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  IndexBuildFailed,
+  /**
+   * What an index build can fail with.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  type IndexBuildError,
+  /**
+   * The runner lock or strata's own tables failed during an index build.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  IndexPhaseError,
+  /**
+   * Where an index of the index phase is.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type IndexState,
+  /**
+   * An index of the index phase as `status` reports it.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type IndexStatus
+} from "./internal/indexBuilds.js"
+
+export {
+  /**
    * A pending step reads a column that does not exist.
    *
    * @since 0.2.0
@@ -346,7 +399,7 @@ export type DryRunError =
  *
  * @since 0.1.0
  */
-export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout | MigrationBlocked
+export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout | MigrationBlocked | IndexBuilds.IndexBuildError
 
 /**
  * What `baseline` can fail with.
@@ -427,6 +480,14 @@ export interface RunResult {
   readonly applied: ReadonlyArray<AppliedMigration>
   readonly alreadyApplied: ReadonlyArray<number>
   readonly appliedConcurrently: ReadonlyArray<number>
+  /**
+   * The indexes this run built after their migration's transaction (see `Compile.IndexTiming`):
+   * those of the migrations it applied, and those an earlier run left pending, INVALID or deferred
+   * until a backfill job that is now done.
+   */
+  readonly indexes: ReadonlyArray<IndexBuilds.BuiltIndex>
+  /** Indexes still deferred until their backfill job is done (`strata backfill` builds them when it finishes the job). */
+  readonly deferredIndexes: ReadonlyArray<IndexBuilds.IndexStatus>
 }
 
 /**
@@ -476,6 +537,12 @@ export interface StatusReport {
   readonly plan: string
   readonly migrations: ReadonlyArray<MigrationStatus>
   readonly unknown: ReadonlyArray<UnknownMigration>
+  /**
+   * The indexes built outside their migration's transaction, in migration order: `valid`,
+   * `pending` / `invalid` / `building` (the next `run` builds or rebuilds them), or `deferred`
+   * until their backfill job is done.
+   */
+  readonly indexes: ReadonlyArray<IndexBuilds.IndexStatus>
 }
 
 /**
@@ -490,6 +557,14 @@ export interface PlannedStatement {
   readonly text: string
   readonly guard: { readonly table: string; readonly column: string; readonly columnExists: boolean } | undefined
   readonly willRun: boolean
+  /**
+   * `transaction` (the migration's transaction), `afterCommit` (an index built once it has
+   * committed: PostgreSQL's CREATE INDEX CONCURRENTLY) or `afterJob` (an index built once its
+   * backfill job is done).
+   */
+  readonly phase: "transaction" | Compile.IndexTiming
+  /** The backfill job an `afterJob` index waits for. */
+  readonly afterJob?: string | undefined
 }
 
 /**
@@ -564,17 +639,7 @@ export interface Migrator {
   readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
-const defaultRunnerTimeout = Duration.seconds(60)
-const defaultLockTimeout = Duration.seconds(2)
-const defaultLockRetries = 10
-
-/** Between attempts of a migration that met its lock timeout: 100 ms doubling to at most 5 s, jittered. */
-const lockRetrySchedule = (retries: number) =>
-  Schedule.exponential("100 millis", 2).pipe(
-    Schedule.union(Schedule.spaced("5 seconds")),
-    Schedule.jittered,
-    Schedule.intersect(Schedule.recurs(retries))
-  )
+const { defaultLockRetries, defaultLockTimeout, defaultRunnerTimeout, lockRetrySchedule } = IndexBuilds
 
 /** A statement met its lock timeout (retried as a whole migration). */
 class StatementBlocked extends Data.TaggedError("StatementBlocked")<{
@@ -652,12 +717,20 @@ export const make = (
         unprepared(client.unsafe<{ schema: unknown }>("SELECT current_schema() AS schema")))
       return `${String(rows[0]?.schema)}.${historyTable}`
     }).pipe(Effect.mapError(databaseError("read the current schema")))
-    const migrationLock = Effect.map(lockedTable, (table) => ({
+    const runnerLock = IndexBuilds.runnerLockKey(plan).pipe(
+      Effect.mapError(databaseError("read the current schema")),
+      Effect.map((lockKey) => ({ dialect, lockTimeout: runnerTimeout, lockKey }))
+    )
+    const migrationLock = Effect.map(runnerLock, (lock) => ({ ...lock, statementLockTimeout: lockTimeout }))
+    const indexSettings = Effect.map(runnerLock, (lock): IndexBuilds.Settings => ({
+      plan,
       dialect,
-      lockTimeout: runnerTimeout,
-      lockKey: advisoryLockKey(`${table}:${plan.name}`),
-      statementLockTimeout: lockTimeout
+      runnerLock: lock,
+      lockTimeout,
+      lockRetries
     }))
+    /** Whether the plan builds any index outside a transaction on this engine (it then needs `strata_indexes`). */
+    const hasIndexPhase = plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect).length > 0)
     // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
     const historyLock = Effect.map(lockedTable, (table) => ({ dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(table) }))
     const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
@@ -723,11 +796,20 @@ export const make = (
       return { exists, rows: exists ? yield* readHistory : [] }
     })
 
+    const indexTableExists = Effect.flatMap(IndexBuilds.indexTable, (table) =>
+      IndexBuilds.exists(table).pipe(Effect.mapError(databaseError(`read ${table}`))))
+
     const ensureHistory = Effect.gen(function*() {
-      if (yield* historyExists) return
+      if ((yield* historyExists) && (!hasIndexPhase || (yield* indexTableExists))) return
+      const indexTable = yield* IndexBuilds.indexTable
       yield* withLockedTransaction(
         yield* historyLock,
-        History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`)))
+        Effect.zipRight(
+          History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`))),
+          hasIndexPhase
+            ? IndexBuilds.create(indexTable, dialect).pipe(Effect.mapError(databaseError(`create ${indexTable}`)))
+            : Effect.void
+        )
       ).pipe(
         Effect.catchTags({
           LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
@@ -786,7 +868,7 @@ export const make = (
         const started = yield* Clock.currentTimeMillis
         const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
         const statements: Array<ExecutedStatement> = []
-        for (const statement of Compile.statements(migration, dialect)) {
+        for (const statement of Compile.transactionStatements(migration, dialect)) {
           const guard = statement.unlessColumnExists
           if (guard !== undefined) {
             const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
@@ -810,6 +892,13 @@ export const make = (
           appliedAtMs,
           durationMs
         }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
+        const builds = Compile.indexBuilds(migration, dialect)
+        if (builds.length > 0) {
+          const indexTable = yield* IndexBuilds.indexTable
+          yield* IndexBuilds.record(indexTable, plan.name, migration.id, builds).pipe(
+            Effect.mapError(databaseError(`record the indexes of migration ${migration.id} in ${indexTable}`))
+          )
+        }
         return {
           _tag: "Applied",
           migration: {
@@ -889,15 +978,24 @@ export const make = (
         const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
         const applied: Array<AppliedMigration> = []
         const appliedConcurrently: Array<number> = []
+        const settings = yield* indexSettings
+        const migrationsOf = (ids: ReadonlyArray<number>) => plan.migrations.filter((m) => ids.includes(m.id))
+        // What earlier runs left: pending or INVALID indexes, and deferred ones whose job is done since.
+        const indexes = [...yield* IndexBuilds.buildDue(settings, migrationsOf(selection.alreadyApplied))]
         for (const migration of selection.pending) {
           const outcome = yield* applyMigration(migration)
           if (outcome._tag === "Applied") applied.push(outcome.migration)
           else appliedConcurrently.push(migration.id)
+          // Its index phase, before the next migration (which may rely on the index).
+          indexes.push(...yield* IndexBuilds.buildDue(settings, [migration]))
         }
-        return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently }
+        const deferredIndexes = (yield* indexStatuses).filter((index) =>
+          index.state === "deferred" && (target === undefined || index.migrationId <= target)
+        )
+        return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes }
       }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: plan.name } }))
 
-    const statusOf = (rows: ReadonlyArray<History.HistoryRow>): StatusReport => {
+    const statusOf = (rows: ReadonlyArray<History.HistoryRow>, indexes: ReadonlyArray<IndexBuilds.IndexStatus>): StatusReport => {
         const recorded = new Map(rows.map((row) => [row.id, row]))
         const migrations = plan.migrations.map((migration): MigrationStatus => {
           const checksum = checksumOf(migration)
@@ -923,16 +1021,23 @@ export const make = (
             }
         })
         const unknown = rows.filter((row) => !planIds.has(row.id)).map((row) => ({ ...row }))
-        return { plan: plan.name, migrations, unknown }
+        return { plan: plan.name, migrations, unknown, indexes }
       }
 
+    const indexStatuses = IndexBuilds.statuses(plan.name, dialect, plan.migrations).pipe(
+      Effect.mapError(databaseError("read strata_indexes"))
+    )
+
     const status = (): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
-      Effect.map(peekHistory, ({ rows }) => statusOf(rows))
+      Effect.gen(function*() {
+        const { rows } = yield* peekHistory
+        return statusOf(rows, yield* indexStatuses)
+      })
 
     const validate = (): Effect.Effect<ValidationReport, StatusError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const { rows } = yield* peekHistory
-        const report = statusOf(rows)
+        const report = statusOf(rows, yield* indexStatuses)
         const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
         const problems = yield* preflightProblems(pending)
         const refusal = Either.getLeft(select(rows, undefined)).pipe(Option.getOrUndefined)
@@ -952,10 +1057,10 @@ export const make = (
         const pending: Array<PlannedMigration> = []
         for (const migration of selection.pending) {
           const statements: Array<PlannedStatement> = []
-          for (const statement of Compile.statements(migration, dialect)) {
+          for (const statement of Compile.transactionStatements(migration, dialect)) {
             const guard = statement.unlessColumnExists
             if (guard === undefined) {
-              statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true })
+              statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true, phase: "transaction" })
               continue
             }
             const key = `${guard.table.toLowerCase()}.${guard.column.toLowerCase()}`
@@ -968,7 +1073,18 @@ export const make = (
               sql: statement.sql,
               text: Compile.render(statement),
               guard: { table: guard.table, column: guard.column, columnExists: columnExistsNow },
-              willRun: !columnExistsNow
+              willRun: !columnExistsNow,
+              phase: "transaction"
+            })
+          }
+          for (const build of Compile.indexBuilds(migration, dialect)) {
+            statements.push({
+              sql: build.create,
+              text: `${build.create};`,
+              guard: undefined,
+              willRun: true,
+              phase: build.timing,
+              afterJob: build.index.afterJob
             })
           }
           pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })

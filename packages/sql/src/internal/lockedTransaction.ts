@@ -244,3 +244,36 @@ export const advisoryLockKey = (name: string): string => {
   }
   return BigInt.asIntN(64, hash).toString()
 }
+
+/**
+ * PostgreSQL: runs `body` on a reserved connection holding the plan's session-level advisory lock
+ * (the runner lock of `withLockedTransaction`), outside any transaction: for statements that
+ * cannot run in one, such as `CREATE INDEX CONCURRENTLY`. The body's statements run under
+ * `statementLockTimeout` when given (set for the session, reset before the connection returns to
+ * the pool). The lock is released when the body ends, fails or is interrupted.
+ */
+export const withLockedSession = <A, E, R>(
+  options: LockedTransactionOptions,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | LockTimedOut | TransactionControlFailed, R | SqlClient.SqlClient> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const scope = yield* Effect.scope
+      const asControl = (cause: SqlError) => new TransactionControlFailed({ operation: "begin", cause })
+      const connection = yield* Effect.mapError(sql.reserve, asControl)
+      yield* lockPg(connection, scope, options).pipe(
+        Effect.catchIf((error): error is SqlError => error instanceof SqlError, (cause) => Effect.fail(asControl(cause)))
+      )
+      if (options.statementLockTimeout !== undefined) {
+        yield* Effect.uninterruptible(
+          execute(connection, "SELECT set_config('lock_timeout', $1, false)", [lockTimeoutSetting(options.statementLockTimeout)])
+            .pipe(
+              Effect.zipRight(Scope.addFinalizer(scope, Effect.ignore(execute(connection, "RESET lock_timeout")))),
+              Effect.mapError(asControl)
+            )
+        )
+      }
+      return yield* body.pipe(Effect.provideService(SqlClient.TransactionConnection, [connection, 0] as const))
+    })
+  )
