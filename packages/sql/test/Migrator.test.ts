@@ -3,7 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan, Plans } from "@strata/core"
 import { Deferred, Effect, Either, Exit, Fiber, HashMap, Layer, Logger, Schedule, TestClock } from "effect"
 import { describeEachEngine, hasPg, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
-import { Database, Migrator } from "../src/index.js"
+import { BackfillRunner, Database, Migrator } from "../src/index.js"
 import { advisoryLockKey } from "../src/internal/lockedTransaction.js"
 
 const T0 = 1_700_000_000_000
@@ -41,6 +41,31 @@ const agentosColumns: Record<string, ReadonlyArray<readonly [string, ColumnKind]
   artifacts: [["artifact_id", t], ["task_id", t], ["kind", t], ["path", t], ["created_at", ts], ["created_at_ms", ms]],
   schema_version: [["version", t], ["applied_at", ts], ["applied_at_ms", ms]]
 }
+
+/** The 11 DESC indexes of migration 44 as `status` shows them after migrate: deferred until their backfill job is done. */
+const deferredAgentosIndexes = [
+  ["chat_messages", "created_at_ms"],
+  ["chat_sessions", "created_at_ms"],
+  ["chat_sessions", "updated_at_ms"],
+  ["tasks", "created_at_ms"],
+  ["tasks", "updated_at_ms"],
+  ["task_lineage", "created_at_ms"],
+  ["task_agents", "started_at_ms"],
+  ["task_audits", "created_at_ms"],
+  ["projects", "added_at_ms"],
+  ["runs", "started_at_ms"],
+  ["artifacts", "created_at_ms"]
+].map(([table, column]) => ({
+  migrationId: 44,
+  name: `idx_${table}_${column}`,
+  table,
+  state: "deferred",
+  afterJob: `${table}.${column}`,
+  startedAtMs: null,
+  finishedAtMs: null,
+  durationMs: null,
+  attempts: 0
+})).sort((a, b) => (a.name < b.name ? -1 : 1))
 
 /** The 11 DESC indexes of migration 44, by name. */
 const agentosIndexes = [
@@ -178,33 +203,51 @@ describeEachEngine("Migrator", (engine) => {
         [21, "audit decision fields", Compile.checksum(m21), T0, 0],
         [44, "epoch ms timestamps", Compile.checksum(m44), T0, 0]
       ])
-      expect(first.applied.map((m) => m.statements.length)).toEqual([2, 26])
+      // 4 + 11 ADD COLUMNs in the transaction; the 11 indexes of backfilled columns wait for their backfill.
+      expect(first.applied.map((m) => m.statements.length)).toEqual([2, 15])
       expect(first.applied.flatMap((m) => m.statements.filter((s) => s.skipped))).toEqual([])
       expect(first.alreadyApplied).toEqual([])
       expect(first.appliedConcurrently).toEqual([])
+      expect(first.indexes).toEqual([])
+      expect(first.deferredIndexes).toEqual(deferredAgentosIndexes)
 
       for (const table of Object.keys(agentosColumns)) {
         expect([table, yield* columnsOf(table)]).toEqual([table, expectedColumns(table, dialect)])
       }
-      expect(yield* secondaryIndexes).toEqual(agentosIndexes)
+      expect(yield* secondaryIndexes).toEqual([])
       const rows = yield* historyRows
       expect(rows).toEqual([historyRow("agentos", m21, T0, 0), historyRow("agentos", m44, T0, 0)])
 
       yield* TestClock.adjust("1 hour")
       const second = yield* migrator.run()
-      expect(second).toEqual({ plan: "agentos", applied: [], alreadyApplied: [21, 44], appliedConcurrently: [] })
+      expect(second).toEqual({
+        plan: "agentos",
+        applied: [],
+        alreadyApplied: [21, 44],
+        appliedConcurrently: [],
+        indexes: [],
+        deferredIndexes: deferredAgentosIndexes
+      })
       expect(yield* historyRows).toEqual(rows)
-      expect(yield* secondaryIndexes).toEqual(agentosIndexes)
+      expect(yield* secondaryIndexes).toEqual([])
 
       const status = yield* migrator.status()
-      expect(status).toEqual({
-        plan: "agentos",
-        migrations: [
-          { state: "applied", id: 21, name: m21.name, checksum: Compile.checksum(m21), appliedAtMs: T0, durationMs: 0 },
-          { state: "applied", id: 44, name: m44.name, checksum: Compile.checksum(m44), appliedAtMs: T0, durationMs: 0 }
-        ],
-        unknown: []
-      })
+      const migrations = [
+        { state: "applied", id: 21, name: m21.name, checksum: Compile.checksum(m21), appliedAtMs: T0, durationMs: 0 },
+        { state: "applied", id: 44, name: m44.name, checksum: Compile.checksum(m44), appliedAtMs: T0, durationMs: 0 }
+      ]
+      expect(status).toEqual({ plan: "agentos", migrations, unknown: [], indexes: deferredAgentosIndexes })
+
+      // The backfill builds each column's index when its job is done (the legacy tables are empty: at once).
+      const jobs = yield* Effect.flatMap(BackfillRunner.make(Plans.agentos), (runner) => runner.run())
+      expect(jobs.flatMap((job) => (job.indexes ?? []).map((index) => index.name)).sort()).toEqual(agentosIndexes.map((i) => i.name))
+      expect(yield* secondaryIndexes).toEqual(agentosIndexes)
+      const built = T0 + 3_600_000
+      expect((yield* migrator.status()).indexes).toEqual(
+        deferredAgentosIndexes.map((index) => ({ ...index, state: "valid", startedAtMs: built, finishedAtMs: built, durationMs: 0, attempts: 1 }))
+      )
+      // Nothing left for migrate.
+      expect(yield* migrator.run()).toMatchObject({ applied: [], indexes: [], deferredIndexes: [] })
     })))
 
   it.effect("logs each applied migration with plan, migration_id and migration_name", () =>
@@ -249,16 +292,22 @@ describeEachEngine("Migrator", (engine) => {
         [21, m21.name, Compile.checksum(m21)],
         [44, m44.name, Compile.checksum(m44)]
       ])
-      const compiled = [m21, m44].flatMap((m) => Compile.statements(m, dialect))
+      const compiled = [m21, m44].flatMap((m) => Compile.transactionStatements(m, dialect))
       const planned = dry.pending.flatMap((m) => m.statements)
-      expect(planned.map((s) => s.sql)).toEqual(compiled.map((s) => s.sql))
-      expect(planned.map((s) => s.text)).toEqual(compiled.map(Compile.render))
+      const inTransaction = planned.filter((s) => s.phase === "transaction")
+      expect(inTransaction.map((s) => s.sql)).toEqual(compiled.map((s) => s.sql))
+      expect(inTransaction.map((s) => s.text)).toEqual(compiled.map(Compile.render))
+      // Then the 11 deferred index builds, each named with its job.
+      expect(planned.slice(inTransaction.length).map((s) => [s.phase, s.afterJob, s.sql])).toEqual(
+        Compile.indexBuilds(m44, dialect).map((b) => ["afterJob", b.index.afterJob, b.create])
+      )
+      expect(planned.length).toBe(inTransaction.length + 11)
       expect(planned.every((s) => s.willRun)).toBe(true)
       expect(planned.filter((s) => s.guard !== undefined).length).toBe(dialect === "sqlite" ? 17 : 0)
 
       const result = yield* migrator.run()
       const executed = result.applied.flatMap((m) => m.statements.filter((s) => !s.skipped).map((s) => s.sql))
-      expect(executed).toEqual(planned.filter((s) => s.willRun).map((s) => s.sql))
+      expect(executed).toEqual(inTransaction.filter((s) => s.willRun).map((s) => s.sql))
 
       // With the history table present, a dry run leaves schema and history rows untouched too.
       const rows = yield* historyRows
@@ -289,15 +338,18 @@ describeEachEngine("Migrator", (engine) => {
             sql: alter,
             text: `-- only if chat_messages.created_at_ms does not exist yet\n${alter};`,
             guard: { table: "chat_messages", column: "created_at_ms", columnExists: true },
-            willRun: false
+            willRun: false,
+            phase: "transaction"
           }
-          : { sql: alter, text: `${alter};`, guard: undefined, willRun: true }
+          : { sql: alter, text: `${alter};`, guard: undefined, willRun: true, phase: "transaction" }
       )
       expect(planned.filter((s) => !s.willRun).length).toBe(dialect === "sqlite" ? 1 : 0)
 
       const result = yield* migrator.run()
       const statements = result.applied.flatMap((m) => m.statements)
-      expect(statements.map((s) => [s.sql, s.skipped])).toEqual(planned.map((s) => [s.sql, !s.willRun]))
+      expect(statements.map((s) => [s.sql, s.skipped])).toEqual(
+        planned.filter((s) => s.phase === "transaction").map((s) => [s.sql, !s.willRun])
+      )
       expect(yield* columnsOf("chat_messages")).toEqual(expectedColumns("chat_messages", dialect))
     })))
 
@@ -564,7 +616,15 @@ describeEachEngine("Migrator", (engine) => {
       yield* sql`DELETE FROM strata_migrations WHERE plan = 'agentos'`
       yield* migrator.baseline(44)
       yield* insertHistoryRow({ ...removed, id: 99, name: "from a newer plan" })
-      expect(yield* migrator.run()).toEqual({ plan: "agentos", applied: [], alreadyApplied: [21, 44], appliedConcurrently: [] })
+      // Baselined: strata did not run migration 44, so it tracks no index of it.
+      expect(yield* migrator.run()).toEqual({
+        plan: "agentos",
+        applied: [],
+        alreadyApplied: [21, 44],
+        appliedConcurrently: [],
+        indexes: [],
+        deferredIndexes: []
+      })
       expect((yield* migrator.status()).unknown.map((m) => m.id)).toEqual([99])
     })))
 

@@ -9,7 +9,7 @@ import { Compile, Plan, Plans } from "@strata/core"
 import { Effect, Layer } from "effect"
 import * as Path from "node:path"
 import { describeEachEngine, hasPg, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
-import { Database, Migrator } from "../src/index.js"
+import { BackfillRunner, Database, Migrator } from "../src/index.js"
 
 const legacySetup = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -36,7 +36,8 @@ describeEachEngine("Migrator on the app's camelCase client", (engine) => {
       const status = yield* Migrator.status().pipe(Effect.provide(Migrator.layer(Plans.agentos)))
       expect(status.migrations.map((m) => [m.id, m.state])).toEqual([[21, "applied"], [44, "applied"]])
       const again = yield* Migrator.run().pipe(Effect.provide(Migrator.layer(Plans.agentos)))
-      expect(again).toEqual({ plan: "agentos", applied: [], alreadyApplied: [21, 44], appliedConcurrently: [] })
+      expect(again).toMatchObject({ plan: "agentos", applied: [], alreadyApplied: [21, 44], appliedConcurrently: [], indexes: [] })
+      expect(again.deferredIndexes.length).toBe(11)
       const dry = yield* Migrator.dryRun().pipe(Effect.provide(Migrator.layer(Plans.agentos)))
       expect(dry.pending).toEqual([])
     }).pipe(Effect.provide(engine.appLayer({ camelCase: true }))))
@@ -79,12 +80,17 @@ describe("Migrator with schema-qualified tables", () => {
 
       const first = yield* inSchema(Migrator.run().pipe(Effect.provide(Migrator.layer(plan))))
       expect(first.applied.map((m) => m.id)).toEqual([1, 2])
+      // The index on the existing table was built concurrently after migration 2 committed; the shadow's waits for its backfill.
+      expect(first.indexes.map((i) => [i.migrationId, i.table, i.name])).toEqual([[2, `${schema}.messages`, "idx_messages_body"]])
+      expect(first.deferredIndexes.map((i) => [i.name, i.afterJob])).toEqual([["idx_messages_sent_at_ms", `${schema}.messages.sent_at_ms`]])
       expect((yield* columns(schema, "messages")).map((c) => [c.name, c.type])).toEqual([
         ["message_id", "integer"],
         ["sent_at", "text"],
         ["sent_at_ms", "bigint"],
         ["body", "text"]
       ])
+      expect((yield* indexes(schema)).map((i) => i.indexname)).toEqual(["idx_messages_body", "messages_pkey"])
+      yield* inSchema(BackfillRunner.run().pipe(Effect.provide(BackfillRunner.layer(plan))))
       expect((yield* indexes(schema)).map((i) => i.indexname)).toEqual([
         "idx_messages_body",
         "idx_messages_sent_at_ms",
@@ -138,14 +144,15 @@ describe("Migrator with schema-qualified tables", () => {
       const plan = Plan.make("qualified", [(qualifiedPlan("app").migrations[1])!])
 
       const dry = yield* inDb(Migrator.dryRun().pipe(Effect.provide(Migrator.layer(plan))))
-      expect(dry.pending.flatMap((m) => m.statements.map((s) => [s.sql, s.willRun]))).toEqual([
-        [`ALTER TABLE "app"."messages" ADD COLUMN "sent_at_ms" INTEGER`, true],
-        [`CREATE INDEX IF NOT EXISTS "app"."idx_messages_sent_at_ms" ON "messages" ("sent_at_ms" DESC)`, true],
-        [`ALTER TABLE "app"."messages" ADD COLUMN "body" TEXT`, false],
-        [`CREATE INDEX IF NOT EXISTS "app"."idx_messages_body" ON "messages" ("body")`, true]
+      expect(dry.pending.flatMap((m) => m.statements.map((s) => [s.sql, s.willRun, s.phase]))).toEqual([
+        [`ALTER TABLE "app"."messages" ADD COLUMN "sent_at_ms" INTEGER`, true, "transaction"],
+        [`ALTER TABLE "app"."messages" ADD COLUMN "body" TEXT`, false, "transaction"],
+        [`CREATE INDEX IF NOT EXISTS "app"."idx_messages_body" ON "messages" ("body")`, true, "transaction"],
+        [`CREATE INDEX IF NOT EXISTS "app"."idx_messages_sent_at_ms" ON "messages" ("sent_at_ms" DESC)`, true, "afterJob"]
       ])
       const result = yield* inDb(Migrator.run().pipe(Effect.provide(Migrator.layer(plan))))
-      expect(result.applied.flatMap((m) => m.statements.map((s) => s.skipped))).toEqual([false, false, true, false])
+      expect(result.applied.flatMap((m) => m.statements.map((s) => s.skipped))).toEqual([false, true, false])
+      yield* inDb(BackfillRunner.run().pipe(Effect.provide(BackfillRunner.layer(plan))))
       expect(yield* columns("app", "messages")).toEqual(["message_id", "sent_at", "body", "sent_at_ms"])
       expect(yield* columns("main", "messages")).toEqual(["message_id", "sent_at", "sent_at_ms", "body"])
       const indexes = yield* inDb(Effect.flatMap(SqlClient.SqlClient, (sql) =>
