@@ -29,9 +29,21 @@
  * (a PostgreSQL schema, or an attached SQLite database), and the catalogue reads honour it.
  *
  * Each migration runs in one transaction (DDL is transactional on both engines), so a failure
- * leaves no trace of it; PostgreSQL statements that cannot run in a transaction (such as
- * `CREATE INDEX CONCURRENTLY`) are therefore not supported in a migration. Call the Migrator
- * outside any transaction of your own: it reserves its own connection (on SQLite, the only one).
+ * leaves no trace of it. Call the Migrator outside any transaction of your own: it reserves its
+ * own connection (on SQLite, the only one).
+ *
+ * Index phase (`Compile.indexBuilds`, tracked in `strata_indexes`, shown by `status`): on
+ * PostgreSQL an index on an existing table is built with `CREATE INDEX CONCURRENTLY` after the
+ * migration's transaction has committed (it cannot run in one), on a session of its own holding
+ * the runner lock, so the app's writes to the table go on during the build. The index of a
+ * backfilled target is deferred, on both engines, until its backfill job is done: the
+ * BackfillRunner builds it when it finishes the job, and `run` builds any whose job is done. `run`
+ * first continues what earlier runs left (a pending build, an INVALID index from a killed build,
+ * which it drops and builds again), then applies each pending migration and its index phase before
+ * the next. A build that fails (`IndexBuildFailed`) or meets `indexBuildTimeout` on every attempt
+ * (`IndexBuildBlocked`: a concurrent build waits for every transaction of the database
+ * older than it, as long as it takes unless `indexBuildTimeout` bounds it) leaves its migration
+ * applied; run again to continue.
  *
  * Runner lock: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at
  * a time (better-sqlite3 waits synchronously, blocking Node); PostgreSQL polls
@@ -431,6 +443,14 @@ export interface MigratorOptions {
   readonly lockTimeout?: Duration.DurationInput | undefined
   /** PostgreSQL: how many times a migration that met its `lockTimeout` is retried, after a jittered backoff. Default 10. */
   readonly lockRetries?: number | undefined
+  /**
+   * PostgreSQL: how long a concurrent index build may wait for a lock (its `lock_timeout`). Such a
+   * build waits for every transaction of the database older than it, but blocks neither the
+   * app's reads nor its writes meanwhile, so by default it waits as long as that takes. With a
+   * bound, a build that meets it is retried (`lockRetries`, the INVALID index it leaves dropped
+   * first) and then fails with `IndexBuildBlocked`; a build that gives up late has worked for nothing.
+   */
+  readonly indexBuildTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -639,7 +659,7 @@ export interface Migrator {
   readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
-const { defaultLockRetries, defaultLockTimeout, defaultRunnerTimeout, lockRetrySchedule } = IndexBuilds
+const { defaultIndexBuildTimeout, defaultLockRetries, defaultLockTimeout, defaultRunnerTimeout, lockRetrySchedule } = IndexBuilds
 
 /** A statement met its lock timeout (retried as a whole migration). */
 class StatementBlocked extends Data.TaggedError("StatementBlocked")<{
@@ -693,6 +713,13 @@ export const make = (
       Options.positiveDuration,
       invalid
     )
+    const indexBuildTimeout = yield* Options.resolveDuration(
+      "indexBuildTimeout",
+      options.indexBuildTimeout,
+      defaultIndexBuildTimeout,
+      { ...Options.positiveDuration, infinite: true },
+      invalid
+    )
     const lockRetries = yield* Options.resolve("lockRetries", options.lockRetries, defaultLockRetries, {
       integer: true,
       min: 0
@@ -726,8 +753,9 @@ export const make = (
       plan,
       dialect,
       runnerLock: lock,
-      lockTimeout,
-      lockRetries
+      indexBuildTimeout,
+      lockRetries,
+      leaveWhenLocked: false
     }))
     /** Whether the plan builds any index outside a transaction on this engine (it then needs `strata_indexes`). */
     const hasIndexPhase = plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect).length > 0)

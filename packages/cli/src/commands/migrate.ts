@@ -50,6 +50,16 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
       `  applied  ${String(migration.id).padStart(4)}  ${migration.name}  (${ran} statement${ran === 1 ? "" : "s"}, ${migration.durationMs} ms)`
     )
   }
+  for (const index of result.indexes) {
+    lines.push(
+      `  index    ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (${
+        index.durationMs === null ? "built meanwhile by another runner" : `${index.durationMs} ms`
+      }${index.rebuiltInvalid ? ", an INVALID index left by an interrupted build was dropped first" : ""})`
+    )
+  }
+  for (const index of result.deferredIndexes) {
+    lines.push(`  deferred ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (built when backfill ${index.afterJob ?? ""} is done)`)
+  }
   if (result.appliedConcurrently.length > 0) {
     lines.push(`  applied meanwhile by another runner: ${result.appliedConcurrently.join(", ")}`)
   }
@@ -74,7 +84,17 @@ const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyA
   }
   for (const migration of result.pending) {
     lines.push("", `-- migration ${migration.id} "${migration.name}" (checksum ${migration.checksum})`)
+    let phase: Migrator.PlannedStatement["phase"] = "transaction"
     for (const statement of migration.statements) {
+      if (statement.phase !== phase) {
+        phase = statement.phase
+        lines.push(
+          phase === "afterCommit"
+            ? "-- after the transaction commits, outside it (the app keeps writing meanwhile):"
+            : "-- later, when its backfill job is done (strata backfill builds it):"
+        )
+      }
+      if (statement.phase === "afterJob") lines.push(`-- after backfill ${statement.afterJob ?? ""}`)
       // `text` is Compile.render's: terminated, a guard as a comment line.
       lines.push(statement.willRun ? statement.text : `-- skipped, the column exists: ${oneLine(statement.text)}`)
     }
@@ -94,7 +114,12 @@ const dryRunJson = (result: Migrator.DryRunResult, database: string) => ({
     id: migration.id,
     name: migration.name,
     checksum: migration.checksum,
-    statements: migration.statements.map((s) => ({ sql: s.sql, willRun: s.willRun }))
+    statements: migration.statements.map((s) => ({
+      sql: s.sql,
+      willRun: s.willRun,
+      phase: s.phase,
+      ...(s.afterJob !== undefined ? { afterJob: s.afterJob } : {})
+    }))
   }))
 })
 
@@ -110,7 +135,9 @@ const runJson = (result: Migrator.RunResult, database: string) => ({
     statements: m.statements.filter((s) => !s.skipped).length
   })),
   alreadyApplied: result.alreadyApplied,
-  appliedConcurrently: result.appliedConcurrently
+  appliedConcurrently: result.appliedConcurrently,
+  indexes: result.indexes,
+  deferredIndexes: result.deferredIndexes
 })
 
 /**

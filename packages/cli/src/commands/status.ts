@@ -23,6 +23,17 @@ const jobStateWords: Record<Progress.ColumnProgress["jobState"], string> = {
   done: "done"
 }
 
+const indexStateWords = (index: Migrator.IndexStatus): string => {
+  switch (index.state) {
+    case "deferred":
+      return `after backfill ${index.afterJob ?? ""}`
+    case "invalid":
+      return "INVALID (rebuilt by migrate)"
+    default:
+      return index.state
+  }
+}
+
 const when = (ms: number): string => Timestamp.format(ms as Timestamp.EpochMillis, { pattern: "YYYY-MM-DD HH:mm:ss" })
 
 const duration = (ms: number | null): string => (ms === null ? "baselined" : `${Table.count(ms)} ms`)
@@ -63,12 +74,24 @@ export const statusLines = (
     { header: "DONE", align: "right", cell: (c) => CoreProgress.formatPercent(c.percent) },
     { header: "STATUS", cell: (c) => c.summary }
   ], progress.columns)
+  const indexTable = Table.render<Migrator.IndexStatus>([
+    { header: "INDEX", cell: (i) => i.name },
+    { header: "TABLE", cell: (i) => i.table },
+    { header: "MIGRATION", align: "right", cell: (i) => String(i.migrationId) },
+    { header: "STATE", cell: (i) => indexStateWords(i) },
+    { header: "DURATION", align: "right", cell: (i) => (i.durationMs === null ? "" : `${Table.count(i.durationMs)} ms`) }
+  ], migrations.indexes)
+  const unbuilt = migrations.indexes.filter((i) => i.state === "pending" || i.state === "building" || i.state === "invalid")
   const pendingMigrations = migrations.migrations.filter((m) => m.state === "pending").length
   return [
     `Plan ${migrations.plan} on ${database}`,
     "",
     ...migrationTable,
     ...(drifted.length + unknown.length > 0 ? ["", ...drifted, ...unknown] : []),
+    ...(migrations.indexes.length > 0 ? ["", ...indexTable] : []),
+    ...(unbuilt.length > 0
+      ? [`Indexes not built yet: ${unbuilt.map((i) => i.name).join(", ")}; 'strata migrate' builds them (an INVALID one, left by an interrupted build, is dropped and built again).`]
+      : []),
     "",
     ...(progress.columns.length === 0 ? ["The plan has no backfilled columns."] : columnTable),
     "",
@@ -99,6 +122,7 @@ export const statusJson = (migrations: Migrator.StatusReport, progress: Progress
   plan: migrations.plan,
   migrations: migrations.migrations,
   unknown: migrations.unknown,
+  indexes: migrations.indexes,
   columns: progress.columns,
   migrated: progress.migrated,
   pending: progress.pending,

@@ -11,9 +11,12 @@
  *
  * Every build holds the plan's runner lock (so two runners never build the same index) and is
  * re-checked under it. On PostgreSQL the build runs on a session of its own, outside any
- * transaction, under `lock_timeout`: a build that meets it is retried (dropping the INVALID index
- * it leaves) like a blocked migration, then fails with `IndexBuildBlocked`; the migration itself
- * stays applied.
+ * transaction. A concurrent build waits for every transaction of the database older than it
+ * (those writing the table, then every snapshot, whatever schema it reads); it blocks neither
+ * the app's reads nor its writes meanwhile, so by default it waits as long as it takes. With
+ * `indexBuildTimeout` it runs under that `lock_timeout`: a build that meets it is retried (the
+ * next attempt drops the INVALID index it leaves) like a blocked migration, then fails with
+ * `IndexBuildBlocked`; the migration itself stays applied.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -98,8 +101,8 @@ export class IndexBuildFailed extends Schema.TaggedError<IndexBuildFailed>()("In
 }
 
 /**
- * PostgreSQL: an index build waited `lockTimeoutMs` (lock_timeout) on each of its `attempts`, for a
- * table lock or for older transactions to end (a concurrent build waits for them). The migration
+ * PostgreSQL: an index build waited `lockTimeoutMs` (`indexBuildTimeout`) on each of its `attempts`,
+ * for a table lock or for older transactions to end (a concurrent build waits for them). The migration
  * stays applied, the index is not built yet; `blockers` are the sessions it waited for at the last attempt.
  *
  * @since 0.2.0
@@ -281,11 +284,18 @@ export interface Settings {
   readonly plan: Plan.Plan
   readonly dialect: "sqlite" | "pg"
   readonly runnerLock: LockedTransactionOptions
-  readonly lockTimeout: Duration.Duration
+  /** PostgreSQL: the `lock_timeout` of a concurrent build and of the DROP of an INVALID index (infinite: none). */
+  readonly indexBuildTimeout: Duration.Duration
   readonly lockRetries: number
+  /**
+   * Leave the build when another runner holds the runner lock instead of waiting for it (the hook
+   * after a backfill job: the holder, a migrate or another backfill, or the next `migrate` builds it).
+   */
+  readonly leaveWhenLocked: boolean
 }
 
 /** The defaults of `Migrator.make`, for builds that start elsewhere (after a backfill job). */
+export const defaultIndexBuildTimeout = Duration.infinity
 export const defaultLockTimeout = Duration.seconds(2)
 export const defaultLockRetries = 10
 export const defaultRunnerTimeout = Duration.seconds(60)
@@ -320,9 +330,11 @@ export const defaultSettings = (plan: Plan.Plan): Effect.Effect<Settings, SqlErr
     return {
       plan,
       dialect,
-      runnerLock: { dialect, lockKey: yield* runnerLockKey(plan), lockTimeout: defaultRunnerTimeout },
-      lockTimeout: defaultLockTimeout,
-      lockRetries: defaultLockRetries
+      // One attempt at the lock (a zero timeout), see `leaveWhenLocked`.
+      runnerLock: { dialect, lockKey: yield* runnerLockKey(plan), lockTimeout: Duration.zero },
+      indexBuildTimeout: defaultIndexBuildTimeout,
+      lockRetries: defaultLockRetries,
+      leaveWhenLocked: true
     }
   })
 
@@ -345,7 +357,7 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
     const pg = settings.dialect === "pg"
     const runStatement = (pid: number | undefined, statement: string) => {
       const run = Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement)))
-      return (pid === undefined ? run : watched(run, pid, settings.lockTimeout, blockers)).pipe(
+      return (pid === undefined ? run : watched(run, pid, settings.indexBuildTimeout, blockers)).pipe(
         Effect.catchAll((cause): Effect.Effect<never, BuildBlocked | IndexBuildFailed> =>
           pg && isPgLockTimeout(cause)
             ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new BuildBlocked({ statement, blockers: seen })))
@@ -385,12 +397,17 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
       return { migrationId, name: build.index.name, table: build.index.table, durationMs, rebuiltInvalid: found === "invalid" }
     })
     const locked = pg
-      ? withLockedSession({ ...settings.runnerLock, statementLockTimeout: settings.lockTimeout }, body)
+      ? withLockedSession({ ...settings.runnerLock, statementLockTimeout: settings.indexBuildTimeout }, body)
       : withLockedTransaction(settings.runnerLock, body)
     return yield* locked.pipe(
       Effect.catchTags({
         LockTimedOut: (error) =>
-          Effect.fail(new IndexPhaseError({ plan, operation: "take the runner lock", reason: `another runner held it for ${error.waitedMs} ms` })),
+          settings.leaveWhenLocked
+            ? Effect.as(
+              Effect.logWarning("another runner holds the runner lock; the index is left for it or for the next 'strata migrate'"),
+              undefined
+            )
+            : Effect.fail(new IndexPhaseError({ plan, operation: "take the runner lock", reason: `another runner held it for ${error.waitedMs} ms` })),
         TransactionControlFailed: (error) => Effect.fail(phaseError(`${error.operation} the index build`)(error.cause))
       }),
       Effect.tapErrorTag("BuildBlocked", (error) =>
@@ -408,7 +425,7 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
               table: build.index.table,
               statement: error.statement,
               attempts: tried,
-              lockTimeoutMs: Duration.toMillis(settings.lockTimeout),
+              lockTimeoutMs: Duration.toMillis(settings.indexBuildTimeout),
               blockers: error.blockers
             })
           ))),
