@@ -57,7 +57,11 @@ describe.concurrent("strata migrate", () => {
         expect(dry.code, show(dry)).toBe(0)
         expect(dry.stdout).toContain("-- strata_migrations would be created.")
         expect(dry.stdout).toMatch(/ALTER TABLE "chat_messages" ADD COLUMN (IF NOT EXISTS )?"created_at_ms"/)
-        expect(dry.stdout).toContain("CREATE INDEX IF NOT EXISTS \"idx_chat_messages_created_at_ms\" ON \"chat_messages\" (\"created_at_ms\" DESC);")
+        // The shadow's index is built once its backfill is done (on PostgreSQL concurrently).
+        expect(dry.stdout).toContain("-- later, when its backfill job is done (strata backfill builds it):")
+        expect(dry.stdout).toContain(
+          `-- after backfill chat_messages.created_at_ms\nCREATE INDEX ${engine.name === "pg" ? "CONCURRENTLY " : ""}IF NOT EXISTS "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC);`
+        )
         expect(dry.stdout).toContain("-- 2 migrations would be applied.")
         const dryJson = json(await strata(["migrate", "--db", url, "--dry-run", "--json", "--to", "21"]))
         expect(dryJson.pending.map((m: { id: number }) => m.id)).toEqual([21])
@@ -106,6 +110,11 @@ describe.concurrent("strata migrate", () => {
         const noop = await strata(["migrate", "--db", url])
         expect(noop.code, show(noop)).toBe(0)
         expect(noop.stdout).toContain("Nothing to apply; the database is at migration 44.")
+        expect(noop.stdout).toContain(
+          "  deferred   44  idx_chat_messages_created_at_ms on chat_messages  (built when backfill chat_messages.created_at_ms is done)"
+        )
+        const deferred = await strata(["status", "--db", url])
+        expect(deferred.stdout).toMatch(/idx_chat_messages_created_at_ms +chat_messages +44 +after backfill chat_messages\.created_at_ms/)
 
         await execute(url, "UPDATE strata_migrations SET checksum = '0000000000000000' WHERE id = 44")
         const status = await strata(["status", "--db", url])
