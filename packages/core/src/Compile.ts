@@ -286,10 +286,13 @@ const timingOf = (change: IndexChange, dialect: Dialect, createdTables: Readonly
 /** A migration's changes, each with when its index (if it is one built outside the transaction) is built. */
 const timedChanges = (migration: Plan.Migration, dialect: Dialect) => {
   const createdTables = new Set<string>()
-  return migration.steps.flatMap(changes).map((change) => {
-    if (change._tag === "CreateTable") createdTables.add(change.table.toLowerCase())
-    return { change, timing: change._tag === "CreateIndex" ? timingOf(change, dialect, createdTables) : undefined }
-  })
+  return migration.steps.map((step) => ({
+    step,
+    changes: changes(step).map((change) => {
+      if (change._tag === "CreateTable") createdTables.add(change.table.toLowerCase())
+      return { change, timing: change._tag === "CreateIndex" ? timingOf(change, dialect, createdTables) : undefined }
+    })
+  }))
 }
 
 /**
@@ -299,7 +302,10 @@ const timedChanges = (migration: Plan.Migration, dialect: Dialect) => {
  * @category sql
  */
 export const transactionStatements = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<Statement> =>
-  timedChanges(migration, dialect).flatMap(({ change, timing }) => (timing === undefined ? changeStatements(change, dialect) : []))
+  timedChanges(migration, dialect).flatMap(({ changes, step }) => [
+    ...changes.flatMap(({ change, timing }) => (timing === undefined ? changeStatements(change, dialect) : [])),
+    ...syncStatements(step, dialect)
+  ])
 
 /**
  * The indexes a migration builds after its transaction (see `IndexTiming`), in plan order.
@@ -308,7 +314,7 @@ export const transactionStatements = (migration: Plan.Migration, dialect: Dialec
  * @category sql
  */
 export const indexBuilds = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<IndexBuild> =>
-  timedChanges(migration, dialect).flatMap(({ change, timing }) =>
+  timedChanges(migration, dialect).flatMap((step) => step.changes).flatMap(({ change, timing }) =>
     timing === undefined || change._tag !== "CreateIndex" ? [] : [{
       index: change,
       timing,
