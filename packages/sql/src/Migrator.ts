@@ -58,6 +58,8 @@ import * as History from "./internal/migrationHistory.js"
 import { backendPid, Blocker, watched } from "./internal/blockers.js"
 import { advisoryLockKey, isPgLockTimeout, withLockedTransaction } from "./internal/lockedTransaction.js"
 import * as Preflight from "./internal/preflight.js"
+import * as JobState from "./JobState.js"
+import * as Verifications from "./Verifications.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
 
@@ -322,6 +324,27 @@ export class ValidationFailed extends Schema.TaggedError<ValidationFailed>()("Va
 }
 
 /**
+ * A pending migration has a contract step (`Plan.contract`) whose jobs are not all proven: each is
+ * named with why (never verified, failed its latest verification, verified under another version
+ * of its migration, or ran after it). Nothing was applied. Backfill, run `strata verify`, then migrate.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ContractUnverified extends Schema.TaggedError<ContractUnverified>()("ContractUnverified", {
+  plan: Schema.String,
+  migrationId: Schema.Number,
+  migrationName: Schema.String,
+  jobs: Schema.NonEmptyArray(Verifications.UnverifiedJob)
+}) {
+  override get message(): string {
+    return `Migration ${this.migrationId} "${this.migrationName}" of plan ${this.plan} is a contract and was not applied, nothing was changed: ${
+      this.jobs.map(Verifications.describe).join("; ")
+    }; backfill and verify (strata verify) the job${this.jobs.length === 1 ? "" : "s"} first`
+  }
+}
+
+/**
  * What `status` can fail with.
  *
  * @since 0.1.0
@@ -339,6 +362,7 @@ export type DryRunError =
   | UnknownMigrationApplied
   | MigrationOutOfOrder
   | PreflightFailed
+  | ContractUnverified
   | MigratorDatabaseError
 
 /**
@@ -786,7 +810,7 @@ export const make = (
         const started = yield* Clock.currentTimeMillis
         const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
         const statements: Array<ExecutedStatement> = []
-        for (const statement of Compile.statements(migration, dialect)) {
+        for (const statement of Compile.statements(migration, dialect, plan)) {
           const guard = statement.unlessColumnExists
           if (guard !== undefined) {
             const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
@@ -880,11 +904,35 @@ export const make = (
           ? Effect.fail(new PreflightFailed({ plan: plan.name, problems }))
           : Effect.void)
 
+    // A contract migration applies only once every job it names is proven (see `Verifications`).
+    const contractGate = (selection: Selection): Effect.Effect<void, ContractUnverified | MigratorDatabaseError, SqlClient.SqlClient> =>
+      Effect.gen(function*() {
+        for (const migration of selection.pending) {
+          const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
+          if (jobs.length === 0) continue
+          const verifications = yield* Verifications.latest(plan.name, jobs)
+          const jobsTable = yield* Database.strataTable("strata_jobs")
+          const lastRuns = new Map<string, number>()
+          if ((yield* tableColumns(jobsTable)).length > 0) {
+            for (const job of jobs) {
+              const checkpoint = yield* JobState.loadCheckpoint(job)
+              if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
+            }
+          }
+          const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
+          if (Arr.isNonEmptyReadonlyArray(unverified)) {
+            return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
+          }
+        }
+      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(databaseError("read the verifications of a contract's jobs")(error))))
+
     const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
         // Checked before anything changes, even before strata_migrations is created.
-        yield* preflight(yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target)))
+        const firstLook = yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target))
+        yield* preflight(firstLook)
+        yield* contractGate(firstLook)
         yield* ensureHistory
         const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
         const applied: Array<AppliedMigration> = []
@@ -947,12 +995,13 @@ export const make = (
         const history = yield* peekHistory
         const selection = yield* select(history.rows, target)
         yield* preflight(selection)
+        yield* contractGate(selection)
         // Columns added by earlier guarded statements of this run: their later guards would skip.
         const added = new Set<string>()
         const pending: Array<PlannedMigration> = []
         for (const migration of selection.pending) {
           const statements: Array<PlannedStatement> = []
-          for (const statement of Compile.statements(migration, dialect)) {
+          for (const statement of Compile.statements(migration, dialect, plan)) {
             const guard = statement.unlessColumnExists
             if (guard === undefined) {
               statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true })
