@@ -19,6 +19,10 @@
  *   with a type it can read; columns it adds are absent or present with the type strata declares
  *   (a re-run); each backfill job has a batch key. `validate` reports the same, with drift and
  *   pending migrations, for a CI gate.
+ * - A pending migration with a contract step (`Plan.contract`) is refused before anything changes
+ *   (`ContractUnverified`, by `run` and `dryRun`) unless every job it names has a latest recorded
+ *   verification (`Verifications`, written by every `Verifier.report`) that passed, is of the job's
+ *   migration as the plan has it now, and is no older than the job's last run.
  * - `baseline(id)` records the plan's migrations up to `id` as applied without running them
  *   (`durationMs` null), leaves already-applied ones as they are (so it is idempotent), and refuses
  *   with `MigrationDrifted` if an applied one up to `id` has another checksum; it marks nothing then.
