@@ -21,8 +21,9 @@ import { benchmark as fleet } from "./fleet.js"
 import { benchmark as impact } from "./impact.js"
 import { benchmark as lazy } from "./lazy.js"
 import { benchmark as timestamp } from "./timestamp.js"
+import { benchmark as trigger } from "./trigger.js"
 
-const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp, lazy, backfill, derive, chatstore, impact, fleet]
+const benchmarks: ReadonlyArray<BenchmarkModule> = [timestamp, lazy, backfill, derive, trigger, chatstore, impact, fleet]
 
 const formatNumber = (value: number): string =>
   value >= 100 ? Math.round(value).toLocaleString("en-US") : value >= 10 ? value.toFixed(1) : value.toFixed(2)

@@ -484,6 +484,7 @@ export const workOf = (step: Plan.Step): Work | undefined => {
     case "CreateTable":
     case "AddColumn":
     case "CreateIndex":
+    case "Contract":
       return undefined
   }
 }

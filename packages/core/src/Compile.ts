@@ -155,12 +155,70 @@ export interface IndexChange {
 }
 
 /**
- * One change a step makes to the schema, before it is SQL: raw SQL, a table, a column or an index.
+ * A data step's sync trigger (`sync: "trigger"`): installed by the step, removed by a contract.
  *
  * @since 0.2.0
  * @category models
  */
-export type Change = Plan.Sql | Plan.CreateTable | Plan.AddColumn | IndexChange
+export interface SyncTriggerChange {
+  readonly _tag: "SyncTrigger"
+  readonly job: Backfill.Work
+  readonly drop: boolean
+}
+
+/**
+ * A contract makes a target NOT NULL (see `notNullStatements`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface NotNullChange {
+  readonly _tag: "SetNotNull"
+  readonly table: TableName
+  readonly column: Identifier
+}
+
+/**
+ * A contract drops a job's source column.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DropColumnChange {
+  readonly _tag: "DropColumn"
+  readonly table: TableName
+  readonly column: Identifier
+}
+
+/**
+ * One change a step makes to the schema, before it is SQL: raw SQL, a table, a column, an index,
+ * a sync trigger, or a contract's NOT NULL and dropped column.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Change = Plan.Sql | Plan.CreateTable | Plan.AddColumn | IndexChange | SyncTriggerChange | NotNullChange | DropColumnChange
+
+/**
+ * A contract step names jobs of earlier migrations; `Plan` guarantees they exist in its plan.
+ */
+const contractChanges = (step: Plan.Contract, plan: Plan.Plan | undefined): ReadonlyArray<Change> => {
+  if (plan === undefined) throw new Error("a contract step compiles with its plan (Compile.changes(step, plan))")
+  const jobs = step.jobs.map((name) => {
+    const job = Backfill.jobs(plan).find((j) => j.name === name)
+    if (job === undefined) throw new Error(`contract: job ${name} is not in plan ${plan.name}`)
+    return job
+  })
+  return [
+    ...(step.dropSyncTrigger === true ? jobs.map((job): Change => ({ _tag: "SyncTrigger", job, drop: true })) : []),
+    ...(step.notNull === true
+      ? jobs.flatMap((job) => job.targets.map((t): Change => ({ _tag: "SetNotNull", table: job.table, column: t.column })))
+      : []),
+    ...(step.dropSource === true
+      ? jobs.flatMap((job) => job.sources.map((column): Change => ({ _tag: "DropColumn", table: job.table, column })))
+      : [])
+  ]
+}
 
 const index = (
   name: Identifier,
@@ -180,13 +238,16 @@ const index = (
 /**
  * What a step does to the schema, in order: the one description its statements, the Migrator's
  * checks against the live schema and its index builds are made from. Data steps expand into the
- * columns they add (and the indexes on them).
+ * columns they add (and the indexes on them), then their sync trigger. A contract step's changes
+ * come from the jobs it names, so it needs its `plan`.
  *
  * @since 0.2.0
  * @category changes
  */
-export const changes = (step: Plan.Step): ReadonlyArray<Change> => {
+export const changes = (step: Plan.Step, plan?: Plan.Plan): ReadonlyArray<Change> => {
   switch (step._tag) {
+    case "Contract":
+      return contractChanges(step, plan)
     case "Sql":
     case "CreateTable":
     case "AddColumn":
@@ -196,12 +257,14 @@ export const changes = (step: Plan.Step): ReadonlyArray<Change> => {
     default: {
       // A data step: the columns (and indexes) of its job's targets.
       const job = Backfill.workOf(step)
-      return job === undefined ? [] : job.targets.flatMap((target) => {
+      if (job === undefined) return []
+      const columns = job.targets.flatMap((target): ReadonlyArray<Change> => {
         const column = new Plan.AddColumn({ table: job.table, column: { name: target.column, type: target.type } })
         return target.index === undefined
           ? [column]
           : [column, index(target.index.name, job.table, [target.column], { desc: target.index.desc, afterJob: job.name })]
       })
+      return "sync" in step && step.sync === "trigger" ? [...columns, { _tag: "SyncTrigger", job, drop: false }] : columns
     }
   }
 }
@@ -220,30 +283,63 @@ const changeStatements = (change: Change, dialect: Dialect): ReadonlyArray<State
       return [addColumn(change.table, change.column, dialect)]
     case "CreateIndex":
       return [createIndex(change.name, change.table, change.columns, change, dialect)]
+    case "SyncTrigger":
+      return (change.drop ? SyncTrigger.dropStatements : SyncTrigger.createStatements)(change.job, dialect).map((sql) => ({ sql }))
+    case "SetNotNull":
+      return notNullStatements(change.table, change.column, dialect).map((sql) => ({ sql }))
+    case "DropColumn":
+      // SQLite has no DROP COLUMN IF EXISTS; the migration's transaction makes a re-run find the column.
+      return [{ sql: `ALTER TABLE ${quoteTable(change.table)} DROP COLUMN ${dialect === "pg" ? "IF EXISTS " : ""}${quote(change.column)}` }]
   }
 }
 
-/** A data step's sync trigger (`sync: "trigger"`), after its columns: it writes them. */
-const syncStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statement> => {
-  if (!("sync" in step) || step.sync !== "trigger") return []
-  const work = Backfill.workOf(step)
-  return work === undefined ? [] : SyncTrigger.createStatements(work, dialect).map((sql) => ({ sql }))
+/**
+ * The statements that make `table.column` NOT NULL on a dialect, re-runnable; they fail if a row
+ * holds NULL. PostgreSQL, as its docs advise for a live table: a `CHECK (column IS NOT NULL)` added
+ * `NOT VALID` (no scan), `VALIDATE CONSTRAINT` (a scan that lets writes through when it runs in a
+ * transaction of its own), then `SET NOT NULL`, which the validated CHECK spares its scan, and the
+ * CHECK dropped. SQLite cannot alter a column: two triggers refuse a NULL on INSERT and on UPDATE of
+ * the column, and an `UPDATE ... WHERE column IS NULL` through them checks the rows there are.
+ *
+ * @since 0.2.0
+ * @category sql
+ */
+export const notNullStatements = (table: TableName, column: Identifier, dialect: Dialect): ReadonlyArray<string> => {
+  const name = `strata_nn_${tableParts(table).table}_${column}`
+  const t = quoteTable(table)
+  const c = quote(column)
+  if (dialect === "pg") {
+    return [
+      `ALTER TABLE ${t} DROP CONSTRAINT IF EXISTS ${quote(name)}`,
+      `ALTER TABLE ${t} ADD CONSTRAINT ${quote(name)} CHECK (${c} IS NOT NULL) NOT VALID`,
+      `ALTER TABLE ${t} VALIDATE CONSTRAINT ${quote(name)}`,
+      `ALTER TABLE ${t} ALTER COLUMN ${c} SET NOT NULL`,
+      `ALTER TABLE ${t} DROP CONSTRAINT ${quote(name)}`
+    ]
+  }
+  const parts = tableParts(table)
+  const trigger = (suffix: string) => (parts.schema === undefined ? quote(`${name}_${suffix}`) : `${quote(parts.schema)}.${quote(`${name}_${suffix}`)}`)
+  const refuse = `BEGIN SELECT RAISE(ABORT, ${literal(`NOT NULL constraint failed: ${table}.${column}`, dialect)}); END`
+  return [
+    `CREATE TRIGGER IF NOT EXISTS ${trigger("insert")} BEFORE INSERT ON ${quote(parts.table)} WHEN NEW.${c} IS NULL ${refuse}`,
+    `CREATE TRIGGER IF NOT EXISTS ${trigger("update")} BEFORE UPDATE OF ${c} ON ${quote(parts.table)} WHEN NEW.${c} IS NULL ${refuse}`,
+    `UPDATE ${t} SET ${c} = ${c} WHERE ${c} IS NULL`
+  ]
 }
 
-const stepStatements = (step: Plan.Step, dialect: Dialect): ReadonlyArray<Statement> => [
-  ...changes(step).flatMap((change) => changeStatements(change, dialect)),
-  ...syncStatements(step, dialect)
-]
+const stepStatements = (step: Plan.Step, dialect: Dialect, plan: Plan.Plan | undefined): ReadonlyArray<Statement> =>
+  changes(step, plan).flatMap((change) => changeStatements(change, dialect))
 
 /**
  * Every statement of a migration on a dialect, in plan order, as one script (index builds
- * included, in their plain form). The Migrator runs `transactionStatements` and then
- * `indexBuilds` instead.
+ * included, in their plain form); the Migrator runs `transactionStatements` and then
+ * `indexBuilds` instead. A migration with a contract step compiles with its `plan` (the
+ * contract's jobs are the plan's).
  *
  * @since 0.1.0
  */
-export const statements = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<Statement> =>
-  migration.steps.flatMap((step) => stepStatements(step, dialect))
+export const statements = (migration: Plan.Migration, dialect: Dialect, plan?: Plan.Plan): ReadonlyArray<Statement> =>
+  migration.steps.flatMap((step) => stepStatements(step, dialect, plan))
 
 /**
  * When an index is built, relative to its migration's transaction:
@@ -284,11 +380,11 @@ const timingOf = (change: IndexChange, dialect: Dialect, createdTables: Readonly
     : undefined
 
 /** A migration's changes, each with when its index (if it is one built outside the transaction) is built. */
-const timedChanges = (migration: Plan.Migration, dialect: Dialect) => {
+const timedChanges = (migration: Plan.Migration, dialect: Dialect, plan: Plan.Plan | undefined) => {
   const createdTables = new Set<string>()
   return migration.steps.map((step) => ({
     step,
-    changes: changes(step).map((change) => {
+    changes: changes(step, plan).map((change) => {
       if (change._tag === "CreateTable") createdTables.add(change.table.toLowerCase())
       return { change, timing: change._tag === "CreateIndex" ? timingOf(change, dialect, createdTables) : undefined }
     })
@@ -301,11 +397,10 @@ const timedChanges = (migration: Plan.Migration, dialect: Dialect) => {
  * @since 0.2.0
  * @category sql
  */
-export const transactionStatements = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<Statement> =>
-  timedChanges(migration, dialect).flatMap(({ changes, step }) => [
-    ...changes.flatMap(({ change, timing }) => (timing === undefined ? changeStatements(change, dialect) : [])),
-    ...syncStatements(step, dialect)
-  ])
+export const transactionStatements = (migration: Plan.Migration, dialect: Dialect, plan?: Plan.Plan): ReadonlyArray<Statement> =>
+  timedChanges(migration, dialect, plan).flatMap(({ changes }) =>
+    changes.flatMap(({ change, timing }) => (timing === undefined ? changeStatements(change, dialect) : []))
+  )
 
 /**
  * The indexes a migration builds after its transaction (see `IndexTiming`), in plan order.
@@ -313,8 +408,8 @@ export const transactionStatements = (migration: Plan.Migration, dialect: Dialec
  * @since 0.2.0
  * @category sql
  */
-export const indexBuilds = (migration: Plan.Migration, dialect: Dialect): ReadonlyArray<IndexBuild> =>
-  timedChanges(migration, dialect).flatMap((step) => step.changes).flatMap(({ change, timing }) =>
+export const indexBuilds = (migration: Plan.Migration, dialect: Dialect, plan?: Plan.Plan): ReadonlyArray<IndexBuild> =>
+  timedChanges(migration, dialect, plan).flatMap((step) => step.changes).flatMap(({ change, timing }) =>
     timing === undefined || change._tag !== "CreateIndex" ? [] : [{
       index: change,
       timing,

@@ -457,11 +457,43 @@ export class Derive extends Schema.TaggedClass<Derive>()(
 ) {}
 
 /**
+ * The contract phase of data steps: what to do once their data is proven. `jobs` names backfill
+ * jobs of earlier migrations (as `strata backfill --job` takes them); the Migrator applies the
+ * migration only when the latest recorded verification of each passed, after the job last ran and
+ * for the migration as the plan has it now (see `Migrator`). The actions, per job, in this order:
+ * `dropSyncTrigger` removes its `sync: "trigger"` trigger; `notNull` makes every target NOT NULL
+ * (PostgreSQL through a validated CHECK, SQLite through triggers that refuse NULL; either way the
+ * migration fails if a row holds NULL); `dropSource` drops the job's source columns (an
+ * `epochShadow`'s text column, a `derive`'s reads).
+ *
+ * @since 0.2.0
+ * @category steps
+ */
+export class Contract extends Schema.TaggedClass<Contract>()(
+  "Contract",
+  Schema.Struct({
+    /** The backfill jobs whose verification must have passed. */
+    jobs: Schema.NonEmptyArray(Schema.NonEmptyString),
+    /** Remove the jobs' sync triggers. */
+    dropSyncTrigger: Schema.optional(Schema.Boolean),
+    /** Make every target of the jobs NOT NULL. */
+    notNull: Schema.optional(Schema.Boolean),
+    /** Drop the jobs' source columns. */
+    dropSource: Schema.optional(Schema.Boolean)
+  }).pipe(
+    Schema.filter((step) =>
+      step.dropSyncTrigger === true || step.notNull === true || step.dropSource === true ||
+      { path: [], message: "a contract step needs at least one action: dropSyncTrigger, notNull or dropSource" }
+    )
+  )
+) {}
+
+/**
  * Any step of a migration.
  *
  * @since 0.1.0
  */
-export const Step = Schema.Union(Sql, CreateTable, AddColumn, CreateIndex, EpochShadow, ExtractJson, Derive)
+export const Step = Schema.Union(Sql, CreateTable, AddColumn, CreateIndex, EpochShadow, ExtractJson, Derive, Contract)
 
 /**
  * Any step of a migration.
@@ -524,10 +556,39 @@ export const Plan = Schema.Struct({
           jobs.set(name, migrations[i]!.id)
         }
       }
-      return true
+      return contractProblem(migrations)
     })
   )
 })
+
+/** A contract step names jobs of earlier migrations (their data must exist, and be verified, first). */
+const contractProblem = (
+  migrations: ReadonlyArray<Migration>
+): true | { readonly path: ReadonlyArray<PropertyKey>; readonly message: string } => {
+  const earlier: Array<string> = []
+  for (let i = 0; i < migrations.length; i++) {
+    const steps = migrations[i]!.steps
+    for (let j = 0; j < steps.length; j++) {
+      const step = steps[j]!
+      if (step._tag !== "Contract") continue
+      for (let k = 0; k < step.jobs.length; k++) {
+        if (!earlier.includes(step.jobs[k]!)) {
+          return {
+            path: [i, "steps", j, "jobs", k],
+            message: `${JSON.stringify(step.jobs[k])} is not a backfill job of an earlier migration (${
+              earlier.length === 0 ? "there is none" : earlier.join(", ")
+            })`
+          }
+        }
+      }
+    }
+    for (const step of steps) {
+      const name = jobName(step)
+      if (name !== undefined) earlier.push(name)
+    }
+  }
+  return true
+}
 
 /**
  * A named, ordered list of migrations.
@@ -840,6 +901,20 @@ export const epochShadow = (
     readonly sync?: Sync
   } = {}
 ): EpochShadow => build(EpochShadow, { _tag: "EpochShadow", table, column, ...options }, "Plan.epochShadow")
+
+/**
+ * The contract phase of earlier data steps (see `Contract`): e.g. once `events.created_at_ms` is
+ * verified, `Plan.contract({ jobs: ["events.created_at_ms"], dropSyncTrigger: true, notNull: true })`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const contract = (options: {
+  readonly jobs: ReadonlyArray<string>
+  readonly dropSyncTrigger?: boolean
+  readonly notNull?: boolean
+  readonly dropSource?: boolean
+}): Contract => build(Contract, { _tag: "Contract", ...options }, "Plan.contract")
 
 /**
  * JSON payload fields into columns (see `ExtractJson`).

@@ -76,3 +76,66 @@ describe("sync: \"trigger\"", () => {
     )
   })
 })
+
+describe("Plan.contract", () => {
+  const events = Plan.createTable("events", [{ name: "id", type: "integer", primaryKey: true }, { name: "created_at", type: "timestamp_text" }])
+  const contractPlan = (jobs: ReadonlyArray<string>) =>
+    Plan.make("p", [
+      Plan.migration(1, "events", [events]),
+      Plan.migration(2, "shadow", [Plan.epochShadow("events", "created_at", { sync: "trigger" })]),
+      Plan.migration(3, "contract", [Plan.contract({ jobs, dropSyncTrigger: true, notNull: true, dropSource: true })])
+    ])
+
+  it("round-trips through a JSON plan with its checksum", () => {
+    const plan = contractPlan(["events.created_at_ms"])
+    const decoded = Either.getOrThrow(Plan.fromJson(JSON.stringify(Plan.toJson(plan))))
+    expect(decoded.migrations[2]!.steps).toEqual(plan.migrations[2]!.steps)
+    expect(decoded.migrations.map(Compile.checksum)).toEqual(plan.migrations.map(Compile.checksum))
+    expect(Plan.toJson(plan)).toMatchObject({
+      migrations: [{}, {}, { steps: [{ _tag: "Contract", jobs: ["events.created_at_ms"], dropSyncTrigger: true, notNull: true, dropSource: true }] }]
+    })
+  })
+
+  it("compiles, with its plan, to: drop the trigger, NOT NULL through a validated CHECK (PostgreSQL) or refusing triggers (SQLite), drop the source", () => {
+    const plan = contractPlan(["events.created_at_ms"])
+    expect(Compile.statements(plan.migrations[2]!, "pg", plan).map((s) => s.sql)).toEqual([
+      `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms" ON "events"`,
+      `DROP FUNCTION IF EXISTS "strata_sync_events_created_at_ms"()`,
+      `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
+      `ALTER TABLE "events" ADD CONSTRAINT "strata_nn_events_created_at_ms" CHECK ("created_at_ms" IS NOT NULL) NOT VALID`,
+      `ALTER TABLE "events" VALIDATE CONSTRAINT "strata_nn_events_created_at_ms"`,
+      `ALTER TABLE "events" ALTER COLUMN "created_at_ms" SET NOT NULL`,
+      `ALTER TABLE "events" DROP CONSTRAINT "strata_nn_events_created_at_ms"`,
+      `ALTER TABLE "events" DROP COLUMN IF EXISTS "created_at"`
+    ])
+    expect(Compile.statements(plan.migrations[2]!, "sqlite", plan).map((s) => s.sql)).toEqual([
+      `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms_insert"`,
+      `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms_update"`,
+      `CREATE TRIGGER IF NOT EXISTS "strata_nn_events_created_at_ms_insert" BEFORE INSERT ON "events" WHEN NEW."created_at_ms" IS NULL BEGIN SELECT RAISE(ABORT, 'NOT NULL constraint failed: events.created_at_ms'); END`,
+      `CREATE TRIGGER IF NOT EXISTS "strata_nn_events_created_at_ms_update" BEFORE UPDATE OF "created_at_ms" ON "events" WHEN NEW."created_at_ms" IS NULL BEGIN SELECT RAISE(ABORT, 'NOT NULL constraint failed: events.created_at_ms'); END`,
+      `UPDATE "events" SET "created_at_ms" = "created_at_ms" WHERE "created_at_ms" IS NULL`,
+      `ALTER TABLE "events" DROP COLUMN "created_at"`
+    ])
+  })
+
+  it("names jobs of earlier migrations and at least one action, or InvalidPlan says where", () => {
+    expect(thrown(() => contractPlan(["events.created_at"])).message).toBe(
+      `invalid plan in Plan.make: at migrations[2].steps[0].jobs[0]: "events.created_at" is not a backfill job of an earlier migration (events.created_at_ms)`
+    )
+    expect(thrown(() =>
+      Plan.make("p", [
+        Plan.migration(1, "events", [events]),
+        Plan.migration(2, "both", [
+          Plan.contract({ jobs: ["events.created_at_ms"], notNull: true }),
+          Plan.epochShadow("events", "created_at")
+        ])
+      ])
+    ).message).toBe(
+      `invalid plan in Plan.make: at migrations[1].steps[0].jobs[0]: "events.created_at_ms" is not a backfill job of an earlier migration (there is none)`
+    )
+    expect(thrown(() => Plan.contract({ jobs: ["x"] })).message).toBe(
+      "invalid plan in Plan.contract: at (root): a contract step needs at least one action: dropSyncTrigger, notNull or dropSource"
+    )
+    expect(thrown(() => Plan.contract({ jobs: [] })).message).toContain("at jobs")
+  })
+})

@@ -483,7 +483,9 @@ export const layerStrataSchema = (schema: string): Layer.Layer<StrataSchema, Inv
  * @since 0.2.0
  * @category references
  */
-export const strataTable = (table: "strata_migrations" | "strata_jobs" | "strata_rejects"): Effect.Effect<Identifier.TableName> =>
+export const strataTable = (
+  table: "strata_migrations" | "strata_jobs" | "strata_rejects" | "strata_verifications"
+): Effect.Effect<Identifier.TableName> =>
   Effect.map(StrataSchema, (schema) => Identifier.qualify(schema, table as Identifier.Identifier))
 
 const asSqliteClient = (sql: SqlClient.SqlClient): SqliteClient.SqliteClient | undefined =>

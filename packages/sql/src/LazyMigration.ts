@@ -12,6 +12,9 @@
  * - Rows are written back by key: the plan's declared key, else the table's single-column primary key,
  *   else (SQLite) `rowid` when the caller selected it. Rows without a key value are fixed in memory only.
  * - Targets come back as numbers on both engines. Inputs are never mutated; fixed rows are copies.
+ * - Rows are read and fixed in the app's naming: on a client that renames result columns
+ *   (`transformResultNames`, e.g. `created_at_ms` to `createdAtMs`) the targets are filled, and the key
+ *   read, under the client's names, learnt once by asking it for a row with those columns.
  * - Read-path counts reach `metrics` on the background fiber's next round (every `flushInterval`).
  * - Where the write-back runs (`writeBackPath`). SQLite file: on a worker thread of its own
  *   (`node:worker_threads`) with its own better-sqlite3 connection to the file, so the UPDATEs, and their
@@ -34,7 +37,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Backfill, Identifier, Plan } from "@strata/core"
-import { Lazy } from "@strata/core"
+import { Identifier as Identifiers, Lazy } from "@strata/core"
 import type { Chunk, Layer } from "effect"
 import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
@@ -215,6 +218,13 @@ interface TableRules {
   readonly integerTargets: ReadonlyArray<ReadonlyArray<number>>
   /** Every target of the table's rules, in rule order. */
   readonly targets: ReadonlyArray<Backfill.Target>
+  /** Per rule, each target's name in the app's rows (its client may rename result columns). */
+  readonly appTargets: ReadonlyArray<ReadonlyArray<string>>
+  /**
+   * Per rule, the columns it uses as (real name, the app's name) when the app's client renames any of them:
+   * the rule then computes from a copy of the row under the real names. Undefined: the row is used as read.
+   */
+  readonly renamed: ReadonlyArray<ReadonlyArray<readonly [string, string]> | undefined>
   readonly metrics: TableMetrics
   /**
    * Read-path counts not yet added to `metrics`. A tagged metric update costs about a microsecond (its
@@ -231,7 +241,18 @@ interface PendingRow {
   readonly values: ReadonlyArray<Backfill.Value | null>
 }
 
-const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
+/** Every column a rule reads or writes. */
+const ruleColumns = (rule: Lazy.Rule): ReadonlyArray<string> => [
+  ...new Set([
+    ...rule.targets.map((t) => t.column),
+    ...rule.reads,
+    ...(rule.requires === undefined ? [] : [rule.requires]),
+    ...(rule.filter === undefined ? [] : [rule.filter.column])
+  ])
+]
+
+/** The plan's rules by table; `appName` gives a column's name in the app's rows. */
+const tableRules = (plan: Plan.Plan, appName: (column: string) => string): ReadonlyMap<string, TableRules> => {
   const byTable = new Map<string, Array<Lazy.Rule>>()
   for (const rule of Lazy.rules(plan)) {
     const rules = byTable.get(rule.table) ?? []
@@ -252,6 +273,11 @@ const tableRules = (plan: Plan.Plan): ReadonlyMap<string, TableRules> => {
         rule.targets.flatMap((t, i) => (t.type === "integer" || t.type === "bigint" ? [i] : []))
       ),
       targets: rules.flatMap((r) => r.targets),
+      appTargets: rules.map((rule) => rule.targets.map((t) => appName(t.column))),
+      renamed: rules.map((rule) => {
+        const columns = ruleColumns(rule).map((column) => [column, appName(column)] as const)
+        return columns.every(([real, app]) => real === app) ? undefined : columns
+      }),
       metrics: {
         fixed: tagged(metrics.fixed),
         unparseable: tagged(metrics.unparseable),
@@ -280,6 +306,44 @@ const storedMillis = (value: unknown): unknown => {
   return value
 }
 
+/**
+ * The name the app's client gives each column in its rows (`transformResultNames`, e.g. snake_case to
+ * camelCase), found by asking it for a row with those columns. A client that renames nothing gives each back.
+ */
+const appColumnNames = (sql: SqlClient.SqlClient, columns: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, string>> => {
+  if (columns.length === 0) return Effect.succeed(new Map())
+  const probe = `SELECT ${columns.map((column) => `NULL AS ${Identifiers.quote(column)}`).join(", ")}`
+  return Effect.map(Effect.either(sql.unsafe<Record<string, unknown>>(probe).unprepared), (result) => {
+    const names = Either.isRight(result) && result.right.length === 1 ? Object.keys(result.right[0]!) : []
+    // Two columns renamed to one name (or a probe that failed): the names as written are the best guess.
+    return new Map(columns.map((column, i) => [column, names.length === columns.length ? names[i]! : column]))
+  })
+}
+
+/** Under the rule's real column names, the fix of a row in the app's naming (see `TableRules.renamed`). */
+const fixRenamed = (
+  rule: Lazy.Rule,
+  appTargets: ReadonlyArray<string>,
+  columns: ReadonlyArray<readonly [string, string]>,
+  row: Readonly<Record<string, unknown>>
+): Lazy.Fix => {
+  let missing = false
+  for (let t = 0; t < appTargets.length; t++) {
+    if (row[appTargets[t]!] == null) {
+      missing = true
+      break
+    }
+  }
+  if (!missing) return undefined
+  const real: Record<string, unknown> = {}
+  for (let c = 0; c < columns.length; c++) {
+    const [realName, appName] = columns[c]!
+    const value = row[appName]
+    if (value !== undefined) real[realName] = value
+  }
+  return Lazy.fix(rule, real)
+}
+
 const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
   const shown = keys.slice(0, 20).map(String).join(", ")
   return keys.length > 20 ? `${shown} (and ${keys.length - 20} more)` : shown
@@ -303,7 +367,10 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     const sql = yield* SqlClient.SqlClient
     const dialect = yield* Database.dialect
-    const tables = tableRules(plan)
+    const appNames = enabled
+      ? yield* appColumnNames(sql, [...new Set(Lazy.rules(plan).flatMap(ruleColumns))])
+      : new Map<string, string>()
+    const tables = tableRules(plan, (column) => appNames.get(column) ?? column)
     const writeTimeoutMs = (fallback: Duration.DurationInput) =>
       Math.max(1, Math.trunc(Duration.toMillis(options.writeTimeout ?? fallback)))
     // On the readers' thread a SQLite lock wait blocks every fiber, so it is kept short; on the worker's it blocks no reader.
@@ -366,15 +433,17 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         let values: Array<Backfill.Value | null> | undefined
         for (let r = 0; r < rules.rules.length; r++) {
           const rule = rules.rules[r]!
+          const appTargets = rules.appTargets[r]!
           const integers = rules.integerTargets[r]!
           for (let t = 0; t < integers.length; t++) {
-            const column = rule.targets[integers[t]!]!.column
+            const column = appTargets[integers[t]!]!
             const current = row[column]
             if (current == null || typeof current === "number") continue
             const normalised = storedMillis(current)
             if (normalised !== current) (patch ??= {})[column] = normalised
           }
-          const fix = Lazy.fix(rule, row)
+          const renamed = rules.renamed[r]
+          const fix = renamed === undefined ? Lazy.fix(rule, row) : fixRenamed(rule, appTargets, renamed, row)
           if (fix === undefined) continue
           if (fix === Lazy.unconvertible) {
             counts.unparseable++
@@ -385,7 +454,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           for (let t = 0; t < fix.length; t++) {
             const value = fix[t]!
             if (value === null) continue
-            ;(patch ??= {})[rule.targets[t]!.column] = value
+            ;(patch ??= {})[appTargets[t]!] = value
             ;(values ??= rules.targets.map(() => null))[offset + t] = value
           }
         }
@@ -485,13 +554,28 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     })
 
     // The write-back. Keys are discovered on this side, once per table, so reads never query the catalogue.
-    const keys = new Map<string, TableKey>()
+    // With the key, the name the app's rows carry it under.
+    interface FoundKey {
+      readonly key: TableKey
+      readonly field: string | undefined
+    }
+    const keys = new Map<string, FoundKey>()
     const keyOf = (rules: TableRules) => {
       const known = keys.get(rules.table)
       if (known !== undefined) return Effect.succeed(known)
-      return Effect.tap(Effect.provideService(discoverKey(dialect, rules.table, rules.declaredKey), SqlClient.SqlClient, sql), (key) =>
+      const discovered = Effect.flatMap(
+        Effect.provideService(discoverKey(dialect, rules.table, rules.declaredKey), SqlClient.SqlClient, sql),
+        (key): Effect.Effect<FoundKey> => {
+          const column = key._tag === "Column" ? key.column : key._tag === "Rowid" ? "rowid" : undefined
+          return column === undefined
+            ? Effect.succeed({ key, field: undefined })
+            : Effect.map(appColumnNames(sql, [column]), (names) => ({ key, field: names.get(column) ?? column }))
+        }
+      )
+      return Effect.tap(discovered, (found) =>
         Effect.suspend(() => {
-          keys.set(rules.table, key)
+          keys.set(rules.table, found)
+          const key = found.key
           return key._tag === "None"
             ? Effect.logWarning("lazily fixed rows of this table cannot be written back: it has no usable key").pipe(
               Effect.annotateLogs({ table: rules.table, reason: key.reason })
@@ -517,13 +601,13 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       Effect.gen(function*() {
         const keyExit = yield* Effect.exit(keyOf(rules))
         if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
-        const key = keyExit.value
+        const { field, key } = keyExit.value
         // Keyed by the value itself (a number and its text are different keys, as they were for the database's
         // read); a bigint key within the safe range meets its number. Values are copied only when merged.
         const byKey = new Map<KeyValue, { readonly key: KeyValue; values: ReadonlyArray<Backfill.Value | null> }>()
         let unkeyed = 0
         for (const item of pending) {
-          const keyValue = key._tag === "None" ? undefined : keyValueOf(key, item.row)
+          const keyValue = field === undefined ? undefined : keyValueOf(field, item.row)
           if (keyValue === undefined) {
             unkeyed++
             continue

@@ -19,6 +19,10 @@
  *   with a type it can read; columns it adds are absent or present with the type strata declares
  *   (a re-run); each backfill job has a batch key. `validate` reports the same, with drift and
  *   pending migrations, for a CI gate.
+ * - A pending migration with a contract step (`Plan.contract`) is refused before anything changes
+ *   (`ContractUnverified`, by `run` and `dryRun`) unless every job it names has a latest recorded
+ *   verification (`Verifications`, written by every `Verifier.report`) that passed, is of the job's
+ *   migration as the plan has it now, and is no older than the job's last run.
  * - `baseline(id)` records the plan's migrations up to `id` as applied without running them
  *   (`durationMs` null), leaves already-applied ones as they are (so it is idempotent), and refuses
  *   with `MigrationDrifted` if an applied one up to `id` has another checksum; it marks nothing then.
@@ -71,6 +75,8 @@ import * as History from "./internal/migrationHistory.js"
 import { backendPid, Blocker, watched } from "./internal/blockers.js"
 import { advisoryLockKey, isPgLockTimeout, withLockedTransaction } from "./internal/lockedTransaction.js"
 import * as Preflight from "./internal/preflight.js"
+import * as JobState from "./JobState.js"
+import * as Verifications from "./Verifications.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
 
@@ -387,6 +393,27 @@ export class ValidationFailed extends Schema.TaggedError<ValidationFailed>()("Va
 }
 
 /**
+ * A pending migration has a contract step (`Plan.contract`) whose jobs are not all proven: each is
+ * named with why (never verified, failed its latest verification, verified under another version
+ * of its migration, or ran after it). Nothing was applied. Backfill, run `strata verify`, then migrate.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ContractUnverified extends Schema.TaggedError<ContractUnverified>()("ContractUnverified", {
+  plan: Schema.String,
+  migrationId: Schema.Number,
+  migrationName: Schema.String,
+  jobs: Schema.NonEmptyArray(Verifications.UnverifiedJob)
+}) {
+  override get message(): string {
+    return `Migration ${this.migrationId} "${this.migrationName}" of plan ${this.plan} is a contract and was not applied, nothing was changed: ${
+      this.jobs.map(Verifications.describe).join("; ")
+    }; backfill and verify (strata verify) the job${this.jobs.length === 1 ? "" : "s"} first`
+  }
+}
+
+/**
  * What `status` can fail with.
  *
  * @since 0.1.0
@@ -404,6 +431,7 @@ export type DryRunError =
   | UnknownMigrationApplied
   | MigrationOutOfOrder
   | PreflightFailed
+  | ContractUnverified
   | MigratorDatabaseError
 
 /**
@@ -758,7 +786,7 @@ export const make = (
       leaveWhenLocked: false
     }))
     /** Whether the plan builds any index outside a transaction on this engine (it then needs `strata_indexes`). */
-    const hasIndexPhase = plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect).length > 0)
+    const hasIndexPhase = plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect, plan).length > 0)
     // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
     const historyLock = Effect.map(lockedTable, (table) => ({ dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(table) }))
     const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
@@ -896,7 +924,7 @@ export const make = (
         const started = yield* Clock.currentTimeMillis
         const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
         const statements: Array<ExecutedStatement> = []
-        for (const statement of Compile.transactionStatements(migration, dialect)) {
+        for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
           const guard = statement.unlessColumnExists
           if (guard !== undefined) {
             const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
@@ -920,7 +948,7 @@ export const make = (
           appliedAtMs,
           durationMs
         }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
-        const builds = Compile.indexBuilds(migration, dialect)
+        const builds = Compile.indexBuilds(migration, dialect, plan)
         if (builds.length > 0) {
           const indexTable = yield* IndexBuilds.indexTable
           yield* IndexBuilds.record(indexTable, plan.name, migration.id, builds).pipe(
@@ -997,11 +1025,35 @@ export const make = (
           ? Effect.fail(new PreflightFailed({ plan: plan.name, problems }))
           : Effect.void)
 
+    // A contract migration applies only once every job it names is proven (see `Verifications`).
+    const contractGate = (selection: Selection): Effect.Effect<void, ContractUnverified | MigratorDatabaseError, SqlClient.SqlClient> =>
+      Effect.gen(function*() {
+        for (const migration of selection.pending) {
+          const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
+          if (jobs.length === 0) continue
+          const verifications = yield* Verifications.latest(plan.name, jobs)
+          const jobsTable = yield* Database.strataTable("strata_jobs")
+          const lastRuns = new Map<string, number>()
+          if ((yield* tableColumns(jobsTable)).length > 0) {
+            for (const job of jobs) {
+              const checkpoint = yield* JobState.loadCheckpoint(job)
+              if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
+            }
+          }
+          const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
+          if (Arr.isNonEmptyReadonlyArray(unverified)) {
+            return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
+          }
+        }
+      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(databaseError("read the verifications of a contract's jobs")(error))))
+
     const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
       Effect.gen(function*() {
         const target = yield* resolveTarget(runOptions.to)
         // Checked before anything changes, even before strata_migrations is created.
-        yield* preflight(yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target)))
+        const firstLook = yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target))
+        yield* preflight(firstLook)
+        yield* contractGate(firstLook)
         yield* ensureHistory
         const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
         const applied: Array<AppliedMigration> = []
@@ -1052,7 +1104,7 @@ export const make = (
         return { plan: plan.name, migrations, unknown, indexes }
       }
 
-    const indexStatuses = IndexBuilds.statuses(plan.name, dialect, plan.migrations).pipe(
+    const indexStatuses = IndexBuilds.statuses(plan, dialect).pipe(
       Effect.mapError(databaseError("read strata_indexes"))
     )
 
@@ -1080,12 +1132,13 @@ export const make = (
         const history = yield* peekHistory
         const selection = yield* select(history.rows, target)
         yield* preflight(selection)
+        yield* contractGate(selection)
         // Columns added by earlier guarded statements of this run: their later guards would skip.
         const added = new Set<string>()
         const pending: Array<PlannedMigration> = []
         for (const migration of selection.pending) {
           const statements: Array<PlannedStatement> = []
-          for (const statement of Compile.transactionStatements(migration, dialect)) {
+          for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
             const guard = statement.unlessColumnExists
             if (guard === undefined) {
               statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true, phase: "transaction" })
@@ -1105,7 +1158,7 @@ export const make = (
               phase: "transaction"
             })
           }
-          for (const build of Compile.indexBuilds(migration, dialect)) {
+          for (const build of Compile.indexBuilds(migration, dialect, plan)) {
             statements.push({
               sql: build.create,
               text: `${build.create};`,

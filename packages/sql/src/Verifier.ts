@@ -2,7 +2,8 @@
  * Verifies a plan's backfilled columns against their sources: the checks of `Checks` (range,
  * exact mismatch, missing, orphan, coverage, unconvertible, rejects), each row recomputed with the
  * job's own row function. Tables are read in keyset batches, so it works on big tables without
- * holding anything open; `report` and `run` only read.
+ * holding anything open; `report` and `run` read the user's tables and record the outcome per job
+ * in `strata_verifications` (see `Verifications`), which a contract migration's gate reads.
  *
  * A stored timestamp outside its column's plausible window (1970 to a year after now, unless the
  * step's `plausible` or the `range` option says otherwise) is a warning, not a failure: 1969, Go's
@@ -28,6 +29,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Checks, Identifier, Options as CoreOptions, type Plan, Timestamp } from "@strata/core"
 import { Context, Effect, Layer, Schema } from "effect"
 import * as Database from "./Database.js"
+import * as Verifications from "./Verifications.js"
 import {
   afterCursor,
   inspectJob,
@@ -551,10 +553,16 @@ export const make = (plan: Plan.Plan): Effect.Effect<Verifier, never, SqlClient.
     const schema = yield* Database.StrataSchema
     const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
+    // Every verification is recorded, per job: a contract migration's gate reads the latest (see `Verifications`).
+    const recorded = (repair: boolean) => (options: Options) =>
+      Effect.tap(buildReport(plan, options, repair), ({ report }) =>
+        Verifications.record(Verifications.fromReport(plan, report)).pipe(
+          Effect.mapError(jobDatabaseError(Object.keys(report.rowsScanned).join(", ")))
+        ))
     const report = (options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
-      onStrataClient(Effect.map(buildReport(plan, options, false), (built) => built.report))
+      onStrataClient(Effect.map(recorded(false)(options), (built) => built.report))
     const repair = (options: Options = {}): Effect.Effect<RepairReport, VerifyError> =>
-      onStrataClient(Effect.map(buildReport(plan, options, true), ({ report, repairs }) => ({
+      onStrataClient(Effect.map(recorded(true)(options), ({ report, repairs }) => ({
         verification: report,
         columns: repairs,
         repaired: repairs.reduce((n, r) => n + r.repaired, 0),

@@ -11,4 +11,11 @@ export * as Migrator from "./Migrator.js"
 export * as BackfillRunner from "./BackfillRunner.js"
 export * as LazyMigration from "./LazyMigration.js"
 export * as Verifier from "./Verifier.js"
+
+/**
+ * The verifications strata records (`strata_verifications`) and the gate of contract migrations.
+ *
+ * @since 0.2.0
+ */
+export * as Verifications from "./Verifications.js"
 export * as Progress from "./Progress.js"

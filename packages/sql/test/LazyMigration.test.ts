@@ -107,6 +107,39 @@ describeEachEngine("LazyMigration", (engine) => {
       expect((yield* counterValue(LazyMigration.metrics.writtenBack, "messages")) - writtenBefore).toBe(2)
     })))
 
+  it.effect("on the app's camelCase client: rows come back fixed in its naming, and are written back by key", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`INSERT INTO messages ${
+        sql.insert([
+          { messageId: "m1", createdAt: "2024-01-15 12:00:00", updatedAt: "2024-01-15T12:00:00.5+02:00" },
+          { messageId: "m2", createdAt: "2024-01-15 12:00:00", updatedAt: "2024-01-15 12:00:00" }
+        ])
+      }`
+      yield* Effect.gen(function*() {
+        const rows = yield* sql`SELECT message_id, created_at, updated_at, created_at_ms, updated_at_ms FROM messages ORDER BY message_id`.pipe(
+          LazyMigration.withFixUp("messages")
+        )
+        expect(rows).toEqual([
+          { messageId: "m1", createdAt: "2024-01-15 12:00:00", updatedAt: "2024-01-15T12:00:00.5+02:00", createdAtMs: noonJan15, updatedAtMs: tenHalfJan15 },
+          { messageId: "m2", createdAt: "2024-01-15 12:00:00", updatedAt: "2024-01-15 12:00:00", createdAtMs: noonJan15, updatedAtMs: noonJan15 }
+        ])
+        // The app writes one target itself before the write-back: its value stays.
+        yield* sql`UPDATE messages SET updated_at_ms = 7 WHERE message_id = 'm2'`
+        yield* LazyMigration.flush
+        expect(yield* LazyMigration.stats).toMatchObject({ fixed: 2, queued: 2, writtenBack: 2, unkeyed: 0, failed: 0, pending: 0 })
+        const stored = yield* sql`SELECT message_id, created_at_ms, updated_at_ms FROM messages ORDER BY message_id`
+        expect(stored.map((row) => [row["messageId"], Number(row["createdAtMs"]), Number(row["updatedAtMs"])])).toEqual([
+          ["m1", noonJan15, tenHalfJan15],
+          ["m2", noonJan15, 7]
+        ])
+        // Read again: nothing missing, nothing queued; the stored BIGINT comes back as a number under the app's name.
+        const again = yield* sql`SELECT * FROM messages WHERE message_id = 'm2'`.pipe(LazyMigration.withFixUp("messages"))
+        expect(again).toMatchObject([{ messageId: "m2", createdAtMs: noonJan15, updatedAtMs: 7 }])
+        expect(yield* LazyMigration.stats).toMatchObject({ fixed: 2, queued: 2 })
+      }).pipe(withLazy())
+    }).pipe(Effect.provide(Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.appLayer({ camelCase: true })))))
+
   it.effect("fixes a single row, an Option of a row and passes nothing through; integer keys are discovered", () =>
     inDatabase(Effect.gen(function*() {
       yield* insertEvents(3)

@@ -452,7 +452,7 @@ export const buildDue = (
     const rows = yield* read(table, plan).pipe(Effect.mapError(phaseError(`read ${table}`)))
     const built: Array<BuiltIndex> = []
     for (const migration of migrations) {
-      for (const build of Compile.indexBuilds(migration, settings.dialect)) {
+      for (const build of Compile.indexBuilds(migration, settings.dialect, settings.plan)) {
         const row = rows.find((r) => r.migrationId === migration.id && r.name === build.index.name && r.table === build.index.table)
         if (row === undefined || row.state === "valid") continue
         if (job !== undefined && build.index.afterJob !== job) continue
@@ -471,13 +471,13 @@ export const buildDue = (
  * The plan's index phase as it stands: `strata_indexes`, with PostgreSQL's catalogue consulted
  * for builds not finished (an INVALID index left by an interrupted build shows as `invalid`).
  */
-export const statuses = (plan: string, dialect: "sqlite" | "pg", migrations: ReadonlyArray<Plan.Migration>) =>
+export const statuses = (plan: Plan.Plan, dialect: "sqlite" | "pg") =>
   Effect.gen(function*() {
     const table = yield* indexTable
     if (!(yield* exists(table))) return []
-    const rows = yield* read(table, plan)
+    const rows = yield* read(table, plan.name)
     const builds = new Map<string, Compile.IndexBuild>(
-      migrations.flatMap((m) => Compile.indexBuilds(m, dialect).map((b) => [`${m.id}:${b.index.table}:${b.index.name}`, b] as const))
+      plan.migrations.flatMap((m) => Compile.indexBuilds(m, dialect, plan).map((b) => [`${m.id}:${b.index.table}:${b.index.name}`, b] as const))
     )
     return yield* Effect.forEach(rows, (row): Effect.Effect<IndexStatus, SqlError, SqlClient.SqlClient> =>
       Effect.gen(function*() {

@@ -38,9 +38,12 @@ export class TableKeyUnknown extends Data.TaggedError("TableKeyUnknown")<{
   }
 }
 
-/** The value of the row's key, or undefined when the row cannot be addressed (NULL, blobs, not selected). */
-export const keyValueOf = (key: TableKey, row: Readonly<Record<string, unknown>>): KeyValue | undefined => {
-  const value = key._tag === "Column" ? row[key.column] : key._tag === "Rowid" ? row["rowid"] : undefined
+/**
+ * The value of the row's key (under `field`, the key column's or `rowid`'s name in the app's rows), or
+ * undefined when the row cannot be addressed (NULL, blobs, not selected).
+ */
+export const keyValueOf = (field: string, row: Readonly<Record<string, unknown>>): KeyValue | undefined => {
+  const value = row[field]
   if (typeof value === "string" || typeof value === "bigint") return value
   if (typeof value === "number" && Number.isFinite(value)) return value
   return undefined

@@ -246,6 +246,8 @@ export const check = (
     for (const migration of pending) {
       const at = { plan: planName, migrationId: migration.id, migrationName: migration.name }
       for (const step of migration.steps) {
+        // A contract's jobs are of earlier migrations; the Migrator's verification gate checks it.
+        if (step._tag === "Contract") continue
         const changes = Compile.changes(step)
         const jobs = stepJobs(planName, migration, step)
 
