@@ -5,7 +5,8 @@
  * and the next `run` drops it (DROP INDEX CONCURRENTLY) and builds it again. The child runs the
  * built packages (`npx tsc -b` first).
  *
- * The build is held mid-way by an app transaction that has written to the table and stays open
+ * The child's Migrator builds every index CONCURRENTLY (`concurrentIndexMinBytes: 0`; by
+ * default a table this small gets a plain build). The build is held mid-way by an app transaction that has written to the table and stays open
  * (a concurrent build waits for it). A SIGKILLed client's server session goes on until it next
  * talks to the client, so the test ends it as the server would on a lost connection
  * (`pg_terminate_backend`), before the app transaction ends.
@@ -100,7 +101,10 @@ describePg("a runner killed during a concurrent index build (PostgreSQL)", () =>
         Path.join(directory, "ready"),
         goFile,
         Path.join(directory, "result.json")
-      ], { stdio: ["ignore", "ignore", "pipe"] })
+      ], {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, STRATA_MIGRATOR_OPTIONS: JSON.stringify({ concurrentIndexMinBytes: 0 }) }
+      })
       const exited = yield* Deferred.make<number | null>()
       child.on("close", (code, signal) => Effect.runSync(Deferred.succeed(exited, signal === "SIGKILL" ? -9 : code)))
       yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
@@ -118,7 +122,7 @@ describePg("a runner killed during a concurrent index build (PostgreSQL)", () =>
 
       // Applied, its index INVALID: status says so.
       expect(yield* Effect.provide(indexValidity, app)).toEqual([false])
-      const migrator = yield* Effect.provide(Migrator.make(plan), app)
+      const migrator = yield* Effect.provide(Migrator.make(plan, { concurrentIndexMinBytes: 0 }), app)
       const status = yield* migrator.status()
       expect(status.migrations.map((m) => [m.id, m.state])).toEqual([[1, "applied"]])
       expect(status.indexes.map((i) => [i.name, i.table, i.state])).toEqual([["idx_orders_amount", "orders", "invalid"]])

@@ -369,6 +369,8 @@ export interface IndexBuild {
   readonly index: IndexChange
   readonly timing: IndexTiming
   readonly create: string
+  /** The same index built without CONCURRENTLY (PostgreSQL builds a small table's index so: see `Migrator`). */
+  readonly createPlain: string
   readonly dropInvalid: string
 }
 
@@ -414,6 +416,7 @@ export const indexBuilds = (migration: Plan.Migration, dialect: Dialect, plan?: 
       index: change,
       timing,
       create: createIndex(change.name, change.table, change.columns, change, dialect, dialect === "pg").sql,
+      createPlain: createIndex(change.name, change.table, change.columns, change, dialect).sql,
       dropInvalid: `DROP INDEX ${dialect === "pg" ? "CONCURRENTLY " : ""}IF EXISTS ${qualifiedIndex(change.name, change.table)}`
     }]
   )

@@ -479,6 +479,13 @@ export interface MigratorOptions {
    * first) and then fails with `IndexBuildBlocked`; a build that gives up late has worked for nothing.
    */
   readonly indexBuildTimeout?: Duration.DurationInput | undefined
+  /**
+   * PostgreSQL: an index is built CONCURRENTLY on a table of at least this many bytes
+   * (`pg_total_relation_size`), with a plain build under `lockTimeout` below it: a concurrent build
+   * scans twice and waits for every older transaction of the database, a small table's plain build
+   * holds off writes for milliseconds. Default 8 MiB; 0 builds every index concurrently.
+   */
+  readonly concurrentIndexMinBytes?: number | undefined
 }
 
 /**
@@ -687,7 +694,7 @@ export interface Migrator {
   readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
-const { defaultIndexBuildTimeout, defaultLockRetries, defaultLockTimeout, defaultRunnerTimeout, lockRetrySchedule } = IndexBuilds
+const { defaultConcurrentIndexMinBytes, defaultIndexBuildTimeout, defaultLockRetries, defaultLockTimeout, defaultRunnerTimeout, lockRetrySchedule } = IndexBuilds
 
 /** A statement met its lock timeout (retried as a whole migration). */
 class StatementBlocked extends Data.TaggedError("StatementBlocked")<{
@@ -748,6 +755,13 @@ export const make = (
       { ...Options.positiveDuration, infinite: true },
       invalid
     )
+    const concurrentIndexMinBytes = yield* Options.resolve(
+      "concurrentIndexMinBytes",
+      options.concurrentIndexMinBytes,
+      defaultConcurrentIndexMinBytes,
+      { integer: true, min: 0 },
+      invalid
+    )
     const lockRetries = yield* Options.resolve("lockRetries", options.lockRetries, defaultLockRetries, {
       integer: true,
       min: 0
@@ -782,6 +796,8 @@ export const make = (
       dialect,
       runnerLock: lock,
       indexBuildTimeout,
+      lockTimeout,
+      concurrentIndexMinBytes,
       lockRetries,
       leaveWhenLocked: false
     }))

@@ -102,7 +102,7 @@ describePg("Migrator index phase (PostgreSQL)", () => {
       // A failing assertion must not leave the holder (and the build waiting for it) open.
       yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
 
-      const run = yield* Effect.flatMap(Migrator.make(plan, { lockTimeout: "20 seconds" }), (m) => m.run()).pipe(
+      const run = yield* Effect.flatMap(Migrator.make(plan, { concurrentIndexMinBytes: 0 }), (m) => m.run()).pipe(
         Effect.provide(migrator),
         Effect.fork
       )
@@ -126,7 +126,7 @@ describePg("Migrator index phase (PostgreSQL)", () => {
       yield* Fiber.join(holderFiber)
       const result = yield* Fiber.join(run)
       expect(result.applied.map((m) => m.id)).toEqual([1])
-      expect(result.indexes.map((i) => [i.migrationId, i.name, i.rebuiltInvalid])).toEqual([[1, "idx_orders_amount", false]])
+      expect(result.indexes.map((i) => [i.migrationId, i.name, i.rebuiltInvalid, i.concurrently])).toEqual([[1, "idx_orders_amount", false, true]])
       expect(yield* Effect.provide(indexValidity, app)).toEqual([true])
       const after = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(app))
       expect(after.indexes.map((i) => [i.name, i.state, i.attempts])).toEqual([["idx_orders_amount", "valid", 1]])

@@ -30,6 +30,7 @@ import {
   advisoryLockKey,
   isPgLockTimeout,
   type LockedTransactionOptions,
+  lockTimeoutSetting,
   withLockedSession,
   withLockedTransaction
 } from "./lockedTransaction.js"
@@ -77,6 +78,8 @@ export interface BuiltIndex {
   readonly durationMs: number | null
   /** An INVALID index an interrupted build left was dropped first. */
   readonly rebuiltInvalid: boolean
+  /** PostgreSQL: built with CONCURRENTLY (false: a small table's plain build, or SQLite). */
+  readonly concurrently: boolean
 }
 
 /**
@@ -269,6 +272,19 @@ const pgValidity = (build: Compile.IndexBuild): Effect.Effect<"missing" | "valid
       (rows) => (rows[0] === undefined ? "missing" : (rows[0] as { valid: unknown }).valid === true ? "valid" : "invalid")
     ))
 
+/** PostgreSQL: the table's size on disk with its indexes and TOAST. */
+const tableBytes = (build: Compile.IndexBuild): Effect.Effect<number, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      unprepared(sql`SELECT pg_total_relation_size(to_regclass(${Identifier.quoteTable(build.index.table)})) AS bytes`),
+      (rows) => Number((rows[0] as { bytes?: unknown } | undefined)?.bytes ?? 0)
+    ))
+
+/** PostgreSQL: the session's lock_timeout (the index build runs outside any transaction). */
+const setLockTimeout = (timeout: Duration.Duration): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.asVoid(unprepared(sql`SELECT set_config('lock_timeout', ${lockTimeoutSetting(timeout)}, false)`)))
+
 /** Whether a backfill job has finished (its checkpoint says done). */
 const jobDone = (job: string): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
@@ -286,6 +302,10 @@ export interface Settings {
   readonly runnerLock: LockedTransactionOptions
   /** PostgreSQL: the `lock_timeout` of a concurrent build and of the DROP of an INVALID index (infinite: none). */
   readonly indexBuildTimeout: Duration.Duration
+  /** PostgreSQL: the `lock_timeout` of a small table's plain build (the migration statements' `lockTimeout`). */
+  readonly lockTimeout: Duration.Duration
+  /** PostgreSQL: tables of at least this many bytes (`pg_total_relation_size`) get CONCURRENTLY; smaller ones a plain build. */
+  readonly concurrentIndexMinBytes: number
   readonly lockRetries: number
   /**
    * Leave the build when another runner holds the runner lock instead of waiting for it (the hook
@@ -296,6 +316,11 @@ export interface Settings {
 
 /** The defaults of `Migrator.make`, for builds that start elsewhere (after a backfill job). */
 export const defaultIndexBuildTimeout = Duration.infinity
+/**
+ * A concurrent build scans its table twice and waits for every transaction of the database older
+ * than it; on a table under 8 MiB a plain build holds off writes for milliseconds, under lock_timeout.
+ */
+export const defaultConcurrentIndexMinBytes = 8 * 1024 * 1024
 export const defaultLockTimeout = Duration.seconds(2)
 export const defaultLockRetries = 10
 export const defaultRunnerTimeout = Duration.seconds(60)
@@ -333,6 +358,8 @@ export const defaultSettings = (plan: Plan.Plan): Effect.Effect<Settings, SqlErr
       // One attempt at the lock (a zero timeout), see `leaveWhenLocked`.
       runnerLock: { dialect, lockKey: yield* runnerLockKey(plan), lockTimeout: Duration.zero },
       indexBuildTimeout: defaultIndexBuildTimeout,
+      lockTimeout: defaultLockTimeout,
+      concurrentIndexMinBytes: defaultConcurrentIndexMinBytes,
       lockRetries: defaultLockRetries,
       leaveWhenLocked: true
     }
@@ -355,9 +382,9 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
     const attempts = yield* Ref.make(0)
     const blockers = yield* Ref.make<ReadonlyArray<Blocker>>([])
     const pg = settings.dialect === "pg"
-    const runStatement = (pid: number | undefined, statement: string) => {
+    const runStatement = (pid: number | undefined, statement: string, timeout = settings.indexBuildTimeout) => {
       const run = Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement)))
-      return (pid === undefined ? run : watched(run, pid, settings.indexBuildTimeout, blockers)).pipe(
+      return (pid === undefined ? run : watched(run, pid, timeout, blockers)).pipe(
         Effect.catchAll((cause): Effect.Effect<never, BuildBlocked | IndexBuildFailed> =>
           pg && isPgLockTimeout(cause)
             ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new BuildBlocked({ statement, blockers: seen })))
@@ -378,8 +405,18 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
         yield* Effect.logWarning("found an INVALID index (an interrupted concurrent build); dropping and building it again")
         yield* runStatement(pid, build.dropInvalid)
       }
-      yield* Effect.logInfo(pg ? "building index concurrently" : "building index")
-      yield* runStatement(pid, build.create)
+      const concurrently = pg && (yield* tableBytes(build).pipe(Effect.mapError(phaseError("read the table's size")))) >=
+          settings.concurrentIndexMinBytes
+      yield* Effect.logInfo(concurrently ? "building index concurrently" : "building index")
+      if (concurrently || !pg) {
+        yield* runStatement(pid, pg ? build.create : build.createPlain)
+      } else {
+        // A small table: a plain build, its own transaction, under the migration statements' lock_timeout.
+        yield* setLockTimeout(settings.lockTimeout).pipe(Effect.mapError(phaseError("set lock_timeout")))
+        yield* runStatement(pid, build.createPlain, settings.lockTimeout).pipe(
+          Effect.ensuring(Effect.ignore(setLockTimeout(settings.indexBuildTimeout)))
+        )
+      }
       if (pg && (yield* pgValidity(build).pipe(Effect.mapError(phaseError("read pg_index")))) !== "valid") {
         return yield* new IndexBuildFailed({
           plan,
@@ -394,7 +431,7 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
       const durationMs = Math.max(0, finished - started)
       yield* markValid(table, plan, build, finished, durationMs).pipe(Effect.mapError(phaseError(`update ${table}`)))
       yield* Effect.logInfo("index built").pipe(Effect.annotateLogs({ duration_ms: durationMs }))
-      return { migrationId, name: build.index.name, table: build.index.table, durationMs, rebuiltInvalid: found === "invalid" }
+      return { migrationId, name: build.index.name, table: build.index.table, durationMs, rebuiltInvalid: found === "invalid", concurrently }
     })
     const locked = pg
       ? withLockedSession({ ...settings.runnerLock, statementLockTimeout: settings.indexBuildTimeout }, body)
