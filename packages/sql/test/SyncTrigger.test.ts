@@ -8,7 +8,7 @@ import { expect, it } from "@effect/vitest"
 import { Compile, Plan, Timestamp } from "@strata/core"
 import { Effect, Either, Layer } from "effect"
 import * as Path from "node:path"
-import { describeEachEngine, hasPg, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
+import { describeEachEngine, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
 import { BackfillRunner, Database, LazyMigration, Migrator, Verifier } from "../src/index.js"
 
 const ms = (text: string): number => Either.getOrThrow(Timestamp.parse(text))
@@ -135,7 +135,7 @@ describeEachEngine("sync triggers", (engine) => {
     }).pipe(Effect.provide(engine.layer())))
 })
 
-it.scoped.skipIf(!hasPg())("sync triggers [pg]: a table in a schema off the search_path", () =>
+it.scoped("sync triggers [pg]: a table in a schema off the search_path", () =>
   Effect.gen(function*() {
     const { schema, url } = yield* pgForeignSchema()
     const client = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
