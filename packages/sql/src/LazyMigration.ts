@@ -88,8 +88,8 @@ export interface Options {
    * waits. Default 1 second. SQLite on the app's client (an in-memory database, for example): the
    * connection's `busy_timeout` while the write-back runs, so a write lock held elsewhere never stalls the
    * process for the connection's own (long) busy timeout: better-sqlite3 waits synchronously, blocking
-   * every fiber. Default 50 ms. PostgreSQL: `statement_timeout` of the write-back's transaction.
-   * Default 1 second.
+   * every fiber. Default 50 ms. PostgreSQL: `lock_timeout` of the write-back's transaction (a wait for
+   * locks, as on SQLite, not the statement's own work). Default 1 second.
    */
   readonly writeTimeout?: Duration.DurationInput | undefined
 }
@@ -366,7 +366,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     const flushInterval = yield* NumericOption.resolveDuration("flushInterval", options.flushInterval, "100 millis", NumericOption.positiveDuration, invalidOption)
     const drainTimeout = yield* NumericOption.resolveDuration("drainTimeout", options.drainTimeout, "5 seconds", NumericOption.nonNegativeDuration, invalidOption)
     // Its default depends on where the write-back runs (below); a value given is checked here. Whole milliseconds
-    // reach the database (busy_timeout, statement_timeout), so less than one is refused.
+    // reach the database (busy_timeout, lock_timeout), so less than one is refused.
     const writeTimeout = options.writeTimeout == null
       ? undefined
       : yield* NumericOption.resolveDuration("writeTimeout", options.writeTimeout, "1 second", NumericOption.durationOfAtLeast("1 millis"), invalidOption)
