@@ -44,17 +44,21 @@ const open = () => {
       createRequire(import.meta.url)(setup.driver)
     )
     db = new Sqlite(setup.filename, { fileMustExist: true })
-    // Only WAL lets this connection write while the readers' connection reads.
-    const mode = db.pragma("journal_mode", { simple: true })
-    if (mode !== "wal") {
-      db.close()
-      return `the database is in journal_mode ${String(mode)}, not WAL`
+    for (const { file, name } of setup.attached) db.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${quote(name)}`)
+    // Only WAL lets this connection write while the readers' connection reads: the main file and each attached one.
+    for (const name of ["main", ...setup.attached.map((database) => database.name)]) {
+      const mode = db.pragma(`${quote(name)}.journal_mode`, { simple: true })
+      if (mode !== "wal") {
+        db.close()
+        return name === "main"
+          ? `the database is in journal_mode ${String(mode)}, not WAL`
+          : `attached database ${name} is in journal_mode ${String(mode)}, not WAL`
+      }
     }
     // How long a statement waits for another writer before it fails (counted; the rows stay pending).
     db.pragma(`busy_timeout = ${Math.trunc(setup.busyTimeoutMs)}`)
     // A write-back lost to a power cut is redone by a later read or the backfill: no fsync per batch.
-    db.pragma("synchronous = NORMAL")
-    for (const { file, name } of setup.attached) db.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${quote(name)}`)
+    for (const name of ["main", ...setup.attached.map((database) => database.name)]) db.pragma(`${quote(name)}.synchronous = NORMAL`)
     return db
   } catch (error) {
     try {

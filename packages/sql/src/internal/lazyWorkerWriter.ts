@@ -75,13 +75,16 @@ export const workerSetup = (
     if (main === undefined || main.file === "") {
       return Either.left("the database is in memory (or temporary), so no other connection can open it")
     }
-    const attached = listed.right.filter((database) => database.name !== "main" && database.name !== "temp" && database.file !== "")
+    // The attached databases the plan's `schema.table` names live in; the worker attaches those.
+    const attached: Array<{ readonly name: string; readonly file: string }> = []
     for (const table of tables) {
       const schema = Identifiers.tableParts(table).schema?.toLowerCase()
-      if (schema === undefined || schema === "main") continue
-      if (!attached.some((database) => database.name.toLowerCase() === schema)) {
+      if (schema === undefined || schema === "main" || attached.some((database) => database.name.toLowerCase() === schema)) continue
+      const database = listed.right.find((database) => database.name.toLowerCase() === schema && database.name !== "temp")
+      if (database === undefined || database.file === "") {
         return Either.left(`table ${table} is in database ${schema}, which another connection cannot attach`)
       }
+      attached.push(database)
     }
     return Either.map(resolveDriver(), (driver) => ({
       driver,
