@@ -23,22 +23,22 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Checks, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
-import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
+import { Clock, Context, Data, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
 import * as Database from "./Database.js"
 import { nextBatchSize } from "./internal/batchSize.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
 import {
   afterCursor,
-  filterSql,
+  allSetSql,
+  inRange,
   inspectJob,
   JobDatabaseError,
   jobDatabaseError,
   type JobTable,
-  keyParam,
   keyValue,
   MigrationNotApplied,
   NoBatchKey,
-  nullTest,
+  outOfScopeSql,
   Params,
   pendingSql,
   selectList,
@@ -47,6 +47,7 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
+import { fastBatchStatement, readFastBatch } from "./internal/pgFastBatch.js"
 import * as JobState from "./JobState.js"
 import { failureText } from "./SqlErrors.js"
 
@@ -414,18 +415,6 @@ const columnOf = (table: JobTable, row: Readonly<Record<string, unknown>>, colum
     ? Effect.fail(new ColumnNotInRow({ job: table.job.name, table: table.job.table, column, found: Object.keys(row) }))
     : Effect.succeed(row[column])
 
-/** SQL: the row is outside the job's scope (no required source value, or the row filter does not match). */
-const outOfScopeSql = (table: JobTable, params: Params): string => {
-  const parts: Array<string> = []
-  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NULL`)
-  const filter = filterSql(table.job.filter, params)
-  if (filter !== undefined) parts.push(`NOT COALESCE(${filter}, FALSE)`)
-  return parts.length === 0 ? "FALSE" : `(${parts.join(" OR ")})`
-}
-
-/** SQL: every target of the row is set. */
-const allSetSql = (table: JobTable): string => `(${targetColumns(table).map((t) => `${Identifier.quote(t)} IS NOT NULL`).join(" AND ")})`
-
 interface KeyRange {
   /** The last key of the range (inclusive). */
   readonly end: JobState.KeyValue
@@ -474,9 +463,6 @@ const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
       rows: n
     })
   })
-
-const inRange = (table: JobTable, params: Params, cursor: Cursor, end: JobState.KeyValue) =>
-  `${afterCursor(table, params, cursor)} AND ${table.key.sql} <= ${params.bind(keyParam(table, end))}`
 
 /**
  * The pending rows of a key range, with the key as `__strata_key` and, with `guard`, whether the
@@ -630,10 +616,10 @@ const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor,
     const sets = fast.expressions.map(({ sql: expression, target }) =>
       `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${expression}))`
     )
-    const anyNull = fast.expressions.map(({ target }) => nullTest(table.dialect, Identifier.quote(target), "IS NULL")).join(" OR ")
     const converts = fast.guard ?? fast.expressions.map(({ sql: expression }) => `(${expression}) IS NOT NULL`).join(" AND ")
+    // Only rows in the job's scope: a row the filter leaves out is counted out of scope, never written.
     const raw = yield* sql.unsafe(
-      `UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange(table, params, cursor, end)} AND (${anyNull}) AND ${converts}`,
+      `UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange(table, params, cursor, end)} AND ${pendingSql(table, params)} AND ${converts}`,
       params.values
     ).raw
     return changedRows(raw)
@@ -741,7 +727,32 @@ interface Walked {
   readonly last: boolean
   readonly counts: JobState.Counts
   readonly rejects: ReadonlyArray<JobState.Reject>
+  /** Whether the batch's statement already advanced the checkpoint by `counts` (PostgreSQL's one-statement batch). */
+  readonly checkpointed: boolean
 }
+
+/**
+ * The JavaScript part of a key range: its pending rows (with `guard`, marked by it) through the row
+ * function and, with `write`, written and their rejects recorded.
+ */
+const walkPending = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, guard: string | undefined, write: boolean) =>
+  Effect.gen(function*() {
+    const pending = yield* pendingRows(table, cursor, end, guard)
+    yield* checkColumns(table, pending)
+    const converted = convertRows(table, pending)
+    const outcome = write ? yield* writeValues(table, converted.writes) : { written: converted.writes.length, setMeanwhile: 0 }
+    if (write && converted.rejects.length > 0) {
+      yield* JobState.recordRejects(table.job.name, converted.rejects, yield* Timestamp.now)
+    }
+    const counts: JobState.Counts = {
+      processed: pending.length,
+      updated: outcome.written,
+      rejected: converted.rejects.length,
+      alreadySet: converted.alreadySet + outcome.setMeanwhile,
+      outOfScope: converted.outOfScope
+    }
+    return { pending, counts, rejects: converted.rejects }
+  })
 
 /**
  * One key range of the job: counts what its rows need, converts the pending ones and, with
@@ -757,28 +768,87 @@ const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: FastPath
     const fastChanged = used === undefined ? 0 : yield* checkedFastUpdate(table, fast!, used, cursor, end)
     // Counted only when the fast path ran in this batch (a spot check may have turned it off just now).
     const guard = fast?.current === undefined ? undefined : used?.guard
-    const pending = yield* pendingRows(table, cursor, end, guard)
-    yield* checkColumns(table, pending)
+    const js = yield* walkPending(table, cursor, end, guard, write)
     // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
-    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
-    const converted = convertRows(table, pending)
-    const outcome = write ? yield* writeValues(table, converted.writes) : { written: converted.writes.length, setMeanwhile: 0 }
-    const counts: JobState.Counts = {
-      processed: range.value.outOfScope + range.value.alreadySet + fastUpdated + pending.length,
-      updated: fastUpdated + outcome.written,
-      rejected: converted.rejects.length,
-      alreadySet: range.value.alreadySet + converted.alreadySet + outcome.setMeanwhile,
-      outOfScope: range.value.outOfScope + converted.outOfScope
-    }
+    const fastUpdated = fastChanged - js.pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
+    const counts = JobState.addCounts({
+      processed: range.value.outOfScope + range.value.alreadySet + fastUpdated,
+      updated: fastUpdated,
+      rejected: 0,
+      alreadySet: range.value.alreadySet,
+      outOfScope: range.value.outOfScope
+    }, js.counts)
     // Under SQLite's write lock nothing can change between the statements: every row of the range is in exactly one count.
     if (table.dialect === "sqlite" && counts.processed !== range.value.rows) {
       return yield* new CountsDoNotReconcile({ job: table.job.name, ...counts, processed: range.value.rows })
     }
-    if (write && converted.rejects.length > 0) {
-      yield* JobState.recordRejects(table.job.name, converted.rejects, yield* Timestamp.now)
-    }
-    return Option.some<Walked>({ end, last, counts, rejects: converted.rejects })
+    return Option.some<Walked>({ end, last, counts, rejects: js.rejects, checkpointed: false })
   })
+
+/**
+ * The fast path gave up in a batch (a disagreement with the row function on a real row, or its
+ * statement failed): the batch's transaction is rolled back and done again in JavaScript.
+ */
+class FastPathAbandoned extends Data.TaggedError("FastPathAbandoned")<{}> {}
+
+/** PostgreSQL errors that say nothing about the fast path: a lock not granted in time, a cancelled statement. */
+const notTheFastPath = (error: SqlError): boolean => {
+  const code = (error.cause as { readonly code?: unknown } | undefined)?.code
+  return code === "55P03" || code === "57014"
+}
+
+/**
+ * A batch on PostgreSQL's fast path: one statement (see `internal/pgFastBatch.ts`) walks the range,
+ * converts, advances the checkpoint and returns the first pending rows as they were, which are
+ * checked against the row function here; at a disagreement or a failing statement the fast path is
+ * off for the rest of the job and `FastPathAbandoned` rolls the batch back. Rows the fast path left
+ * pending go through JavaScript in the same transaction.
+ */
+const pgFastWalk = (table: JobTable, state: FastPathState, fast: Backfill.SqlFastPath, cursor: Cursor, size: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const jobs = Identifier.quoteTable(yield* Database.strataTable("strata_jobs"))
+    const statement = fastBatchStatement(table, fast, table.job.name, jobs, cursor, size, yield* Timestamp.now)
+    const abandon: Effect.Effect<never, FastPathAbandoned> = Effect.suspend(() => {
+      state.current = undefined
+      return Effect.fail(new FastPathAbandoned())
+    })
+    const rows = yield* sql.unsafe<Record<string, unknown>>(statement.sql, statement.params).pipe(
+      Effect.catchTag("SqlError", (error): Effect.Effect<never, SqlError | FastPathAbandoned> =>
+        notTheFastPath(error) ? Effect.fail(error) : Effect.zipRight(fastPathFailed(error), abandon))
+    )
+    const result = readFastBatch(rows)
+    if ("missing" in result) {
+      return yield* new ColumnNotInRow({ job: table.job.name, table: table.job.table, column: result.missing, found: Object.keys(rows[0] ?? {}) })
+    }
+    yield* checkColumns(table, result.sample)
+    if ((yield* firstDisagreement(table, fast, result.sample)) !== undefined) return yield* abandon
+    if (result.rows === 0) return Option.none<Walked>()
+    if (!result.saved) return yield* Effect.dieMessage(`backfill job ${table.job.name}: the batch statement found no checkpoint row to advance`)
+    const end = keyValue(table, result.end)
+    const fastCounts: JobState.Counts = {
+      processed: result.outOfScope + result.alreadySet + result.written,
+      updated: result.written,
+      rejected: 0,
+      alreadySet: result.alreadySet,
+      outOfScope: result.outOfScope
+    }
+    if (result.leftOver === 0) return Option.some<Walked>({ end, last: result.last, counts: fastCounts, rejects: [], checkpointed: true })
+    const js = yield* walkPending(table, cursor, end, undefined, true)
+    return Option.some<Walked>({ end, last: result.last, counts: JobState.addCounts(fastCounts, js.counts), rejects: js.rejects, checkpointed: false })
+  })
+
+/**
+ * A PostgreSQL batch transaction's settings, for this transaction only. `synchronous_commit = off`:
+ * the commit does not wait for its WAL to reach the disk. A batch is idempotent (conditional
+ * writes of values the row function computes again the same) and its checkpoint commits with its
+ * rows, so a server crash that loses the last commits loses the rows and the checkpoint together:
+ * the job resumes from the checkpoint before them and does those batches again. Nothing else can
+ * depend on a lost commit durably: a later commit that waits for the disk (the app's, the next
+ * job's, strata's own) flushes the WAL up to it, batches included.
+ */
+const pgBatchSettings = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql.unsafe(`SELECT set_config('synchronous_commit', 'off', true)`))
 
 const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, CorruptCheckpoint> => {
   if (text === null) return Either.right(undefined)
@@ -801,17 +871,21 @@ interface BatchResult {
 /**
  * One batch, in the caller's transaction: claims the job's checkpoint (`JobState.claimCheckpoint`:
  * concurrent runners of the job take turns, each continuing the other's cursor and counts), walks
- * the next key range, and saves the new cursor and counts.
+ * the next key range, and saves the new cursor and counts (on PostgreSQL's fast path the batch's
+ * statement advances the checkpoint itself).
  */
 const realBatch = (table: JobTable, fast: FastPathState) => (size: number) =>
   Effect.gen(function*() {
     const name = table.job.name
+    if (table.dialect === "pg") yield* pgBatchSettings
     const saved = yield* JobState.claimCheckpoint(name)
     const totals = JobState.countsOf(saved)
     if (saved.state === "done") return { totals, rows: 0, rowsMs: 0, done: true } satisfies BatchResult
     const cursor = yield* decodeCursor(name, saved.cursor)
     const rowsStart = yield* Clock.currentTimeNanos
-    const walked = yield* walkRange(table, cursor, size, fast, true)
+    const walked = table.dialect === "pg" && fast.current !== undefined
+      ? yield* pgFastWalk(table, fast, fast.current, cursor, size)
+      : yield* walkRange(table, cursor, size, fast, true)
     const rowsMs = yield* elapsedMsSince(rowsStart)
     if (Option.isNone(walked)) {
       yield* doneUnlessCountsDiffer(name, totals)
@@ -820,11 +894,13 @@ const realBatch = (table: JobTable, fast: FastPathState) => (size: number) =>
     }
     const next = JobState.addCounts(totals, walked.value.counts)
     if (walked.value.last) yield* doneUnlessCountsDiffer(name, next)
-    yield* JobState.saveCheckpoint(name, {
-      cursor: JobState.encodeKeyCursor(walked.value.end),
-      ...next,
-      state: walked.value.last ? "done" : "running"
-    })
+    if (!walked.value.checkpointed || walked.value.last) {
+      yield* JobState.saveCheckpoint(name, {
+        cursor: JobState.encodeKeyCursor(walked.value.end),
+        ...next,
+        state: walked.value.last ? "done" : "running"
+      })
+    }
     return { totals: next, rows: walked.value.counts.processed, rowsMs, done: walked.value.last } satisfies BatchResult
   })
 
@@ -956,7 +1032,13 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
       tally: JobState.countsOf(saved),
       total,
       // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
-      batch: (size) => Effect.uninterruptible(sql.withTransaction(batch(size)))
+      // A batch whose fast path gave up is rolled back and done again, in JavaScript.
+      batch: (size) =>
+        Effect.uninterruptible(sql.withTransaction(batch(size)).pipe(
+          Effect.catchTag("FastPathAbandoned", () => sql.withTransaction(batch(size))),
+          // It is off once it gave up: the second attempt never uses it.
+          Effect.catchTag("FastPathAbandoned", () => Effect.dieMessage("backfill: the fast path gave up twice in one batch"))
+        ))
     }, false)
     yield* Effect.logInfo("backfill job completed").pipe(
       Effect.annotateLogs({ ...ran.tally, batches: ran.batches, elapsed_ms: Math.round(ran.elapsedMs), longest_batch_ms: Math.round(ran.longestBatchMs) })

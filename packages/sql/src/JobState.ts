@@ -265,12 +265,14 @@ export const loadCheckpoints: Effect.Effect<ReadonlyArray<Checkpoint>, SqlError,
 /**
  * Claims `job`'s checkpoint for the caller's transaction and returns it as saved, creating it
  * (`running`, counters 0, no cursor) when the job has none. The claim holds until the transaction
- * ends: on PostgreSQL the row's lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR
- * UPDATE`), on SQLite the database's write lock, which that INSERT takes before anything is read
- * (a read first would fail with SQLITE_BUSY_SNAPSHOT when another process commits in between, and
- * another writer could slip in between the read and the batch's writes). Concurrent runs of one
- * job then take turns batch by batch, each going on from the cursor and counters the previous one
- * saved, instead of redoing a batch or overwriting counters. Run it first in each batch's transaction.
+ * ends: on PostgreSQL the row's lock (`SELECT … FOR UPDATE`, which waits for another claimant's
+ * commit and then returns the row as that commit left it; only a job with no row yet first gets
+ * one by `INSERT … ON CONFLICT DO NOTHING`), on SQLite the database's write lock, which that
+ * INSERT takes before anything is read (a read first would fail with SQLITE_BUSY_SNAPSHOT when
+ * another process commits in between, and another writer could slip in between the read and the
+ * batch's writes). Concurrent runs of one job then take turns batch by batch, each going on from
+ * the cursor and counters the previous one saved, instead of redoing a batch or overwriting
+ * counters. Run it first in each batch's transaction.
  *
  * @since 0.2.0
  * @category checkpoints
@@ -280,10 +282,16 @@ export const claimCheckpoint = (job: string): Effect.Effect<Checkpoint, SqlError
     const sql = yield* SqlClient.SqlClient
     const table = sql.literal(yield* jobsTable)
     const columns = sql.literal(checkpointColumns)
+    if ((yield* Database.dialect) === "pg") {
+      // One statement per batch once the row exists (every batch after the job's first).
+      const locked = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      if (locked[0] !== undefined) return toCheckpoint(locked[0])
+      yield* startJob(job)
+      const created = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      return toCheckpoint(created[0]!)
+    }
     yield* startJob(job)
-    const rows = (yield* Database.dialect) === "pg"
-      ? yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
-      : yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job}`
+    const rows = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job}`
     return toCheckpoint(rows[0]!)
   }))
 
@@ -447,6 +455,16 @@ export type KeyValue = number | bigint | string
  */
 export const encodeKeyCursor = (value: KeyValue): string =>
   typeof value === "string" ? `t:${value}` : `i:${typeof value === "bigint" ? value.toString() : String(Math.trunc(value))}`
+
+/**
+ * SQL computing `encodeKeyCursor` of the key value `expression` (of a key walked as `kind`), for a
+ * statement that advances a checkpoint itself: the same text the function writes.
+ *
+ * @since 0.2.0
+ * @category keys
+ */
+export const keyCursorSql = (expression: string, kind: "integer" | "text"): string =>
+  `(${kind === "integer" ? "'i:'" : "'t:'"} || (${expression})::text)`
 
 /**
  * Decimal integer text (`-?\d+`) as a `KeyValue`: a number when it is a safe integer, else a `bigint`, never rounded.
