@@ -76,6 +76,8 @@ export const fastBatchStatement = (
   const guard = fast.guard === undefined ? [] : [`${fast.guard} AS __strata_guarded`]
   const jobParam = params.bind(job)
   const nowParam = params.bind(nowMs)
+  // "Is there a next row" is the first key after the range, not EXISTS: PostgreSQL plans an EXISTS
+  // over `key > last` as a sequential scan that passes every row before the range (quadratic).
   const sql = `WITH range_rows AS MATERIALIZED (` +
     `SELECT ${key} AS k, ${outOfScopeSql(table, params)} AS oos, ${allSetSql(table)} AS allset${wasNull} ` +
     `FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}), ` +
@@ -92,7 +94,7 @@ export const fastBatchStatement = (
     `sample AS (SELECT ${[selectList(table), ...values, ...guard].join(", ")} FROM ${t} ` +
     `WHERE ${inRange} AND ${pending} ORDER BY ${key} LIMIT ${spotCheckRows}) ` +
     `SELECT s.n AS ${column("n")}, s.oos AS ${column("oos")}, s.allset AS ${column("allset")}, s.last_k AS ${column("last")}, ` +
-    `w.n AS ${column("written")}, EXISTS (SELECT 1 FROM ${t} WHERE ${key} > s.last_k) AS ${column("more")}, ` +
+    `w.n AS ${column("written")}, (SELECT ${key} FROM ${t} WHERE ${key} > s.last_k ORDER BY ${key} LIMIT 1) IS NOT NULL AS ${column("more")}, ` +
     `(SELECT count(*) FROM checkpoint) AS ${column("saved")}, sample.* ` +
     `FROM summary s CROSS JOIN written w LEFT JOIN sample ON TRUE ORDER BY sample.__strata_key`
   return { sql, params: params.values }
