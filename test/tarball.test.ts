@@ -271,6 +271,24 @@ describe("the packed tarballs in an app of its own", () => {
     expect(result.chatPlan.length).toBeGreaterThan(0)
   })
 
+  it("an app on effect 4 is refused by npm (a peer conflict) rather than given a second, nested effect 3", async () => {
+    const effect4App = Path.join(work, "effect4-app")
+    Fs.mkdirSync(effect4App)
+    Fs.writeFileSync(
+      Path.join(effect4App, "package.json"),
+      JSON.stringify({
+        name: "strata-tarball-effect4-app",
+        private: true,
+        type: "module",
+        dependencies: { "@strata/core": `file:${tarballs.core}`, "@strata/sql": `file:${tarballs.sql}`, effect: "^4.1.0" }
+      }, null, 2)
+    )
+    const failure = await run("npm", ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts"], effect4App)
+      .then(() => "installed", (error: Error) => error.message)
+    expect(failure).toContain("ERESOLVE")
+    expect(failure).toMatch(/peer effect@"\^3\.22\.4" from @strata\/(core|sql)@/)
+  })
+
   it("the CLI app has one copy of effect and its strata bin answers --version", async () => {
     expect(effectCopies(cliApp)).toEqual([Path.join("node_modules", "effect")])
     const version = (await run(Path.join(cliApp, "node_modules", ".bin", "strata"), ["--version"], cliApp)).trim()
