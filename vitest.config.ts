@@ -8,6 +8,8 @@ const alias = { "@strata/core": src("core"), "@strata/sql": src("sql"), "@strata
 export default defineConfig({
   resolve: { alias },
   test: {
+    // Starts a throwaway PostgreSQL when STRATA_TEST_PG_URL is not set (see the file).
+    globalSetup: ["./test/support/globalPostgres.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [

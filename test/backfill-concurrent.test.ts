@@ -14,7 +14,7 @@ import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { createLegacyTables, insertFixture, insertGenerated, presetTargets, readState } from "./fixtures/agentosLegacy.js"
-import { createPgTestSchema, hasPg, tempSqliteFileSync } from "./support/databases.js"
+import { createPgTestSchema, tempSqliteFileSync } from "./support/databases.js"
 
 const child = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "fixtures", "backfill-child.mjs")
 const GENERATED_ROWS = 3000
@@ -113,7 +113,7 @@ describe(`${PROCESSES} backfill processes at once on one database`, () => {
     })
   }, 300_000)
 
-  it.skipIf(!hasPg())("PostgreSQL: counters exact, data equal to a one-shot run", async () => {
+  it("PostgreSQL: counters exact, data equal to a one-shot run", async () => {
     await concurrentRuns(async () => {
       const schema = await createPgTestSchema()
       return { url: schema.url, done: schema.drop }

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { createLegacyTables, insertFixture, insertGenerated, presetTargets, random, readState } from "./fixtures/agentosLegacy.js"
-import { createPgTestSchema, hasPg, tempSqliteFileSync } from "./support/databases.js"
+import { createPgTestSchema, tempSqliteFileSync } from "./support/databases.js"
 
 const child = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "fixtures", "backfill-child.mjs")
 const GENERATED_ROWS = 3000
@@ -145,7 +145,7 @@ describe("backfill killed with SIGKILL and resumed", () => {
     })
   }, 240_000)
 
-  it.skipIf(!hasPg())("PostgreSQL: equals a one-shot run row for row", async () => {
+  it("PostgreSQL: equals a one-shot run row for row", async () => {
     await killAndResume(async () => {
       const schema = await createPgTestSchema()
       return { url: schema.url, done: schema.drop }

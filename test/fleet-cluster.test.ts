@@ -15,7 +15,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fleetPlan, onDatabase, seedMessages, targetState, writePlanFile } from "./fixtures/fleetTenants.js"
-import { createPgTestSchema, hasPg, pgTestUrl } from "./support/databases.js"
+import { createPgTestSchema, pgTestUrl } from "./support/databases.js"
 import { resultOf, run, start, targetEvents } from "./support/fleetProcesses.js"
 
 // Small: every activity is a few round trips to the cluster database, which other tests share.
@@ -40,14 +40,14 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60
   }
 }
 
-describe.skipIf(!hasPg())("fleet workers on a shared cluster database", () => {
+describe("fleet workers on a shared cluster database", () => {
   it("finish every target exactly once when one worker is SIGKILLed mid-run", async () => {
     const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-fleet-cluster-"))
     const cluster = await createPgTestSchema()
     const tenantSchema = await createPgTestSchema()
     const workers: Array<ReturnType<typeof start>> = []
     try {
-      const pg = pgTestUrl()!
+      const pg = pgTestUrl()
       const clusterUrl = `${pg}#${cluster.schema}`
       Fs.mkdirSync(Path.join(root, "tenants"))
       for (let i = 0; i < TENANTS; i++) {

@@ -15,7 +15,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fleetPlan, onDatabase, seedMessages, targetState, writePlanFile } from "./fixtures/fleetTenants.js"
-import { createPgTestSchema, hasPg, pgTestUrl } from "./support/databases.js"
+import { createPgTestSchema, pgTestUrl } from "./support/databases.js"
 import { resultOf, run, targetEvents } from "./support/fleetProcesses.js"
 
 const TENANTS = 200
@@ -29,12 +29,12 @@ const seedTenants = async (directory: string) => {
   }
 }
 
-describe.skipIf(!hasPg())("fleet run SIGKILLed and resumed", () => {
+describe("fleet run SIGKILLed and resumed", () => {
   it("ends every target exactly as a one-shot run, and applies no migration twice", async () => {
     const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "strata-fleet-kill-"))
     const schemas = await Promise.all([0, 1, 2, 3, 4, 5].map(() => createPgTestSchema()))
     try {
-      const pg = pgTestUrl()!
+      const pg = pgTestUrl()
       const killed = Path.join(root, "killed")
       const oneShot = Path.join(root, "one-shot")
       await seedTenants(killed)

@@ -16,7 +16,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { generateLegacy } from "./fixtures/legacySessions.js"
 import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
-import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
+import { pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "legacy-import-child.mjs")
@@ -119,10 +119,10 @@ describe("Three LegacyImport processes at once", () => {
       yield* scenario(yield* tempSqliteFile("legacy.db"), yield* tempSqliteFile("store.db"))
     }), 180_000)
 
-  it.scopedLive.skipIf(!hasPg())("PostgreSQL, in place", () =>
+  it.scopedLive("PostgreSQL, in place", () =>
     Effect.flatMap(pgTestUrlWithSchema(), ({ url }) => scenario(undefined, url)), 180_000)
 
-  it.scopedLive.skipIf(!hasPg())("PostgreSQL, from a separate source", () =>
+  it.scopedLive("PostgreSQL, from a separate source", () =>
     Effect.gen(function*() {
       yield* scenario((yield* pgTestUrlWithSchema()).url, (yield* pgTestUrlWithSchema()).url)
     }), 180_000)

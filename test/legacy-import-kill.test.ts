@@ -14,7 +14,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { generateLegacy } from "./fixtures/legacySessions.js"
 import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
-import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
+import { pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "legacy-import-child.mjs")
@@ -133,7 +133,7 @@ describe("LegacyImport killed with SIGKILL and re-run", () => {
       })
     }), 180_000)
 
-  it.scopedLive.skipIf(!hasPg())("PostgreSQL", () =>
+  it.scopedLive("PostgreSQL", () =>
     Effect.gen(function*() {
       yield* scenario({
         source: (yield* pgTestUrlWithSchema()).url,

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { hasPg, pgTestUrlWithSchema, tempDirectory } from "./support/databases.js"
+import { pgTestUrlWithSchema, tempDirectory } from "./support/databases.js"
 
 const rows = 200_000
 
@@ -200,7 +200,7 @@ describe("Migrator concurrency", () => {
       yield* expectEachAppliedOnce(outcomes, { raced: false }).pipe(Effect.provide(database()))
     })))
 
-  it.live.skipIf(!hasPg())("4 PostgreSQL clients on one schema (advisory lock)", () =>
+  it.live("4 PostgreSQL clients on one schema (advisory lock)", () =>
     Effect.scoped(Effect.gen(function*() {
       const { url } = yield* pgTestUrlWithSchema()
       const database = () => Database.layer({ url, maxConnections: 2 }).pipe(Layer.orDie)

@@ -16,7 +16,7 @@ import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
-import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
+import { pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "writebehind-reader-child.mjs")
@@ -105,7 +105,7 @@ const scenario = (url: string) =>
 describe("WriteBehind under read load, killed with SIGKILL", () => {
   it.scopedLive("SQLite", () => Effect.flatMap(tempSqliteFile("reader.db"), scenario), 120_000)
 
-  it.scopedLive.skipIf(!hasPg())(
+  it.scopedLive(
     "PostgreSQL",
     () => Effect.flatMap(pgTestUrlWithSchema(), ({ url }) => scenario(url)),
     120_000

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assertBuildIsFresh } from "./fixtures/builtPackages.js"
-import { hasPg, pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
+import { pgTestUrlWithSchema, tempSqliteFile } from "./support/databases.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const childScript = Path.join(here, "fixtures", "writebehind-child.mjs")
@@ -137,7 +137,7 @@ const scenario = (url: string) =>
 describe("WriteBehind survives SIGTERM under load", () => {
   it.scopedLive("SQLite", () => Effect.flatMap(tempSqliteFile("writebehind.db"), scenario), 180_000)
 
-  it.scopedLive.skipIf(!hasPg())(
+  it.scopedLive(
     "PostgreSQL",
     () => Effect.flatMap(pgTestUrlWithSchema(), ({ url }) => scenario(url)),
     180_000

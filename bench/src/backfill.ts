@@ -14,7 +14,9 @@
  *   low on about half the rows) and `extract(epoch ...)` on PostgreSQL.
  *
  * The same on PostgreSQL when `STRATA_BENCH_PG_URL` (or `STRATA_TEST_PG_URL`) is set, in a schema of
- * its own (dropped at the end). `BENCH_ROWS` scales the table (default 1,000,000).
+ * its own (dropped at the end). `BENCH_ROWS` scales the table (default 1,000,000); `BENCH_ENGINES`
+ * (`sqlite,pg`, default both) and `BENCH_CASES` (`fast,js,seeds`, default all; the baseline always runs)
+ * narrow a run down for quick comparisons.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { FastPath, type Identifier, Plans } from "@strata/core"
@@ -180,12 +182,25 @@ const pgEngine = (baseUrl: string): Engine => {
 
 type Case = readonly [name: string, run: (dialect: Dialect) => Effect.Effect<Timing, unknown, SqlClient.SqlClient>]
 
-const cases: ReadonlyArray<Case> = [
-  ["one UPDATE statement (baseline)", singleStatement],
-  ["BackfillRunner, fast path", () => runner(true)],
-  ["BackfillRunner, pure JS (fastPath: false)", () => runner(false)],
-  ["seeds' approach (LIMIT 10,000 re-select, no cursor)", seedsApproach]
+const listed = (variable: string): ReadonlyArray<string> | undefined => {
+  const text = process.env[variable]
+  return text === undefined || text.trim() === "" ? undefined : text.split(",").map((part) => part.trim())
+}
+
+const selectedCases = listed("BENCH_CASES")
+const selectedEngines = listed("BENCH_ENGINES")
+
+const allCases: ReadonlyArray<readonly [key: string, Case]> = [
+  ["baseline", ["one UPDATE statement (baseline)", singleStatement]],
+  ["fast", ["BackfillRunner, fast path", () => runner(true)]],
+  ["js", ["BackfillRunner, pure JS (fastPath: false)", () => runner(false)]],
+  ["seeds", ["seeds' approach (LIMIT 10,000 re-select, no cursor)", seedsApproach]]
 ]
+
+// The baseline comes first: every ratio is against it.
+const cases: ReadonlyArray<Case> = allCases
+  .filter(([key]) => key === "baseline" || selectedCases === undefined || selectedCases.includes(key))
+  .map(([, c]) => c)
 
 const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => {
   await engine.setUp()
@@ -223,9 +238,10 @@ export const benchmark: BenchmarkModule = {
     `${ROWS.toLocaleString("en-US")}-row chat_messages.created_at → created_at_ms backfill: the runner (target ${TARGET_MS} ms per batch) ` +
     `vs one UPDATE statement (baseline, same run) and the seeds' LIMIT re-select loop; each case on a fresh copy of the data.`,
   run: async () => {
-    const rows = [...(await measure(sqliteEngine()))]
+    const wanted = (dialect: Dialect) => selectedEngines === undefined || selectedEngines.includes(dialect)
+    const rows: Array<BenchmarkRow> = wanted("sqlite") ? [...(await measure(sqliteEngine()))] : []
     const pgUrl = process.env["STRATA_BENCH_PG_URL"] ?? process.env["STRATA_TEST_PG_URL"]
-    if (pgUrl !== undefined && pgUrl !== "") rows.push(...(await measure(pgEngine(pgUrl))))
+    if (pgUrl !== undefined && pgUrl !== "" && wanted("pg")) rows.push(...(await measure(pgEngine(pgUrl))))
     return rows
   }
 }

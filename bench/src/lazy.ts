@@ -185,6 +185,12 @@ export const benchmark: BenchmarkModule = {
       const unmigrate = () => raw.exec("UPDATE events SET happened_at_ms = NULL")
       const remigrate = () => raw.exec(`UPDATE events SET happened_at_ms = ${FIRST_MS} + event_id * 7919000 WHERE happened_at_ms IS NULL`)
       const pending = () => (raw.prepare("SELECT count(*) AS n FROM events WHERE happened_at_ms IS NULL").get() as { n: number }).n
+      // Rows a (d) run read but the write-back dropped (queue full: it fell behind); reported, then migrated for the next case.
+      let unwritten = 0
+      const leftUnwritten = () => {
+        unwritten += pending()
+        remigrate()
+      }
 
       const cases: ReadonlyArray<{ readonly name: string; readonly prepare?: () => void; readonly after?: () => void; readonly run: (count: number) => Promise<RunResult> }> = [
         { name: "a", run: rawCase },
@@ -194,20 +200,14 @@ export const benchmark: BenchmarkModule = {
         {
           name: "d",
           prepare: unmigrate,
-          // Every row the run read must have been written back by the fiber (or the final flush).
-          after: () => {
-            const left = pending()
-            if (left !== 0) throw new Error(`${left} rows were not written back`)
-          },
+          // Every row the run read is written back by the fiber (or the final flush) unless the queue overflowed.
+          after: leftUnwritten,
           run: effectCase(withWriteBack, true)
         },
         {
           name: "d-seq",
           prepare: unmigrate,
-          after: () => {
-            const left = pending()
-            if (left !== 0) throw new Error(`${left} rows were not written back`)
-          },
+          after: leftUnwritten,
           run: effectCase(withWriteBack, true, inKeyOrder)
         },
         { name: "d'", prepare: unmigrate, after: remigrate, run: effectCase(inMemoryOnly, false) }
@@ -267,7 +267,8 @@ export const benchmark: BenchmarkModule = {
           unit: "rows",
           ratio: undefined
         },
-        { case: "(d) rows dropped (queue full) / failed", median: statsAfter.dropped + statsAfter.failed, unit: "rows", ratio: undefined }
+        { case: "(d) rows dropped (queue full) / failed", median: statsAfter.dropped + statsAfter.failed, unit: "rows", ratio: undefined },
+        { case: "(d) rows read but left unwritten at the end of the timed runs", median: unwritten, unit: "rows", ratio: undefined }
       ] satisfies ReadonlyArray<BenchmarkRow>
     } finally {
       await Effect.runPromise(Scope.close(scope, Exit.void))

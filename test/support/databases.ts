@@ -4,8 +4,8 @@
  * pointing at it, dropped CASCADE at scope end) so test files running in parallel never see each
  * other's tables.
  *
- * House rule: when `CI` is set and `STRATA_TEST_PG_URL` is missing, Postgres tests FAIL (the
- * helpers below throw while vitest collects the file); without CI they are skipped.
+ * House rule: a PostgreSQL test never skips. vitest's globalSetup (`globalPostgres.ts`) starts a
+ * throwaway server when `STRATA_TEST_PG_URL` is not set, so the suite runs on any machine.
  *
  * Usage (from packages/<pkg>/test/*.test.ts; from test/*.test.ts use "./support/databases.js"):
  *
@@ -48,45 +48,28 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, it } from "vitest"
 
-const isCi = (): boolean => {
-  const ci = process.env["CI"]
-  return ci != null && ci !== "" && ci !== "0" && ci.toLowerCase() !== "false"
-}
-
 /**
- * The test PostgreSQL URL, or undefined outside CI when it is not configured. Throws in CI when
- * `STRATA_TEST_PG_URL` is missing, so Postgres tests fail there instead of silently skipping.
+ * The test PostgreSQL URL. `test/support/globalPostgres.ts` (vitest's globalSetup) sets it,
+ * starting a throwaway server when the environment does not name one, so it is always there in a
+ * test run; outside one (a test file run by hand without vitest's config) this throws, and the
+ * PostgreSQL tests fail rather than skip.
  */
-export const pgTestUrl = (): string | undefined => {
+export const pgTestUrl = (): string => {
   const url = process.env["STRATA_TEST_PG_URL"]
   if (url != null && url.trim() !== "") return url
-  if (isCi()) {
-    throw new Error(
-      "CI is set but STRATA_TEST_PG_URL is missing: PostgreSQL tests must run in CI (e.g. postgres://postgres@127.0.0.1:55432/postgres)"
-    )
-  }
-  return undefined
+  throw new Error(
+    "STRATA_TEST_PG_URL is not set: run the tests through vitest with the repository's vitest.config.ts (its globalSetup starts a PostgreSQL), or set it (e.g. postgres://postgres@127.0.0.1:55432/postgres)"
+  )
 }
 
-/** Whether Postgres tests run here (throws in CI without `STRATA_TEST_PG_URL`, see `pgTestUrl`). */
-export const hasPg = (): boolean => pgTestUrl() !== undefined
-
-const requirePgTestUrl = (): string => {
-  const url = pgTestUrl()
-  if (url === undefined) {
-    throw new Error("STRATA_TEST_PG_URL is not set; wrap Postgres tests in describePg / itPg / describeEachEngine")
-  }
-  return url
-}
-
-/** `describe` for Postgres-only suites: runs when `STRATA_TEST_PG_URL` is set, skipped otherwise, fails in CI without it. */
+/** `describe` for PostgreSQL-only suites (never skipped: see `pgTestUrl`). */
 export const describePg = (name: string, body: () => void): void => {
-  describe.skipIf(!hasPg())(name, body)
+  describe(name, body)
 }
 
-/** Plain vitest `it` for one Postgres-only test (same rule as `describePg`); inside `layer(...)` use `it.effect.skipIf(!hasPg())`. */
+/** Plain vitest `it` for one PostgreSQL-only test (never skipped: see `pgTestUrl`). */
 export const itPg = (name: string, body: () => unknown, timeoutMs?: number): void => {
-  it.skipIf(!hasPg())(name, async () => {
+  it(name, async () => {
     await body()
   }, timeoutMs)
 }
@@ -143,7 +126,7 @@ const runAsAdmin = (url: string, statement: string): Effect.Effect<void> =>
  */
 export const pgTestUrlWithSchema = (): Effect.Effect<PgTestSchema, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const url = yield* Effect.sync(requirePgTestUrl)
+    const url = yield* Effect.sync(pgTestUrl)
     const schema = `strata_t_${randomUUID().replace(/-/g, "").slice(0, 16)}`
     yield* Effect.acquireRelease(
       runAsAdmin(url, `CREATE SCHEMA "${schema}"`),
@@ -159,7 +142,7 @@ export const pgTestUrlWithSchema = (): Effect.Effect<PgTestSchema, never, Scope.
  */
 export const pgTestDatabase = (): Effect.Effect<{ readonly database: string; readonly url: string }, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const url = yield* Effect.sync(requirePgTestUrl)
+    const url = yield* Effect.sync(pgTestUrl)
     const database = `strata_d_${randomUUID().replace(/-/g, "").slice(0, 16)}`
     yield* Effect.acquireRelease(
       runAsAdmin(url, `CREATE DATABASE "${database}"`),
@@ -218,7 +201,7 @@ export const pgAppLayer = (options: AppClientOptions = {}): Layer.Layer<SqlClien
 export const pgForeignSchema = (): Effect.Effect<PgTestSchema & { readonly home: string }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const home = yield* pgTestUrlWithSchema()
-    const url = yield* Effect.sync(requirePgTestUrl)
+    const url = yield* Effect.sync(pgTestUrl)
     const schema = `strata_app_${randomUUID().replace(/-/g, "").slice(0, 16)}`
     yield* Effect.acquireRelease(
       runAsAdmin(url, `CREATE SCHEMA "${schema}"`),
@@ -233,18 +216,17 @@ export interface Engine {
   readonly layer: (options?: Omit<Database.LayerOptions, "url">) => Layer.Layer<SqlClient.SqlClient>
   /** The app's own client on this engine (see `AppClientOptions`). */
   readonly appLayer: (options?: AppClientOptions) => Layer.Layer<SqlClient.SqlClient>
-  readonly available: () => boolean
 }
 
 /** Both engines, SQLite first. */
 export const engines: ReadonlyArray<Engine> = [
-  { name: "sqlite", layer: sqliteTestLayer, appLayer: sqliteAppLayer, available: () => true },
-  { name: "pg", layer: pgTestLayer, appLayer: pgAppLayer, available: hasPg }
+  { name: "sqlite", layer: sqliteTestLayer, appLayer: sqliteAppLayer },
+  { name: "pg", layer: pgTestLayer, appLayer: pgAppLayer }
 ]
 
-/** Registers `body` once per engine as suites "`name` [sqlite]" and "`name` [pg]" (the latter following `describePg`'s rule). */
+/** Registers `body` once per engine as suites "`name` [sqlite]" and "`name` [pg]". */
 export const describeEachEngine = (name: string, body: (engine: Engine) => void): void => {
   for (const engine of engines) {
-    describe.skipIf(!engine.available())(`${name} [${engine.name}]`, () => body(engine))
+    describe(`${name} [${engine.name}]`, () => body(engine))
   }
 }

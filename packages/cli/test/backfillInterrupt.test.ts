@@ -109,7 +109,7 @@ const jobRow = async (url: string) => {
 // One engine after the other: seeding SQLite in this process blocks its event loop for seconds.
 describe("strata backfill, interrupted with no pause", () => {
   for (const engine of engines) {
-    describe.skipIf(!engine.available())(`[${engine.name}]`, () => {
+    describe(`[${engine.name}]`, () => {
       // About 2 µs per row through JavaScript on SQLite, several times that on PostgreSQL: many seconds either way.
       const rows = engine.name === "sqlite" ? 1_000_000 : 500_000
       it("SIGINT, SIGTERM and Ctrl-C on a terminal each stop at a batch boundary with exit 130; a re-run equals a one-shot run", async () => {

@@ -488,7 +488,8 @@ const checksumContent = (step: typeof Plan.Step.Encoded): unknown => {
  * machines and key order, and independent of the name and of how strata compiles it.
  *
  * It covers everything a step declares as data: tables, columns, types, indexes, reads, targets,
- * built-in transforms, SQL fast paths, keys and filters; not the Verifier's plausibility settings
+ * built-in transforms, SQL fast paths, keys, filters, `sync` (only when set, so plans without it keep
+ * their checksums) and a contract's jobs and actions; not the Verifier's plausibility settings
  * (`plausible`), so they can be tuned after the migration is applied. Of a `derive` step's `convert` it covers only
  * that there is one: the function's code is not data, so editing it is not drift (the Migrator does
  * not refuse the applied migration). What the edit changes is the rows it would compute, and the

@@ -15,6 +15,20 @@
  * reconcile; a batch whose writes touch fewer rows than it converted, or whose rows lack a column
  * it selected, fails with a typed error and leaves the table as it was.
  *
+ * On PostgreSQL a batch on the fast path is one statement after the checkpoint claim
+ * (`internal/pgFastBatch.ts`): it walks the range, converts, advances the checkpoint and returns
+ * the rows it converted as they were, which are checked against the row function before the batch
+ * commits. Batch transactions there commit with `synchronous_commit = off` (no wait for the WAL
+ * flush): a batch is idempotent and its checkpoint commits with its rows, so a server crash that
+ * loses the last commits loses rows and checkpoint together, and the job redoes those batches; any
+ * later commit that does wait for the disk flushes every batch before it, so nothing durable can
+ * depend on a lost one.
+ *
+ * A PostgreSQL batch runs under `lock_timeout` (`Options.batchLockTimeout`): one that meets a row an
+ * app transaction holds is rolled back (releasing the rows it had written, which the app may want
+ * next) and tried again at a quarter of its size; at one row its key is stepped over, saved in the
+ * checkpoint (`JobState.SkippedRange`), and walked again once the cursor reaches the table's end.
+ *
  * Statements run on the app's client without its name transforms (`Database.strataClient`), and
  * strata's own tables are named through `Database.strataTable`.
  *
@@ -23,23 +37,24 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Checks, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
-import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
+import { Clock, Context, Data, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
 import * as Database from "./Database.js"
 import { nextBatchSize } from "./internal/batchSize.js"
 import { buildAfterJob, type BuiltIndex, type IndexBuildError } from "./internal/indexBuilds.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
 import {
   afterCursor,
-  filterSql,
+  allSetSql,
+  inRange,
   inspectJob,
+  keyParam,
   JobDatabaseError,
   jobDatabaseError,
   type JobTable,
-  keyParam,
   keyValue,
   MigrationNotApplied,
   NoBatchKey,
-  nullTest,
+  outOfScopeSql,
   Params,
   pendingSql,
   selectList,
@@ -48,6 +63,7 @@ import {
   UnknownJob
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
+import { fastBatchStatement, readFastBatch } from "./internal/pgFastBatch.js"
 import * as JobState from "./JobState.js"
 import { failureText } from "./SqlErrors.js"
 
@@ -225,6 +241,14 @@ export interface Options {
   readonly maxBatchTime?: Duration.DurationInput | undefined
   /** Keep the batch size fixed at `batchSize` (the bounds do not apply). Default false. */
   readonly fixedBatchSize?: boolean | undefined
+  /**
+   * PostgreSQL: the longest a batch waits for a row lock another transaction holds (the batch
+   * transaction's `lock_timeout`), so an app transaction that holds a row never has strata's batch,
+   * and the rows the batch already locked, queued behind it. A batch that times out is rolled back
+   * and tried again smaller; at one row it steps over that key range (recorded in the checkpoint)
+   * and comes back to it once the rest of the table is walked; the job is not done before. Default 100 ms.
+   */
+  readonly batchLockTimeout?: Duration.DurationInput | undefined
   /** Pause between batches, giving other writers (and autovacuum) room. Default none. */
   readonly pause?: Duration.DurationInput | undefined
   /**
@@ -328,6 +352,7 @@ interface Settings {
   readonly bounds: { readonly min: number; readonly max: number }
   readonly maxBatchMs: number
   readonly fixedBatchSize: boolean
+  readonly batchLockTimeout: Duration.Duration
   readonly pause: Duration.Duration
   readonly dryRun: boolean
   readonly restart: boolean
@@ -351,11 +376,19 @@ const validate = (options: Options): Effect.Effect<Settings, InvalidBackfillOpti
     }
     const maxBatchTime = yield* OptionCheck.resolveDuration("maxBatchTime", options.maxBatchTime, Duration.millis(50), OptionCheck.positiveDuration, invalidOption)
     const pause = yield* OptionCheck.resolveDuration("pause", options.pause, Duration.zero, OptionCheck.nonNegativeDuration, invalidOption)
+    const batchLockTimeout = yield* OptionCheck.resolveDuration(
+      "batchLockTimeout",
+      options.batchLockTimeout,
+      Duration.millis(100),
+      OptionCheck.positiveDuration,
+      invalidOption
+    )
     return {
       batchSize,
       bounds: { min, max },
       maxBatchMs: Duration.toMillis(maxBatchTime),
       fixedBatchSize,
+      batchLockTimeout,
       pause,
       dryRun: options.dryRun ?? false,
       restart: options.restart ?? false,
@@ -421,18 +454,6 @@ const columnOf = (table: JobTable, row: Readonly<Record<string, unknown>>, colum
     ? Effect.fail(new ColumnNotInRow({ job: table.job.name, table: table.job.table, column, found: Object.keys(row) }))
     : Effect.succeed(row[column])
 
-/** SQL: the row is outside the job's scope (no required source value, or the row filter does not match). */
-const outOfScopeSql = (table: JobTable, params: Params): string => {
-  const parts: Array<string> = []
-  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NULL`)
-  const filter = filterSql(table.job.filter, params)
-  if (filter !== undefined) parts.push(`NOT COALESCE(${filter}, FALSE)`)
-  return parts.length === 0 ? "FALSE" : `(${parts.join(" OR ")})`
-}
-
-/** SQL: every target of the row is set. */
-const allSetSql = (table: JobTable): string => `(${targetColumns(table).map((t) => `${Identifier.quote(t)} IS NOT NULL`).join(" AND ")})`
-
 interface KeyRange {
   /** The last key of the range (inclusive). */
   readonly end: JobState.KeyValue
@@ -451,14 +472,15 @@ interface KeyRange {
  * (counted before the batch writes): one statement that walks the range in key order once. None
  * when no rows are left.
  */
-const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
+const nextRange = (table: JobTable, cursor: Cursor, size: number, bound?: JobState.KeyValue) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
     const t = quotedTable(table)
     const key = table.key.sql
     const outOfScope = outOfScopeSql(table, params)
-    const after = afterCursor(table, params, cursor)
+    const after = bound === undefined ? afterCursor(table, params, cursor) : inRange(table, params, cursor, bound)
+    const upTo = bound === undefined ? "" : ` AND ${key} <= ${params.bind(keyParam(table, bound))}`
     const limit = params.bind(size)
     // max() has no uuid version on PostgreSQL 15: the last key is read in key order instead.
     const lastKey = `(SELECT k FROM range_rows ORDER BY k DESC LIMIT 1)`
@@ -467,7 +489,8 @@ const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
         `CASE WHEN ${allSetSql(table)} THEN 1 ELSE 0 END AS allset FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}) ` +
         `SELECT ${lastKey} AS k, count(*) AS n, COALESCE(sum(oos), 0) AS oos, ` +
         `COALESCE(sum(CASE WHEN oos = 0 THEN allset ELSE 0 END), 0) AS allset, ` +
-        `CASE WHEN EXISTS (SELECT 1 FROM ${t} WHERE ${key} > ${lastKey}) THEN 1 ELSE 0 END AS more FROM range_rows`,
+        // Not EXISTS: PostgreSQL plans that as a sequential scan that passes every row before the range (quadratic).
+        `CASE WHEN (SELECT ${key} FROM ${t} WHERE ${key} > ${lastKey}${upTo} ORDER BY ${key} LIMIT 1) IS NOT NULL THEN 1 ELSE 0 END AS more FROM range_rows`,
       params.values
     )
     const row = rows[0] ?? {}
@@ -481,9 +504,6 @@ const nextRange = (table: JobTable, cursor: Cursor, size: number) =>
       rows: n
     })
   })
-
-const inRange = (table: JobTable, params: Params, cursor: Cursor, end: JobState.KeyValue) =>
-  `${afterCursor(table, params, cursor)} AND ${table.key.sql} <= ${params.bind(keyParam(table, end))}`
 
 /**
  * The pending rows of a key range, with the key as `__strata_key` and, with `guard`, whether the
@@ -637,10 +657,10 @@ const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor,
     const sets = fast.expressions.map(({ sql: expression, target }) =>
       `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${expression}))`
     )
-    const anyNull = fast.expressions.map(({ target }) => nullTest(table.dialect, Identifier.quote(target), "IS NULL")).join(" OR ")
     const converts = fast.guard ?? fast.expressions.map(({ sql: expression }) => `(${expression}) IS NOT NULL`).join(" AND ")
+    // Only rows in the job's scope: a row the filter leaves out is counted out of scope, never written.
     const raw = yield* sql.unsafe(
-      `UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange(table, params, cursor, end)} AND (${anyNull}) AND ${converts}`,
+      `UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange(table, params, cursor, end)} AND ${pendingSql(table, params)} AND ${converts}`,
       params.values
     ).raw
     return changedRows(raw)
@@ -716,6 +736,12 @@ const checkFastPath = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Curs
     Effect.catchTag("SqlError", (error) => Effect.as(fastPathFailed(error), undefined))
   )
 
+/** PostgreSQL errors that say nothing about the fast path: a lock not granted in time, a cancelled statement. */
+const notTheFastPath = (error: SqlError): boolean => {
+  const code = (error.cause as { readonly code?: unknown } | undefined)?.code
+  return code === "55P03" || code === "57014"
+}
+
 /**
  * In a batch: spot-checks a few pending rows of the range, then runs the fast UPDATE, both inside a
  * savepoint. A disagreement or a failing statement turns the fast path off for the rest of the job
@@ -735,7 +761,7 @@ const checkedFastUpdate = (table: JobTable, state: FastPathState, fast: Backfill
       })
     ).pipe(
       Effect.catchTag("SqlError", (error) =>
-        Effect.suspend(() => {
+        notTheFastPath(error) ? Effect.fail(error) : Effect.suspend(() => {
           state.current = undefined
           return Effect.as(fastPathFailed(error), 0)
         }))
@@ -748,44 +774,128 @@ interface Walked {
   readonly last: boolean
   readonly counts: JobState.Counts
   readonly rejects: ReadonlyArray<JobState.Reject>
+  /** Whether the batch's statement already advanced the checkpoint by `counts` (PostgreSQL's one-statement batch). */
+  readonly checkpointed: boolean
 }
+
+/**
+ * The JavaScript part of a key range: its pending rows (with `guard`, marked by it) through the row
+ * function and, with `write`, written and their rejects recorded.
+ */
+const walkPending = (table: JobTable, cursor: Cursor, end: JobState.KeyValue, guard: string | undefined, write: boolean) =>
+  Effect.gen(function*() {
+    const pending = yield* pendingRows(table, cursor, end, guard)
+    yield* checkColumns(table, pending)
+    const converted = convertRows(table, pending)
+    const outcome = write ? yield* writeValues(table, converted.writes) : { written: converted.writes.length, setMeanwhile: 0 }
+    if (write && converted.rejects.length > 0) {
+      yield* JobState.recordRejects(table.job.name, converted.rejects, yield* Timestamp.now)
+    }
+    const counts: JobState.Counts = {
+      processed: pending.length,
+      updated: outcome.written,
+      rejected: converted.rejects.length,
+      alreadySet: converted.alreadySet + outcome.setMeanwhile,
+      outOfScope: converted.outOfScope
+    }
+    return { pending, counts, rejects: converted.rejects }
+  })
 
 /**
  * One key range of the job: counts what its rows need, converts the pending ones and, with
  * `write`, writes them (fast path first, then JavaScript) and records the rejects. The dry run
- * calls it with `write: false` and no fast path. None when no rows are left after `cursor`.
+ * calls it with `write: false` and no fast path. None when no rows are left after `cursor` (up to
+ * `bound`, when given: a skipped range walked again).
  */
-const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: FastPathState | undefined, write: boolean) =>
+const walkRange = (table: JobTable, cursor: Cursor, size: number, fast: FastPathState | undefined, write: boolean, bound?: JobState.KeyValue) =>
   Effect.gen(function*() {
-    const range = yield* nextRange(table, cursor, size)
+    const range = yield* nextRange(table, cursor, size, bound)
     if (Option.isNone(range)) return Option.none<Walked>()
     const { end, last } = range.value
     const used = write ? fast?.current : undefined
     const fastChanged = used === undefined ? 0 : yield* checkedFastUpdate(table, fast!, used, cursor, end)
     // Counted only when the fast path ran in this batch (a spot check may have turned it off just now).
     const guard = fast?.current === undefined ? undefined : used?.guard
-    const pending = yield* pendingRows(table, cursor, end, guard)
-    yield* checkColumns(table, pending)
+    const js = yield* walkPending(table, cursor, end, guard, write)
     // Guarded rows still pending are the ones the fast path "changed" from NULL to NULL (see fastUpdate).
-    const fastUpdated = fastChanged - pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
-    const converted = convertRows(table, pending)
-    const outcome = write ? yield* writeValues(table, converted.writes) : { written: converted.writes.length, setMeanwhile: 0 }
-    const counts: JobState.Counts = {
-      processed: range.value.outOfScope + range.value.alreadySet + fastUpdated + pending.length,
-      updated: fastUpdated + outcome.written,
-      rejected: converted.rejects.length,
-      alreadySet: range.value.alreadySet + converted.alreadySet + outcome.setMeanwhile,
-      outOfScope: range.value.outOfScope + converted.outOfScope
-    }
+    const fastUpdated = fastChanged - js.pending.filter((row) => row["__strata_guarded"] === true || row["__strata_guarded"] === 1).length
+    const counts = JobState.addCounts({
+      processed: range.value.outOfScope + range.value.alreadySet + fastUpdated,
+      updated: fastUpdated,
+      rejected: 0,
+      alreadySet: range.value.alreadySet,
+      outOfScope: range.value.outOfScope
+    }, js.counts)
     // Under SQLite's write lock nothing can change between the statements: every row of the range is in exactly one count.
     if (table.dialect === "sqlite" && counts.processed !== range.value.rows) {
       return yield* new CountsDoNotReconcile({ job: table.job.name, ...counts, processed: range.value.rows })
     }
-    if (write && converted.rejects.length > 0) {
-      yield* JobState.recordRejects(table.job.name, converted.rejects, yield* Timestamp.now)
-    }
-    return Option.some<Walked>({ end, last, counts, rejects: converted.rejects })
+    return Option.some<Walked>({ end, last, counts, rejects: js.rejects, checkpointed: false })
   })
+
+/**
+ * The fast path gave up in a batch (a disagreement with the row function on a real row, or its
+ * statement failed): the batch's transaction is rolled back and done again in JavaScript.
+ */
+class FastPathAbandoned extends Data.TaggedError("FastPathAbandoned")<{}> {}
+
+/**
+ * A batch on PostgreSQL's fast path: one statement (see `internal/pgFastBatch.ts`) walks the range,
+ * converts, advances the checkpoint and returns the first pending rows as they were, which are
+ * checked against the row function here; at a disagreement or a failing statement the fast path is
+ * off for the rest of the job and `FastPathAbandoned` rolls the batch back. Rows the fast path left
+ * pending go through JavaScript in the same transaction.
+ */
+const pgFastWalk = (table: JobTable, state: FastPathState, fast: Backfill.SqlFastPath, cursor: Cursor, size: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const jobs = Identifier.quoteTable(yield* Database.strataTable("strata_jobs"))
+    const statement = fastBatchStatement(table, fast, table.job.name, jobs, cursor, size, yield* Timestamp.now)
+    const abandon: Effect.Effect<never, FastPathAbandoned> = Effect.suspend(() => {
+      state.current = undefined
+      return Effect.fail(new FastPathAbandoned())
+    })
+    const rows = yield* sql.unsafe<Record<string, unknown>>(statement.sql, statement.params).pipe(
+      Effect.catchTag("SqlError", (error): Effect.Effect<never, SqlError | FastPathAbandoned> =>
+        notTheFastPath(error) ? Effect.fail(error) : Effect.zipRight(fastPathFailed(error), abandon))
+    )
+    const result = readFastBatch(rows)
+    if ("missing" in result) {
+      return yield* new ColumnNotInRow({ job: table.job.name, table: table.job.table, column: result.missing, found: Object.keys(rows[0] ?? {}) })
+    }
+    yield* checkColumns(table, result.sample)
+    if ((yield* firstDisagreement(table, fast, result.sample)) !== undefined) return yield* abandon
+    if (result.rows === 0) return Option.none<Walked>()
+    if (!result.saved) return yield* Effect.dieMessage(`backfill job ${table.job.name}: the batch statement found no checkpoint row to advance`)
+    const end = keyValue(table, result.end)
+    const fastCounts: JobState.Counts = {
+      processed: result.outOfScope + result.alreadySet + result.written,
+      updated: result.written,
+      rejected: 0,
+      alreadySet: result.alreadySet,
+      outOfScope: result.outOfScope
+    }
+    if (result.leftOver === 0) return Option.some<Walked>({ end, last: result.last, counts: fastCounts, rejects: [], checkpointed: true })
+    const js = yield* walkPending(table, cursor, end, undefined, true)
+    return Option.some<Walked>({ end, last: result.last, counts: JobState.addCounts(fastCounts, js.counts), rejects: js.rejects, checkpointed: false })
+  })
+
+/**
+ * A PostgreSQL batch transaction's settings, for this transaction only, taken after the claim (a
+ * runner waiting its turn for the job's checkpoint waits as long as the turn takes). `lock_timeout`:
+ * see `Options.batchLockTimeout`. `synchronous_commit = off`:
+ * the commit does not wait for its WAL to reach the disk. A batch is idempotent (conditional
+ * writes of values the row function computes again the same) and its checkpoint commits with its
+ * rows, so a server crash that loses the last commits loses the rows and the checkpoint together:
+ * the job resumes from the checkpoint before them and does those batches again. Nothing else can
+ * depend on a lost commit durably: a later commit that waits for the disk (the app's, the next
+ * job's, strata's own) flushes the WAL up to it, batches included.
+ */
+const pgBatchSettings = (lockTimeout: Duration.Duration) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', $1, true)`, [
+      `${Math.max(1, Math.round(Duration.toMillis(lockTimeout)))}ms`
+    ]))
 
 const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, CorruptCheckpoint> => {
   if (text === null) return Either.right(undefined)
@@ -803,22 +913,32 @@ interface BatchResult {
   /** Time spent on the rows (the rest of the transaction is a fixed cost: checkpoint row, commit). */
   readonly rowsMs: number
   readonly done: boolean
+  /** The size the batch ran at, when a lock timeout made it smaller than asked. */
+  readonly size?: number
+  /** Time lost to attempts that timed out on a row lock (not the batch's own cost). */
+  readonly waitedMs?: number
 }
 
 /**
  * One batch, in the caller's transaction: claims the job's checkpoint (`JobState.claimCheckpoint`:
  * concurrent runners of the job take turns, each continuing the other's cursor and counts), walks
- * the next key range, and saves the new cursor and counts.
+ * the next key range, and saves the new cursor and counts (on PostgreSQL's fast path the batch's
+ * statement advances the checkpoint itself). Once the cursor reaches the end of the table, the
+ * batches walk the ranges stepped over (`SkippedRange`), first to last; the job is done when none is left.
  */
-const realBatch = (table: JobTable, fast: FastPathState) => (size: number) =>
+const realBatch = (table: JobTable, fast: FastPathState, settings: Settings) => (size: number) =>
   Effect.gen(function*() {
     const name = table.job.name
     const saved = yield* JobState.claimCheckpoint(name)
+    if (table.dialect === "pg") yield* pgBatchSettings(settings.batchLockTimeout)
     const totals = JobState.countsOf(saved)
     if (saved.state === "done") return { totals, rows: 0, rowsMs: 0, done: true } satisfies BatchResult
     const cursor = yield* decodeCursor(name, saved.cursor)
     const rowsStart = yield* Clock.currentTimeNanos
-    const walked = yield* walkRange(table, cursor, size, fast, true)
+    const walked = table.dialect === "pg" && fast.current !== undefined
+      ? yield* pgFastWalk(table, fast, fast.current, cursor, size)
+      : yield* walkRange(table, cursor, size, fast, true)
+    if (Option.isNone(walked) && saved.skipped.length > 0) return yield* revisitSkipped(table, fast, saved, size, rowsStart)
     const rowsMs = yield* elapsedMsSince(rowsStart)
     if (Option.isNone(walked)) {
       yield* doneUnlessCountsDiffer(name, totals)
@@ -826,14 +946,73 @@ const realBatch = (table: JobTable, fast: FastPathState) => (size: number) =>
       return { totals, rows: 0, rowsMs, done: true } satisfies BatchResult
     }
     const next = JobState.addCounts(totals, walked.value.counts)
-    if (walked.value.last) yield* doneUnlessCountsDiffer(name, next)
-    yield* JobState.saveCheckpoint(name, {
-      cursor: JobState.encodeKeyCursor(walked.value.end),
-      ...next,
-      state: walked.value.last ? "done" : "running"
-    })
-    return { totals: next, rows: walked.value.counts.processed, rowsMs, done: walked.value.last } satisfies BatchResult
+    const done = walked.value.last && saved.skipped.length === 0
+    if (done) yield* doneUnlessCountsDiffer(name, next)
+    if (!walked.value.checkpointed || walked.value.last) {
+      yield* JobState.saveCheckpoint(name, {
+        cursor: JobState.encodeKeyCursor(walked.value.end),
+        ...next,
+        state: done ? "done" : "running"
+      })
+    }
+    return { totals: next, rows: walked.value.counts.processed, rowsMs, done } satisfies BatchResult
   })
+
+/** The first range stepped over, walked again (up to `size` rows of it); the job is done when it was the last. */
+const revisitSkipped = (table: JobTable, fast: FastPathState, saved: JobState.Checkpoint, size: number, rowsStart: bigint) =>
+  Effect.gen(function*() {
+    const name = table.job.name
+    const [range, ...rest] = saved.skipped
+    const from = yield* decodeCursor(name, range!.from)
+    const to = yield* decodeCursor(name, range!.to)
+    if (to === undefined) return yield* new CorruptCheckpoint({ job: name, cursor: range!.to })
+    const walked = yield* walkRange(table, from, size, fast, true, to)
+    const rowsMs = yield* elapsedMsSince(rowsStart)
+    const remaining = Option.isNone(walked) || walked.value.last
+      ? rest
+      : [{ from: JobState.encodeKeyCursor(walked.value.end), to: range!.to }, ...rest]
+    const next = Option.isNone(walked) ? JobState.countsOf(saved) : JobState.addCounts(saved, walked.value.counts)
+    const done = remaining.length === 0
+    if (done) yield* doneUnlessCountsDiffer(name, next)
+    yield* JobState.saveCheckpoint(name, { cursor: saved.cursor, ...next, state: done ? "done" : "running", skipped: remaining })
+    return { totals: next, rows: Option.isNone(walked) ? 0 : walked.value.counts.processed, rowsMs, done } satisfies BatchResult
+  })
+
+/**
+ * After a batch of one row timed out on its row lock: steps the cursor over that row's key, saved
+ * as a `SkippedRange` to come back to. `false` when the cursor is at the end already (the locked
+ * row is in a range being walked again; the caller waits and tries again).
+ */
+const stepOverLockedRow = (table: JobTable) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const name = table.job.name
+    const saved = yield* JobState.claimCheckpoint(name)
+    const cursor = yield* decodeCursor(name, saved.cursor)
+    const params = new Params(table.dialect)
+    const rows = yield* sql.unsafe<Record<string, unknown>>(
+      `SELECT ${table.key.sql} AS k FROM ${quotedTable(table)} WHERE ${afterCursor(table, params, cursor)} ORDER BY ${table.key.sql} LIMIT 1`,
+      params.values
+    )
+    if (rows[0] === undefined) return { totals: JobState.countsOf(saved), stepped: false }
+    const to = JobState.encodeKeyCursor(keyValue(table, yield* columnOf(table, rows[0], "k")))
+    yield* JobState.saveCheckpoint(name, {
+      cursor: to,
+      ...JobState.countsOf(saved),
+      state: "running",
+      skipped: [...saved.skipped, { from: saved.cursor, to }]
+    })
+    yield* Effect.logWarning("backfill stepped over a row another transaction holds locked; the job comes back to it at the end").pipe(
+      Effect.annotateLogs({ after: saved.cursor ?? "(start)", key: to })
+    )
+    return { totals: JobState.countsOf(saved), stepped: true }
+  })
+
+/** PostgreSQL's "lock not available": a statement waited longer than `lock_timeout`. */
+const isLockTimeout = (error: unknown): error is SqlError =>
+  error !== null && typeof error === "object" && "_tag" in error && error._tag === "SqlError" &&
+  (error as SqlError).cause !== null && typeof (error as SqlError).cause === "object" &&
+  ((error as SqlError).cause as { readonly code?: unknown }).code === "55P03"
 
 type Emit = (event: ProgressEvent) => Effect.Effect<void>
 
@@ -905,14 +1084,15 @@ const batchLoop = (table: JobTable, settings: Settings, emit: Emit, walk: Walk, 
     while (true) {
       const batchStart = yield* Clock.currentTimeNanos
       const result = yield* walk.batch(size)
-      const batchMs = yield* elapsedMsSince(batchStart)
+      const batchMs = (yield* elapsedMsSince(batchStart)) - (result.waitedMs ?? 0)
       batches++
       longestBatchMs = Math.max(longestBatchMs, batchMs)
       processedThisRun += result.rows
       tally = result.totals
       const batchFixedMs = Math.max(0, batchMs - result.rowsMs)
       fixedMs = fixedMs === undefined ? batchFixedMs : 0.7 * fixedMs + 0.3 * batchFixedMs
-      const next = settings.fixedBatchSize ? size : nextBatchSize(size, batchMs, settings.maxBatchMs, settings.bounds, fixedMs)
+      const ran = result.size ?? size
+      const next = settings.fixedBatchSize ? size : nextBatchSize(ran, batchMs, settings.maxBatchMs, settings.bounds, fixedMs)
       const elapsedMs = yield* elapsedMsSince(started)
       yield* emit(event(table, result.done ? "completed" : "batch", tally, walk.total, { processedThisRun, elapsedMs, dryRun }, { batchSize: result.rows, batchMs, nextBatchSize: next }, result.done))
       yield* Effect.logDebug("backfill batch done").pipe(
@@ -958,12 +1138,35 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
       current: selfTested === undefined ? undefined : yield* checkFastPath(table, selfTested, yield* decodeCursor(name, saved.cursor)),
       tried: candidate !== undefined
     }
-    const batch = realBatch(table, fast)
+    const batch = realBatch(table, fast, settings)
+    // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
+    // A batch whose fast path gave up is rolled back and done again, in JavaScript.
+    const attempt = (size: number) =>
+      Effect.uninterruptible(sql.withTransaction(batch(size)).pipe(
+        Effect.catchTag("FastPathAbandoned", () => sql.withTransaction(batch(size))),
+        // It is off once it gave up: the second attempt never uses it.
+        Effect.catchTag("FastPathAbandoned", () => Effect.dieMessage("backfill: the fast path gave up twice in one batch"))
+      ))
+    // A batch that timed out on a row lock (rolled back) is tried again at a quarter of its size;
+    // at one row, its key is stepped over (see stepOverLockedRow) and the walk goes on past it.
+    const lockAware = (size: number, waitedMs: number): Effect.Effect<BatchResult, SqlError | BackfillError, SqlClient.SqlClient> =>
+      Effect.gen(function*() {
+        const started = yield* Clock.currentTimeNanos
+        return yield* attempt(size).pipe(
+          Effect.map((result): BatchResult => ({ ...result, size, waitedMs })),
+          Effect.catchIf(isLockTimeout, () =>
+            Effect.gen(function*() {
+              if (size > 1) return yield* lockAware(Math.max(1, Math.floor(size / 4)), waitedMs + (yield* elapsedMsSince(started)))
+              const stepped = yield* Effect.uninterruptible(sql.withTransaction(stepOverLockedRow(table)))
+              if (!stepped.stepped) yield* Effect.sleep(settings.batchLockTimeout)
+              return { totals: stepped.totals, rows: 0, rowsMs: 0, done: false, size, waitedMs: waitedMs + (yield* elapsedMsSince(started)) }
+            }))
+        )
+      })
     const ran = yield* batchLoop(table, settings, emit, {
       tally: JobState.countsOf(saved),
       total,
-      // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
-      batch: (size) => Effect.uninterruptible(sql.withTransaction(batch(size)))
+      batch: (size) => lockAware(size, 0)
     }, false)
     yield* Effect.logInfo("backfill job completed").pipe(
       Effect.annotateLogs({ ...ran.tally, batches: ran.batches, elapsed_ms: Math.round(ran.elapsedMs), longest_batch_ms: Math.round(ran.longestBatchMs) })

@@ -5,17 +5,18 @@
  *
  * @since 0.1.0
  */
-import Pg from "pg"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Config, Context, Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
+import type Pg from "pg"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Identifier } from "@strata/core"
+import { DriverMissing, loadDriver } from "./internal/driverMissing.js"
+import { importPg, importSqlite } from "./internal/drivers.js"
 import { withSafeTransactions } from "./internal/transaction.js"
 import { failureText } from "./SqlErrors.js"
 
@@ -67,11 +68,21 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
 }
 
 /**
+ * The driver for the database's kind is not installed (`@effect/sql-sqlite-node` for SQLite,
+ * `@effect/sql-pg` and `pg` for PostgreSQL: optional peer dependencies, loaded when a database of
+ * that kind is opened); `packages` names what to install.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export { DriverMissing }
+
+/**
  * Everything `layer` can fail with.
  *
  * @since 0.1.0
  */
-export type DatabaseError = InvalidDatabaseUrl | DatabaseUnavailable
+export type DatabaseError = InvalidDatabaseUrl | DatabaseUnavailable | DriverMissing
 
 /**
  * The online backup did not complete (e.g. the destination directory is missing); no partial copy is left behind.
@@ -243,7 +254,8 @@ export interface LayerOptions {
 
 /**
  * The `SqlClient` for a SQLite file or PostgreSQL URL. Fails with `InvalidDatabaseUrl` or
- * `DatabaseUnavailable` (never a defect) when the database cannot be opened or reached. Its
+ * `DatabaseUnavailable` (never a defect) when the database cannot be opened or reached, and with
+ * `DriverMissing` when the driver for its kind is not installed. Its
  * transactions fail with the database's own error, never a defect (see `strataClient`).
  *
  * SQLite: WAL, `synchronous=NORMAL`, `busy_timeout`, `foreign_keys=ON`; the file's directory must
@@ -291,6 +303,8 @@ const openSqlite = (filename: string, options: LayerOptions) =>
         return yield* unavailable(`directory ${directory} does not exist`, undefined)
       }
     }
+    const { SqliteClient } = yield* loadDriver("sqlite", importSqlite, (cause) =>
+      unavailable(`cannot load the SQLite driver: ${failureText(cause)}`, cause))
     // better-sqlite3 throws synchronously (missing permissions, not a database): catch it as a typed error.
     const client = yield* SqliteClient.make({ filename }).pipe(
       Effect.catchAllDefect((cause) => unavailable(failureText(cause), cause))
@@ -341,11 +355,13 @@ const openPg = (url: string, options: LayerOptions) =>
         : text
       return new DatabaseUnavailable({ url: redacted, reason, cause })
     }
+    const { Pg, PgClient } = yield* loadDriver("pg", importPg, (cause) =>
+      new DatabaseUnavailable({ url: redacted, reason: `cannot load the PostgreSQL driver: ${failureText(cause)}`, cause }))
     const client = yield* PgClient.make({
       url: Redacted.make(withStartupOptions(url, "-c TimeZone=UTC")),
       connectTimeout,
       applicationName: options.applicationName ?? "strata",
-      types: pgTypes,
+      types: pgTypes(Pg),
       ...(options.maxConnections != null ? { maxConnections: options.maxConnections } : {})
     }).pipe(
       Effect.mapError(unavailable),
@@ -360,15 +376,15 @@ const openPg = (url: string, options: LayerOptions) =>
  * Parse int8 to a number when it is a safe integer (every epoch ms and count is), else a bigint,
  * so services see the same values on both engines and nothing is silently rounded.
  */
-const pgTypes: Pg.CustomTypesConfig = {
+const pgTypes = (pg: typeof Pg): Pg.CustomTypesConfig => ({
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === Pg.types.builtins.INT8 && format !== "binary"
+    oid === pg.types.builtins.INT8 && format !== "binary"
       ? (text: string) => {
         const value = Number(text)
         return Number.isSafeInteger(value) ? value : BigInt(text)
       }
-      : Pg.types.getTypeParser(oid, format ?? "text")) as Pg.CustomTypesConfig["getTypeParser"]
-}
+      : pg.types.getTypeParser(oid, format ?? "text")) as Pg.CustomTypesConfig["getTypeParser"]
+})
 
 /**
  * Appends `-c name=value` settings to the URL's `options` query parameter (the libpq/node-postgres
@@ -488,8 +504,11 @@ export const strataTable = (
 ): Effect.Effect<Identifier.TableName> =>
   Effect.map(StrataSchema, (schema) => Identifier.qualify(schema, table as Identifier.Identifier))
 
+// SqliteClient.TypeId, spelled out so that checking a client never loads the SQLite driver.
+const sqliteClientTypeId: SqliteClient.TypeId = Symbol.for("@effect/sql-sqlite-node/SqliteClient") as SqliteClient.TypeId
+
 const asSqliteClient = (sql: SqlClient.SqlClient): SqliteClient.SqliteClient | undefined =>
-  SqliteClient.TypeId in sql ? (sql as SqliteClient.SqliteClient) : undefined
+  sqliteClientTypeId in sql ? (sql as SqliteClient.SqliteClient) : undefined
 
 /**
  * An online, consistent copy of the live SQLite database to `destinationPath` (SQLite's backup API;

@@ -47,6 +47,19 @@ export interface Counts {
 }
 
 /**
+ * A key range a job stepped over because a row in it stayed locked (PostgreSQL's batch lock
+ * timeout): the rows after `from` up to `to` (inclusive), both cursor texts (`from` `null`: from the
+ * table's start). The job comes back to it and is not done while it has one.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SkippedRange {
+  readonly from: string | null
+  readonly to: string
+}
+
+/**
  * A job's saved progress.
  *
  * @since 0.2.0
@@ -56,6 +69,8 @@ export interface Checkpoint extends Counts {
   readonly job: string
   /** Opaque text (see `encodeKeyCursor`); `null` before the first batch. */
   readonly cursor: string | null
+  /** Key ranges stepped over, not yet walked, in key order (`strata_jobs.skipped`, JSON). */
+  readonly skipped: ReadonlyArray<SkippedRange>
   readonly state: JobState
   readonly startedAtMs: number
   readonly updatedAtMs: number
@@ -70,6 +85,8 @@ export interface Checkpoint extends Counts {
 export interface CheckpointUpdate extends Counts {
   readonly cursor: string | null
   readonly state: JobState
+  /** The ranges still to come back to; left as saved when absent. */
+  readonly skipped?: ReadonlyArray<SkippedRange> | undefined
 }
 
 /**
@@ -172,6 +189,11 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
           Effect.flatMap(tableColumns(jobsName), (columns) => columns.some((c) => c.name === column) ? Effect.void : Effect.fail(error))
         )
       )
+    const addSkipped = sql.unsafe(`ALTER TABLE ${jobs} ADD COLUMN skipped TEXT`).pipe(
+      Effect.catchAll((error) =>
+        Effect.flatMap(tableColumns(jobsName), (columns) => columns.some((c) => c.name === "skipped") ? Effect.void : Effect.fail(error))
+      )
+    )
     const create = Effect.gen(function*() {
       if (pg) yield* sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.jobState.ensureTables'))`)
       yield* sql.unsafe(
@@ -185,7 +207,8 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
   out_of_scope ${bigint} NOT NULL DEFAULT 0,
   state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'done')),
   started_at_ms ${bigint} NOT NULL,
-  updated_at_ms ${bigint} NOT NULL
+  updated_at_ms ${bigint} NOT NULL,
+  skipped TEXT
 )`
       )
       yield* sql.unsafe(
@@ -201,6 +224,7 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
       for (const column of addedCounters) {
         if (!present.has(column)) yield* addCounter(column)
       }
+      if (!present.has("skipped")) yield* addSkipped
     })
     yield* pg ? sql.withTransaction(create) : create
   })
@@ -217,9 +241,16 @@ interface CheckpointRow {
   readonly state: string
   readonly started_at_ms: number | string
   readonly updated_at_ms: number | string
+  readonly skipped: string | null
 }
 
-const checkpointColumns = "job, cursor, processed, updated, rejected, already_set, out_of_scope, state, started_at_ms, updated_at_ms"
+const checkpointColumns = "job, cursor, processed, updated, rejected, already_set, out_of_scope, state, started_at_ms, updated_at_ms, skipped"
+
+const decodeSkipped = (text: string | null): ReadonlyArray<SkippedRange> => {
+  if (text === null || text === "") return []
+  const parsed: unknown = JSON.parse(text)
+  return Array.isArray(parsed) ? parsed.map((r: { from: string | null; to: string }) => ({ from: r.from, to: r.to })) : []
+}
 
 // node-postgres returns BIGINT as text; our counters and epoch ms are safe integers.
 const toCheckpoint = (row: CheckpointRow): Checkpoint => ({
@@ -230,6 +261,7 @@ const toCheckpoint = (row: CheckpointRow): Checkpoint => ({
   rejected: Number(row.rejected),
   alreadySet: Number(row.already_set),
   outOfScope: Number(row.out_of_scope),
+  skipped: decodeSkipped(row.skipped),
   state: row.state as JobState,
   startedAtMs: Number(row.started_at_ms),
   updatedAtMs: Number(row.updated_at_ms)
@@ -265,12 +297,14 @@ export const loadCheckpoints: Effect.Effect<ReadonlyArray<Checkpoint>, SqlError,
 /**
  * Claims `job`'s checkpoint for the caller's transaction and returns it as saved, creating it
  * (`running`, counters 0, no cursor) when the job has none. The claim holds until the transaction
- * ends: on PostgreSQL the row's lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR
- * UPDATE`), on SQLite the database's write lock, which that INSERT takes before anything is read
- * (a read first would fail with SQLITE_BUSY_SNAPSHOT when another process commits in between, and
- * another writer could slip in between the read and the batch's writes). Concurrent runs of one
- * job then take turns batch by batch, each going on from the cursor and counters the previous one
- * saved, instead of redoing a batch or overwriting counters. Run it first in each batch's transaction.
+ * ends: on PostgreSQL the row's lock (`SELECT … FOR UPDATE`, which waits for another claimant's
+ * commit and then returns the row as that commit left it; only a job with no row yet first gets
+ * one by `INSERT … ON CONFLICT DO NOTHING`), on SQLite the database's write lock, which that
+ * INSERT takes before anything is read (a read first would fail with SQLITE_BUSY_SNAPSHOT when
+ * another process commits in between, and another writer could slip in between the read and the
+ * batch's writes). Concurrent runs of one job then take turns batch by batch, each going on from
+ * the cursor and counters the previous one saved, instead of redoing a batch or overwriting
+ * counters. Run it first in each batch's transaction.
  *
  * @since 0.2.0
  * @category checkpoints
@@ -280,10 +314,16 @@ export const claimCheckpoint = (job: string): Effect.Effect<Checkpoint, SqlError
     const sql = yield* SqlClient.SqlClient
     const table = sql.literal(yield* jobsTable)
     const columns = sql.literal(checkpointColumns)
+    if ((yield* Database.dialect) === "pg") {
+      // One statement per batch once the row exists (every batch after the job's first).
+      const locked = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      if (locked[0] !== undefined) return toCheckpoint(locked[0])
+      yield* startJob(job)
+      const created = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      return toCheckpoint(created[0]!)
+    }
     yield* startJob(job)
-    const rows = (yield* Database.dialect) === "pg"
-      ? yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
-      : yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job}`
+    const rows = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job}`
     return toCheckpoint(rows[0]!)
   }))
 
@@ -299,7 +339,7 @@ export const startJob = (job: string): Effect.Effect<void, SqlError, SqlClient.S
     const sql = yield* SqlClient.SqlClient
     const now = yield* Timestamp.now
     yield* sql`INSERT INTO ${sql.literal(yield* jobsTable)} (${sql.literal(checkpointColumns)})
-      VALUES (${job}, NULL, 0, 0, 0, 0, 0, 'running', ${now}, ${now})
+      VALUES (${job}, NULL, 0, 0, 0, 0, 0, 'running', ${now}, ${now}, NULL)
       ON CONFLICT (job) DO NOTHING`
   }))
 
@@ -315,10 +355,13 @@ export const saveCheckpoint = (job: string, update: CheckpointUpdate): Effect.Ef
   Database.withStrataClient(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const now = yield* Timestamp.now
+    const skipped = update.skipped === undefined || update.skipped.length === 0 ? null : JSON.stringify(update.skipped)
+    // Without ranges given, the saved ones stay.
+    const setSkipped = sql.literal(update.skipped === undefined ? "" : "skipped = excluded.skipped,")
     yield* sql`INSERT INTO ${sql.literal(yield* jobsTable)} (${sql.literal(checkpointColumns)})
       VALUES (${job}, ${update.cursor}, ${update.processed}, ${update.updated}, ${update.rejected}, ${update.alreadySet},
-        ${update.outOfScope}, ${update.state}, ${now}, ${now})
-      ON CONFLICT (job) DO UPDATE SET
+        ${update.outOfScope}, ${update.state}, ${now}, ${now}, ${skipped})
+      ON CONFLICT (job) DO UPDATE SET ${setSkipped}
         cursor = excluded.cursor,
         processed = excluded.processed,
         updated = excluded.updated,
@@ -447,6 +490,16 @@ export type KeyValue = number | bigint | string
  */
 export const encodeKeyCursor = (value: KeyValue): string =>
   typeof value === "string" ? `t:${value}` : `i:${typeof value === "bigint" ? value.toString() : String(Math.trunc(value))}`
+
+/**
+ * SQL computing `encodeKeyCursor` of the key value `expression` (of a key walked as `kind`), for a
+ * statement that advances a checkpoint itself: the same text the function writes.
+ *
+ * @since 0.2.0
+ * @category keys
+ */
+export const keyCursorSql = (expression: string, kind: "integer" | "text"): string =>
+  `(${kind === "integer" ? "'i:'" : "'t:'"} || (${expression})::text)`
 
 /**
  * Decimal integer text (`-?\d+`) as a `KeyValue`: a number when it is a safe integer, else a `bigint`, never rounded.

@@ -70,7 +70,7 @@ export interface Options {
    * and stay pending. Default 10,000.
    */
   readonly queueCapacity?: number | undefined
-  /** How often the background fiber writes what is queued. Default 100 ms. */
+  /** How often the background fiber writes what is queued (more than zero). Default 100 ms. */
   readonly flushInterval?: Duration.DurationInput | undefined
   /**
    * Rows per UPDATE statement (a positive integer). Default 500; 5,000 on the SQLite write-back's own
@@ -88,14 +88,15 @@ export interface Options {
    * waits. Default 1 second. SQLite on the app's client (an in-memory database, for example): the
    * connection's `busy_timeout` while the write-back runs, so a write lock held elsewhere never stalls the
    * process for the connection's own (long) busy timeout: better-sqlite3 waits synchronously, blocking
-   * every fiber. Default 50 ms. PostgreSQL: `statement_timeout` of the write-back's transaction.
-   * Default 1 second.
+   * every fiber. Default 50 ms. PostgreSQL: `lock_timeout` of the write-back's transaction (a wait for
+   * locks, as on SQLite, not the statement's own work). Default 1 second.
    */
   readonly writeTimeout?: Duration.DurationInput | undefined
 }
 
 /**
- * A numeric option of `layer` is not allowed (e.g. `maxBatchRows: 2.5`); the layer is not built.
+ * An option of `layer` is not allowed (e.g. `maxBatchRows: 2.5`, `flushInterval: 0`, `writeTimeout: "0.5 millis"`);
+ * the layer is not built.
  *
  * @since 0.1.0
  */
@@ -362,8 +363,13 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     let maxBatchRows = maxBatchRowsOption
     const enabled = options.enabled ?? (yield* Config.boolean("STRATA_LAZY_MIGRATION").pipe(Config.withDefault(true)))
     const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
-    const flushInterval = Duration.decode(options.flushInterval ?? Duration.millis(100))
-    const drainTimeout = Duration.decode(options.drainTimeout ?? Duration.seconds(5))
+    const flushInterval = yield* NumericOption.resolveDuration("flushInterval", options.flushInterval, "100 millis", NumericOption.positiveDuration, invalidOption)
+    const drainTimeout = yield* NumericOption.resolveDuration("drainTimeout", options.drainTimeout, "5 seconds", NumericOption.nonNegativeDuration, invalidOption)
+    // Its default depends on where the write-back runs (below); a value given is checked here. Whole milliseconds
+    // reach the database (busy_timeout, lock_timeout), so less than one is refused.
+    const writeTimeout = options.writeTimeout == null
+      ? undefined
+      : yield* NumericOption.resolveDuration("writeTimeout", options.writeTimeout, "1 second", NumericOption.durationOfAtLeast("1 millis"), invalidOption)
 
     const sql = yield* SqlClient.SqlClient
     const dialect = yield* Database.dialect
@@ -371,11 +377,12 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
       ? yield* appColumnNames(sql, [...new Set(Lazy.rules(plan).flatMap(ruleColumns))])
       : new Map<string, string>()
     const tables = tableRules(plan, (column) => appNames.get(column) ?? column)
-    const writeTimeoutMs = (fallback: Duration.DurationInput) =>
-      Math.max(1, Math.trunc(Duration.toMillis(options.writeTimeout ?? fallback)))
+    const writeTimeoutMs = (fallback: Duration.DurationInput) => Math.trunc(Duration.toMillis(writeTimeout ?? fallback))
     // On the readers' thread a SQLite lock wait blocks every fiber, so it is kept short; on the worker's it blocks no reader.
     const clientWriter = LazyWriteBack.clientWriter(sql, dialect, writeTimeoutMs(dialect === "sqlite" ? "50 millis" : "1 second"))
     let writer: LazyWriteBack.Writer = clientWriter
+    // Called between reads: hears the write-back thread's answer even when a tight read loop keeps the event loop from turning.
+    let pollWriter: (() => void) | undefined
     let writeBackPath: Effect.Effect<WriteBackPath> = Effect.succeed(
       !enabled || !writeBack
         ? { _tag: "Off" }
@@ -393,6 +400,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
           ))
         writer = onWorker.writer
         writeBackPath = onWorker.path
+        pollWriter = onWorker.poll
       }
     }
     const counts = {
@@ -410,7 +418,9 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     // Rung when a full batch is waiting: a fiber reading SQLite in a tight loop never lets the event loop fire
     // timers. It does not let the write-back in either: Effect's semaphores are not fair, so a reader that takes
     // and releases the one connection thousands of times between yields starves a waiting writer. So while a
-    // full batch waits, readers that add to it yield once (a scheduler turn, never a wait on the database).
+    // full batch waits, readers that add to it (or find the queue full) yield once (a scheduler turn, never a
+    // wait on the database). On the write-back's own thread the yields matter too: every 2,048 turns Effect's
+    // scheduler lets the event loop run, and only then is the thread's answer heard and the next batch taken.
     const batchFull = yield* Queue.sliding<void>(1)
     const backlogIsFull = (): boolean => {
       const size = queue.unsafeSize()
@@ -426,6 +436,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
     const fixRowsNow = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
       let fixedRows = 0
       let queuedRows = 0
+      let droppedRows = 0
       let result: Array<Row> | undefined
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i] as Readonly<Record<string, unknown>>
@@ -467,18 +478,19 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
           queuedRows++
         } else {
-          counts.dropped++
-          rules.unpublished.dropped++
+          droppedRows++
         }
       }
       if (fixedRows > 0) {
         counts.fixed += fixedRows
         rules.unpublished.fixed += fixedRows
       }
-      if (queuedRows > 0) {
-        counts.queued += queuedRows
-        if (backlogIsFull()) backlogFull = true
+      if (droppedRows > 0) {
+        counts.dropped += droppedRows
+        rules.unpublished.dropped += droppedRows
       }
+      if (queuedRows > 0) counts.queued += queuedRows
+      if ((queuedRows > 0 || droppedRows > 0) && backlogIsFull()) backlogFull = true
       return result ?? rows
     }
 
@@ -496,6 +508,7 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
 
     // While a full batch waits, the reader that added to it yields one scheduler turn (see `batchFull`).
     const handOn = <A>(value: A): Effect.Effect<A> => {
+      if (pollWriter !== undefined) pollWriter()
       if (!backlogFull) return Effect.succeed(value)
       backlogFull = false
       return Effect.as(Effect.yieldNow(), value)
@@ -779,7 +792,7 @@ export class LazyMigration extends Effect.Service<LazyMigration>()("@strata/sql/
 
 /**
  * The service for `plan`, with its write-back fiber living in the layer's scope (drained on close).
- * Fails to build with `InvalidLazyMigrationOptions` when a numeric option is not allowed.
+ * Fails to build with `InvalidLazyMigrationOptions` when an option is not allowed (a count, or a duration out of range).
  *
  * @since 0.1.0
  */

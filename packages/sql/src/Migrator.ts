@@ -650,15 +650,15 @@ export interface DryRunResult {
 /**
  * The plan against the database, for a CI gate: `ok` when every migration is applied with its
  * checksum. Otherwise the drifted or pending migrations are in `migrations`, what `run` would refuse
- * with before applying anything in `refusal`, and what the preflight found wrong with the pending
- * migrations in `problems`.
+ * with before applying anything in `refusal` (a contract migration's closed gate included), and what
+ * the preflight found wrong with the pending migrations in `problems`.
  *
  * @since 0.2.0
  * @category models
  */
 export interface ValidationReport extends StatusReport {
   readonly ok: boolean
-  readonly refusal: MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder | undefined
+  readonly refusal: MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder | ContractUnverified | undefined
   readonly problems: ReadonlyArray<Preflight.PreflightProblem>
 }
 
@@ -1136,7 +1136,13 @@ export const make = (
         const report = statusOf(rows, yield* indexStatuses)
         const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
         const problems = yield* preflightProblems(pending)
-        const refusal = Either.getLeft(select(rows, undefined)).pipe(Option.getOrUndefined)
+        const selected = select(rows, undefined)
+        const refusal = Either.isLeft(selected)
+          ? selected.left
+          : yield* contractGate(selected.right).pipe(
+            Effect.as(undefined),
+            Effect.catchTag("ContractUnverified", (unverified) => Effect.succeed(unverified))
+          )
         const ok = refusal === undefined && problems.length === 0 &&
           report.migrations.every((migration) => migration.state === "applied")
         return { ...report, ok, refusal, problems }

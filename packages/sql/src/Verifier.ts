@@ -30,6 +30,7 @@ import { Checks, Identifier, Options as CoreOptions, type Plan, Timestamp } from
 import { Context, Effect, Layer, Schema } from "effect"
 import * as Database from "./Database.js"
 import * as Verifications from "./Verifications.js"
+import * as SqlErrors from "./SqlErrors.js"
 import {
   afterCursor,
   inspectJob,
@@ -553,11 +554,17 @@ export const make = (plan: Plan.Plan): Effect.Effect<Verifier, never, SqlClient.
     const schema = yield* Database.StrataSchema
     const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.provideService(Database.StrataSchema, schema))
-    // Every verification is recorded, per job: a contract migration's gate reads the latest (see `Verifications`).
+    // Every verification is recorded, per job: a contract migration's gate reads the latest (see
+    // `Verifications`). The report stands on its own: a verifier that may only read (a monitoring
+    // role, a read-only replica or file) still gets it, with a warning that no gate will see it.
     const recorded = (repair: boolean) => (options: Options) =>
       Effect.tap(buildReport(plan, options, repair), ({ report }) =>
         Verifications.record(Verifications.fromReport(plan, report)).pipe(
-          Effect.mapError(jobDatabaseError(Object.keys(report.rowsScanned).join(", ")))
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `verification not recorded (a contract migration's gate will not see it): ${SqlErrors.failureText(error)}`
+            ).pipe(Effect.annotateLogs({ plan: plan.name, jobs: Object.keys(report.rowsScanned).join(", ") }))
+          )
         ))
     const report = (options: Options = {}): Effect.Effect<VerificationReport, VerifyError> =>
       onStrataClient(Effect.map(recorded(false)(options), (built) => built.report))

@@ -256,6 +256,7 @@ describeEachEngine("BackfillRunner", (engine) => {
       expect(yield* refused({ maxBatchTime: -1 })).toEqual(["maxBatchTime", `must be a finite duration of more than zero ${form}, got -1`])
       expect(yield* refused({ maxBatchTime: 0 })).toEqual(["maxBatchTime", `must be a finite duration of more than zero ${form}, got 0`])
       expect(yield* refused({ pause: -5 })).toEqual(["pause", `must be a finite duration of zero or more ${form}, got -5`])
+      expect(yield* refused({ batchLockTimeout: 0 })).toEqual(["batchLockTimeout", `must be a finite duration of more than zero ${form}, got 0`])
       expect(yield* refused({ pause: "soon" as Duration.DurationInput })).toEqual(["pause", `must be a finite duration of zero or more ${form}, got "soon"`])
       expect(yield* BackfillRunner.checkOptions({ pause: -5 }).pipe(Effect.flip, Effect.map((e) => e.option))).toBe("pause")
       expect(yield* tableExists("strata_jobs")).toBe(false)

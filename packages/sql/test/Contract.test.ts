@@ -64,6 +64,8 @@ describeEachEngine("contract phase", (engine) => {
         `Migration 3 "contract" of plan events is a contract and was not applied, nothing was changed: ${job} was never verified; backfill and verify (strata verify) the job first`
       )
       expect((yield* refusal(Migrator.dryRun().pipe(Effect.provide(Migrator.layer(p)))))._tag).toBe("ContractUnverified")
+      const validation = yield* Migrator.validate().pipe(Effect.provide(Migrator.layer(p)))
+      expect([validation.ok, validation.refusal?._tag, validation.refusal?.message]).toEqual([false, "ContractUnverified", never.message])
       expect(yield* appliedIds).toEqual([1, 2])
 
       // Verified before the backfill: rows are missing, so it fails, and the gate says which checks.

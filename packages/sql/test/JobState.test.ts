@@ -25,10 +25,17 @@ describeEachEngine("jobState", (engine) => {
           rejected: 2,
           alreadySet: 2,
           outOfScope: 1,
+          skipped: [],
           state: "done",
           startedAtMs: 1000,
           updatedAtMs: 1500
         }))
+        // Ranges stepped over round-trip, and a save that gives none keeps them.
+        const skipped = [{ from: null, to: "i:3" }, { from: "i:7", to: "i:8" }]
+        yield* JobState.saveCheckpoint("a.b", { cursor: "i:20", processed: 20, updated: 15, rejected: 2, alreadySet: 2, outOfScope: 1, state: "running", skipped })
+        yield* JobState.saveCheckpoint("a.b", { cursor: "i:21", processed: 21, updated: 16, rejected: 2, alreadySet: 2, outOfScope: 1, state: "running" })
+        expect(Option.map(yield* JobState.loadCheckpoint("a.b"), (c) => [c.cursor, c.skipped])).toEqual(Option.some(["i:21", skipped]))
+        yield* JobState.saveCheckpoint("a.b", { cursor: "i:20", processed: 20, updated: 15, rejected: 2, alreadySet: 2, outOfScope: 1, state: "done", skipped: [] })
         yield* JobState.setState("a.b", "paused")
         expect(Option.map(yield* JobState.loadCheckpoint("a.b"), (c) => c.state)).toEqual(Option.some("paused"))
 
@@ -71,6 +78,7 @@ describeEachEngine("jobState", (engine) => {
           rejected: 1,
           alreadySet: 0,
           outOfScope: 0,
+          skipped: [],
           state: "done",
           startedAtMs: 100,
           updatedAtMs: 200

@@ -311,6 +311,26 @@ describeEachEngine("LazyMigration", (engine) => {
       expect(yield* pendingEvents).toBe(5)
     })))
 
+  it.effect("refuses a flushInterval, drainTimeout or writeTimeout out of range with InvalidLazyMigrationOptions", () =>
+    inDatabase(Effect.gen(function*() {
+      yield* insertEvents(5)
+      const forms = `(milliseconds as a number, "2 seconds", or a Duration)`
+      const cases: ReadonlyArray<readonly [LazyMigration.Options, string, string]> = [
+        [{ flushInterval: 0 }, "flushInterval", `must be a finite duration of more than zero ${forms}, got 0`],
+        [{ flushInterval: -5 }, "flushInterval", `must be a finite duration of more than zero ${forms}, got -5`],
+        [{ drainTimeout: "-1 seconds" }, "drainTimeout", `must be a finite duration of zero or more ${forms}, got "-1 seconds"`],
+        [{ writeTimeout: "0.5 millis" }, "writeTimeout", `must be a finite duration of at least 1ms ${forms}, got "0.5 millis"`],
+        [{ writeTimeout: Number.POSITIVE_INFINITY }, "writeTimeout", `must be a finite duration of at least 1ms ${forms}, got Infinity`]
+      ]
+      for (const [options, option, reason] of cases) {
+        const error = yield* Effect.flip(Layer.build(LazyMigration.layer(plan, { ...testOptions, ...options })))
+        expect(error).toEqual(new LazyMigration.InvalidLazyMigrationOptions({ option, reason }))
+      }
+      // Zero is a drain timeout (closing writes nothing more) and the smallest write timeout is one millisecond.
+      yield* Effect.scoped(Layer.build(LazyMigration.layer(plan, { ...testOptions, drainTimeout: 0, writeTimeout: "1 millis" })))
+      expect(yield* pendingEvents).toBe(5)
+    })))
+
   it.effect("enabled: false returns rows exactly as read; writeBack: false fills them without writing", () =>
     inDatabase(Effect.gen(function*() {
       yield* insertEvents(1)

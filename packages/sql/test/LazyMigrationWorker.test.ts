@@ -7,9 +7,11 @@
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
+import { Plan } from "@strata/core"
 import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
+import * as Path from "node:path"
 import { threadId } from "node:worker_threads"
-import { describeEachEngine, tempSqliteFile } from "../../../test/support/databases.js"
+import { describeEachEngine, tempDirectory, tempSqliteFile } from "../../../test/support/databases.js"
 import { Database, LazyMigration } from "../src/index.js"
 import {
   applyPlan,
@@ -24,6 +26,7 @@ import {
   readEvent,
   sqlText,
   tenThousandReads,
+  testOptions,
   withLazy,
   wrongEvents
 } from "./lazyFixtures.js"
@@ -176,5 +179,42 @@ describe("LazyMigration write-back on SQLite without a thread of its own", () =>
       }).pipe(withLazy(), Effect.provide(logs.layer), Effect.provide(app))
       const warnings = logs.lines.filter((line) => line.message.startsWith("lazy write-back runs on the readers' thread"))
       expect(warnings.map((line) => [line.level, line.annotations["reason"]])).toEqual([["WARN", expect.stringContaining("journal_mode delete")]])
+    }))
+
+  // The plan names the table in an attached database; each case attaches its own file to a fresh client.
+  const attachedPlan = Plan.make("lazy_attached", [Plan.migration(1, "shadow", [Plan.epochShadow("app.events", "happened_at")])])
+
+  it.scoped("a table in an attached database: written back from the thread when that file is in WAL mode, on the readers' thread when not", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDirectory
+      for (const wal of [true, false]) {
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql.unsafe(`ATTACH DATABASE '${Path.join(directory, `app-${wal}.db`)}' AS app`)
+          if (wal) yield* sql.unsafe("PRAGMA app.journal_mode = WAL")
+          // A table of the same name in main: the write-back must reach app's.
+          yield* sql.unsafe("CREATE TABLE events (event_id INTEGER PRIMARY KEY, happened_at TEXT, happened_at_ms INTEGER)")
+          yield* sql.unsafe("CREATE TABLE app.events (event_id INTEGER PRIMARY KEY, happened_at TEXT, happened_at_ms INTEGER)")
+          yield* sql.unsafe(`INSERT INTO app.events (event_id, happened_at) VALUES (1, '${sqlText(eventMillis(1))}'), (2, '${sqlText(eventMillis(2))}')`)
+          yield* Effect.gen(function*() {
+            const path = yield* LazyMigration.writeBackPath
+            expect(path).toEqual(
+              wal
+                ? { _tag: "Worker", threadId: expect.any(Number) }
+                : { _tag: "Client", reason: "the write-back's own connection cannot use the database: attached database app is in journal_mode delete, not WAL" }
+            )
+            const rows = yield* sql<{ readonly happened_at_ms: unknown }>`SELECT * FROM app.events ORDER BY event_id`.pipe(
+              LazyMigration.withFixUp("app.events")
+            )
+            expect(rows.map((row) => row.happened_at_ms)).toEqual([eventMillis(1), eventMillis(2)])
+            yield* LazyMigration.flush
+            expect(yield* LazyMigration.stats).toMatchObject({ queued: 2, writtenBack: 2, failed: 0 })
+          }).pipe(Effect.provide(LazyMigration.layer(attachedPlan, testOptions).pipe(Layer.orDie)))
+          expect(yield* sql`SELECT event_id, happened_at_ms FROM app.events ORDER BY event_id`).toEqual([
+            { event_id: 1, happened_at_ms: eventMillis(1) },
+            { event_id: 2, happened_at_ms: eventMillis(2) }
+          ])
+        }).pipe(Effect.scoped, Effect.provide(Database.layer({ url: Path.join(directory, `main-${wal}.db`) }).pipe(Layer.orDie)))
+      }
     }))
 })

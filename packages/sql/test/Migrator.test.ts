@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan, Plans } from "@strata/core"
 import { Deferred, Effect, Either, Exit, Fiber, HashMap, Layer, Logger, Schedule, TestClock } from "effect"
-import { describeEachEngine, hasPg, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
+import { describeEachEngine, pgTestUrlWithSchema, tempSqliteFile } from "../../../test/support/databases.js"
 import { BackfillRunner, Database, Migrator } from "../src/index.js"
 import { advisoryLockKey } from "../src/internal/lockedTransaction.js"
 
@@ -715,7 +715,7 @@ describe("Migrator lock timeout and interruption", () => {
       )
     })))
 
-  it.live.skipIf(!hasPg())("PostgreSQL: another session holding the plan's advisory lock", () =>
+  it.live("PostgreSQL: another session holding the plan's advisory lock", () =>
     Effect.scoped(Effect.gen(function*() {
       const { schema, url } = yield* pgTestUrlWithSchema()
       // The runner lock names the history table with the schema it resolves to.
@@ -759,7 +759,7 @@ describe("Migrator lock timeout and interruption", () => {
       expect((yield* runner).applied.map((m) => m.id)).toEqual([1])
     })))
 
-  it.live.skipIf(!hasPg())("PostgreSQL: a migration interrupted mid-statement rolls back and releases the lock", () =>
+  it.live("PostgreSQL: a migration interrupted mid-statement rolls back and releases the lock", () =>
     Effect.scoped(Effect.gen(function*() {
       const { url } = yield* pgTestUrlWithSchema()
       const runnerClient = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))

@@ -8,7 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan, Plans } from "@strata/core"
 import { Effect, Layer } from "effect"
 import * as Path from "node:path"
-import { describeEachEngine, hasPg, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
+import { describeEachEngine, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
 import { BackfillRunner, Database, Migrator } from "../src/index.js"
 
 const legacySetup = Effect.gen(function*() {
@@ -60,7 +60,7 @@ const qualifiedPlan = (schema: string) =>
   ])
 
 describe("Migrator with schema-qualified tables", () => {
-  it.scoped.skipIf(!hasPg())("PostgreSQL: app.messages outside the search_path; strata_migrations where the app says", () =>
+  it.scoped("PostgreSQL: app.messages outside the search_path; strata_migrations where the app says", () =>
     Effect.gen(function*() {
       const { home, schema, url } = yield* pgForeignSchema()
       const client = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))

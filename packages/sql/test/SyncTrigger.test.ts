@@ -7,8 +7,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
 import { Compile, Plan, Timestamp } from "@strata/core"
 import { Effect, Either, Layer } from "effect"
-import { describeEachEngine, hasPg, pgForeignSchema } from "../../../test/support/databases.js"
-import { BackfillRunner, Database, Migrator, Verifier } from "../src/index.js"
+import * as Path from "node:path"
+import { describeEachEngine, pgForeignSchema, tempDirectory } from "../../../test/support/databases.js"
+import { BackfillRunner, Database, LazyMigration, Migrator, Verifier } from "../src/index.js"
 
 const ms = (text: string): number => Either.getOrThrow(Timestamp.parse(text))
 
@@ -80,6 +81,16 @@ const transition = (table: string) =>
     yield* oldAppWrites(table)
     expect(yield* readEvents(table)).toEqual(afterOldApp)
 
+    // A read on the lazy path gets the value the trigger left NULL at once, and writes it back.
+    const [read] = yield* Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql.unsafe<Record<string, unknown>>(`SELECT * FROM ${table} WHERE event_id = 2`).pipe(LazyMigration.withFixUp(table))
+      yield* LazyMigration.flush
+      return rows
+    }).pipe(Effect.provide(LazyMigration.layer(plan, { flushInterval: "10 millis" }).pipe(Layer.orDie)))
+    expect(Number(Object.entries(read!).find(([column]) => /^created_?at_?ms$/i.test(column))?.[1])).toBe(ms("2024-01-15T12:00:00Z"))
+    expect((yield* readEvents(table))[1]).toEqual([2, ms("2024-01-15T12:00:00Z"), "x@y.z"])
+
     // What the trigger left NULL, the backfill converts in JavaScript (row 3 has no instant to give).
     const summaries = yield* BackfillRunner.run().pipe(Effect.provide(BackfillRunner.layer(plan).pipe(Layer.orDie)))
     expect(summaries.map((s) => [s.job, s.outcome])).toEqual([
@@ -124,7 +135,7 @@ describeEachEngine("sync triggers", (engine) => {
     }).pipe(Effect.provide(engine.layer())))
 })
 
-it.scoped.skipIf(!hasPg())("sync triggers [pg]: a table in a schema off the search_path", () =>
+it.scoped("sync triggers [pg]: a table in a schema off the search_path", () =>
   Effect.gen(function*() {
     const { schema, url } = yield* pgForeignSchema()
     const client = yield* Layer.build(Database.layer({ url }).pipe(Layer.orDie))
@@ -133,4 +144,23 @@ it.scoped.skipIf(!hasPg())("sync triggers [pg]: a table in a schema off the sear
     const functions = yield* sql<{ proname: string }>`
       SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ${schema} ORDER BY p.proname`
     expect(functions.map((f) => f.proname)).toEqual(["strata_sync_events_created_at_ms", "strata_sync_events_email_lower"])
+  }))
+
+it.scoped("sync triggers [sqlite]: a table in an attached database", () =>
+  Effect.gen(function*() {
+    const directory = yield* tempDirectory
+    const client = yield* Layer.build(Database.layer({ url: Path.join(directory, "main.db") }).pipe(Layer.orDie))
+    const sql = yield* SqlClient.SqlClient.pipe(Effect.provide(client))
+    yield* sql.unsafe(`ATTACH DATABASE '${Path.join(directory, "app.db")}' AS app`)
+    // A table of the same name in main: the triggers must be app's, on app.events.
+    yield* sql.unsafe(`CREATE TABLE events (event_id INTEGER PRIMARY KEY, created_at TEXT, email TEXT)`)
+    yield* transition("app.events").pipe(Effect.provide(client))
+    const triggers = yield* sql<{ name: string }>`SELECT name FROM app.sqlite_master WHERE type = 'trigger' ORDER BY name`
+    expect(triggers.map((t) => t.name)).toEqual([
+      "strata_sync_events_created_at_ms_insert",
+      "strata_sync_events_created_at_ms_update",
+      "strata_sync_events_email_lower_insert",
+      "strata_sync_events_email_lower_update"
+    ])
+    expect(yield* sql`SELECT name FROM main.sqlite_master WHERE type = 'trigger'`).toEqual([])
   }))

@@ -10,7 +10,6 @@
  * strata's own tables.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { Identifier } from "@strata/core"
@@ -28,14 +27,18 @@ export interface Connections {
 
 const unprepared = (connection: Connection, statement: string) => connection.executeUnprepared(statement, [], undefined)
 
-/** A SqlClient whose every statement and transaction runs on `connection`. */
+/**
+ * A SqlClient whose every statement and transaction runs on `connection`. The PostgreSQL driver is
+ * an optional peer, imported here rather than at module load; a pool is open, so it is installed.
+ */
 const onConnection = (connection: Connection): Effect.Effect<SqlClient.SqlClient> =>
-  SqlClient.make({
-    acquirer: Effect.succeed(connection),
-    transactionAcquirer: Effect.succeed(connection),
-    compiler: PgClient.makeCompiler(),
-    spanAttributes: [[("db.system"), "postgresql"]]
-  }).pipe(Effect.provide(Reactivity.layer))
+  Effect.flatMap(Effect.promise(() => import("@effect/sql-pg/PgClient")), (PgClient) =>
+    SqlClient.make({
+      acquirer: Effect.succeed(connection),
+      transactionAcquirer: Effect.succeed(connection),
+      compiler: PgClient.makeCompiler(),
+      spanAttributes: [[("db.system"), "postgresql"]]
+    })).pipe(Effect.provide(Reactivity.layer))
 
 /**
  * Connections for one fleet run. `pgPoolSize` bounds each PostgreSQL server's pool.

@@ -298,3 +298,20 @@ export const selectList = (table: JobTable): string =>
     `${table.key.sql} AS __strata_key`,
     ...[...new Set([...table.job.reads, ...Backfill.targetColumns(table.job)])].map(Identifier.quote)
   ].join(", ")
+
+/** SQL: the row is outside the job's scope (no required source value, or the row filter does not match). */
+export const outOfScopeSql = (table: JobTable, params: Params): string => {
+  const parts: Array<string> = []
+  if (table.job.requires !== undefined) parts.push(`${Identifier.quote(table.job.requires)} IS NULL`)
+  const filter = filterSql(table.job.filter, params)
+  if (filter !== undefined) parts.push(`NOT COALESCE(${filter}, FALSE)`)
+  return parts.length === 0 ? "FALSE" : `(${parts.join(" OR ")})`
+}
+
+/** SQL: every target of the row is set. */
+export const allSetSql = (table: JobTable): string =>
+  `(${Backfill.targetColumns(table.job).map((t) => `${Identifier.quote(t)} IS NOT NULL`).join(" AND ")})`
+
+/** The keyset condition "after `cursor`, up to `end` (inclusive)", binding both into `params`. */
+export const inRange = (table: JobTable, params: Params, cursor: KeyValue | undefined, end: KeyValue): string =>
+  `${afterCursor(table, params, cursor)} AND ${table.key.sql} <= ${params.bind(keyParam(table, end))}`

@@ -7,7 +7,9 @@
  * It runs statements it is sent and answers how many rows each wrote; it builds none itself (the
  * statement is `keyedUpdate`'s, built on the reader's side). Protocol, over the worker's port:
  * - out, once: `{ type: "ready", threadId }` or `{ type: "unavailable", reason }` (then it exits);
- * - in: `{ type: "run", id, sql, params }`, answered by `{ id, written }` or `{ id, error: { message, code } }`;
+ * - in: `{ type: "run", id, sql, params }`, answered by `{ id, written }` or `{ id, error: { message, code } }`,
+ *   and a success also in `setup.done` (shared memory: `[id + 1, written]`), which the readers' thread can read
+ *   between two reads without waiting for its event loop to turn;
  * - in: `{ type: "close" }`: closes the connection and exits.
  */
 import { createRequire } from "node:module"
@@ -15,13 +17,14 @@ import { parentPort, threadId, workerData } from "node:worker_threads"
 
 /**
  * @typedef {{ readonly name: string, readonly file: string }} Attached
- * @typedef {{ readonly driver: string, readonly filename: string, readonly attached: ReadonlyArray<Attached>, readonly busyTimeoutMs: number }} Setup
+ * @typedef {{ readonly driver: string, readonly filename: string, readonly attached: ReadonlyArray<Attached>, readonly busyTimeoutMs: number, readonly done: SharedArrayBuffer }} Setup
  * @typedef {{ prepare(sql: string): { all(...params: ReadonlyArray<unknown>): ReadonlyArray<unknown> }, pragma(sql: string, options?: { simple?: boolean }): unknown, exec(sql: string): unknown, close(): unknown }} Connection
  */
 
 const port = parentPort
 if (port === null) throw new Error("lazyWorker.js runs as a worker thread")
 const setup = /** @type {Setup} */ (workerData)
+const done = new Int32Array(setup.done)
 
 /** @param {unknown} error */
 const describe = (error) => ({
@@ -41,17 +44,21 @@ const open = () => {
       createRequire(import.meta.url)(setup.driver)
     )
     db = new Sqlite(setup.filename, { fileMustExist: true })
-    // Only WAL lets this connection write while the readers' connection reads.
-    const mode = db.pragma("journal_mode", { simple: true })
-    if (mode !== "wal") {
-      db.close()
-      return `the database is in journal_mode ${String(mode)}, not WAL`
+    for (const { file, name } of setup.attached) db.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${quote(name)}`)
+    // Only WAL lets this connection write while the readers' connection reads: the main file and each attached one.
+    for (const name of ["main", ...setup.attached.map((database) => database.name)]) {
+      const mode = db.pragma(`${quote(name)}.journal_mode`, { simple: true })
+      if (mode !== "wal") {
+        db.close()
+        return name === "main"
+          ? `the database is in journal_mode ${String(mode)}, not WAL`
+          : `attached database ${name} is in journal_mode ${String(mode)}, not WAL`
+      }
     }
     // How long a statement waits for another writer before it fails (counted; the rows stay pending).
     db.pragma(`busy_timeout = ${Math.trunc(setup.busyTimeoutMs)}`)
     // A write-back lost to a power cut is redone by a later read or the backfill: no fsync per batch.
-    db.pragma("synchronous = NORMAL")
-    for (const { file, name } of setup.attached) db.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${quote(name)}`)
+    for (const name of ["main", ...setup.attached.map((database) => database.name)]) db.pragma(`${quote(name)}.synchronous = NORMAL`)
     return db
   } catch (error) {
     try {
@@ -91,6 +98,9 @@ if (typeof opened === "string") {
     }
     try {
       const written = statement(message.sql).all(...message.params).length
+      // The count first: the id is what the other side waits to see.
+      Atomics.store(done, 1, written)
+      Atomics.store(done, 0, message.id + 1)
       port.postMessage({ id: message.id, written })
     } catch (error) {
       prepared.delete(message.sql)

@@ -32,6 +32,8 @@ export interface WorkerSetup {
   readonly filename: string
   readonly attached: ReadonlyArray<{ readonly name: string; readonly file: string }>
   readonly busyTimeoutMs: number
+  /** `[id + 1, written]` of the last statement that succeeded, written by the worker (see `poll`). */
+  readonly done: SharedArrayBuffer
 }
 
 /**
@@ -73,19 +75,23 @@ export const workerSetup = (
     if (main === undefined || main.file === "") {
       return Either.left("the database is in memory (or temporary), so no other connection can open it")
     }
-    const attached = listed.right.filter((database) => database.name !== "main" && database.name !== "temp" && database.file !== "")
+    // The attached databases the plan's `schema.table` names live in; the worker attaches those.
+    const attached: Array<{ readonly name: string; readonly file: string }> = []
     for (const table of tables) {
       const schema = Identifiers.tableParts(table).schema?.toLowerCase()
-      if (schema === undefined || schema === "main") continue
-      if (!attached.some((database) => database.name.toLowerCase() === schema)) {
+      if (schema === undefined || schema === "main" || attached.some((database) => database.name.toLowerCase() === schema)) continue
+      const database = listed.right.find((database) => database.name.toLowerCase() === schema && database.name !== "temp")
+      if (database === undefined || database.file === "") {
         return Either.left(`table ${table} is in database ${schema}, which another connection cannot attach`)
       }
+      attached.push(database)
     }
     return Either.map(resolveDriver(), (driver) => ({
       driver,
       filename: main.file,
       attached: attached.map(({ file, name }) => ({ file, name })),
-      busyTimeoutMs
+      busyTimeoutMs,
+      done: new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT)
     }))
   })
 
@@ -110,12 +116,20 @@ const statementFailed = (error: { readonly message: string; readonly code: unkno
  * Where the worker cannot open the database, or its thread fails, statements go to `fallback` (the
  * app's client); `fellBack` is told why, once. A statement in flight when the thread fails is counted
  * as failed by the caller (its rows stay pending).
+ *
+ * The worker's answer arrives as a message, which is heard only when the event loop turns; a tight loop
+ * of SQLite reads lets it turn once every 2,048 scheduler turns. `poll`, called by the readers between
+ * two reads, hears a success from shared memory at once (a failure still waits for its message).
  */
 export const workerWriter = (
   setup: WorkerSetup,
   fallback: Writer,
   fellBack: (reason: string) => Effect.Effect<void>
-): Effect.Effect<{ readonly writer: Writer; readonly path: Effect.Effect<WriteBackPath> }, never, Scope.Scope> =>
+): Effect.Effect<
+  { readonly writer: Writer; readonly path: Effect.Effect<WriteBackPath>; readonly poll: () => void },
+  never,
+  Scope.Scope
+> =>
   Effect.gen(function*() {
     const settled = yield* Deferred.make<void>()
     let path: WriteBackPath | undefined
@@ -127,9 +141,10 @@ export const workerWriter = (
     const spawned = Either.try(() => new Worker(new URL("./lazyWorker.js", import.meta.url), { workerData: setup }))
     if (Either.isLeft(spawned)) {
       path = { _tag: "Client", reason: `the write-back thread cannot start: ${failureText(spawned.left)}` }
-      return { writer: fallbackWriter(), path: Effect.succeed(path) }
+      return { writer: fallbackWriter(), path: Effect.succeed(path), poll: () => {} }
     }
     const worker = spawned.right
+    const done = new Int32Array(setup.done)
     // Referenced while starting; afterwards only while someone waits for it (see `send` and the finalizer).
     const release = () => {
       if (inFlight.size === 0 && !closing) worker.unref()
@@ -141,6 +156,13 @@ export const workerWriter = (
       inFlight.clear()
       for (const resume of waiting) resume(Either.left(statementFailed({ message: reason, code: undefined })))
     }
+    const answer = (id: number, result: Either.Either<number, SqlError>) => {
+      const resume = inFlight.get(id)
+      if (resume === undefined) return
+      inFlight.delete(id)
+      release()
+      resume(result)
+    }
     worker.on("message", (reply: Reply) => {
       if (reply.type === "ready") {
         path = { _tag: "Worker", threadId: reply.threadId }
@@ -148,11 +170,14 @@ export const workerWriter = (
         return release()
       }
       if (reply.type === "unavailable") return stop(`the write-back's own connection cannot use the database: ${reply.reason}`)
-      const resume = inFlight.get(reply.id)
-      inFlight.delete(reply.id)
-      release()
-      resume?.("error" in reply ? Either.left(statementFailed(reply.error)) : Either.right(reply.written))
+      answer(reply.id, "error" in reply ? Either.left(statementFailed(reply.error)) : Either.right(reply.written))
     })
+    // Statements go one at a time (the caller holds its write lock), so the last success names the one in flight.
+    const poll = () => {
+      if (inFlight.size === 0) return
+      const id = Atomics.load(done, 0) - 1
+      if (inFlight.has(id)) answer(id, Either.right(Atomics.load(done, 1)))
+    }
     worker.on("error", (error) => stop(`the write-back thread failed: ${failureText(error)}`))
     worker.on("exit", (code) => stop(closing ? "the write-back thread was closed" : `the write-back thread exited (code ${code})`))
 
@@ -197,6 +222,7 @@ export const workerWriter = (
 
     return {
       writer,
-      path: Effect.zipRight(Deferred.await(settled), Effect.sync(() => path!))
+      path: Effect.zipRight(Deferred.await(settled), Effect.sync(() => path!)),
+      poll
     }
   })

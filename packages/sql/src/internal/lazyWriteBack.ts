@@ -105,7 +105,7 @@ export interface Writer {
 /**
  * The write-back on the app's own client, in its own short transaction (the caller runs it with any
  * transaction of the reader's taken out of the context). PostgreSQL: a pooled connection with
- * `statement_timeout`. SQLite: the one connection, held for the batch so the short `busy_timeout` set
+ * `lock_timeout`. SQLite: the one connection, held for the batch so the short `busy_timeout` set
  * for it applies to no one else's statement, and restored even when the update fails; better-sqlite3
  * waits for locks synchronously, so this blocks every fiber of the process for up to `timeoutMs`.
  *
@@ -116,7 +116,7 @@ export const clientWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg",
   run: (statement) => {
     const update = Effect.map(sql.unsafe(statement.sql, statement.params).unprepared, (rows) => rows.length)
     if (dialect === "pg") {
-      return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL statement_timeout = ${timeoutMs}`).unprepared, update))
+      return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL lock_timeout = ${timeoutMs}`).unprepared, update))
     }
     const shortBusyTimeout = Effect.flatMap(
       sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
