@@ -36,18 +36,16 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { Backfill, Identifier, Plan } from "@strata/core"
-import { Identifier as Identifiers, Lazy } from "@strata/core"
-import type { Chunk, Layer } from "effect"
-import { Cause, Clock, Config, Context, Duration, Effect, Either, Exit, Fiber, FiberRef, Metric, Option, Queue, Schema } from "effect"
+import type { Plan } from "@strata/core"
+import { Lazy, Options as NumericOption } from "@strata/core"
+import type { Layer } from "effect"
+import { Config, Context, Duration, Effect, Either, Metric, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
+import { appColumnNames, emptyCounts, readPath, ruleColumns, type TableRules, tableRules } from "./internal/lazyRead.js"
 import * as LazyWriteBack from "./internal/lazyWriteBack.js"
-import type { KeyedValues, KeyValue, TableKey } from "./internal/lazyWriteBack.js"
-import { discoverKey, keyValueOf, writeStatement } from "./internal/lazyWriteBack.js"
+import { writeBackQueue } from "./internal/lazyWriteBackQueue.js"
 import * as LazyWorker from "./internal/lazyWorkerWriter.js"
-import { Options as NumericOption } from "@strata/core"
-import { failureText } from "./SqlErrors.js"
 
 /**
  * Options of `layer`. Every field is optional.
@@ -196,187 +194,59 @@ export const metrics = {
   })
 } as const
 
-type Counter = Metric.Metric.Counter<number>
-
-interface TableMetrics {
-  readonly fixed: Counter
-  readonly unparseable: Counter
-  readonly dropped: Counter
-  readonly writtenBack: Counter
-  readonly alreadySet: Counter
-  readonly failures: Counter
-  readonly unkeyed: Counter
-}
-
-/** The rules of one table, prepared once so the read path only loops. */
-interface TableRules {
-  readonly table: Identifier.TableName
-  readonly declaredKey: Identifier.Identifier | undefined
-  readonly rules: ReadonlyArray<Lazy.Rule>
-  /** Where each rule's targets start in `targets`. */
-  readonly offsets: ReadonlyArray<number>
-  /** Per rule, the positions (in the rule's targets) of integer targets, whose stored values come back as numbers. */
-  readonly integerTargets: ReadonlyArray<ReadonlyArray<number>>
-  /** Every target of the table's rules, in rule order. */
-  readonly targets: ReadonlyArray<Backfill.Target>
-  /** Per rule, each target's name in the app's rows (its client may rename result columns). */
-  readonly appTargets: ReadonlyArray<ReadonlyArray<string>>
-  /**
-   * Per rule, the columns it uses as (real name, the app's name) when the app's client renames any of them:
-   * the rule then computes from a copy of the row under the real names. Undefined: the row is used as read.
-   */
-  readonly renamed: ReadonlyArray<ReadonlyArray<readonly [string, string]> | undefined>
-  readonly metrics: TableMetrics
-  /**
-   * Read-path counts not yet added to `metrics`. A tagged metric update costs about a microsecond (its
-   * key is hashed), as much as the whole fix-up, so readers count in plain numbers and the background
-   * fiber publishes them every round.
-   */
-  readonly unpublished: { fixed: number; unparseable: number; dropped: number }
-}
-
-/** A fixed row waiting for write-back: the row as read (for its key) and one value per target (null: not fixed here). */
-interface PendingRow {
-  readonly table: TableRules
-  readonly row: Readonly<Record<string, unknown>>
-  readonly values: ReadonlyArray<Backfill.Value | null>
-}
-
-/** Every column a rule reads or writes. */
-const ruleColumns = (rule: Lazy.Rule): ReadonlyArray<string> => [
-  ...new Set([
-    ...rule.targets.map((t) => t.column),
-    ...rule.reads,
-    ...(rule.requires === undefined ? [] : [rule.requires]),
-    ...(rule.filter === undefined ? [] : [rule.filter.column])
-  ])
-]
-
-/** The plan's rules by table; `appName` gives a column's name in the app's rows. */
-const tableRules = (plan: Plan.Plan, appName: (column: string) => string): ReadonlyMap<string, TableRules> => {
-  const byTable = new Map<string, Array<Lazy.Rule>>()
-  for (const rule of Lazy.rules(plan)) {
-    const rules = byTable.get(rule.table) ?? []
-    // Two steps writing the same target would fix it twice; the first wins.
-    const owned = (column: string) => rules.some((r) => r.targets.some((t) => t.column === column))
-    if (!rule.targets.some((t) => owned(t.column))) rules.push(rule)
-    byTable.set(rule.table, rules)
-  }
-  const tables = new Map<string, TableRules>()
-  for (const [table, rules] of byTable) {
-    const tagged = (counter: Counter) => Metric.tagged(counter, "table", table)
-    tables.set(table, {
-      table: rules[0]!.table,
-      declaredKey: rules.find((r) => r.key !== undefined)?.key,
-      rules,
-      offsets: rules.map((_, r) => rules.slice(0, r).reduce((n, rule) => n + rule.targets.length, 0)),
-      integerTargets: rules.map((rule) =>
-        rule.targets.flatMap((t, i) => (t.type === "integer" || t.type === "bigint" ? [i] : []))
-      ),
-      targets: rules.flatMap((r) => r.targets),
-      appTargets: rules.map((rule) => rule.targets.map((t) => appName(t.column))),
-      renamed: rules.map((rule) => {
-        const columns = ruleColumns(rule).map((column) => [column, appName(column)] as const)
-        return columns.every(([real, app]) => real === app) ? undefined : columns
-      }),
-      metrics: {
-        fixed: tagged(metrics.fixed),
-        unparseable: tagged(metrics.unparseable),
-        dropped: tagged(metrics.dropped),
-        writtenBack: tagged(metrics.writtenBack),
-        alreadySet: tagged(metrics.alreadySet),
-        failures: tagged(metrics.failures),
-        unkeyed: tagged(metrics.unkeyed)
-      },
-      unpublished: { fixed: 0, unparseable: 0, dropped: 0 }
-    })
-  }
-  return tables
-}
-
-/**
- * A stored integer (epoch ms) as a number: node-postgres returns BIGINT as text (and SQLite's safe
- * integer mode as bigint), so integer targets come back as numbers on both engines. Other values are left alone.
- */
-const storedMillis = (value: unknown): unknown => {
-  if (typeof value === "bigint") return Number.isSafeInteger(Number(value)) ? Number(value) : value
-  if (typeof value === "string" && /^-?\d{1,16}$/.test(value)) {
-    const millis = Number(value)
-    return Number.isSafeInteger(millis) ? millis : value
-  }
-  return value
-}
-
-/**
- * The name the app's client gives each column in its rows (`transformResultNames`, e.g. snake_case to
- * camelCase), found by asking it for a row with those columns. A client that renames nothing gives each back.
- */
-const appColumnNames = (sql: SqlClient.SqlClient, columns: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, string>> => {
-  if (columns.length === 0) return Effect.succeed(new Map())
-  const probe = `SELECT ${columns.map((column) => `NULL AS ${Identifiers.quote(column)}`).join(", ")}`
-  return Effect.map(Effect.either(sql.unsafe<Record<string, unknown>>(probe).unprepared), (result) => {
-    const names = Either.isRight(result) && result.right.length === 1 ? Object.keys(result.right[0]!) : []
-    // Two columns renamed to one name (or a probe that failed): the names as written are the best guess.
-    return new Map(columns.map((column, i) => [column, names.length === columns.length ? names[i]! : column]))
-  })
-}
-
-/** Under the rule's real column names, the fix of a row in the app's naming (see `TableRules.renamed`). */
-const fixRenamed = (
-  rule: Lazy.Rule,
-  appTargets: ReadonlyArray<string>,
-  columns: ReadonlyArray<readonly [string, string]>,
-  row: Readonly<Record<string, unknown>>
-): Lazy.Fix => {
-  let missing = false
-  for (let t = 0; t < appTargets.length; t++) {
-    if (row[appTargets[t]!] == null) {
-      missing = true
-      break
-    }
-  }
-  if (!missing) return undefined
-  const real: Record<string, unknown> = {}
-  for (let c = 0; c < columns.length; c++) {
-    const [realName, appName] = columns[c]!
-    const value = row[appName]
-    if (value !== undefined) real[realName] = value
-  }
-  return Lazy.fix(rule, real)
-}
-
-const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
-  const shown = keys.slice(0, 20).map(String).join(", ")
-  return keys.length > 20 ? `${shown} (and ${keys.length - 20} more)` : shown
-}
-
-// SQLite binds at most 32,766 parameters per statement.
-const sqliteMaxParameters = 32_766
-
 const invalidOption = (option: string, reason: string) => new InvalidLazyMigrationOptions({ option, reason })
 
-const make = (plan: Plan.Plan, options: Options = {}) =>
+/** `Options` checked and with their defaults, except those whose default depends on where the write-back runs. */
+interface ResolvedOptions {
+  readonly enabled: boolean
+  readonly writeBack: boolean
+  readonly queueCapacity: number
+  readonly maxBatchRows: number
+  /** Whether `maxBatchRows` was given: its default is larger on the write-back's own thread. */
+  readonly maxBatchRowsGiven: boolean
+  readonly flushInterval: Duration.Duration
+  readonly drainTimeout: Duration.Duration
+  /** Undefined when not given: its default depends on the engine and the writer (see `chooseWriter`). */
+  readonly writeTimeout: Duration.Duration | undefined
+}
+
+const resolveOptions = (options: Options): Effect.Effect<ResolvedOptions, ConfigError | InvalidLazyMigrationOptions> =>
   Effect.gen(function*() {
     const queueCapacity = yield* NumericOption.resolve("queueCapacity", options.queueCapacity, 10_000, NumericOption.positiveCount, invalidOption)
-    const maxBatchRowsOption = yield* NumericOption.resolve("maxBatchRows", options.maxBatchRows, 500, NumericOption.positiveCount, invalidOption)
-    // Rows per statement, and per round's step. Set each round from where the write-back runs (see `rowsPerBatch`).
-    let maxBatchRows = maxBatchRowsOption
+    const maxBatchRows = yield* NumericOption.resolve("maxBatchRows", options.maxBatchRows, 500, NumericOption.positiveCount, invalidOption)
     const enabled = options.enabled ?? (yield* Config.boolean("STRATA_LAZY_MIGRATION").pipe(Config.withDefault(true)))
     const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
     const flushInterval = yield* NumericOption.resolveDuration("flushInterval", options.flushInterval, "100 millis", NumericOption.positiveDuration, invalidOption)
     const drainTimeout = yield* NumericOption.resolveDuration("drainTimeout", options.drainTimeout, "5 seconds", NumericOption.nonNegativeDuration, invalidOption)
-    // Its default depends on where the write-back runs (below); a value given is checked here. Whole milliseconds
-    // reach the database (busy_timeout, lock_timeout), so less than one is refused.
+    // Its default depends on where the write-back runs (`chooseWriter`); a value given is checked here. Whole
+    // milliseconds reach the database (busy_timeout, lock_timeout), so less than one is refused.
     const writeTimeout = options.writeTimeout == null
       ? undefined
       : yield* NumericOption.resolveDuration("writeTimeout", options.writeTimeout, "1 second", NumericOption.durationOfAtLeast("1 millis"), invalidOption)
+    return {
+      enabled,
+      writeBack,
+      queueCapacity,
+      maxBatchRows,
+      maxBatchRowsGiven: options.maxBatchRows != null,
+      flushInterval,
+      drainTimeout,
+      writeTimeout
+    }
+  })
 
-    const sql = yield* SqlClient.SqlClient
-    const dialect = yield* Database.dialect
-    const appNames = enabled
-      ? yield* appColumnNames(sql, [...new Set(Lazy.rules(plan).flatMap(ruleColumns))])
-      : new Map<string, string>()
-    const tables = tableRules(plan, (column) => appNames.get(column) ?? column)
+/**
+ * Where the write-back's statements run: on SQLite, its own thread when it can have one (`lazyWorkerWriter`),
+ * else the app's client; on PostgreSQL, the app's client (a pooled connection).
+ */
+const chooseWriter = (
+  sql: SqlClient.SqlClient,
+  dialect: "sqlite" | "pg",
+  tables: ReadonlyMap<string, TableRules>,
+  resolved: ResolvedOptions
+) =>
+  Effect.gen(function*() {
+    const { enabled, writeBack, writeTimeout } = resolved
     const writeTimeoutMs = (fallback: Duration.DurationInput) => Math.trunc(Duration.toMillis(writeTimeout ?? fallback))
     // On the readers' thread a SQLite lock wait blocks every fiber, so it is kept short; on the worker's it blocks no reader.
     const clientWriter = LazyWriteBack.clientWriter(sql, dialect, writeTimeoutMs(dialect === "sqlite" ? "50 millis" : "1 second"))
@@ -403,381 +273,32 @@ const make = (plan: Plan.Plan, options: Options = {}) =>
         pollWriter = onWorker.poll
       }
     }
-    const counts = {
-      fixed: 0,
-      unparseable: 0,
-      queued: 0,
-      dropped: 0,
-      writtenBack: 0,
-      alreadySet: 0,
-      failed: 0,
-      unkeyed: 0,
-      coalesced: 0
-    }
-    const queue = yield* Queue.dropping<PendingRow>(queueCapacity)
-    // Rung when a full batch is waiting: a fiber reading SQLite in a tight loop never lets the event loop fire
-    // timers. It does not let the write-back in either: Effect's semaphores are not fair, so a reader that takes
-    // and releases the one connection thousands of times between yields starves a waiting writer. So while a
-    // full batch waits, readers that add to it (or find the queue full) yield once (a scheduler turn, never a
-    // wait on the database). On the write-back's own thread the yields matter too: every 2,048 turns Effect's
-    // scheduler lets the event loop run, and only then is the thread's answer heard and the next batch taken.
-    const batchFull = yield* Queue.sliding<void>(1)
-    const backlogIsFull = (): boolean => {
-      const size = queue.unsafeSize()
-      if (Option.isNone(size) || size.value < maxBatchRows) return false
-      Queue.unsafeOffer(batchFull, undefined)
-      return true
-    }
-    const warnedTables = new Set<string>()
+    return { writer, writeBackPath, pollWriter }
+  })
 
-    // The read path: synchronous, no Effect operations of its own beyond handing the value on, and no
-    // allocation for rows that need nothing. Offering to the queue never waits.
-    let backlogFull = false
-    const fixRowsNow = <Row extends object>(rules: TableRules, rows: ReadonlyArray<Row>): ReadonlyArray<Row> => {
-      let fixedRows = 0
-      let queuedRows = 0
-      let droppedRows = 0
-      let result: Array<Row> | undefined
-      for (let i = 0; i < rows.length; i++) {
-        const row = rows[i] as Readonly<Record<string, unknown>>
-        let patch: Record<string, unknown> | undefined
-        let values: Array<Backfill.Value | null> | undefined
-        for (let r = 0; r < rules.rules.length; r++) {
-          const rule = rules.rules[r]!
-          const appTargets = rules.appTargets[r]!
-          const integers = rules.integerTargets[r]!
-          for (let t = 0; t < integers.length; t++) {
-            const column = appTargets[integers[t]!]!
-            const current = row[column]
-            if (current == null || typeof current === "number") continue
-            const normalised = storedMillis(current)
-            if (normalised !== current) (patch ??= {})[column] = normalised
-          }
-          const renamed = rules.renamed[r]
-          const fix = renamed === undefined ? Lazy.fix(rule, row) : fixRenamed(rule, appTargets, renamed, row)
-          if (fix === undefined) continue
-          if (fix === Lazy.unconvertible) {
-            counts.unparseable++
-            rules.unpublished.unparseable++
-            continue
-          }
-          const offset = rules.offsets[r]!
-          for (let t = 0; t < fix.length; t++) {
-            const value = fix[t]!
-            if (value === null) continue
-            ;(patch ??= {})[appTargets[t]!] = value
-            ;(values ??= rules.targets.map(() => null))[offset + t] = value
-          }
-        }
-        if (patch === undefined) continue
-        result ??= rows.slice()
-        result[i] = { ...row, ...patch } as Row
-        if (values === undefined) continue
-        fixedRows++
-        if (!writeBack) continue
-        if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
-          queuedRows++
-        } else {
-          droppedRows++
-        }
-      }
-      if (fixedRows > 0) {
-        counts.fixed += fixedRows
-        rules.unpublished.fixed += fixedRows
-      }
-      if (droppedRows > 0) {
-        counts.dropped += droppedRows
-        rules.unpublished.dropped += droppedRows
-      }
-      if (queuedRows > 0) counts.queued += queuedRows
-      if ((queuedRows > 0 || droppedRows > 0) && backlogIsFull()) backlogFull = true
-      return result ?? rows
-    }
-
-    const fixValueNow = <A extends Fixable>(rules: TableRules, value: A): A => {
-      if (value == null) return value
-      if (Array.isArray(value)) return fixRowsNow(rules, value) as unknown as A
-      if (Option.isOption(value)) {
-        if (Option.isNone(value)) return value
-        const rows = [value.value as object]
-        const fixed = fixRowsNow(rules, rows)
-        return (fixed === rows ? value : Option.some(fixed[0])) as unknown as A
-      }
-      return fixRowsNow(rules, [value])[0] as A
-    }
-
-    // While a full batch waits, the reader that added to it yields one scheduler turn (see `batchFull`).
-    const handOn = <A>(value: A): Effect.Effect<A> => {
-      if (pollWriter !== undefined) pollWriter()
-      if (!backlogFull) return Effect.succeed(value)
-      backlogFull = false
-      return Effect.as(Effect.yieldNow(), value)
-    }
-
-    const unknownTable = (table: string) =>
-      warnedTables.has(table) ? Effect.void : Effect.suspend(() => {
-        warnedTables.add(table)
-        return Effect.logWarning("lazy migration has no rules for this table; its rows are returned as read").pipe(
-          Effect.annotateLogs({ table, plan: plan.name })
-        )
-      })
-
-    const fixUp = <A extends Fixable>(table: string, value: A): Effect.Effect<A> => {
-      if (!enabled) return Effect.succeed(value)
-      const rules = tables.get(table)
-      if (rules === undefined) return Effect.as(unknownTable(table), value)
-      return Effect.suspend(() => handOn(fixValueNow(rules, value)))
-    }
-
-    const fixRows = <Row extends object>(table: string, rows: ReadonlyArray<Row>): Effect.Effect<ReadonlyArray<Row>> =>
-      fixUp(table, rows)
-
-    // One combinator per table, made once: a read through it allocates nothing of ours but the flatMap.
-    type Combinator = <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-    const combinators = new Map<string, Combinator>()
-    const makeCombinator = (table: string): Combinator => {
-      if (!enabled) return (self) => self
-      const rules = tables.get(table)
-      if (rules === undefined) return (self) => Effect.zipLeft(self, unknownTable(table))
-      const continuation = (value: Fixable) => handOn(fixValueNow(rules, value))
-      return <A extends Fixable, E, R>(self: Effect.Effect<A, E, R>) =>
-        Effect.flatMap(self, continuation as unknown as (value: A) => Effect.Effect<A>)
-    }
-    const withFixUp = (table: string): Combinator => {
-      let combinator = combinators.get(table)
-      if (combinator === undefined) {
-        combinator = makeCombinator(table)
-        combinators.set(table, combinator)
-      }
-      return combinator
-    }
-
-    const publishReadMetrics = Effect.suspend(() => {
-      const updates: Array<Effect.Effect<void>> = []
-      for (const rules of tables.values()) {
-        const { dropped, fixed, unparseable } = rules.unpublished
-        if (fixed > 0) updates.push(Metric.incrementBy(rules.metrics.fixed, fixed))
-        if (unparseable > 0) updates.push(Metric.incrementBy(rules.metrics.unparseable, unparseable))
-        if (dropped > 0) updates.push(Metric.incrementBy(rules.metrics.dropped, dropped))
-        rules.unpublished.fixed = 0
-        rules.unpublished.unparseable = 0
-        rules.unpublished.dropped = 0
-      }
-      return Effect.all(updates, { discard: true })
+const make = (plan: Plan.Plan, options: Options = {}) =>
+  Effect.gen(function*() {
+    const resolved = yield* resolveOptions(options)
+    const { enabled, writeBack } = resolved
+    const sql = yield* SqlClient.SqlClient
+    const dialect = yield* Database.dialect
+    const appNames = enabled
+      ? yield* appColumnNames(sql, [...new Set(Lazy.rules(plan).flatMap(ruleColumns))])
+      : new Map<string, string>()
+    const tables = tableRules(plan, (column) => appNames.get(column) ?? column, metrics)
+    const { pollWriter, writeBackPath, writer } = yield* chooseWriter(sql, dialect, tables, resolved)
+    const counts = emptyCounts()
+    const { backlogIsFull, flush, queue, stats } = yield* writeBackQueue({ ...resolved, sql, dialect, writer, writeBackPath, tables, counts })
+    const { fixRows, fixUp, withFixUp } = readPath({
+      planName: plan.name,
+      enabled,
+      writeBack,
+      tables,
+      counts,
+      queue,
+      backlogIsFull,
+      pollWriter
     })
-
-    // The write-back. Keys are discovered on this side, once per table, so reads never query the catalogue.
-    // With the key, the name the app's rows carry it under.
-    interface FoundKey {
-      readonly key: TableKey
-      readonly field: string | undefined
-    }
-    const keys = new Map<string, FoundKey>()
-    const keyOf = (rules: TableRules) => {
-      const known = keys.get(rules.table)
-      if (known !== undefined) return Effect.succeed(known)
-      const discovered = Effect.flatMap(
-        Effect.provideService(discoverKey(dialect, rules.table, rules.declaredKey), SqlClient.SqlClient, sql),
-        (key): Effect.Effect<FoundKey> => {
-          const column = key._tag === "Column" ? key.column : key._tag === "Rowid" ? "rowid" : undefined
-          return column === undefined
-            ? Effect.succeed({ key, field: undefined })
-            : Effect.map(appColumnNames(sql, [column]), (names) => ({ key, field: names.get(column) ?? column }))
-        }
-      )
-      return Effect.tap(discovered, (found) =>
-        Effect.suspend(() => {
-          keys.set(rules.table, found)
-          const key = found.key
-          return key._tag === "None"
-            ? Effect.logWarning("lazily fixed rows of this table cannot be written back: it has no usable key").pipe(
-              Effect.annotateLogs({ table: rules.table, reason: key.reason })
-            )
-            : Effect.logDebug("lazy write-back key found").pipe(
-              Effect.annotateLogs({ table: rules.table, key: key._tag === "Column" ? key.column : "rowid" })
-            )
-        }))
-    }
-
-    const countFailed = (rules: TableRules, rows: number, keysShown: ReadonlyArray<KeyValue>, cause: Cause.Cause<unknown>) =>
-      Effect.suspend(() => {
-        counts.failed += rows
-        return Effect.zipRight(
-          Metric.incrementBy(rules.metrics.failures, rows),
-          Effect.logWarning("lazy write-back failed; the rows stay pending for a later read or the backfill", cause).pipe(
-            Effect.annotateLogs({ table: rules.table, rows, keys: describeKeys(keysShown), cause: failureText(Cause.squash(cause)) })
-          )
-        )
-      })
-
-    const writeTable = (rules: TableRules, pending: ReadonlyArray<PendingRow>) =>
-      Effect.gen(function*() {
-        const keyExit = yield* Effect.exit(keyOf(rules))
-        if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
-        const { field, key } = keyExit.value
-        // Keyed by the value itself (a number and its text are different keys, as they were for the database's
-        // read); a bigint key within the safe range meets its number. Values are copied only when merged.
-        const byKey = new Map<KeyValue, { readonly key: KeyValue; values: ReadonlyArray<Backfill.Value | null> }>()
-        let unkeyed = 0
-        for (const item of pending) {
-          const keyValue = field === undefined ? undefined : keyValueOf(field, item.row)
-          if (keyValue === undefined) {
-            unkeyed++
-            continue
-          }
-          const dedupKey = typeof keyValue === "bigint" && Number.isSafeInteger(Number(keyValue)) ? Number(keyValue) : keyValue
-          const existing = byKey.get(dedupKey)
-          if (existing === undefined) {
-            byKey.set(dedupKey, { key: keyValue, values: item.values })
-            continue
-          }
-          counts.coalesced++
-          existing.values = existing.values.map((value, i) => item.values[i] ?? value)
-        }
-        if (unkeyed > 0) {
-          counts.unkeyed += unkeyed
-          yield* Metric.incrementBy(rules.metrics.unkeyed, unkeyed)
-        }
-        if (key._tag === "None" || byKey.size === 0) return
-        const rows: ReadonlyArray<KeyedValues> = [...byKey.values()]
-        const perStatement = dialect === "sqlite"
-          ? Math.min(maxBatchRows, Math.floor(sqliteMaxParameters / (1 + rules.targets.length)))
-          : maxBatchRows
-        for (let start = 0; start < rows.length; start += perStatement) {
-          const batch = rows.slice(start, start + perStatement)
-          // Only targets some row of the batch fixes are set, so the statement stays small.
-          const used = rules.targets.map((_, i) => i).filter((i) => batch.some((row) => row.values[i] != null))
-          const statement = used.length === rules.targets.length
-            ? writeStatement(dialect, rules.table, key, rules.targets, batch)
-            : writeStatement(
-              dialect,
-              rules.table,
-              key,
-              used.map((i) => rules.targets[i]!),
-              batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
-            )
-          const result = yield* Effect.exit(writer.run(statement))
-          if (Exit.isFailure(result)) {
-            yield* countFailed(rules, batch.length, batch.map((row) => row.key), result.cause)
-            continue
-          }
-          const written = result.value
-          counts.writtenBack += written
-          counts.alreadySet += batch.length - written
-          yield* Metric.incrementBy(rules.metrics.writtenBack, written)
-          if (batch.length > written) yield* Metric.incrementBy(rules.metrics.alreadySet, batch.length - written)
-        }
-      }).pipe(
-        // A defect (a driver bug, a closed handle that throws) must not kill the write-back either.
-        Effect.catchAllCause((cause) => countFailed(rules, pending.length, [], cause))
-      )
-
-    const writeChunk = (chunk: Chunk.Chunk<PendingRow>) =>
-      Effect.gen(function*() {
-        const byTable = new Map<TableRules, Array<PendingRow>>()
-        for (const item of chunk) {
-          const rows = byTable.get(item.table)
-          if (rows === undefined) byTable.set(item.table, [item])
-          else rows.push(item)
-        }
-        for (const [rules, pending] of byTable) yield* writeTable(rules, pending)
-      }).pipe(Effect.withSpan("LazyMigration.writeBack", { attributes: { rows: chunk.length } }))
-
-    let reportedDrops = 0
-    const reportDrops = Effect.suspend(() => {
-      const dropped = counts.dropped - reportedDrops
-      if (dropped === 0) return Effect.void
-      reportedDrops = counts.dropped
-      return Effect.logWarning("lazy write-back queue full: fixed rows were dropped; they stay pending for a later read or the backfill").pipe(
-        Effect.annotateLogs({ dropped, dropped_total: counts.dropped, queue_capacity: queueCapacity })
-      )
-    })
-
-    // One writer at a time, so `flush` returns only after rows taken by the background fiber are written too.
-    const writeLock = yield* Effect.makeSemaphore(1)
-    const rowsPerBatch = options.maxBatchRows != null
-      ? Effect.succeed(maxBatchRowsOption)
-      : Effect.map(writeBackPath, (path) => (path._tag === "Worker" ? 5_000 : maxBatchRowsOption))
-    const writeQueued = (onlyFullBatches: boolean, deadlineMs?: number): Effect.Effect<number> => writeLock.withPermits(1)(
-      Effect.gen(function*() {
-        maxBatchRows = yield* rowsPerBatch
-        // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
-        const queued = yield* Queue.size(queue)
-        // Woken by a full batch, write only full batches: the rest waits for the timer to coalesce more.
-        let remaining = onlyFullBatches ? queued - (queued % maxBatchRows) : queued
-        let taken = 0
-        while (remaining > 0) {
-          // Checked between batches rather than by interrupting one: a batch either runs whole or not at all.
-          if (deadlineMs !== undefined && (yield* Clock.currentTimeMillis) >= deadlineMs) break
-          // Taken rows are written (or counted failed) before an interruption is honoured: none vanish.
-          const n = yield* Effect.uninterruptible(
-            Effect.flatMap(Queue.takeUpTo(queue, Math.min(remaining, maxBatchRows)), (chunk) =>
-              Effect.as(writeChunk(chunk), chunk.length))
-          )
-          if (n === 0) break
-          remaining -= n
-          taken += n
-          // On the app's SQLite client a batch runs on the readers' thread: let them in between batches.
-          yield* Effect.yieldNow()
-        }
-        yield* publishReadMetrics
-        yield* reportDrops
-        return taken
-      })
-    ).pipe(
-      // Whatever the reader was inside, the write-back is never part of its transaction.
-      Effect.locallyWith(FiberRef.currentContext, Context.omit(SqlClient.TransactionConnection))
-    )
-
-    const flush: Effect.Effect<void> = Effect.flatMap(
-      Effect.serviceOption(SqlClient.TransactionConnection),
-      (transaction) =>
-        Option.isSome(transaction)
-          ? Effect.dieMessage(
-            "LazyMigration.flush was called inside a transaction; call it outside (on SQLite it would wait for that transaction's own connection)"
-          )
-          : Effect.asVoid(writeQueued(false))
-    )
-
-    // Read without Queue.size, which interrupts once the queue is shut down (after the scope closed).
-    const stats: Effect.Effect<Stats> = Effect.sync(() => ({
-      ...counts,
-      pending: Option.getOrElse(queue.unsafeSize(), () => 0)
-    }))
-
-    // The fiber also runs with the write-back off: it publishes the read path's metrics.
-    if (enabled) {
-      const nextRound = Effect.raceFirst(
-        Effect.as(Effect.sleep(flushInterval), false),
-        Effect.as(Queue.take(batchFull), true)
-      ).pipe(
-        Effect.flatMap(writeQueued),
-        Effect.catchAllCause((cause) => Effect.logError("lazy write-back round failed", cause))
-      )
-      const worker = yield* Effect.forkDaemon(Effect.forever(nextRound))
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(drainTimeout)
-          // Waits for a batch the fiber is writing (bounded by writeTimeout), then drains what is left.
-          yield* Fiber.interrupt(worker)
-          const drained = yield* writeQueued(false, deadline)
-          const left = yield* Queue.size(queue)
-          // Reads after close are not queued (they count as dropped); the caller never sees a closed queue.
-          yield* Queue.shutdown(queue)
-          if (left > 0) {
-            return yield* Effect.logWarning("lazy write-back drain timed out; the rows left stay pending").pipe(
-              Effect.annotateLogs({ drained, left, drain_timeout: Duration.format(drainTimeout) })
-            )
-          }
-          if (writeBack) {
-            yield* Effect.logInfo("lazy write-back drained").pipe(
-              Effect.annotateLogs({ drained, written_back: counts.writtenBack, failed: counts.failed })
-            )
-          }
-        })
-      )
-    }
-
     return { enabled, writeBack, tables: [...tables.keys()], fixRows, fixUp, withFixUp, flush, stats, writeBackPath } as const
   })
 
