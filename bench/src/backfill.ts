@@ -5,7 +5,9 @@
  * data, interleaved within each repetition:
  *
  * - baseline: one `UPDATE chat_messages SET created_at_ms = <expr>` statement (the fast path's
- *   expression), which locks the table for its whole run;
+ *   expression), which locks the table for its whole run, then `CREATE INDEX` of the plan's index on
+ *   the target (the migration defers that index until the backfill is done, and the runner builds it
+ *   when the job finishes: its time is part of the runner's total, given on its own as "index build");
  * - the runner (fast path on, adaptive batches, default 50 ms target), its longest batch transaction;
  * - the runner with `fastPath: false` (every row read, parsed by `Timestamp.parse`, written back);
  * - the seeds' approach: batches of 10,000 re-selected with `LIMIT` and no cursor
@@ -67,7 +69,14 @@ interface Timing {
   readonly totalMs: number
   readonly longestBatchMs?: number | undefined
   readonly batches?: number | undefined
+  /** The target's index, built after the rows are written. */
+  readonly indexMs?: number | undefined
 }
+
+// The index the agentos plan declares on the target (epochShadow's `index: true`), built as the
+// runner builds it once the job is done: DESC, on an existing table (plain on SQLite; on PostgreSQL
+// the baseline uses a plain build too, the physical limit, where the runner builds CONCURRENTLY).
+const targetIndex = `CREATE INDEX idx_chat_messages_created_at_ms ON chat_messages (created_at_ms DESC)`
 
 const now = () => performance.now()
 
@@ -76,8 +85,10 @@ const singleStatement = (dialect: Dialect) =>
     const sql = yield* SqlClient.SqlClient
     const start = now()
     yield* sql.unsafe(`UPDATE chat_messages SET created_at_ms = ${expression(dialect)} WHERE created_at_ms IS NULL`)
+    const updatedMs = now() - start
+    yield* sql.unsafe(targetIndex.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
     const totalMs = now() - start
-    return { totalMs, longestBatchMs: totalMs, batches: 1 } satisfies Timing
+    return { totalMs, longestBatchMs: updatedMs, batches: 1, indexMs: totalMs - updatedMs } satisfies Timing
   })
 
 const runner = (fastPath: boolean) =>
@@ -86,7 +97,14 @@ const runner = (fastPath: boolean) =>
     const [summary] = yield* BackfillRunner.run({ jobs: [JOB], fastPath, maxBatchTime: Duration.millis(TARGET_MS) })
     const totalMs = now() - start
     if (summary === undefined || summary.updated !== ROWS) throw new Error(`runner updated ${summary?.updated} of ${ROWS} rows`)
-    return { totalMs, longestBatchMs: summary.longestBatchMs, batches: summary.batches } satisfies Timing
+    const built = (summary.indexes ?? []).find((i) => i.name === "idx_chat_messages_created_at_ms")
+    if (built !== undefined) return { totalMs, longestBatchMs: summary.longestBatchMs, batches: summary.batches, indexMs: built.durationMs ?? 0 } satisfies Timing
+    // The runner left the deferred index to the next `strata migrate`: build it here, timed, so every
+    // case ends in the same state (rows written, index built).
+    const indexStart = now()
+    yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(targetIndex.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS")))
+    const indexMs = now() - indexStart
+    return { totalMs: totalMs + indexMs, longestBatchMs: summary.longestBatchMs, batches: summary.batches, indexMs } satisfies Timing
   }).pipe(Effect.provide(BackfillRunner.layer(Plans.agentos)))
 
 const seedsApproach = (dialect: Dialect) =>
@@ -108,7 +126,10 @@ const seedsApproach = (dialect: Dialect) =>
       const changed = (result as { changes?: number; rowCount?: number }).changes ?? (result as { rowCount?: number }).rowCount ?? 0
       if (changed === 0) break
     }
-    return { totalMs: now() - start, longestBatchMs, batches } satisfies Timing
+    // Every case ends in the same state: the rows written and the target's index built.
+    const indexStart = now()
+    yield* sql.unsafe(targetIndex.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
+    return { totalMs: now() - start, longestBatchMs, batches, indexMs: now() - indexStart } satisfies Timing
   })
 
 interface Engine {
@@ -227,7 +248,10 @@ const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => 
       { case: `${label}: ${name}, rate`, median: ROWS / (total / 1000), unit: "rows/s" },
       { case: `${label}: ${name}, longest batch (median of runs)`, median: median(runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
       { case: `${label}: ${name}, longest batch (worst run)`, median: Math.max(...runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
-      { case: `${label}: ${name}, batches`, median: median(runs.map((t) => t.batches ?? 0)), unit: "batches" }
+      { case: `${label}: ${name}, batches`, median: median(runs.map((t) => t.batches ?? 0)), unit: "batches" },
+      ...(runs.every((t) => t.indexMs !== undefined)
+        ? [{ case: `${label}: ${name}, index build (part of the total)`, median: median(runs.map((t) => t.indexMs!)), unit: "ms" }]
+        : [])
     ]
   })
 }
@@ -236,7 +260,7 @@ export const benchmark: BenchmarkModule = {
   name: "backfill",
   description:
     `${ROWS.toLocaleString("en-US")}-row chat_messages.created_at → created_at_ms backfill: the runner (target ${TARGET_MS} ms per batch) ` +
-    `vs one UPDATE statement (baseline, same run) and the seeds' LIMIT re-select loop; each case on a fresh copy of the data.`,
+    `vs one UPDATE statement then CREATE INDEX on the target (baseline, same run) and the seeds' LIMIT re-select loop; each case on a fresh copy of the data.`,
   run: async () => {
     const wanted = (dialect: Dialect) => selectedEngines === undefined || selectedEngines.includes(dialect)
     const rows: Array<BenchmarkRow> = wanted("sqlite") ? [...(await measure(sqliteEngine()))] : []
