@@ -79,6 +79,8 @@ import * as JobState from "./JobState.js"
 import * as Verifications from "./Verifications.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
+import { plannedMigrations } from "./internal/dryRunPlan.js"
+import { statusOf } from "./internal/migrationStatus.js"
 
 /**
  * `to` or a `baseline` id that is not one of the plan's migration ids.
@@ -714,6 +716,566 @@ interface Selection {
 }
 
 /**
+ * The options of `make`, checked and defaulted: one record, resolved in this order, so the option
+ * an error names is the first one out of range, as before.
+ */
+interface ResolvedOptions {
+  readonly runnerTimeout: Duration.Duration
+  readonly lockTimeout: Duration.Duration
+  readonly indexBuildTimeout: Duration.Duration
+  readonly concurrentIndexMinBytes: number
+  readonly lockRetries: number
+}
+
+const invalidOption = (option: string, reason: string) => new InvalidMigratorOptions({ option, reason })
+
+const resolveOptions = (options: MigratorOptions): Effect.Effect<ResolvedOptions, InvalidMigratorOptions> =>
+  Effect.gen(function*() {
+    const runnerTimeout = yield* Options.resolveDuration(
+      "runnerTimeout",
+      options.runnerTimeout,
+      defaultRunnerTimeout,
+      Options.nonNegativeDuration,
+      invalidOption
+    )
+    const lockTimeout = yield* Options.resolveDuration(
+      "lockTimeout",
+      options.lockTimeout,
+      defaultLockTimeout,
+      Options.positiveDuration,
+      invalidOption
+    )
+    const indexBuildTimeout = yield* Options.resolveDuration(
+      "indexBuildTimeout",
+      options.indexBuildTimeout,
+      defaultIndexBuildTimeout,
+      { ...Options.positiveDuration, infinite: true },
+      invalidOption
+    )
+    const concurrentIndexMinBytes = yield* Options.resolve(
+      "concurrentIndexMinBytes",
+      options.concurrentIndexMinBytes,
+      defaultConcurrentIndexMinBytes,
+      { integer: true, min: 0 },
+      invalidOption
+    )
+    const lockRetries = yield* Options.resolve("lockRetries", options.lockRetries, defaultLockRetries, {
+      integer: true,
+      min: 0
+    }, invalidOption)
+    return { runnerTimeout, lockTimeout, indexBuildTimeout, concurrentIndexMinBytes, lockRetries }
+  })
+
+/**
+ * What every operation of one Migrator works with, fixed when it is built: the plan, the resolved
+ * options, the engine, the history table, and facts about the plan computed once. The operations
+ * below are functions of it rather than closures of `make`, so each concern (locks, history,
+ * applying one migration, the gates, each operation) reads on its own; `make` only wires them.
+ */
+interface Setup extends ResolvedOptions {
+  readonly plan: Plan.Plan
+  readonly dialect: "sqlite" | "pg"
+  readonly historyTable: Identifier.TableName
+  readonly planIds: ReadonlySet<number>
+  readonly checksumOf: (migration: Plan.Migration) => string
+  /** Whether the plan builds any index outside a transaction on this engine (it then needs `strata_indexes`). */
+  readonly hasIndexPhase: boolean
+  readonly databaseError: (operation: string) => (cause: SqlError) => MigratorDatabaseError
+}
+
+const setupOf = (
+  plan: Plan.Plan,
+  options: ResolvedOptions,
+  dialect: "sqlite" | "pg",
+  historyTable: Identifier.TableName
+): Setup => {
+  const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
+  return {
+    ...options,
+    plan,
+    dialect,
+    historyTable,
+    planIds: new Set(plan.migrations.map((migration) => migration.id)),
+    checksumOf: (migration) => checksums.get(migration.id) ?? Compile.checksum(migration),
+    hasIndexPhase: plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect, plan).length > 0),
+    databaseError: (operation) => (cause) =>
+      new MigratorDatabaseError({ plan: plan.name, operation, reason: failureText(cause) })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks: the runner lock (migrations, baseline, index builds) and the history table's own lock.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The history table as the runner lock names it. PostgreSQL's advisory locks are per database
+ * and its tables per schema, so an unqualified table is named with the schema it resolves to:
+ * runners of two apps in two schemas do not wait for each other.
+ */
+const lockedTable = ({ dialect, historyTable, databaseError }: Setup) =>
+  Effect.gen(function*() {
+    if (dialect !== "pg" || Identifier.tableParts(historyTable).schema !== undefined) return historyTable as string
+    const rows = yield* Effect.flatMap(SqlClient.SqlClient, (client) =>
+      unprepared(client.unsafe<{ schema: unknown }>("SELECT current_schema() AS schema")))
+    return `${String(rows[0]?.schema)}.${historyTable}`
+  }).pipe(Effect.mapError(databaseError("read the current schema")))
+
+const runnerLock = ({ plan, dialect, runnerTimeout, databaseError }: Setup) =>
+  IndexBuilds.runnerLockKey(plan).pipe(
+    Effect.mapError(databaseError("read the current schema")),
+    Effect.map((lockKey) => ({ dialect, lockTimeout: runnerTimeout, lockKey }))
+  )
+
+const migrationLock = (setup: Setup) =>
+  Effect.map(runnerLock(setup), (lock) => ({ ...lock, statementLockTimeout: setup.lockTimeout }))
+
+const indexSettings = (setup: Setup) =>
+  Effect.map(runnerLock(setup), (lock): IndexBuilds.Settings => ({
+    plan: setup.plan,
+    dialect: setup.dialect,
+    runnerLock: lock,
+    indexBuildTimeout: setup.indexBuildTimeout,
+    lockTimeout: setup.lockTimeout,
+    concurrentIndexMinBytes: setup.concurrentIndexMinBytes,
+    lockRetries: setup.lockRetries,
+    leaveWhenLocked: false
+  }))
+
+// One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
+const historyLock = (setup: Setup) =>
+  Effect.map(lockedTable(setup), (table) => ({
+    dialect: setup.dialect,
+    lockTimeout: setup.runnerTimeout,
+    lockKey: advisoryLockKey(table)
+  }))
+
+const lockTimedOut = (setup: Setup, waitedMs: number) => new MigrationLockTimeout({ plan: setup.plan.name, waitedMs })
+
+// ---------------------------------------------------------------------------------------------
+// History: reading `strata_migrations`, and what is pending against it (or why `run` refuses).
+// ---------------------------------------------------------------------------------------------
+
+const resolveTarget = ({ plan, planIds }: Setup, id: number | undefined): Effect.Effect<number | undefined, MigrationNotInPlan> =>
+  id === undefined || planIds.has(id)
+    ? Effect.succeed(id)
+    : Effect.fail(new MigrationNotInPlan({ plan: plan.name, id, known: plan.migrations.map((m) => m.id) }))
+
+const drifted = ({ plan, checksumOf }: Setup, migration: Plan.Migration, row: History.HistoryRow) =>
+  new MigrationDrifted({
+    plan: plan.name,
+    id: migration.id,
+    name: migration.name,
+    stored: row.checksum,
+    expected: checksumOf(migration)
+  })
+
+const select = (
+  setup: Setup,
+  rows: ReadonlyArray<History.HistoryRow>,
+  target: number | undefined
+): Either.Either<Selection, MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder> => {
+  const { plan, planIds, checksumOf } = setup
+  const recorded = new Map(rows.map((row) => [row.id, row]))
+  for (const migration of plan.migrations) {
+    const row = recorded.get(migration.id)
+    if (row !== undefined && row.checksum !== checksumOf(migration)) return Either.left(drifted(setup, migration, row))
+  }
+  const considered = plan.migrations.filter((migration) => target === undefined || migration.id <= target)
+  const pending = considered.filter((migration) => !recorded.has(migration.id))
+  const alreadyApplied = considered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
+  const first = pending[0]
+  const last = pending[pending.length - 1]
+  if (first !== undefined && last !== undefined) {
+    const unknown = rows.find((row) => !planIds.has(row.id) && row.id < last.id)
+    if (unknown !== undefined) {
+      return Either.left(new UnknownMigrationApplied({ plan: plan.name, id: unknown.id, name: unknown.name }))
+    }
+    const latest = rows.reduce((max, row) => Math.max(max, row.id), -Infinity)
+    if (latest > first.id) {
+      return Either.left(
+        new MigrationOutOfOrder({ plan: plan.name, id: first.id, name: first.name, latestAppliedId: latest })
+      )
+    }
+  }
+  return Either.right({ pending, alreadyApplied })
+}
+
+const historyExists = ({ historyTable, databaseError }: Setup) =>
+  History.exists(historyTable).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
+
+const readHistory = ({ plan, historyTable, databaseError }: Setup) =>
+  History.read(historyTable, plan.name).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
+
+/** Rows as they are, without creating the table (status and dry run change nothing). */
+const peekHistory = (setup: Setup): Effect.Effect<
+  { readonly exists: boolean; readonly rows: ReadonlyArray<History.HistoryRow> },
+  MigratorDatabaseError,
+  SqlClient.SqlClient
+> =>
+  Effect.gen(function*() {
+    const exists = yield* historyExists(setup)
+    return { exists, rows: exists ? yield* readHistory(setup) : [] }
+  })
+
+const indexTableExists = ({ databaseError }: Setup) =>
+  Effect.flatMap(IndexBuilds.indexTable, (table) => IndexBuilds.exists(table).pipe(Effect.mapError(databaseError(`read ${table}`))))
+
+const indexStatuses = ({ plan, dialect, databaseError }: Setup) =>
+  IndexBuilds.statuses(plan, dialect).pipe(Effect.mapError(databaseError("read strata_indexes")))
+
+const ensureHistory = (setup: Setup) =>
+  Effect.gen(function*() {
+    const { dialect, historyTable, hasIndexPhase, databaseError } = setup
+    if ((yield* historyExists(setup)) && (!hasIndexPhase || (yield* indexTableExists(setup)))) return
+    const indexTable = yield* IndexBuilds.indexTable
+    yield* withLockedTransaction(
+      yield* historyLock(setup),
+      Effect.zipRight(
+        History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`))),
+        hasIndexPhase
+          ? IndexBuilds.create(indexTable, dialect).pipe(Effect.mapError(databaseError(`create ${indexTable}`)))
+          : Effect.void
+      )
+    ).pipe(
+      Effect.catchTags({
+        LockTimedOut: (error) => Effect.fail(lockTimedOut(setup, error.waitedMs)),
+        TransactionControlFailed: (error) => Effect.fail(databaseError(`create ${historyTable}`)(error.cause))
+      })
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Applying one migration: its transaction under the runner lock, retried on lock timeouts.
+// ---------------------------------------------------------------------------------------------
+
+/** SQLite's ADD COLUMN guard: column names compare case-insensitively there. */
+const columnExists = (table: Identifier.TableName, column: string) =>
+  Effect.map(
+    tableColumns(table),
+    (columns) => columns.some((c) => c.name.toLowerCase() === column.toLowerCase())
+  )
+
+type Outcome =
+  | { readonly _tag: "Applied"; readonly migration: AppliedMigration }
+  | { readonly _tag: "AppliedConcurrently" }
+
+const migrationFailed = ({ plan }: Setup, migration: Plan.Migration) => (statement: string) => (cause: SqlError) =>
+  new MigrationFailed({
+    plan: plan.name,
+    id: migration.id,
+    name: migration.name,
+    statement,
+    cause: failureText(cause)
+  })
+
+/** What one attempt has seen: counted across retries, the blockers of the last one. */
+interface Attempts {
+  readonly attempts: Ref.Ref<number>
+  readonly blockers: Ref.Ref<ReadonlyArray<Blocker>>
+}
+
+/** A statement of the transaction: on PostgreSQL under `lock_timeout`, its blockers watched. */
+const runStatement = (
+  setup: Setup,
+  migration: Plan.Migration,
+  { blockers }: Attempts,
+  pid: number | undefined,
+  statement: string
+) => {
+  const run = Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement)))
+  return (pid === undefined ? run : watched(run, pid, setup.lockTimeout, blockers)).pipe(
+    Effect.catchAll((cause): Effect.Effect<never, StatementBlocked | MigrationFailed> =>
+      isPgLockTimeout(cause)
+        ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new StatementBlocked({ statement, blockers: seen })))
+        : Effect.fail(migrationFailed(setup, migration)(statement)(cause))
+    )
+  )
+}
+
+/** One attempt, inside the migration's transaction: re-check the history, run the statements, record it. */
+const migrationBody = (setup: Setup, migration: Plan.Migration, tries: Attempts) =>
+  Effect.gen(function*() {
+    const { plan, dialect, historyTable, databaseError } = setup
+    const checksum = setup.checksumOf(migration)
+    const failed = migrationFailed(setup, migration)
+    yield* Ref.update(tries.attempts, (n) => n + 1)
+    yield* Ref.set(tries.blockers, [])
+    // Re-checked under the lock: a concurrent runner may have applied it since we looked.
+    const recorded = yield* History.find(historyTable, plan.name, migration.id).pipe(
+      Effect.mapError(databaseError(`read ${historyTable} for migration ${migration.id}`))
+    )
+    if (recorded !== undefined) {
+      if (recorded.checksum !== checksum) return yield* drifted(setup, migration, recorded)
+      return { _tag: "AppliedConcurrently" } as const
+    }
+    yield* Effect.logInfo("applying migration")
+    const started = yield* Clock.currentTimeMillis
+    const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
+    const statements: Array<ExecutedStatement> = []
+    for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
+      const guard = statement.unlessColumnExists
+      if (guard !== undefined) {
+        const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
+        if (exists) {
+          yield* Effect.logDebug("column exists; ADD COLUMN skipped").pipe(
+            Effect.annotateLogs({ table: guard.table, column: guard.column })
+          )
+          statements.push({ sql: statement.sql, skipped: true })
+          continue
+        }
+      }
+      yield* runStatement(setup, migration, tries, pid, statement.sql)
+      statements.push({ sql: statement.sql, skipped: false })
+    }
+    const appliedAtMs = yield* Timestamp.now
+    const durationMs = Math.max(0, appliedAtMs - started)
+    yield* History.insert(historyTable, plan.name, {
+      id: migration.id,
+      name: migration.name,
+      checksum,
+      appliedAtMs,
+      durationMs
+    }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
+    const builds = Compile.indexBuilds(migration, dialect, plan)
+    if (builds.length > 0) {
+      const indexTable = yield* IndexBuilds.indexTable
+      yield* IndexBuilds.record(indexTable, plan.name, migration.id, builds).pipe(
+        Effect.mapError(databaseError(`record the indexes of migration ${migration.id} in ${indexTable}`))
+      )
+    }
+    return {
+      _tag: "Applied",
+      migration: {
+        id: migration.id,
+        name: migration.name,
+        checksum,
+        appliedAtMs,
+        durationMs,
+        statements,
+        attempts: yield* Ref.get(tries.attempts)
+      }
+    } as const
+  })
+
+const applyMigration = (setup: Setup, migration: Plan.Migration): Effect.Effect<Outcome, RunError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { plan, lockTimeout, lockRetries, databaseError } = setup
+    const tries: Attempts = { attempts: yield* Ref.make(0), blockers: yield* Ref.make<ReadonlyArray<Blocker>>([]) }
+    return yield* withLockedTransaction(yield* migrationLock(setup), migrationBody(setup, migration, tries)).pipe(
+      Effect.catchTags({
+        LockTimedOut: (error) => Effect.fail(lockTimedOut(setup, error.waitedMs)),
+        TransactionControlFailed: (error) =>
+          Effect.fail(
+            error.operation === "commit"
+              ? migrationFailed(setup, migration)("COMMIT")(error.cause)
+              : databaseError(`begin the transaction of migration ${migration.id}`)(error.cause)
+          )
+      }),
+      Effect.tapErrorTag("StatementBlocked", (error) =>
+        Effect.logWarning("a migration statement met its lock timeout; rolled back, retrying").pipe(
+          Effect.annotateLogs({
+            lock_timeout_ms: Duration.toMillis(lockTimeout),
+            blocking_pids: error.blockers.map((b) => b.pid).join(",")
+          })
+        )),
+      Effect.retry({ schedule: lockRetrySchedule(lockRetries), while: (error) => error._tag === "StatementBlocked" }),
+      Effect.catchTag("StatementBlocked", (error) =>
+        Effect.flatMap(Ref.get(tries.attempts), (tried) =>
+          Effect.fail(
+            new MigrationBlocked({
+              plan: plan.name,
+              id: migration.id,
+              name: migration.name,
+              statement: error.statement,
+              attempts: tried,
+              lockTimeoutMs: Duration.toMillis(lockTimeout),
+              blockers: error.blockers
+            })
+          ))),
+      Effect.tap((outcome) =>
+        outcome._tag === "Applied"
+          ? Effect.logInfo("migration applied").pipe(
+            Effect.annotateLogs({ duration_ms: outcome.migration.durationMs })
+          )
+          : Effect.logInfo("migration already applied by a concurrent runner")
+      ),
+      Effect.tapError((error) =>
+        // The typed error is the report; logging it at Error too would print it twice (once per layer that handles it).
+        error._tag === "MigrationFailed" ? Effect.logInfo("migration failed and was rolled back", error.message) : Effect.void
+      ),
+      Effect.annotateLogs({ plan: plan.name, migration_id: migration.id, migration_name: migration.name })
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Gates checked before anything changes: the preflight and the contract gate.
+// ---------------------------------------------------------------------------------------------
+
+const preflightProblems = ({ plan, dialect, databaseError }: Setup, pending: ReadonlyArray<Plan.Migration>) =>
+  Preflight.check(plan.name, pending, dialect).pipe(
+    Effect.mapError(databaseError("read the live schema to check the pending migrations"))
+  )
+
+const preflight = (
+  setup: Setup,
+  selection: Selection
+): Effect.Effect<void, PreflightFailed | MigratorDatabaseError, SqlClient.SqlClient> =>
+  Effect.flatMap(preflightProblems(setup, selection.pending), (problems) =>
+    Arr.isNonEmptyReadonlyArray(problems)
+      ? Effect.fail(new PreflightFailed({ plan: setup.plan.name, problems }))
+      : Effect.void)
+
+// A contract migration applies only once every job it names is proven (see `Verifications`).
+const contractGate = (
+  { plan, databaseError }: Setup,
+  selection: Selection
+): Effect.Effect<void, ContractUnverified | MigratorDatabaseError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    for (const migration of selection.pending) {
+      const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
+      if (jobs.length === 0) continue
+      const verifications = yield* Verifications.latest(plan.name, jobs)
+      const jobsTable = yield* Database.strataTable("strata_jobs")
+      const lastRuns = new Map<string, number>()
+      if ((yield* tableColumns(jobsTable)).length > 0) {
+        for (const job of jobs) {
+          const checkpoint = yield* JobState.loadCheckpoint(job)
+          if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
+        }
+      }
+      const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
+      if (Arr.isNonEmptyReadonlyArray(unverified)) {
+        return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
+      }
+    }
+  }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(databaseError("read the verifications of a contract's jobs")(error))))
+
+// ---------------------------------------------------------------------------------------------
+// The operations of the service.
+// ---------------------------------------------------------------------------------------------
+
+const applyPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { plan } = setup
+    const target = yield* resolveTarget(setup, runOptions.to)
+    // Checked before anything changes, even before strata_migrations is created.
+    const firstLook = yield* Effect.flatMap(peekHistory(setup), ({ rows }) => select(setup, rows, target))
+    yield* preflight(setup, firstLook)
+    yield* contractGate(setup, firstLook)
+    yield* ensureHistory(setup)
+    const selection = yield* Effect.flatMap(readHistory(setup), (rows) => select(setup, rows, target))
+    const applied: Array<AppliedMigration> = []
+    const appliedConcurrently: Array<number> = []
+    const settings = yield* indexSettings(setup)
+    const migrationsOf = (ids: ReadonlyArray<number>) => plan.migrations.filter((m) => ids.includes(m.id))
+    // What earlier runs left: pending or INVALID indexes, and deferred ones whose job is done since.
+    const indexes = [...yield* IndexBuilds.buildDue(settings, migrationsOf(selection.alreadyApplied))]
+    for (const migration of selection.pending) {
+      const outcome = yield* applyMigration(setup, migration)
+      if (outcome._tag === "Applied") applied.push(outcome.migration)
+      else appliedConcurrently.push(migration.id)
+      // Its index phase, before the next migration (which may rely on the index).
+      indexes.push(...yield* IndexBuilds.buildDue(settings, [migration]))
+    }
+    const deferredIndexes = (yield* indexStatuses(setup)).filter((index) =>
+      index.state === "deferred" && (target === undefined || index.migrationId <= target)
+    )
+    return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes }
+  }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: setup.plan.name } }))
+
+const readStatus = (setup: Setup): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { rows } = yield* peekHistory(setup)
+    return statusOf(setup, rows, yield* indexStatuses(setup))
+  })
+
+const checkValidity = (setup: Setup): Effect.Effect<ValidationReport, StatusError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { plan } = setup
+    const { rows } = yield* peekHistory(setup)
+    const report = statusOf(setup, rows, yield* indexStatuses(setup))
+    const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
+    const problems = yield* preflightProblems(setup, pending)
+    const selected = select(setup, rows, undefined)
+    const refusal = Either.isLeft(selected)
+      ? selected.left
+      : yield* contractGate(setup, selected.right).pipe(
+        Effect.as(undefined),
+        Effect.catchTag("ContractUnverified", (unverified) => Effect.succeed(unverified))
+      )
+    const ok = refusal === undefined && problems.length === 0 &&
+      report.migrations.every((migration) => migration.state === "applied")
+    return { ...report, ok, refusal, problems }
+  }).pipe(Effect.withSpan("Migrator.validate", { attributes: { plan: setup.plan.name } }))
+
+const dryRunPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { plan, dialect, checksumOf, databaseError } = setup
+    const target = yield* resolveTarget(setup, runOptions.to)
+    const history = yield* peekHistory(setup)
+    const selection = yield* select(setup, history.rows, target)
+    yield* preflight(setup, selection)
+    yield* contractGate(setup, selection)
+    const pending = yield* plannedMigrations(plan, dialect, selection.pending, checksumOf, (table, column) =>
+      columnExists(table, column).pipe(Effect.mapError(databaseError(`read the columns of ${table}`))))
+    return {
+      plan: plan.name,
+      dialect,
+      createsHistoryTable: !history.exists,
+      pending,
+      alreadyApplied: selection.alreadyApplied
+    }
+  }).pipe(Effect.withSpan("Migrator.dryRun", { attributes: { plan: setup.plan.name } }))
+
+/** Inside the runner lock: refuse drift up to `id`, then record the migrations not yet recorded. */
+const recordBaseline = (setup: Setup, covered: ReadonlyArray<Plan.Migration>) =>
+  Effect.gen(function*() {
+    const { plan, historyTable, checksumOf, databaseError } = setup
+    const recorded = new Map((yield* readHistory(setup)).map((row) => [row.id, row]))
+    for (const migration of covered) {
+      const row = recorded.get(migration.id)
+      if (row !== undefined && row.checksum !== checksumOf(migration)) return yield* drifted(setup, migration, row)
+    }
+    const appliedAtMs = yield* Timestamp.now
+    const baselined: Array<number> = []
+    for (const migration of covered) {
+      if (recorded.has(migration.id)) continue
+      yield* History.insert(historyTable, plan.name, {
+        id: migration.id,
+        name: migration.name,
+        checksum: checksumOf(migration),
+        appliedAtMs,
+        durationMs: null
+      }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
+      baselined.push(migration.id)
+    }
+    const alreadyApplied = covered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
+    return { plan: plan.name, baselined, alreadyApplied }
+  })
+
+const baselineUpTo = (setup: Setup, id: number): Effect.Effect<BaselineResult, BaselineError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { plan, databaseError } = setup
+    yield* resolveTarget(setup, id)
+    yield* ensureHistory(setup)
+    const covered = plan.migrations.filter((migration) => migration.id <= id)
+    const result = yield* withLockedTransaction(yield* migrationLock(setup), recordBaseline(setup, covered)).pipe(
+      Effect.catchTags({
+        LockTimedOut: (error) => Effect.fail(lockTimedOut(setup, error.waitedMs)),
+        TransactionControlFailed: (error) =>
+          Effect.fail(databaseError(`${error.operation} the baseline transaction`)(error.cause))
+      })
+    )
+    for (const migrationId of result.baselined) {
+      const migration = covered.find((m) => m.id === migrationId)
+      yield* Effect.logInfo("migration baselined (recorded as applied without running it)").pipe(
+        Effect.annotateLogs({ plan: plan.name, migration_id: migrationId, migration_name: migration?.name ?? "" })
+      )
+    }
+    return result
+  }).pipe(Effect.withSpan("Migrator.baseline", { attributes: { plan: setup.plan.name, id } }))
+
+/**
  * The tag of the Migrator service.
  *
  * @since 0.1.0
@@ -733,527 +1295,21 @@ export const make = (
   options: MigratorOptions = {}
 ): Effect.Effect<Migrator, InvalidMigratorOptions, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const invalid = (option: string, reason: string) => new InvalidMigratorOptions({ option, reason })
-    const runnerTimeout = yield* Options.resolveDuration(
-      "runnerTimeout",
-      options.runnerTimeout,
-      defaultRunnerTimeout,
-      Options.nonNegativeDuration,
-      invalid
-    )
-    const lockTimeout = yield* Options.resolveDuration(
-      "lockTimeout",
-      options.lockTimeout,
-      defaultLockTimeout,
-      Options.positiveDuration,
-      invalid
-    )
-    const indexBuildTimeout = yield* Options.resolveDuration(
-      "indexBuildTimeout",
-      options.indexBuildTimeout,
-      defaultIndexBuildTimeout,
-      { ...Options.positiveDuration, infinite: true },
-      invalid
-    )
-    const concurrentIndexMinBytes = yield* Options.resolve(
-      "concurrentIndexMinBytes",
-      options.concurrentIndexMinBytes,
-      defaultConcurrentIndexMinBytes,
-      { integer: true, min: 0 },
-      invalid
-    )
-    const lockRetries = yield* Options.resolve("lockRetries", options.lockRetries, defaultLockRetries, {
-      integer: true,
-      min: 0
-    }, invalid)
+    const resolved = yield* resolveOptions(options)
     const sql = yield* Database.strataClient
     /** Every statement of the Migrator runs on strata's client, whatever the caller's context holds. */
     const onStrataClient = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.provideService(effect, SqlClient.SqlClient, sql)
     const dialect = yield* Database.dialect
-    const historyTable = yield* Database.strataTable("strata_migrations")
-    const databaseError = (operation: string) => (cause: SqlError) =>
-      new MigratorDatabaseError({ plan: plan.name, operation, reason: failureText(cause) })
-
-    /**
-     * The history table as the runner lock names it. PostgreSQL's advisory locks are per database
-     * and its tables per schema, so an unqualified table is named with the schema it resolves to:
-     * runners of two apps in two schemas do not wait for each other.
-     */
-    const lockedTable = Effect.gen(function*() {
-      if (dialect !== "pg" || Identifier.tableParts(historyTable).schema !== undefined) return historyTable as string
-      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (client) =>
-        unprepared(client.unsafe<{ schema: unknown }>("SELECT current_schema() AS schema")))
-      return `${String(rows[0]?.schema)}.${historyTable}`
-    }).pipe(Effect.mapError(databaseError("read the current schema")))
-    const runnerLock = IndexBuilds.runnerLockKey(plan).pipe(
-      Effect.mapError(databaseError("read the current schema")),
-      Effect.map((lockKey) => ({ dialect, lockTimeout: runnerTimeout, lockKey }))
-    )
-    const migrationLock = Effect.map(runnerLock, (lock) => ({ ...lock, statementLockTimeout: lockTimeout }))
-    const indexSettings = Effect.map(runnerLock, (lock): IndexBuilds.Settings => ({
-      plan,
-      dialect,
-      runnerLock: lock,
-      indexBuildTimeout,
-      lockTimeout,
-      concurrentIndexMinBytes,
-      lockRetries,
-      leaveWhenLocked: false
-    }))
-    /** Whether the plan builds any index outside a transaction on this engine (it then needs `strata_indexes`). */
-    const hasIndexPhase = plan.migrations.some((migration) => Compile.indexBuilds(migration, dialect, plan).length > 0)
-    // One key per history table for every plan: concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog.
-    const historyLock = Effect.map(lockedTable, (table) => ({ dialect, lockTimeout: runnerTimeout, lockKey: advisoryLockKey(table) }))
-    const checksums = new Map(plan.migrations.map((migration) => [migration.id, Compile.checksum(migration)]))
-    const checksumOf = (migration: Plan.Migration): string => checksums.get(migration.id) ?? Compile.checksum(migration)
-    const planIds = new Set(plan.migrations.map((migration) => migration.id))
-
-    const lockTimedOut = (waitedMs: number) => new MigrationLockTimeout({ plan: plan.name, waitedMs })
-
-    const resolveTarget = (id: number | undefined): Effect.Effect<number | undefined, MigrationNotInPlan> =>
-      id === undefined || planIds.has(id)
-        ? Effect.succeed(id)
-        : Effect.fail(new MigrationNotInPlan({ plan: plan.name, id, known: plan.migrations.map((m) => m.id) }))
-
-    const drifted = (migration: Plan.Migration, row: History.HistoryRow) =>
-      new MigrationDrifted({
-        plan: plan.name,
-        id: migration.id,
-        name: migration.name,
-        stored: row.checksum,
-        expected: checksumOf(migration)
-      })
-
-    const select = (
-      rows: ReadonlyArray<History.HistoryRow>,
-      target: number | undefined
-    ): Either.Either<Selection, MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder> => {
-      const recorded = new Map(rows.map((row) => [row.id, row]))
-      for (const migration of plan.migrations) {
-        const row = recorded.get(migration.id)
-        if (row !== undefined && row.checksum !== checksumOf(migration)) return Either.left(drifted(migration, row))
-      }
-      const considered = plan.migrations.filter((migration) => target === undefined || migration.id <= target)
-      const pending = considered.filter((migration) => !recorded.has(migration.id))
-      const alreadyApplied = considered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
-      const first = pending[0]
-      const last = pending[pending.length - 1]
-      if (first !== undefined && last !== undefined) {
-        const unknown = rows.find((row) => !planIds.has(row.id) && row.id < last.id)
-        if (unknown !== undefined) {
-          return Either.left(new UnknownMigrationApplied({ plan: plan.name, id: unknown.id, name: unknown.name }))
-        }
-        const latest = rows.reduce((max, row) => Math.max(max, row.id), -Infinity)
-        if (latest > first.id) {
-          return Either.left(
-            new MigrationOutOfOrder({ plan: plan.name, id: first.id, name: first.name, latestAppliedId: latest })
-          )
-        }
-      }
-      return Either.right({ pending, alreadyApplied })
-    }
-
-    const historyExists = History.exists(historyTable).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
-
-    const readHistory = History.read(historyTable, plan.name).pipe(Effect.mapError(databaseError(`read ${historyTable}`)))
-
-    /** Rows as they are, without creating the table (status and dry run change nothing). */
-    const peekHistory: Effect.Effect<
-      { readonly exists: boolean; readonly rows: ReadonlyArray<History.HistoryRow> },
-      MigratorDatabaseError,
-      SqlClient.SqlClient
-    > = Effect.gen(function*() {
-      const exists = yield* historyExists
-      return { exists, rows: exists ? yield* readHistory : [] }
-    })
-
-    const indexTableExists = Effect.flatMap(IndexBuilds.indexTable, (table) =>
-      IndexBuilds.exists(table).pipe(Effect.mapError(databaseError(`read ${table}`))))
-
-    const ensureHistory = Effect.gen(function*() {
-      if ((yield* historyExists) && (!hasIndexPhase || (yield* indexTableExists))) return
-      const indexTable = yield* IndexBuilds.indexTable
-      yield* withLockedTransaction(
-        yield* historyLock,
-        Effect.zipRight(
-          History.create(historyTable, dialect).pipe(Effect.mapError(databaseError(`create ${historyTable}`))),
-          hasIndexPhase
-            ? IndexBuilds.create(indexTable, dialect).pipe(Effect.mapError(databaseError(`create ${indexTable}`)))
-            : Effect.void
-        )
-      ).pipe(
-        Effect.catchTags({
-          LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
-          TransactionControlFailed: (error) => Effect.fail(databaseError(`create ${historyTable}`)(error.cause))
-        })
-      )
-    })
-
-    /** SQLite's ADD COLUMN guard: column names compare case-insensitively there. */
-    const columnExists = (table: Identifier.TableName, column: string) =>
-      Effect.map(
-        tableColumns(table),
-        (columns) => columns.some((c) => c.name.toLowerCase() === column.toLowerCase())
-      )
-
-    type Outcome =
-      | { readonly _tag: "Applied"; readonly migration: AppliedMigration }
-      | { readonly _tag: "AppliedConcurrently" }
-
-    const applyMigration = (migration: Plan.Migration): Effect.Effect<Outcome, RunError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-      const checksum = checksumOf(migration)
-      const failed = (statement: string) => (cause: SqlError) =>
-        new MigrationFailed({
-          plan: plan.name,
-          id: migration.id,
-          name: migration.name,
-          statement,
-          cause: failureText(cause)
-        })
-      const attempts = yield* Ref.make(0)
-      const blockers = yield* Ref.make<ReadonlyArray<Blocker>>([])
-      /** A statement of the transaction: on PostgreSQL under `lock_timeout`, its blockers watched. */
-      const runStatement = (pid: number | undefined, statement: string) => {
-        const run = Effect.flatMap(SqlClient.SqlClient, (client) => unprepared(client.unsafe(statement)))
-        return (pid === undefined ? run : watched(run, pid, lockTimeout, blockers)).pipe(
-          Effect.catchAll((cause): Effect.Effect<never, StatementBlocked | MigrationFailed> =>
-            isPgLockTimeout(cause)
-              ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new StatementBlocked({ statement, blockers: seen })))
-              : Effect.fail(failed(statement)(cause))
-          )
-        )
-      }
-      const body = Effect.gen(function*() {
-        yield* Ref.update(attempts, (n) => n + 1)
-        yield* Ref.set(blockers, [])
-        // Re-checked under the lock: a concurrent runner may have applied it since we looked.
-        const recorded = yield* History.find(historyTable, plan.name, migration.id).pipe(
-          Effect.mapError(databaseError(`read ${historyTable} for migration ${migration.id}`))
-        )
-        if (recorded !== undefined) {
-          if (recorded.checksum !== checksum) return yield* drifted(migration, recorded)
-          return { _tag: "AppliedConcurrently" } as const
-        }
-        yield* Effect.logInfo("applying migration")
-        const started = yield* Clock.currentTimeMillis
-        const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
-        const statements: Array<ExecutedStatement> = []
-        for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
-          const guard = statement.unlessColumnExists
-          if (guard !== undefined) {
-            const exists = yield* columnExists(guard.table, guard.column).pipe(Effect.mapError(failed(statement.sql)))
-            if (exists) {
-              yield* Effect.logDebug("column exists; ADD COLUMN skipped").pipe(
-                Effect.annotateLogs({ table: guard.table, column: guard.column })
-              )
-              statements.push({ sql: statement.sql, skipped: true })
-              continue
-            }
-          }
-          yield* runStatement(pid, statement.sql)
-          statements.push({ sql: statement.sql, skipped: false })
-        }
-        const appliedAtMs = yield* Timestamp.now
-        const durationMs = Math.max(0, appliedAtMs - started)
-        yield* History.insert(historyTable, plan.name, {
-          id: migration.id,
-          name: migration.name,
-          checksum,
-          appliedAtMs,
-          durationMs
-        }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
-        const builds = Compile.indexBuilds(migration, dialect, plan)
-        if (builds.length > 0) {
-          const indexTable = yield* IndexBuilds.indexTable
-          yield* IndexBuilds.record(indexTable, plan.name, migration.id, builds).pipe(
-            Effect.mapError(databaseError(`record the indexes of migration ${migration.id} in ${indexTable}`))
-          )
-        }
-        return {
-          _tag: "Applied",
-          migration: {
-            id: migration.id,
-            name: migration.name,
-            checksum,
-            appliedAtMs,
-            durationMs,
-            statements,
-            attempts: yield* Ref.get(attempts)
-          }
-        } as const
-      })
-      return yield* withLockedTransaction(yield* migrationLock, body).pipe(
-        Effect.catchTags({
-          LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
-          TransactionControlFailed: (error) =>
-            Effect.fail(
-              error.operation === "commit"
-                ? failed("COMMIT")(error.cause)
-                : databaseError(`begin the transaction of migration ${migration.id}`)(error.cause)
-            )
-        }),
-        Effect.tapErrorTag("StatementBlocked", (error) =>
-          Effect.logWarning("a migration statement met its lock timeout; rolled back, retrying").pipe(
-            Effect.annotateLogs({
-              lock_timeout_ms: Duration.toMillis(lockTimeout),
-              blocking_pids: error.blockers.map((b) => b.pid).join(",")
-            })
-          )),
-        Effect.retry({ schedule: lockRetrySchedule(lockRetries), while: (error) => error._tag === "StatementBlocked" }),
-        Effect.catchTag("StatementBlocked", (error) =>
-          Effect.flatMap(Ref.get(attempts), (tried) =>
-            Effect.fail(
-              new MigrationBlocked({
-                plan: plan.name,
-                id: migration.id,
-                name: migration.name,
-                statement: error.statement,
-                attempts: tried,
-                lockTimeoutMs: Duration.toMillis(lockTimeout),
-                blockers: error.blockers
-              })
-            ))),
-        Effect.tap((outcome) =>
-          outcome._tag === "Applied"
-            ? Effect.logInfo("migration applied").pipe(
-              Effect.annotateLogs({ duration_ms: outcome.migration.durationMs })
-            )
-            : Effect.logInfo("migration already applied by a concurrent runner")
-        ),
-        Effect.tapError((error) =>
-          // The typed error is the report; logging it at Error too would print it twice (once per layer that handles it).
-          error._tag === "MigrationFailed" ? Effect.logInfo("migration failed and was rolled back", error.message) : Effect.void
-        ),
-        Effect.annotateLogs({ plan: plan.name, migration_id: migration.id, migration_name: migration.name })
-      )
-      })
-
-    const preflightProblems = (pending: ReadonlyArray<Plan.Migration>) =>
-      Preflight.check(plan.name, pending, dialect).pipe(
-        Effect.mapError(databaseError("read the live schema to check the pending migrations"))
-      )
-
-    const preflight = (selection: Selection): Effect.Effect<void, PreflightFailed | MigratorDatabaseError, SqlClient.SqlClient> =>
-      Effect.flatMap(preflightProblems(selection.pending), (problems) =>
-        Arr.isNonEmptyReadonlyArray(problems)
-          ? Effect.fail(new PreflightFailed({ plan: plan.name, problems }))
-          : Effect.void)
-
-    // A contract migration applies only once every job it names is proven (see `Verifications`).
-    const contractGate = (selection: Selection): Effect.Effect<void, ContractUnverified | MigratorDatabaseError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        for (const migration of selection.pending) {
-          const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
-          if (jobs.length === 0) continue
-          const verifications = yield* Verifications.latest(plan.name, jobs)
-          const jobsTable = yield* Database.strataTable("strata_jobs")
-          const lastRuns = new Map<string, number>()
-          if ((yield* tableColumns(jobsTable)).length > 0) {
-            for (const job of jobs) {
-              const checkpoint = yield* JobState.loadCheckpoint(job)
-              if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
-            }
-          }
-          const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
-          if (Arr.isNonEmptyReadonlyArray(unverified)) {
-            return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
-          }
-        }
-      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(databaseError("read the verifications of a contract's jobs")(error))))
-
-    const run = (runOptions: RunOptions = {}): Effect.Effect<RunResult, RunError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        const target = yield* resolveTarget(runOptions.to)
-        // Checked before anything changes, even before strata_migrations is created.
-        const firstLook = yield* Effect.flatMap(peekHistory, ({ rows }) => select(rows, target))
-        yield* preflight(firstLook)
-        yield* contractGate(firstLook)
-        yield* ensureHistory
-        const selection = yield* Effect.flatMap(readHistory, (rows) => select(rows, target))
-        const applied: Array<AppliedMigration> = []
-        const appliedConcurrently: Array<number> = []
-        const settings = yield* indexSettings
-        const migrationsOf = (ids: ReadonlyArray<number>) => plan.migrations.filter((m) => ids.includes(m.id))
-        // What earlier runs left: pending or INVALID indexes, and deferred ones whose job is done since.
-        const indexes = [...yield* IndexBuilds.buildDue(settings, migrationsOf(selection.alreadyApplied))]
-        for (const migration of selection.pending) {
-          const outcome = yield* applyMigration(migration)
-          if (outcome._tag === "Applied") applied.push(outcome.migration)
-          else appliedConcurrently.push(migration.id)
-          // Its index phase, before the next migration (which may rely on the index).
-          indexes.push(...yield* IndexBuilds.buildDue(settings, [migration]))
-        }
-        const deferredIndexes = (yield* indexStatuses).filter((index) =>
-          index.state === "deferred" && (target === undefined || index.migrationId <= target)
-        )
-        return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes }
-      }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: plan.name } }))
-
-    const statusOf = (rows: ReadonlyArray<History.HistoryRow>, indexes: ReadonlyArray<IndexBuilds.IndexStatus>): StatusReport => {
-        const recorded = new Map(rows.map((row) => [row.id, row]))
-        const migrations = plan.migrations.map((migration): MigrationStatus => {
-          const checksum = checksumOf(migration)
-          const row = recorded.get(migration.id)
-          if (row === undefined) return { state: "pending", id: migration.id, name: migration.name, checksum }
-          return row.checksum === checksum
-            ? {
-              state: "applied",
-              id: migration.id,
-              name: migration.name,
-              checksum,
-              appliedAtMs: row.appliedAtMs,
-              durationMs: row.durationMs
-            }
-            : {
-              state: "drifted",
-              id: migration.id,
-              name: migration.name,
-              stored: row.checksum,
-              expected: checksum,
-              appliedAtMs: row.appliedAtMs,
-              durationMs: row.durationMs
-            }
-        })
-        const unknown = rows.filter((row) => !planIds.has(row.id)).map((row) => ({ ...row }))
-        return { plan: plan.name, migrations, unknown, indexes }
-      }
-
-    const indexStatuses = IndexBuilds.statuses(plan, dialect).pipe(
-      Effect.mapError(databaseError("read strata_indexes"))
-    )
-
-    const status = (): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        const { rows } = yield* peekHistory
-        return statusOf(rows, yield* indexStatuses)
-      })
-
-    const validate = (): Effect.Effect<ValidationReport, StatusError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        const { rows } = yield* peekHistory
-        const report = statusOf(rows, yield* indexStatuses)
-        const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
-        const problems = yield* preflightProblems(pending)
-        const selected = select(rows, undefined)
-        const refusal = Either.isLeft(selected)
-          ? selected.left
-          : yield* contractGate(selected.right).pipe(
-            Effect.as(undefined),
-            Effect.catchTag("ContractUnverified", (unverified) => Effect.succeed(unverified))
-          )
-        const ok = refusal === undefined && problems.length === 0 &&
-          report.migrations.every((migration) => migration.state === "applied")
-        return { ...report, ok, refusal, problems }
-      }).pipe(Effect.withSpan("Migrator.validate", { attributes: { plan: plan.name } }))
-
-    const dryRun = (runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        const target = yield* resolveTarget(runOptions.to)
-        const history = yield* peekHistory
-        const selection = yield* select(history.rows, target)
-        yield* preflight(selection)
-        yield* contractGate(selection)
-        // Columns added by earlier guarded statements of this run: their later guards would skip.
-        const added = new Set<string>()
-        const pending: Array<PlannedMigration> = []
-        for (const migration of selection.pending) {
-          const statements: Array<PlannedStatement> = []
-          for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
-            const guard = statement.unlessColumnExists
-            if (guard === undefined) {
-              statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true, phase: "transaction" })
-              continue
-            }
-            const key = `${guard.table.toLowerCase()}.${guard.column.toLowerCase()}`
-            const columnExistsNow = added.has(key) ||
-              (yield* columnExists(guard.table, guard.column).pipe(
-                Effect.mapError(databaseError(`read the columns of ${guard.table}`))
-              ))
-            if (!columnExistsNow) added.add(key)
-            statements.push({
-              sql: statement.sql,
-              text: Compile.render(statement),
-              guard: { table: guard.table, column: guard.column, columnExists: columnExistsNow },
-              willRun: !columnExistsNow,
-              phase: "transaction"
-            })
-          }
-          for (const build of Compile.indexBuilds(migration, dialect, plan)) {
-            statements.push({
-              sql: build.create,
-              text: `${build.create};`,
-              guard: undefined,
-              willRun: true,
-              phase: build.timing,
-              afterJob: build.index.afterJob
-            })
-          }
-          pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })
-        }
-        return {
-          plan: plan.name,
-          dialect,
-          createsHistoryTable: !history.exists,
-          pending,
-          alreadyApplied: selection.alreadyApplied
-        }
-      }).pipe(Effect.withSpan("Migrator.dryRun", { attributes: { plan: plan.name } }))
-
-    const baseline = (id: number): Effect.Effect<BaselineResult, BaselineError, SqlClient.SqlClient> =>
-      Effect.gen(function*() {
-        yield* resolveTarget(id)
-        yield* ensureHistory
-        const covered = plan.migrations.filter((migration) => migration.id <= id)
-        const result = yield* withLockedTransaction(
-          yield* migrationLock,
-          Effect.gen(function*() {
-            const recorded = new Map((yield* readHistory).map((row) => [row.id, row]))
-            for (const migration of covered) {
-              const row = recorded.get(migration.id)
-              if (row !== undefined && row.checksum !== checksumOf(migration)) return yield* drifted(migration, row)
-            }
-            const appliedAtMs = yield* Timestamp.now
-            const baselined: Array<number> = []
-            for (const migration of covered) {
-              if (recorded.has(migration.id)) continue
-              yield* History.insert(historyTable, plan.name, {
-                id: migration.id,
-                name: migration.name,
-                checksum: checksumOf(migration),
-                appliedAtMs,
-                durationMs: null
-              }).pipe(Effect.mapError(databaseError(`record migration ${migration.id} in ${historyTable}`)))
-              baselined.push(migration.id)
-            }
-            const alreadyApplied = covered.filter((migration) => recorded.has(migration.id)).map((m) => m.id)
-            return { plan: plan.name, baselined, alreadyApplied }
-          })
-        ).pipe(
-          Effect.catchTags({
-            LockTimedOut: (error) => Effect.fail(lockTimedOut(error.waitedMs)),
-            TransactionControlFailed: (error) =>
-              Effect.fail(databaseError(`${error.operation} the baseline transaction`)(error.cause))
-          })
-        )
-        for (const migrationId of result.baselined) {
-          const migration = covered.find((m) => m.id === migrationId)
-          yield* Effect.logInfo("migration baselined (recorded as applied without running it)").pipe(
-            Effect.annotateLogs({ plan: plan.name, migration_id: migrationId, migration_name: migration?.name ?? "" })
-          )
-        }
-        return result
-      }).pipe(Effect.withSpan("Migrator.baseline", { attributes: { plan: plan.name, id } }))
-
+    const setup = setupOf(plan, resolved, dialect, yield* Database.strataTable("strata_migrations"))
     return Migrator.of({
       plan,
       dialect,
-      run: (runOptions) => onStrataClient(run(runOptions)),
-      status: () => onStrataClient(status()),
-      dryRun: (runOptions) => onStrataClient(dryRun(runOptions)),
-      baseline: (id) => onStrataClient(baseline(id)),
-      validate: () => onStrataClient(validate())
+      run: (runOptions) => onStrataClient(applyPending(setup, runOptions)),
+      status: () => onStrataClient(readStatus(setup)),
+      dryRun: (runOptions) => onStrataClient(dryRunPending(setup, runOptions)),
+      baseline: (id) => onStrataClient(baselineUpTo(setup, id)),
+      validate: () => onStrataClient(checkValidity(setup))
     })
   })
 

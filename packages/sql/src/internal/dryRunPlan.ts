@@ -1,0 +1,58 @@
+/**
+ * What a dry run reports for the pending migrations, in the order `run` would reach them: each
+ * migration's transaction statements, a SQLite ADD COLUMN guard resolved against the live columns
+ * and the columns earlier guarded statements of this run add (their later guards would skip), then
+ * its index builds with their phase. Apart from the Migrator's `dryRun` so that it reads as its
+ * refusals (the same as `run`'s) followed by this listing; the catalogue read is the caller's, so
+ * its error is named there.
+ */
+import { Compile } from "@strata/core"
+import type { Identifier, Plan } from "@strata/core"
+import { Effect } from "effect"
+// Types only (erased): the public shapes are defined once, in the service's module.
+import type { PlannedMigration, PlannedStatement } from "../Migrator.js"
+
+export const plannedMigrations = <E, R>(
+  plan: Plan.Plan,
+  dialect: "sqlite" | "pg",
+  pendingMigrations: ReadonlyArray<Plan.Migration>,
+  checksumOf: (migration: Plan.Migration) => string,
+  columnExists: (table: Identifier.TableName, column: string) => Effect.Effect<boolean, E, R>
+): Effect.Effect<Array<PlannedMigration>, E, R> =>
+  Effect.gen(function*() {
+    // Columns added by earlier guarded statements of this run: their later guards would skip.
+    const added = new Set<string>()
+    const pending: Array<PlannedMigration> = []
+    for (const migration of pendingMigrations) {
+      const statements: Array<PlannedStatement> = []
+      for (const statement of Compile.transactionStatements(migration, dialect, plan)) {
+        const guard = statement.unlessColumnExists
+        if (guard === undefined) {
+          statements.push({ sql: statement.sql, text: Compile.render(statement), guard: undefined, willRun: true, phase: "transaction" })
+          continue
+        }
+        const key = `${guard.table.toLowerCase()}.${guard.column.toLowerCase()}`
+        const columnExistsNow = added.has(key) || (yield* columnExists(guard.table, guard.column))
+        if (!columnExistsNow) added.add(key)
+        statements.push({
+          sql: statement.sql,
+          text: Compile.render(statement),
+          guard: { table: guard.table, column: guard.column, columnExists: columnExistsNow },
+          willRun: !columnExistsNow,
+          phase: "transaction"
+        })
+      }
+      for (const build of Compile.indexBuilds(migration, dialect, plan)) {
+        statements.push({
+          sql: build.create,
+          text: `${build.create};`,
+          guard: undefined,
+          willRun: true,
+          phase: build.timing,
+          afterJob: build.index.afterJob
+        })
+      }
+      pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })
+    }
+    return pending
+  })
