@@ -9,9 +9,10 @@
 import { expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan } from "@strata/core"
-import { Deferred, Effect, Fiber, Layer } from "effect"
-import { describePg, pgTestUrlWithSchema } from "../../../test/support/databases.js"
-import { Database, Migrator } from "../src/index.js"
+import { Deferred, Effect, Fiber } from "effect"
+import { describePg } from "../../../test/support/databases.js"
+import { Migrator } from "../src/index.js"
+import { ordersSessions } from "./ordersSessions.js"
 
 const plan = Plan.make("indexes", [
   Plan.migration(1, "orders by amount", [Plan.createIndex("idx_orders_amount", "orders", ["amount"])])
@@ -23,19 +24,7 @@ const withColumn = Plan.migration(1, "orders by amount", [
   Plan.createIndex("idx_orders_amount", "orders", ["amount"])
 ])
 
-const clients = Effect.gen(function*() {
-  const { url } = yield* pgTestUrlWithSchema()
-  const open = () => Layer.build(Database.layer({ url }).pipe(Layer.orDie))
-  const holder = yield* open()
-  const app = yield* open()
-  const migrator = yield* open()
-  yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.all([
-      sql`CREATE TABLE orders (order_id BIGINT PRIMARY KEY, amount BIGINT NOT NULL)`,
-      sql`INSERT INTO orders SELECT n, n * 10 FROM generate_series(1, 1000) AS n`
-    ])).pipe(Effect.provide(holder))
-  return { holder, app, migrator }
-})
+const clients = ordersSessions
 
 /** What the migrator's session is doing now: its CREATE INDEX, waiting, or nothing. */
 const indexBuildWaiting = Effect.flatMap(SqlClient.SqlClient, (sql) =>

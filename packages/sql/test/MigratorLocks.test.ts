@@ -8,9 +8,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Plan } from "@strata/core"
-import { Clock, Deferred, Effect, Either, Fiber, Layer, Ref } from "effect"
-import { describePg, pgTestUrlWithSchema, sqliteTestLayer } from "../../../test/support/databases.js"
-import { Database, Migrator } from "../src/index.js"
+import { Clock, Deferred, Effect, Either, Fiber, Ref } from "effect"
+import { describePg, sqliteTestLayer } from "../../../test/support/databases.js"
+import { Migrator } from "../src/index.js"
+import { ordersSessions } from "./ordersSessions.js"
 
 const plan = Plan.make("locks", [Plan.migration(1, "a note", [Plan.addColumn("orders", "note", "text")])])
 
@@ -19,19 +20,7 @@ const alter = `ALTER TABLE "orders" ADD COLUMN IF NOT EXISTS "note" TEXT`
 const holdingQuery = "SELECT count(*) AS holding_for_the_test FROM orders"
 
 /** Three clients on one fresh schema: the app's long transaction, the app's steady reads, the migration. */
-const clients = Effect.gen(function*() {
-  const { url } = yield* pgTestUrlWithSchema()
-  const open = () => Layer.build(Database.layer({ url }).pipe(Layer.orDie))
-  const holder = yield* open()
-  const app = yield* open()
-  const migrator = yield* open()
-  yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.all([
-      sql`CREATE TABLE orders (order_id BIGINT PRIMARY KEY, amount BIGINT NOT NULL)`,
-      sql`INSERT INTO orders SELECT n, n * 10 FROM generate_series(1, 1000) AS n`
-    ])).pipe(Effect.provide(holder))
-  return { holder, app, migrator }
-})
+const clients = ordersSessions
 
 /** An open transaction that has read `orders` (so holds ACCESS SHARE on it) for `holdMs`; its pid. */
 const holdTable = (holdMs: number, held: Deferred.Deferred<number>) =>
