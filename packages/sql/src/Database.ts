@@ -500,7 +500,7 @@ export const layerStrataSchema = (schema: string): Layer.Layer<StrataSchema, Inv
  * @category references
  */
 export const strataTable = (
-  table: "strata_migrations" | "strata_jobs" | "strata_rejects" | "strata_verifications"
+  table: "strata_migrations" | "strata_jobs" | "strata_rejects" | "strata_verifications" | "strata_indexes"
 ): Effect.Effect<Identifier.TableName> =>
   Effect.map(StrataSchema, (schema) => Identifier.qualify(schema, table as Identifier.Identifier))
 

@@ -169,10 +169,7 @@ interface IndexRow {
 }
 
 /** `strata_indexes` where the app keeps strata's tables. */
-export const indexTable: Effect.Effect<Identifier.TableName> = Effect.map(
-  Database.StrataSchema,
-  (schema) => Identifier.qualify(schema, "strata_indexes" as Identifier.Identifier)
-)
+export const indexTable: Effect.Effect<Identifier.TableName> = Database.strataTable("strata_indexes")
 
 const createStatement = (table: Identifier.TableName, dialect: "sqlite" | "pg"): string => {
   const integer = dialect === "pg" ? "BIGINT" : "INTEGER"
