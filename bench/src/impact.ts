@@ -30,13 +30,21 @@ import { median, repetitions } from "./harness.js"
 const ROWS = Number(process.env["BENCH_ROWS"] ?? "1000000")
 const PERIOD_MS = Number(process.env["BENCH_APP_PERIOD_MS"] ?? "2")
 const IDLE_MS = 3000
+/** A directory to write each run's timeline to (the app's samples, the phases, strata's debug logs), to find where stalls come from. */
+const TRACE_DIR = process.env["BENCH_IMPACT_TRACE"]
+/** The engines to run, e.g. `sqlite` or `pg` (default: both, PostgreSQL when a URL is set). */
+const DIALECTS = process.env["BENCH_IMPACT_DIALECTS"]?.split(",")
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const appScript = Path.join(here, "impactApp.js")
 const strataBin = Path.join(here, "..", "..", "packages", "cli", "dist", "bin.js")
 
 type Dialect = "sqlite" | "pg"
-type Phase = "idle" | "migrate" | "backfill" | "verify"
-const phases: ReadonlyArray<Phase> = ["idle", "migrate", "backfill", "verify"]
+/**
+ * `index` is the end of `strata backfill`: the target's index, built once the column is filled. On
+ * SQLite every index build holds the write lock for its whole duration, so it is a phase of its own.
+ */
+type Phase = "idle" | "migrate" | "backfill" | "index" | "verify"
+const phases: ReadonlyArray<Phase> = ["idle", "migrate", "backfill", "index", "verify"]
 
 const plan = {
   name: "impact",
@@ -81,19 +89,31 @@ const createData = (dialect: Dialect) =>
  * keeps inserting rows the way an old app version does (source only), and verify rightly reports
  * those as missing their target; the phase is measured either way.
  */
-const runStrata = (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> = [0]): Promise<number> =>
+const runStrata = (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> = [0], logs?: Array<string>): Promise<number> =>
   new Promise((resolve, reject) => {
     const started = performance.now()
-    const child = Child.spawn(process.execPath, [strataBin, ...args], { stdio: ["ignore", "ignore", "pipe"] })
+    const traced = logs === undefined ? args : [...args, "--json", "--log-level", TRACE_DIR === undefined ? "info" : "debug"]
+    const child = Child.spawn(process.execPath, [strataBin, ...traced], { stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr.on("data", (chunk) => (stderr += String(chunk)))
     child.on("error", reject)
-    child.on("exit", (code) =>
-      code !== null && accepted.includes(code)
+    child.on("exit", (code) => {
+      logs?.push(...stderr.split("\n").filter((line) => line.length > 0))
+      return code !== null && accepted.includes(code)
         ? resolve(performance.now() - started)
         : reject(new Error(`strata ${args[0]} exited ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
-    )
+    })
   })
+
+/** When strata logged `message` (its JSON log lines on stderr), in epoch ms. */
+const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undefined => {
+  for (const line of lines) {
+    if (!line.startsWith("{")) continue
+    const entry = JSON.parse(line) as { readonly message?: unknown; readonly timestamp?: unknown }
+    if (entry.message === message && typeof entry.timestamp === "string") return Date.parse(entry.timestamp)
+  }
+  return undefined
+}
 
 interface App {
   readonly stop: () => Promise<ReadonlyArray<readonly [number, number, number]>>
@@ -138,6 +158,7 @@ const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
 const figures = (samples: ReadonlyArray<readonly [number, number, number]>, from: number, to: number): PhaseFigures => {
   // Response time from when the operation was due: a stall counts against every operation it delayed.
   const inPhase = samples.filter(([due]) => due >= from && due < to)
+  if (to <= from) return { p50: 0, p99: 0, max: 0, rate: 0, durationMs: 0 }
   const response = inPhase.map(([due, began, latency]) => began - due + latency).sort((a, b) => a - b)
   return {
     p50: percentile(response, 0.5),
@@ -185,8 +206,9 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
   try {
     await runEffect(alone.url, createData(dialect))
     await runEffect(loaded.url, createData(dialect))
-    const strata = (command: string, target: Target) =>
-      runStrata([command, "--db", target.url, "--plan", planFile], command === "verify" ? [0, 1] : [0])
+    const logs: Array<string> = []
+    const strata = (command: string, target: Target, logged?: Array<string>) =>
+      runStrata([command, "--db", target.url, "--plan", planFile], command === "verify" ? [0, 1] : [0], logged)
     // The same migrate and backfill with nobody else on the database: the backfill's own time.
     await strata("migrate", alone)
     const backfillAloneMs = await strata("backfill", alone)
@@ -198,10 +220,20 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
     windows.push(["idle", idleStart, Date.now()])
     for (const phase of ["migrate", "backfill", "verify"] as const) {
       const from = Date.now()
-      await strata(phase, loaded)
-      windows.push([phase, from, Date.now()])
+      const phaseLogs: Array<string> = []
+      await strata(phase, loaded, phaseLogs)
+      const to = Date.now()
+      logs.push(...phaseLogs)
+      const indexFrom = phase === "backfill" ? loggedAt(phaseLogs, "building index") : undefined
+      if (phase !== "backfill") windows.push([phase, from, to])
+      else if (indexFrom === undefined) windows.push(["backfill", from, to], ["index", to, to])
+      else windows.push(["backfill", from, indexFrom], ["index", indexFrom, to])
     }
     const samples = await app.stop()
+    if (TRACE_DIR !== undefined) {
+      Fs.mkdirSync(TRACE_DIR, { recursive: true })
+      Fs.writeFileSync(Path.join(TRACE_DIR, `${dialect}-${Date.now()}.json`), JSON.stringify({ windows, samples, logs }))
+    }
     const byPhase = Object.fromEntries(windows.map(([phase, from, to]) => [phase, figures(samples, from, to)])) as Record<Phase, PhaseFigures>
     return { phases: byPhase, backfillAloneMs }
   } finally {
@@ -225,7 +257,9 @@ const rowsFor = (dialect: Dialect, runs: ReadonlyArray<RunResult>): ReadonlyArra
   }
   const alone = med((r) => r.backfillAloneMs)
   rows.push({ case: `${dialect}: backfill alone (baseline)`, median: alone, unit: "ms", ratio: 1 })
-  rows.push({ case: `${dialect}: backfill beside the app`, median: med((r) => r.phases.backfill.durationMs), unit: "ms", ratio: med((r) => r.phases.backfill.durationMs / r.backfillAloneMs) })
+  // The whole command both times: its batches and its index build.
+  const beside = (r: RunResult) => r.phases.backfill.durationMs + r.phases.index.durationMs
+  rows.push({ case: `${dialect}: backfill beside the app`, median: med(beside), unit: "ms", ratio: med((r) => beside(r) / r.backfillAloneMs) })
   return rows
 }
 
@@ -241,7 +275,8 @@ export const benchmark: BenchmarkModule = {
     const pgUrl = process.env["STRATA_BENCH_PG_URL"] ?? process.env["STRATA_TEST_PG_URL"]
     const rows: Array<BenchmarkRow> = []
     try {
-      for (const dialect of pgUrl === undefined ? (["sqlite"] as const) : (["sqlite", "pg"] as const)) {
+      const available: ReadonlyArray<Dialect> = pgUrl === undefined ? ["sqlite"] : ["sqlite", "pg"]
+      for (const dialect of available.filter((d) => DIALECTS === undefined || DIALECTS.includes(d))) {
         const runs: Array<RunResult> = []
         for (let i = 0; i < repetitions(); i++) runs.push(await oneRun(dialect, directory, planFile, pgUrl))
         rows.push(...rowsFor(dialect, runs))

@@ -70,8 +70,15 @@ const openPg = async (url: string): Promise<AppConnection> => {
   }
 }
 
+// An operation already due runs after one turn of the event loop (as a request queued in a server
+// would), not after a timer: Node's timers wait at least 1 ms, which would cap the rate at which
+// the app catches up after a stall at the rate it runs at.
 const sleepUntil = (epochMs: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, Math.max(0, epochMs - Date.now())))
+  new Promise((resolve) => {
+    const wait = epochMs - Date.now()
+    if (wait > 0) setTimeout(resolve, wait)
+    else setImmediate(resolve)
+  })
 
 const main = async (): Promise<void> => {
   const app = engine === "sqlite" ? openSqlite(target) : await openPg(target)
