@@ -179,6 +179,16 @@ describe.concurrent("strata: bad input", () => {
       `strata: --pause-ms must be a finite duration of zero or more (milliseconds as a number, "2 seconds", or a Duration), got -5`
     )
     expectOneLine(
+      await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--writer-turn-ms", "-1"]),
+      2,
+      `strata: --writer-turn-ms must be a finite duration of zero or more (milliseconds as a number, "2 seconds", or a Duration), got -1`
+    )
+    expectOneLine(
+      await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--batch-lock-timeout-ms", "0"]),
+      2,
+      `strata: --batch-lock-timeout-ms must be a finite duration of more than zero (milliseconds as a number, "2 seconds", or a Duration), got 0`
+    )
+    expectOneLine(
       await strata(["backfill", "--db", Path.join(dir, "numbers.db"), "--max-batch-ms", "0"]),
       2,
       `strata: --max-batch-ms must be a finite duration of more than zero (milliseconds as a number, "2 seconds", or a Duration), got 0`

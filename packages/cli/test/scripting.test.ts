@@ -187,7 +187,7 @@ describe.concurrent("strata --help", () => {
     expect(result.code, show(result)).toBe(0)
     const lines = result.stdout.split("\n")
     expect(lines[0]).toBe(
-      "usage: strata backfill [--db path|url] [--plan name|file] [--json] [--job NAME...] [--batch-size integer] [--max-batch-ms integer] [--pause-ms integer] [--dry-run] [--restart] [--backup FILE]"
+      "usage: strata backfill [--db path|url] [--plan name|file] [--json] [--job NAME...] [--batch-size integer] [--max-batch-ms integer] [--pause-ms integer] [--writer-turn-ms integer] [--batch-lock-timeout-ms integer] [--dry-run] [--restart] [--backup FILE]"
     )
     expect(lines[2]).toBe("Run the plan's backfill jobs in short batches, resumable, with progress.")
     expect(result.stdout).toMatch(/^ {2}--restart +Forget the selected jobs' checkpoints/m)

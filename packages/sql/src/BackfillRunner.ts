@@ -68,6 +68,7 @@ import {
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
 import { fastBatchStatement, readFastBatch } from "./internal/pgFastBatch.js"
+import * as WriterTurns from "./internal/writerTurns.js"
 import * as JobState from "./JobState.js"
 import { failureText } from "./SqlErrors.js"
 
@@ -256,6 +257,14 @@ export interface Options {
   /** Pause between batches, giving other writers (and autovacuum) room. Default none. */
   readonly pause?: Duration.DurationInput | undefined
   /**
+   * SQLite: the longest the runner leaves the write lock free between two batches while another
+   * connection is writing, so that connection gets its turn (SQLite's lock has no queue: a waiting
+   * writer sleeps in its busy handler and a runner that went straight on would nearly always win).
+   * A turn ends as soon as the other writer has caught up; alone, the runner waits only for a short
+   * probe twice a second. Default 15 ms; zero gives no turns.
+   */
+  readonly writerTurn?: Duration.DurationInput | undefined
+  /**
    * Read and convert every pending row, count would-be updates and rejects, write nothing (not
    * even a checkpoint). Scans each selected job's whole table, whatever its saved state.
    */
@@ -358,6 +367,7 @@ interface Settings {
   readonly fixedBatchSize: boolean
   readonly batchLockTimeout: Duration.Duration
   readonly pause: Duration.Duration
+  readonly writerTurnMs: number
   readonly dryRun: boolean
   readonly restart: boolean
   readonly fastPath: boolean
@@ -380,6 +390,7 @@ const validate = (options: Options): Effect.Effect<Settings, InvalidBackfillOpti
     }
     const maxBatchTime = yield* OptionCheck.resolveDuration("maxBatchTime", options.maxBatchTime, Duration.millis(50), OptionCheck.positiveDuration, invalidOption)
     const pause = yield* OptionCheck.resolveDuration("pause", options.pause, Duration.zero, OptionCheck.nonNegativeDuration, invalidOption)
+    const writerTurn = yield* OptionCheck.resolveDuration("writerTurn", options.writerTurn, Duration.millis(WriterTurns.defaultTurns.maxGapMs), OptionCheck.nonNegativeDuration, invalidOption)
     const batchLockTimeout = yield* OptionCheck.resolveDuration(
       "batchLockTimeout",
       options.batchLockTimeout,
@@ -394,6 +405,7 @@ const validate = (options: Options): Effect.Effect<Settings, InvalidBackfillOpti
       fixedBatchSize,
       batchLockTimeout,
       pause,
+      writerTurnMs: Duration.toMillis(writerTurn),
       dryRun: options.dryRun ?? false,
       restart: options.restart ?? false,
       fastPath: options.fastPath ?? true
@@ -1189,16 +1201,25 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
             }))
         )
       })
+    const turns = yield* WriterTurns.make({ ...WriterTurns.defaultTurns, maxGapMs: settings.writerTurnMs })
+    // SQLite, after each batch: the WAL checkpointed, then a turn for other writers (see WriterTurns).
+    const afterSqliteBatch = Effect.zipWith(checkpointWal, turns.afterBatch, (checkpointMs, turnMs) => checkpointMs + turnMs)
     const ran = yield* batchLoop(table, settings, emit, {
       tally: JobState.countsOf(saved),
       total,
       batch: (size) =>
         table.dialect === "sqlite"
-          ? Effect.flatMap(lockAware(size, 0), (result) => Effect.map(checkpointWal, (ms) => ({ ...result, outsideMs: (result.outsideMs ?? 0) + ms })))
+          ? Effect.flatMap(lockAware(size, 0), (result) => Effect.map(afterSqliteBatch, (ms) => ({ ...result, outsideMs: (result.outsideMs ?? 0) + ms })))
           : lockAware(size, 0)
     }, false)
     yield* Effect.logInfo("backfill job completed").pipe(
-      Effect.annotateLogs({ ...ran.tally, batches: ran.batches, elapsed_ms: Math.round(ran.elapsedMs), longest_batch_ms: Math.round(ran.longestBatchMs) })
+      Effect.annotateLogs({
+        ...ran.tally,
+        batches: ran.batches,
+        elapsed_ms: Math.round(ran.elapsedMs),
+        longest_batch_ms: Math.round(ran.longestBatchMs),
+        ...(table.dialect === "sqlite" ? { writer_turns: turns.given().turns, writer_turns_used: turns.given().used } : {})
+      })
     )
     const fastPath = !fast.tried ? "none" : fast.current === undefined ? "off" : "used"
     return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath } satisfies JobSummary

@@ -1,6 +1,6 @@
 /**
- * `strata backfill [--job NAME ...] [--batch-size N] [--max-batch-ms N] [--pause-ms N] [--dry-run]
- * [--restart] [--backup FILE]`: runs the plan's backfill jobs in short batches with live
+ * `strata backfill [--job NAME ...] [--batch-size N] [--max-batch-ms N] [--pause-ms N]
+ * [--writer-turn-ms N] [--batch-lock-timeout-ms N] [--dry-run] [--restart] [--backup FILE]`: runs the plan's backfill jobs in short batches with live
  * progress. Ctrl-C stops at a batch boundary with the checkpoint saved (exit 130); running again
  * resumes where it stopped.
  *
@@ -31,6 +31,14 @@ export const options = {
   batchSize: optionalInteger("batch-size", "Rows in the first batch (adapted afterwards to --max-batch-ms). Default 1000."),
   maxBatchMs: optionalInteger("max-batch-ms", "The longest one batch's transaction should hold its locks, in ms. Default 50."),
   pauseMs: optionalInteger("pause-ms", "Pause between batches, in ms, leaving room for other writers. Default 0."),
+  writerTurnMs: optionalInteger(
+    "writer-turn-ms",
+    "SQLite: the longest the write lock is left free between batches while another connection writes, in ms. Default 15; 0 gives none."
+  ),
+  batchLockTimeoutMs: optionalInteger(
+    "batch-lock-timeout-ms",
+    "PostgreSQL: the longest a batch waits for a row another transaction holds before it retries smaller and steps over it, in ms. Default 100."
+  ),
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Convert and count every pending row, write nothing.")),
   restart: Options.boolean("restart").pipe(
     Options.withDescription("Forget the selected jobs' checkpoints and rejects and scan their tables again.")
@@ -54,17 +62,27 @@ const runnerOptions = (args: {
   readonly batchSize: Option.Option<number>
   readonly maxBatchMs: Option.Option<number>
   readonly pauseMs: Option.Option<number>
+  readonly writerTurnMs: Option.Option<number>
+  readonly batchLockTimeoutMs: Option.Option<number>
   readonly dryRun: boolean
   readonly restart: boolean
 }): Omit<BackfillRunner.Options, "jobs"> => ({
   batchSize: Option.getOrUndefined(args.batchSize),
   maxBatchTime: Option.getOrUndefined(args.maxBatchMs),
   pause: Option.getOrUndefined(args.pauseMs),
+  writerTurn: Option.getOrUndefined(args.writerTurnMs),
+  batchLockTimeout: Option.getOrUndefined(args.batchLockTimeoutMs),
   dryRun: args.dryRun,
   restart: args.restart
 })
 
-const flagOf: Readonly<Record<string, string>> = { batchSize: "--batch-size", maxBatchTime: "--max-batch-ms", pause: "--pause-ms" }
+const flagOf: Readonly<Record<string, string>> = {
+  batchSize: "--batch-size",
+  maxBatchTime: "--max-batch-ms",
+  pause: "--pause-ms",
+  writerTurn: "--writer-turn-ms",
+  batchLockTimeout: "--batch-lock-timeout-ms"
+}
 
 /** The runner's own check of the options, before anything is printed or run, naming the flag as typed. */
 const checkOptions = (options: Omit<BackfillRunner.Options, "jobs">) =>

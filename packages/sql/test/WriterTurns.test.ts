@@ -1,0 +1,103 @@
+/**
+ * SQLite: the runner's turns for other writers between batches (internal/writerTurns.ts), on a
+ * real file with two connections: strata's and an app's. The clock is the TestClock, so each
+ * turn's length is exact: a turn polls `PRAGMA data_version` once per millisecond.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { expect, it } from "@effect/vitest"
+import { Plan } from "@strata/core"
+import { Context, Effect, Fiber, Layer, TestClock } from "effect"
+import { tempSqliteFile } from "../../../test/support/databases.js"
+import { BackfillRunner, Database } from "../src/index.js"
+import * as WriterTurns from "../src/internal/writerTurns.js"
+
+/** strata's connection (provided) and the app's (returned), on one new file with a table to write to. */
+const twoConnections = Effect.gen(function*() {
+  const file = yield* tempSqliteFile()
+  const strata = yield* Layer.build(Database.layer({ url: file }))
+  const app = Context.get(yield* Layer.build(Database.layer({ url: file })), SqlClient.SqlClient)
+  yield* app.unsafe(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`)
+  return { strata, appWrites: app.unsafe(`INSERT INTO notes (body) VALUES ('from the app')`) }
+})
+
+/** Moves the TestClock one millisecond at a time, `steps` times, letting the turn's fiber poll after each. */
+const millisecondSteps = (steps: number, onStep: (step: number) => Effect.Effect<unknown, unknown> = () => Effect.void) =>
+  Effect.gen(function*() {
+    for (let step = 1; step <= steps; step++) {
+      yield* onStep(step)
+      yield* TestClock.adjust("1 millis")
+      for (let turn = 0; turn < 20; turn++) yield* Effect.yieldNow()
+    }
+  })
+
+it.scoped("after another connection committed, a turn lasts until that writer has caught up (its commits then 2 ms without one)", () =>
+  Effect.gen(function*() {
+    const { appWrites, strata } = yield* twoConnections
+    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
+    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    // The first batch only learns the version; nobody else wrote yet and no probe is due.
+    expect(yield* afterBatch).toBe(0)
+    yield* appWrites
+    const turn = yield* Effect.fork(afterBatch)
+    // The app writes again inside the turn, at its 3rd and 4th millisecond, then stops.
+    yield* millisecondSteps(12, (step) => (step === 3 || step === 4 ? appWrites : Effect.void))
+    // Its last commit is seen at 4 ms; the turn ends 2 ms later.
+    expect(yield* Fiber.join(turn)).toBe(6)
+    expect(turns.given()).toEqual({ turns: 1, used: 1 })
+  }))
+
+it.scoped("a turn nobody uses ends at maxGap; while the app wrote in the last activeFor every batch gets one", () =>
+  Effect.gen(function*() {
+    const { appWrites, strata } = yield* twoConnections
+    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
+    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    expect(yield* afterBatch).toBe(0)
+    yield* appWrites
+    for (let batch = 0; batch < 3; batch++) {
+      const turn = yield* Effect.fork(afterBatch)
+      yield* millisecondSteps(20)
+      expect(yield* Fiber.join(turn)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    }
+    expect(turns.given()).toEqual({ turns: 3, used: 0 })
+    // activeFor after the app's last commit, batches go straight on again.
+    yield* TestClock.adjust(`${WriterTurns.defaultTurns.activeForMs} millis`)
+    const late = yield* Effect.fork(afterBatch)
+    yield* millisecondSteps(20)
+    expect(yield* Fiber.join(late)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    // That one was the probe (none in the last probeEvery); the next batch gets no turn.
+    expect(yield* afterBatch).toBe(0)
+    expect(turns.given()).toEqual({ turns: 4, used: 0 })
+  }))
+
+it.scoped("alone, batches get no turn except one probe per probeEvery; maxGap 0 gives none at all", () =>
+  Effect.gen(function*() {
+    const { appWrites, strata } = yield* twoConnections
+    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
+    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    for (let batch = 0; batch < 5; batch++) {
+      expect(yield* afterBatch).toBe(0)
+      yield* TestClock.adjust("110 millis")
+    }
+    const probe = yield* Effect.fork(afterBatch)
+    yield* millisecondSteps(20)
+    expect(yield* Fiber.join(probe)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    expect(turns.given()).toEqual({ turns: 1, used: 0 })
+
+    const none = yield* WriterTurns.make({ ...WriterTurns.defaultTurns, maxGapMs: 0 })
+    yield* appWrites
+    expect(yield* Effect.provide(none.afterBatch, strata)).toBe(0)
+    yield* appWrites
+    expect(yield* Effect.provide(none.afterBatch, strata)).toBe(0)
+    expect(none.given()).toEqual({ turns: 0, used: 0 })
+  }))
+
+it.effect("a negative writerTurn is refused, naming the option", () =>
+  Effect.gen(function*() {
+    const plan = Plan.make("notes", [Plan.migration(1, "times", [Plan.epochShadow("notes", "written_at")])])
+    const refused = yield* BackfillRunner.make(plan).pipe(
+      Effect.flatMap((runner) => runner.run({ writerTurn: -1 })),
+      Effect.flip,
+      Effect.provide(Database.layer({ url: ":memory:" }))
+    )
+    expect(refused).toMatchObject({ _tag: "InvalidBackfillOptions", option: "writerTurn" })
+  }))
