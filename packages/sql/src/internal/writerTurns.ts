@@ -12,9 +12,10 @@
  * that writer has had its turn. It knows another connection wrote from `PRAGMA data_version`,
  * which changes when any other connection commits. A turn polls it every millisecond and ends
  * once a commit came and then `settleMs` passed without one (the writer has caught up), or at
- * `maxGap`. `maxGap` is longer than the busy handler's sleep after a wait as long as a batch
- * (10 ms for waits under 18 ms, 15 ms under 33 ms), so a writer that waited through the batch
- * wakes inside the turn.
+ * `maxGap`. `settleMs` is one poll: an app that writes every few ms has caught up when a poll
+ * sees no new commit (2 ms never settled beside an app writing every 2 ms). `maxGap` is longer
+ * than the busy handler's sleep after a wait as long as a batch (10 ms for waits under 18 ms,
+ * 15 ms under 33 ms), so a writer that waited through the batch wakes inside the turn.
  *
  * Turns are given while another connection committed in the last `activeFor`, and once every
  * `probeEvery` regardless: a writer that came while batches ran back to back may not have got in
@@ -33,7 +34,7 @@ export interface TurnSettings {
 }
 
 /** The defaults, for the default 50 ms batch target (batches aim at about 17 ms). */
-export const defaultTurns: TurnSettings = { maxGapMs: 15, settleMs: 2, activeForMs: 5_000, probeEveryMs: 500 }
+export const defaultTurns: TurnSettings = { maxGapMs: 15, settleMs: 1, activeForMs: 5_000, probeEveryMs: 500 }
 
 /** One job's turns: call `afterBatch` after each committed batch; it returns the ms it waited. */
 export interface WriterTurns {
