@@ -71,7 +71,12 @@ describe.concurrent("strata migrate", () => {
 
         const to21 = await strata(["migrate", "--db", url, "--to", "21"])
         expect(to21.code, show(to21)).toBe(0)
-        expect(to21.stdout).toMatch(/applied +21 {2}audit decision fields {2}\(2 statements, \d+ ms\)/)
+        // The locks it took, bounded and reported: on PostgreSQL each wait under lock_timeout (2 s by default).
+        expect(to21.stdout).toMatch(
+          engine.name === "pg"
+            ? /applied +21 {2}audit decision fields {2}\(2 statements, (\d+) ms: table locks held \1 ms, each wait at most 2000 ms, 1 attempt\)/
+            : /applied +21 {2}audit decision fields {2}\(2 statements, (\d+) ms: the write lock held \1 ms\)/
+        )
         expect(to21.stdout).toContain("1 migration applied; the database is at migration 21.")
         const after21 = json(await strata(["status", "--db", url, "--json"]))
         expect(states(after21)).toEqual([[21, "applied"], [44, "pending"]])
@@ -107,6 +112,8 @@ describe.concurrent("strata migrate", () => {
         }
         expect(await columnsOf(url, engine.name, "chat_messages")).toEqual([...legacyMessageColumns, "created_at_ms"])
 
+        const noopJson = json(await strata(["migrate", "--db", url, "--json"]))
+        expect(noopJson).toMatchObject({ applied: [], lockTimeoutMs: engine.name === "pg" ? 2000 : null })
         const noop = await strata(["migrate", "--db", url])
         expect(noop.code, show(noop)).toBe(0)
         expect(noop.stdout).toContain("Nothing to apply; the database is at migration 44.")

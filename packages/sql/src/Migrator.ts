@@ -545,6 +545,12 @@ export interface RunResult {
   readonly indexes: ReadonlyArray<IndexBuilds.BuiltIndex>
   /** Indexes still deferred until their backfill job is done (`strata backfill` builds them when it finishes the job). */
   readonly deferredIndexes: ReadonlyArray<IndexBuilds.IndexStatus>
+  /**
+   * The bound on every lock wait of this run's migration statements: PostgreSQL's `lock_timeout`
+   * (`lockTimeout`). Undefined on SQLite, where the one write lock is taken before a migration's
+   * transaction begins. Either way a migration holds its locks for its `durationMs`.
+   */
+  readonly lockTimeoutMs: number | undefined
 }
 
 /**
@@ -1180,7 +1186,8 @@ const applyPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect<
     const deferredIndexes = (yield* indexStatuses(setup)).filter((index) =>
       index.state === "deferred" && (target === undefined || index.migrationId <= target)
     )
-    return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes }
+    const lockTimeoutMs = setup.dialect === "pg" ? Duration.toMillis(setup.lockTimeout) : undefined
+    return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes, lockTimeoutMs }
   }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: setup.plan.name } }))
 
 const readStatus = (setup: Setup): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>

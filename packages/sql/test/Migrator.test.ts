@@ -226,7 +226,8 @@ describeEachEngine("Migrator", (engine) => {
         alreadyApplied: [21, 44],
         appliedConcurrently: [],
         indexes: [],
-        deferredIndexes: deferredAgentosIndexes
+        deferredIndexes: deferredAgentosIndexes,
+        lockTimeoutMs: dialect === "pg" ? 2000 : undefined
       })
       expect(yield* historyRows).toEqual(rows)
       expect(yield* secondaryIndexes).toEqual([])
@@ -623,7 +624,8 @@ describeEachEngine("Migrator", (engine) => {
         alreadyApplied: [21, 44],
         appliedConcurrently: [],
         indexes: [],
-        deferredIndexes: []
+        deferredIndexes: [],
+        lockTimeoutMs: (yield* Database.dialect) === "pg" ? 2000 : undefined
       })
       expect((yield* migrator.status()).unknown.map((m) => m.id)).toEqual([99])
     })))

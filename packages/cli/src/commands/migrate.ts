@@ -42,18 +42,30 @@ export const backupFirst = (target: { readonly display: string; readonly exists:
         : new Outcome.BadArgument({ message: `nothing to back up: ${target.display} does not exist yet` })
   })
 
+/** The locks a migration took, as bounded as they were: held for its transaction, each wait under lock_timeout (PostgreSQL). */
+const lockNote = (result: Migrator.RunResult, migration: Migrator.AppliedMigration): string =>
+  result.lockTimeoutMs === undefined
+    ? `: the write lock held ${migration.durationMs} ms`
+    : `: table locks held ${migration.durationMs} ms, each wait at most ${result.lockTimeoutMs} ms, ${migration.attempts} attempt${
+      migration.attempts === 1 ? "" : "s"
+    }`
+
 const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyArray<string> => {
   const lines = [`Plan ${result.plan} on ${database}`]
   for (const migration of result.applied) {
     const ran = migration.statements.filter((s) => !s.skipped).length
     lines.push(
-      `  applied  ${String(migration.id).padStart(4)}  ${migration.name}  (${ran} statement${ran === 1 ? "" : "s"}, ${migration.durationMs} ms)`
+      `  applied  ${String(migration.id).padStart(4)}  ${migration.name}  (${ran} statement${ran === 1 ? "" : "s"}, ${migration.durationMs} ms${
+        lockNote(result, migration)
+      })`
     )
   }
   for (const index of result.indexes) {
     lines.push(
       `  index    ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (${
-        index.durationMs === null ? "built meanwhile by another runner" : `${index.durationMs} ms`
+        index.durationMs === null
+          ? "built meanwhile by another runner"
+          : `${index.durationMs} ms, ${index.concurrently ? "concurrently: writes to the table went on" : "writes to the table waited for it"}`
       }${index.rebuiltInvalid ? ", an INVALID index left by an interrupted build was dropped first" : ""})`
     )
   }
@@ -132,8 +144,10 @@ const runJson = (result: Migrator.RunResult, database: string) => ({
     checksum: m.checksum,
     appliedAtMs: m.appliedAtMs,
     durationMs: m.durationMs,
+    attempts: m.attempts,
     statements: m.statements.filter((s) => !s.skipped).length
   })),
+  lockTimeoutMs: result.lockTimeoutMs ?? null,
   alreadyApplied: result.alreadyApplied,
   appliedConcurrently: result.appliedConcurrently,
   indexes: result.indexes,
