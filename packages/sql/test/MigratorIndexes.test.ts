@@ -121,4 +121,29 @@ describePg("Migrator index phase (PostgreSQL)", () => {
       expect(after.indexes.map((i) => [i.name, i.state, i.attempts])).toEqual([["idx_orders_amount", "valid", 1]])
       expect(after.indexes[0]!.durationMs).toBeGreaterThanOrEqual(0)
     }), 60_000)
+
+  it.scopedLive("a small table's plain build that meets the migration's lock_timeout is reported with that timeout, not indexBuildTimeout; the migration stays applied", () =>
+    Effect.gen(function*() {
+      const { holder, migrator } = yield* clients
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.withTransaction(Effect.gen(function*() {
+          yield* sql`INSERT INTO orders VALUES (5001, 7)`
+          yield* Deferred.succeed(holding, undefined)
+          yield* Deferred.await(release)
+        }))).pipe(Effect.provide(holder), Effect.fork)
+      yield* Deferred.await(holding)
+      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+
+      // 1,000 rows are far below concurrentIndexMinBytes: a plain build, under lockTimeout.
+      const blocked = yield* Effect.flatMap(
+        Migrator.make(plan, { lockTimeout: "150 millis", lockRetries: 1, indexBuildTimeout: "3 seconds" }),
+        (m) => Effect.flip(m.run())
+      ).pipe(Effect.provide(migrator))
+      expect(blocked).toMatchObject({ _tag: "IndexBuildBlocked", index: "idx_orders_amount", attempts: 2, lockTimeoutMs: 150 })
+      expect(blocked.message).toContain("each waited 150 ms (lock_timeout)")
+      const status = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(migrator))
+      expect(status.migrations.map((m) => m.state)).toEqual(["applied"])
+    }), 60_000)
 })

@@ -365,6 +365,8 @@ export const defaultSettings = (plan: Plan.Plan): Effect.Effect<Settings, SqlErr
 class BuildBlocked extends Data.TaggedError("BuildBlocked")<{
   readonly statement: string
   readonly blockers: ReadonlyArray<Blocker>
+  /** The lock_timeout the statement met: a small table's plain build waits under the migration's, not indexBuildTimeout. */
+  readonly timeout: Duration.Duration
 }> {}
 
 /** One index, under the runner lock; `undefined` when another runner built it meanwhile. */
@@ -384,7 +386,7 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
       return (pid === undefined ? run : watched(run, pid, timeout, blockers)).pipe(
         Effect.catchAll((cause): Effect.Effect<never, BuildBlocked | IndexBuildFailed> =>
           pg && isPgLockTimeout(cause)
-            ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new BuildBlocked({ statement, blockers: seen })))
+            ? Effect.flatMap(Ref.get(blockers), (seen) => Effect.fail(new BuildBlocked({ statement, blockers: seen, timeout })))
             : Effect.fail(failed(statement)(cause))
         )
       )
@@ -459,7 +461,7 @@ const buildOne = (settings: Settings, migrationId: number, build: Compile.IndexB
               table: build.index.table,
               statement: error.statement,
               attempts: tried,
-              lockTimeoutMs: Duration.toMillis(settings.indexBuildTimeout),
+              lockTimeoutMs: Duration.toMillis(error.timeout),
               blockers: error.blockers
             })
           ))),
