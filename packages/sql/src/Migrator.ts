@@ -1014,6 +1014,7 @@ const migrationBody = (setup: Setup, migration: Plan.Migration, tries: Attempts)
       if (recorded.checksum !== checksum) return yield* drifted(setup, migration, recorded)
       return { _tag: "AppliedConcurrently" } as const
     }
+    yield* contractCheck(setup, migration)
     yield* Effect.logInfo("applying migration")
     const started = yield* Clock.currentTimeMillis
     const pid = dialect === "pg" ? yield* backendPid.pipe(Effect.mapError(failed("SELECT pg_backend_pid()"))) : undefined
@@ -1132,29 +1133,36 @@ const preflight = (
       : Effect.void)
 
 // A contract migration applies only once every job it names is proven (see `Verifications`).
-const contractGate = (
+/**
+ * A contract migration's jobs must have passed `verify` since their last run (`ContractUnverified`
+ * otherwise). Checked for every pending migration before anything changes, and again for each
+ * contract inside its transaction under the runner lock: a job run again (`backfill --restart`)
+ * or a failed verify while this runner waited for the lock must still stop it.
+ */
+const contractCheck = (
   { plan, databaseError }: Setup,
-  selection: Selection
+  migration: Plan.Migration
 ): Effect.Effect<void, ContractUnverified | MigratorDatabaseError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    for (const migration of selection.pending) {
-      const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
-      if (jobs.length === 0) continue
-      const verifications = yield* Verifications.latest(plan.name, jobs)
-      const jobsTable = yield* Database.strataTable("strata_jobs")
-      const lastRuns = new Map<string, number>()
-      if ((yield* tableColumns(jobsTable)).length > 0) {
-        for (const job of jobs) {
-          const checkpoint = yield* JobState.loadCheckpoint(job)
-          if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
-        }
-      }
-      const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
-      if (Arr.isNonEmptyReadonlyArray(unverified)) {
-        return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
+    const jobs = [...new Set(migration.steps.flatMap((step) => (step._tag === "Contract" ? step.jobs : [])))]
+    if (jobs.length === 0) return
+    const verifications = yield* Verifications.latest(plan.name, jobs)
+    const jobsTable = yield* Database.strataTable("strata_jobs")
+    const lastRuns = new Map<string, number>()
+    if ((yield* tableColumns(jobsTable)).length > 0) {
+      for (const job of jobs) {
+        const checkpoint = yield* JobState.loadCheckpoint(job)
+        if (Option.isSome(checkpoint)) lastRuns.set(job, checkpoint.value.updatedAtMs)
       }
     }
+    const unverified = Verifications.unverified(plan, jobs, verifications, lastRuns)
+    if (Arr.isNonEmptyReadonlyArray(unverified)) {
+      return yield* new ContractUnverified({ plan: plan.name, migrationId: migration.id, migrationName: migration.name, jobs: unverified })
+    }
   }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(databaseError("read the verifications of a contract's jobs")(error))))
+
+const contractGate = (setup: Setup, selection: Selection) =>
+  Effect.forEach(selection.pending, (migration) => contractCheck(setup, migration), { discard: true })
 
 // ---------------------------------------------------------------------------------------------
 // The operations of the service.
