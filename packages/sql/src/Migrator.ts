@@ -330,7 +330,14 @@ export {
    */
   BatchKeyMissing,
   /**
-   * One thing the preflight found wrong (a Schema of the five problems above).
+   * SQLite: a sync trigger without a declared key on a WITHOUT ROWID table.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  SyncTriggerKeyMissing,
+  /**
+   * One thing the preflight found wrong (a Schema of the six problems above).
    *
    * @since 0.2.0
    * @category models

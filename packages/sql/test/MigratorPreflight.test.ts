@@ -204,6 +204,30 @@ describeEachEngine("Migrator preflight", (engine) => {
       expect(error.message.endsWith("(and 4 more)")).toBe(true)
     })))
 
+  it.effect("a sync trigger without a declared key on a WITHOUT ROWID table (SQLite) is refused; with the key it applies and fills the app's rows", () =>
+    withMessages(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* exec(
+        pg
+          ? `CREATE TABLE notes (note_id TEXT PRIMARY KEY, written_at TEXT)`
+          : `CREATE TABLE notes (note_id TEXT PRIMARY KEY, written_at TEXT) WITHOUT ROWID`
+      )
+      const withKey = (key?: string) =>
+        Plan.make("app", [Plan.migration(2, "times", [Plan.epochShadow("notes", "written_at", { sync: "trigger", ...(key === undefined ? {} : { key }) })])])
+      if (!pg) {
+        const error = yield* refused(withKey())
+        expect(error.problems).toEqual([new Migrator.SyncTriggerKeyMissing({ ...at, table: "notes", job: "notes.written_at_ms" })])
+        expect(error.problems[0]!.message).toBe(
+          `migration 2 "times": the sync trigger of job notes.written_at_ms would find its rows by rowid, and notes is a WITHOUT ROWID table; declare the table's key column in the plan step (key)`
+        )
+      }
+      // PostgreSQL's trigger sets NEW's columns and needs no key; on SQLite the declared key addresses the row.
+      yield* Effect.flatMap(Migrator.make(withKey(pg ? undefined : "note_id")), (m) => m.run())
+      yield* sql`INSERT INTO notes (note_id, written_at) VALUES ('n1', '2024-01-15 12:00:00')`
+      const rows = yield* sql<{ ms: number | string }>`SELECT written_at_ms AS ms FROM notes`
+      expect(rows.map((r) => Number(r.ms))).toEqual([Date.UTC(2024, 0, 15, 12)])
+    })))
+
   it.effect("validate: ok only when every migration is applied with its checksum", () =>
     withMessages(Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -140,7 +140,7 @@ export const keyKind = (type: string, dialect: "sqlite" | "pg"): KeyKind | undef
   return /CHAR|CLOB|TEXT/i.test(type) ? "text" : undefined
 }
 
-const sqliteHasRowid = (table: Identifier.TableName): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
+export const sqliteHasRowid = (table: Identifier.TableName): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const parts = Identifier.tableParts(table)

@@ -8,7 +8,8 @@
  *   referenced column, a job's reads and key) exist, and sources have a type the step can read;
  * - the columns a step adds are absent, or present with the type strata would declare (a re-run);
  *   a table the plan creates that exists already has every column the plan gives it;
- * - each backfill job has a batch key (the runner's own rule, `jobTable.findKey`).
+ * - each backfill job has a batch key (the runner's own rule, `jobTable.findKey`);
+ * - on SQLite, a sync trigger without a declared key is on a table with a rowid.
  * A table named by an earlier pending raw `Plan.sql` step may be created or altered by it, so what
  * is missing from such a table is not a problem (what the SQL does cannot be known here).
  */
@@ -18,7 +19,7 @@ import { Backfill, Compile, Identifier, Plan } from "@strata/core"
 import { Effect, Either, Schema } from "effect"
 import type { ColumnRow } from "../Catalog.js"
 import { tableColumns } from "../Catalog.js"
-import { findKey } from "./jobTable.js"
+import { findKey, sqliteHasRowid } from "./jobTable.js"
 
 const where = {
   plan: Schema.String,
@@ -117,6 +118,23 @@ export class BatchKeyMissing extends Schema.TaggedError<BatchKeyMissing>()("Batc
 }
 
 /**
+ * SQLite: a step's sync trigger would address the rows it fills by `rowid`, because the step
+ * declares no key, but its table is a WITHOUT ROWID table (the trigger would then fail on every
+ * INSERT and UPDATE of the app's, at run time).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class SyncTriggerKeyMissing extends Schema.TaggedError<SyncTriggerKeyMissing>()("SyncTriggerKeyMissing", {
+  ...where,
+  job: Schema.String
+}) {
+  override get message(): string {
+    return `${inMigration(this)}: the sync trigger of job ${this.job} would find its rows by rowid, and ${this.table} is a WITHOUT ROWID table; declare the table's key column in the plan step (key)`
+  }
+}
+
+/**
  * One thing the preflight found wrong.
  *
  * @since 0.2.0
@@ -127,7 +145,8 @@ export const PreflightProblem = Schema.Union(
   SourceColumnMissing,
   SourceColumnUnreadable,
   TargetColumnConflict,
-  BatchKeyMissing
+  BatchKeyMissing,
+  SyncTriggerKeyMissing
 )
 
 /**
@@ -360,6 +379,15 @@ export const check = (
                     new TableMissing({ ...at, table: reference.table, column: reference.column, needs: "a foreign key to" })
                   )
                 }
+              }
+              break
+            }
+            case "SyncTrigger": {
+              // Without a declared key the SQLite trigger finds its row by rowid (a table the plan creates has one).
+              if (change.drop || dialect !== "sqlite" || change.job.key !== undefined) break
+              const model = yield* tableOf(change.job.table)
+              if (model.exists && !model.planned && !(yield* sqliteHasRowid(change.job.table))) {
+                problems.push(new SyncTriggerKeyMissing({ ...at, table: change.job.table, job: change.job.name }))
               }
               break
             }
