@@ -8,6 +8,7 @@
 import { Progress } from "@strata/core"
 import type { BackfillRunner } from "@strata/sql"
 import { Clock, Effect, Ref } from "effect"
+import * as IndexBuild from "./IndexBuild.js"
 import * as Output from "./Output.js"
 import { count } from "./Table.js"
 import * as Terminal from "./Terminal.js"
@@ -19,7 +20,7 @@ import * as Terminal from "./Terminal.js"
  */
 export type Update = Pick<
   BackfillRunner.ProgressEvent,
-  "job" | "phase" | "dryRun" | "processed" | "updated" | "rejected" | "total" | "percent" | "rowsPerSecond" | "etaMs" | "done"
+  "job" | "phase" | "dryRun" | "processed" | "updated" | "rejected" | "total" | "percent" | "rowsPerSecond" | "etaMs" | "done" | "indexes"
 >
 
 /**
@@ -83,6 +84,8 @@ const phaseWord = (event: Update): string => {
       return event.dryRun ? "dry run" : "done"
     case "skipped":
       return "already done"
+    case "indexed":
+      return "indexed"
   }
 }
 
@@ -123,7 +126,13 @@ export const make = (
         return true
       })
 
+    // After the job's last line: one line per index built for it.
+    const indexLines = (event: Update) =>
+      Effect.forEach(event.indexes ?? [], (index) =>
+        Output.line(`${name(event.job)}  ${"indexed".padEnd(12)}  ${index.name} built: ${IndexBuild.buildNote(index)}`), { discard: true })
+
     const show = (event: Update): Effect.Effect<void> => {
+      if (event.phase === "indexed" && mode !== "json") return indexLines(event)
       switch (mode) {
         case "json":
           return Output.progress(event)

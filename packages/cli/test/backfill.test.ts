@@ -71,6 +71,12 @@ describe.concurrent("strata backfill", () => {
         expect(full.stdout).toMatch(/chat_messages\.created_at_ms +done +1,200\/1,200 rows {2}100\.0%/)
         expect(full.stdout).toContain("Backfill finished in ")
         expect(full.stdout).toContain("16 jobs, ")
+        // Each job's deferred index is built when the job is done, and reported on its own line
+        // (these tables are small: a plain build on PostgreSQL too, which the table's writes wait for).
+        expect(full.stdout).toMatch(
+          /chat_messages\.created_at_ms +indexed +idx_chat_messages_created_at_ms built: \d+ ms, writes to the table waited for it\n/
+        )
+        expect(full.stdout.match(/ indexed +idx_\w+ built: /g)).toHaveLength(11)
 
         // Small, paced batches so the run is still going when Ctrl-C arrives after its first batch.
         const stopped = await strata(["backfill", "--db", interrupted.url, "--json", "--batch-size", "20", "--pause-ms", "40"], {

@@ -288,8 +288,12 @@ export interface Options {
 export interface ProgressEvent extends JobState.Counts {
   readonly job: string
   readonly table: string
-  /** `started`, `batch`, `completed`, or `skipped` (already done, not scanned again). */
-  readonly phase: "started" | "batch" | "completed" | "skipped"
+  /**
+   * `started`, `batch`, `completed`, `skipped` (already done, not scanned again), or `indexed`:
+   * after `completed`, the job's deferred target indexes were built (`indexes`; on SQLite an
+   * index build holds the write lock for its whole duration).
+   */
+  readonly phase: "started" | "batch" | "completed" | "skipped" | "indexed"
   readonly dryRun: boolean
   /** Rows the job will have walked when done: an estimate while the table changes. */
   readonly total: number
@@ -302,8 +306,10 @@ export interface ProgressEvent extends JobState.Counts {
   readonly batchMs: number
   /** The size the next batch will try. */
   readonly nextBatchSize: number
-  /** Whether the job has finished (its last event). */
+  /** Whether the job has finished (its last event, or the last before `indexed`). */
   readonly done: boolean
+  /** `indexed` only: the indexes built, with how long each build took. */
+  readonly indexes?: ReadonlyArray<BuiltIndex> | undefined
 }
 
 /**
@@ -1262,18 +1268,24 @@ const runAll = (plan: Plan.Plan, options: Options, emit: Emit): Effect.Effect<Re
     if (!settings.dryRun) {
       yield* JobState.ensureTables.pipe(Effect.mapError(jobDatabaseError(selected[0]?.name ?? "(none)")))
     }
-    return yield* Effect.forEach(tables, (table) =>
-      (settings.dryRun ? dryRunJob(table, settings, emit) : runJob(table, settings, emit)).pipe(
+    return yield* Effect.forEach(tables, (table) => {
+      let last: ProgressEvent | undefined = undefined
+      const tracked: Emit = (event) => Effect.suspend(() => ((last = event), emit(event)))
+      return (settings.dryRun ? dryRunJob(table, settings, tracked) : runJob(table, settings, tracked)).pipe(
         Effect.catchTag("SqlError", (error) => Effect.fail(jobDatabaseError(table.job.name)(error))),
-        // The index-phase hook (indexes lane): a finished job's deferred indexes are built now.
+        // A finished job's deferred indexes are built now, and reported as the job's last event.
         Effect.flatMap((summary) =>
           summary.outcome === "dryRun"
             ? Effect.succeed(summary)
-            : Effect.map(buildAfterJob(plan, summary.job), (indexes) => (indexes.length === 0 ? summary : { ...summary, indexes }))
+            : Effect.flatMap(buildAfterJob(plan, summary.job), (indexes) =>
+              indexes.length === 0 || last === undefined
+                ? Effect.succeed(summary)
+                : Effect.as(emit({ ...last, phase: "indexed", indexes }), { ...summary, indexes }))
         ),
         Effect.annotateLogs({ job: table.job.name, table: table.job.table }),
         Effect.withLogSpan("backfill")
-      ))
+      )
+    })
   }).pipe(Effect.withSpan("BackfillRunner.run", { attributes: { plan: plan.name } }))
 
 /**

@@ -177,7 +177,18 @@ export const summaryJson = (summary: RunSummary) => ({
     rejected: e.rejected,
     alreadySet: e.alreadySet,
     outOfScope: e.outOfScope,
-    total: e.total
+    total: e.total,
+    // the target indexes built once the job was done (on SQLite the table's writes waited for each)
+    ...(e.indexes === undefined ? {} : {
+      indexes: e.indexes.map((i) => ({
+        migrationId: i.migrationId,
+        name: i.name,
+        table: i.table,
+        durationMs: i.durationMs,
+        concurrently: i.concurrently,
+        rebuiltInvalid: i.rebuiltInvalid
+      }))
+    })
   }))
 })
 

@@ -9,6 +9,7 @@ import { Command, Options } from "@effect/cli"
 import { Database, Migrator } from "@strata/sql"
 import { Effect, Option } from "effect"
 import * as Fs from "node:fs"
+import * as IndexBuild from "../IndexBuild.js"
 import * as Outcome from "../Outcome.js"
 import * as Output from "../Output.js"
 import * as Session from "../Session.js"
@@ -63,9 +64,7 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
   for (const index of result.indexes) {
     lines.push(
       `  index    ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (${
-        index.durationMs === null
-          ? "built meanwhile by another runner"
-          : `${index.durationMs} ms, ${index.concurrently ? "concurrently: writes to the table went on" : "writes to the table waited for it"}`
+        IndexBuild.buildNote(index)
       }${index.rebuiltInvalid ? ", an INVALID index left by an interrupted build was dropped first" : ""})`
     )
   }
