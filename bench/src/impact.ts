@@ -32,6 +32,8 @@ const PERIOD_MS = Number(process.env["BENCH_APP_PERIOD_MS"] ?? "2")
 const IDLE_MS = 3000
 /** A directory to write each run's timeline to (the app's samples, the phases, strata's debug logs), to find where stalls come from. */
 const TRACE_DIR = process.env["BENCH_IMPACT_TRACE"]
+/** Extra flags for both `strata backfill` runs (alone and beside the app), e.g. `--max-batch-ms 80`, to compare settings. */
+const BACKFILL_ARGS = (process.env["BENCH_IMPACT_BACKFILL_ARGS"] ?? "").split(" ").filter((arg) => arg.length > 0)
 /** The engines to run, e.g. `sqlite` or `pg` (default: both, PostgreSQL when a URL is set). */
 const DIALECTS = process.env["BENCH_IMPACT_DIALECTS"]?.split(",")
 const here = Path.dirname(fileURLToPath(import.meta.url))
@@ -208,7 +210,11 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
     await runEffect(loaded.url, createData(dialect))
     const logs: Array<string> = []
     const strata = (command: string, target: Target, logged?: Array<string>) =>
-      runStrata([command, "--db", target.url, "--plan", planFile], command === "verify" ? [0, 1] : [0], logged)
+      runStrata(
+        [command, "--db", target.url, "--plan", planFile, ...(command === "backfill" ? BACKFILL_ARGS : [])],
+        command === "verify" ? [0, 1] : [0],
+        logged
+      )
     // The same migrate and backfill with nobody else on the database: the backfill's own time.
     await strata("migrate", alone)
     const backfillAloneMs = await strata("backfill", alone)
