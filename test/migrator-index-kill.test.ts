@@ -15,12 +15,12 @@ import { expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Plan } from "@strata/core"
 import { Database, Migrator } from "@strata/sql"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { Deferred, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { describePg, pgTestUrlWithSchema, tempDirectory } from "./support/databases.js"
+import { describePg, openTransaction, pgTestUrlWithSchema, tempDirectory } from "./support/databases.js"
 
 const plan = Plan.make("killed", [
   Plan.migration(1, "orders by amount", [Plan.createIndex("idx_orders_amount", "orders", ["amount"])])
@@ -78,16 +78,7 @@ describePg("a runner killed during a concurrent index build (PostgreSQL)", () =>
           sql`INSERT INTO orders SELECT n, n * 10 FROM generate_series(1, 5000) AS n`
         ])).pipe(Effect.provide(holder))
 
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holderFiber = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql.withTransaction(Effect.gen(function*() {
-          yield* sql`INSERT INTO orders VALUES (9001, 1)`
-          yield* Deferred.succeed(holding, undefined)
-          yield* Deferred.await(release)
-        }))).pipe(Effect.provide(holder), Effect.fork)
-      yield* Deferred.await(holding)
-      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+      const held = yield* openTransaction(holder, "INSERT INTO orders VALUES (9001, 1)")
 
       const directory = yield* tempDirectory
       const planFile = Path.join(directory, "plan.json")
@@ -116,8 +107,7 @@ describePg("a runner killed during a concurrent index build (PostgreSQL)", () =>
       child.kill("SIGKILL")
       expect(yield* Deferred.await(exited)).toBe(-9)
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_terminate_backend(${pid!})`).pipe(Effect.provide(app))
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holderFiber)
+      yield* held.release
       expect(yield* waitUntil(Effect.map(Effect.provide(buildingPid, app), (p) => p === undefined))).toBe(true)
 
       // Applied, its index INVALID: status says so.

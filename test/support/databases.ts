@@ -41,7 +41,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Database } from "@strata/sql"
-import { Effect, Exit, Layer, Redacted, Scope, String as Str } from "effect"
+import { type Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope, String as Str } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -230,3 +230,26 @@ export const describeEachEngine = (name: string, body: (engine: Engine) => void)
     describe(`${name} [${engine.name}]`, () => body(engine))
   }
 }
+
+/**
+ * An app transaction on `session` that ran `statement` (say an INSERT, so it holds a lock on the
+ * table) and stays open until `release`, which commits it. Closing the scope releases it too, so a
+ * failing assertion never leaves it, and whatever waits for it, open.
+ */
+export const openTransaction = (
+  session: Context.Context<SqlClient.SqlClient>,
+  statement: string
+): Effect.Effect<{ readonly release: Effect.Effect<void> }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const holding = yield* Deferred.make<void>()
+    const done = yield* Deferred.make<void>()
+    const fiber = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(statement)
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(done)
+      }))).pipe(Effect.provide(session), Effect.orDie, Effect.fork)
+    yield* Deferred.await(holding)
+    yield* Effect.addFinalizer(() => Deferred.succeed(done, undefined))
+    return { release: Effect.zipRight(Deferred.succeed(done, undefined), Fiber.join(fiber)) }
+  })

@@ -9,8 +9,8 @@
 import { expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan } from "@strata/core"
-import { Deferred, Effect, Fiber } from "effect"
-import { describePg } from "../../../test/support/databases.js"
+import { Effect, Fiber } from "effect"
+import { describePg, openTransaction } from "../../../test/support/databases.js"
 import { Migrator } from "../src/index.js"
 import { ordersSessions } from "./ordersSessions.js"
 
@@ -78,18 +78,8 @@ describePg("Migrator index phase (PostgreSQL)", () => {
   it.scopedLive("the app's INSERT with a 100 ms lock_timeout succeeds while the build waits for an open transaction; then the index is valid", () =>
     Effect.gen(function*() {
       const { app, holder, migrator } = yield* clients
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
       // An app transaction that has written to orders and stays open until released.
-      const holderFiber = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql.withTransaction(Effect.gen(function*() {
-          yield* sql`INSERT INTO orders VALUES (5001, 7)`
-          yield* Deferred.succeed(holding, undefined)
-          yield* Deferred.await(release)
-        }))).pipe(Effect.provide(holder), Effect.fork)
-      yield* Deferred.await(holding)
-      // A failing assertion must not leave the holder (and the build waiting for it) open.
-      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+      const held = yield* openTransaction(holder, "INSERT INTO orders VALUES (5001, 7)")
 
       const run = yield* Effect.flatMap(Migrator.make(plan, { concurrentIndexMinBytes: 0 }), (m) => m.run()).pipe(
         Effect.provide(migrator),
@@ -111,8 +101,7 @@ describePg("Migrator index phase (PostgreSQL)", () => {
       expect(inserted._tag).toBe("Right")
       expect(yield* Effect.provide(indexBuildWaiting, app)).toBe(true)
 
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holderFiber)
+      yield* held.release
       const result = yield* Fiber.join(run)
       expect(result.applied.map((m) => m.id)).toEqual([1])
       expect(result.indexes.map((i) => [i.migrationId, i.name, i.rebuiltInvalid, i.concurrently])).toEqual([[1, "idx_orders_amount", false, true]])
@@ -125,16 +114,7 @@ describePg("Migrator index phase (PostgreSQL)", () => {
   it.scopedLive("a small table's plain build that meets the migration's lock_timeout is reported with that timeout, not indexBuildTimeout; the migration stays applied", () =>
     Effect.gen(function*() {
       const { holder, migrator } = yield* clients
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql.withTransaction(Effect.gen(function*() {
-          yield* sql`INSERT INTO orders VALUES (5001, 7)`
-          yield* Deferred.succeed(holding, undefined)
-          yield* Deferred.await(release)
-        }))).pipe(Effect.provide(holder), Effect.fork)
-      yield* Deferred.await(holding)
-      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+      yield* openTransaction(holder, "INSERT INTO orders VALUES (5001, 7)")
 
       // 1,000 rows are far below concurrentIndexMinBytes: a plain build, under lockTimeout.
       const blocked = yield* Effect.flatMap(

@@ -11,14 +11,31 @@ import { tempSqliteFile } from "../../../test/support/databases.js"
 import { BackfillRunner, Database } from "../src/index.js"
 import * as WriterTurns from "../src/internal/writerTurns.js"
 
-/** strata's connection (provided) and the app's (returned), on one new file with a table to write to. */
-const twoConnections = Effect.gen(function*() {
-  const file = yield* tempSqliteFile()
-  const strata = yield* Layer.build(Database.layer({ url: file }))
-  const app = Context.get(yield* Layer.build(Database.layer({ url: file })), SqlClient.SqlClient)
-  yield* app.unsafe(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`)
-  return { strata, appWrites: app.unsafe(`INSERT INTO notes (body) VALUES ('from the app')`) }
-})
+/**
+ * strata's connection and the app's on one new file with a table to write to: a job's turns
+ * (`afterBatch` on strata's connection) and one commit of the app's (`appWrites`).
+ */
+const twoConnections = (settings: WriterTurns.TurnSettings = WriterTurns.defaultTurns) =>
+  Effect.gen(function*() {
+    const file = yield* tempSqliteFile()
+    const strata = yield* Layer.build(Database.layer({ url: file }))
+    const app = Context.get(yield* Layer.build(Database.layer({ url: file })), SqlClient.SqlClient)
+    yield* app.unsafe(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`)
+    const turns = yield* WriterTurns.make(settings)
+    return {
+      turns,
+      afterBatch: Effect.provide(turns.afterBatch, strata),
+      appWrites: app.unsafe(`INSERT INTO notes (body) VALUES ('from the app')`)
+    }
+  })
+
+/** Runs a turn in a fiber while the clock moves `steps` ms, and returns its length. */
+const turnOver = (afterBatch: Effect.Effect<number>, steps = 20, onStep?: (step: number) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const turn = yield* Effect.fork(afterBatch)
+    yield* millisecondSteps(steps, onStep)
+    return yield* Fiber.join(turn)
+  })
 
 /** Moves the TestClock one millisecond at a time, `steps` times, letting the turn's fiber poll after each. */
 const millisecondSteps = (steps: number, onStep: (step: number) => Effect.Effect<unknown, unknown> = () => Effect.void) =>
@@ -32,38 +49,26 @@ const millisecondSteps = (steps: number, onStep: (step: number) => Effect.Effect
 
 it.scoped("after another connection committed, a turn lasts until that writer has caught up (its commits, then a millisecond without one)", () =>
   Effect.gen(function*() {
-    const { appWrites, strata } = yield* twoConnections
-    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
-    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    const { afterBatch, appWrites, turns } = yield* twoConnections()
     // The first batch only learns the version; nobody else wrote yet and no probe is due.
     expect(yield* afterBatch).toBe(0)
     yield* appWrites
-    const turn = yield* Effect.fork(afterBatch)
-    // The app writes again inside the turn, at its 3rd and 4th millisecond, then stops.
-    yield* millisecondSteps(12, (step) => (step === 3 || step === 4 ? appWrites : Effect.void))
-    // Its last commit is seen at 4 ms; the turn ends at the next poll without one.
-    expect(yield* Fiber.join(turn)).toBe(5)
+    // The app writes again inside the turn, at its 3rd and 4th millisecond, then stops: its last
+    // commit is seen at 4 ms, and the turn ends at the next poll without one.
+    expect(yield* turnOver(afterBatch, 12, (step) => (step === 3 || step === 4 ? appWrites : Effect.void))).toBe(5)
     expect(turns.given()).toEqual({ turns: 1, used: 1 })
   }))
 
 it.scoped("a turn nobody uses ends at maxGap; while the app wrote in the last activeFor every batch gets one", () =>
   Effect.gen(function*() {
-    const { appWrites, strata } = yield* twoConnections
-    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
-    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    const { afterBatch, appWrites, turns } = yield* twoConnections()
     expect(yield* afterBatch).toBe(0)
     yield* appWrites
-    for (let batch = 0; batch < 3; batch++) {
-      const turn = yield* Effect.fork(afterBatch)
-      yield* millisecondSteps(20)
-      expect(yield* Fiber.join(turn)).toBe(WriterTurns.defaultTurns.maxGapMs)
-    }
+    for (let batch = 0; batch < 3; batch++) expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
     expect(turns.given()).toEqual({ turns: 3, used: 0 })
     // activeFor after the app's last commit, batches go straight on again.
     yield* TestClock.adjust(`${WriterTurns.defaultTurns.activeForMs} millis`)
-    const late = yield* Effect.fork(afterBatch)
-    yield* millisecondSteps(20)
-    expect(yield* Fiber.join(late)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
     // That one was the probe (none in the last probeEvery); the next batch gets no turn.
     expect(yield* afterBatch).toBe(0)
     expect(turns.given()).toEqual({ turns: 4, used: 0 })
@@ -71,24 +76,20 @@ it.scoped("a turn nobody uses ends at maxGap; while the app wrote in the last ac
 
 it.scoped("alone, batches get no turn except one probe per probeEvery; maxGap 0 gives none at all", () =>
   Effect.gen(function*() {
-    const { appWrites, strata } = yield* twoConnections
-    const turns = yield* WriterTurns.make(WriterTurns.defaultTurns)
-    const afterBatch = Effect.provide(turns.afterBatch, strata)
+    const { afterBatch, turns } = yield* twoConnections()
     for (let batch = 0; batch < 5; batch++) {
       expect(yield* afterBatch).toBe(0)
       yield* TestClock.adjust("110 millis")
     }
-    const probe = yield* Effect.fork(afterBatch)
-    yield* millisecondSteps(20)
-    expect(yield* Fiber.join(probe)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
     expect(turns.given()).toEqual({ turns: 1, used: 0 })
 
-    const none = yield* WriterTurns.make({ ...WriterTurns.defaultTurns, maxGapMs: 0 })
-    yield* appWrites
-    expect(yield* Effect.provide(none.afterBatch, strata)).toBe(0)
-    yield* appWrites
-    expect(yield* Effect.provide(none.afterBatch, strata)).toBe(0)
-    expect(none.given()).toEqual({ turns: 0, used: 0 })
+    const none = yield* twoConnections({ ...WriterTurns.defaultTurns, maxGapMs: 0 })
+    for (let batch = 0; batch < 2; batch++) {
+      yield* none.appWrites
+      expect(yield* none.afterBatch).toBe(0)
+    }
+    expect(none.turns.given()).toEqual({ turns: 0, used: 0 })
   }))
 
 it.effect("a negative writerTurn is refused, naming the option", () =>
