@@ -105,9 +105,36 @@ describe("Plan.contract", () => {
       `ALTER TABLE "events" ADD CONSTRAINT "strata_nn_events_created_at_ms" CHECK ("created_at_ms" IS NOT NULL) NOT VALID`,
       `ALTER TABLE "events" VALIDATE CONSTRAINT "strata_nn_events_created_at_ms"`,
       `ALTER TABLE "events" ALTER COLUMN "created_at_ms" SET NOT NULL`,
-      `ALTER TABLE "events" DROP CONSTRAINT "strata_nn_events_created_at_ms"`,
+      `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
       `ALTER TABLE "events" DROP COLUMN IF EXISTS "created_at"`
     ])
+    // The Migrator's split on PostgreSQL: the CHECK added NOT VALID in the transaction, validated after it commits.
+    expect(Compile.transactionStatements(plan.migrations[2]!, "pg", plan).map((s) => s.sql)).toEqual([
+      `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms" ON "events"`,
+      `DROP FUNCTION IF EXISTS "strata_sync_events_created_at_ms"()`,
+      `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
+      `ALTER TABLE "events" ADD CONSTRAINT "strata_nn_events_created_at_ms" CHECK ("created_at_ms" IS NOT NULL) NOT VALID`
+    ])
+    // The source is dropped with the NOT NULL's finish, once existing rows have proved it.
+    expect(Compile.constraintValidations(plan.migrations[2]!, "pg", plan)).toEqual([{
+      kind: "notNull",
+      table: "events",
+      column: "created_at_ms",
+      name: "strata_nn_events_created_at_ms",
+      add: [
+        `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
+        `ALTER TABLE "events" ADD CONSTRAINT "strata_nn_events_created_at_ms" CHECK ("created_at_ms" IS NOT NULL) NOT VALID`
+      ],
+      validate: `ALTER TABLE "events" VALIDATE CONSTRAINT "strata_nn_events_created_at_ms"`,
+      finish: [
+        `ALTER TABLE "events" ALTER COLUMN "created_at_ms" SET NOT NULL`,
+        `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
+        `ALTER TABLE "events" DROP COLUMN IF EXISTS "created_at"`
+      ]
+    }])
+    // SQLite has no constraint phase: its statements all run in the transaction.
+    expect(Compile.constraintValidations(plan.migrations[2]!, "sqlite", plan)).toEqual([])
+    expect(Compile.transactionStatements(plan.migrations[2]!, "sqlite", plan)).toEqual(Compile.statements(plan.migrations[2]!, "sqlite", plan))
     expect(Compile.statements(plan.migrations[2]!, "sqlite", plan).map((s) => s.sql)).toEqual([
       `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms_insert"`,
       `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms_update"`,

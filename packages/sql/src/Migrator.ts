@@ -49,6 +49,23 @@
  * older than it, as long as it takes unless `indexBuildTimeout` bounds it) leaves its migration
  * applied; run again to continue.
  *
+ * Constraint phase (PostgreSQL, `Compile.constraintValidations`, read from the catalogue, shown by
+ * `status`): a constraint added to an existing table would hold the table's ACCESS EXCLUSIVE lock
+ * through its scan of the rows, and the app's reads and writes with it. So the migration's
+ * transaction adds it `NOT VALID` (new rows are checked from then on; no scan), and once it has
+ * committed, `VALIDATE CONSTRAINT` scans in a transaction of its own under SHARE UPDATE EXCLUSIVE,
+ * which lets the app read and write. That is a contract's `notNull` (a `CHECK (column IS NOT NULL)`,
+ * validated, then `SET NOT NULL`, which the validated CHECK spares its scan, and the CHECK dropped,
+ * in one short transaction), and the foreign key (`references`) or CHECK (`oneOf`) of an `addColumn`
+ * on a table the migration does not create. Both transactions hold the runner lock, run under
+ * `lockTimeout` with the migration's retries (then `ConstraintValidationBlocked`), and start from
+ * what the catalogue says (`pg_constraint.convalidated`, `pg_attribute.attnotnull`), so a run
+ * killed during a validation leaves the constraint NOT VALID and the next `run` validates it.
+ * Existing rows that break the constraint fail it with `ConstraintValidationFailed`; the migration
+ * stays applied, the constraint NOT VALID, the rows as they were (the migration's other statements,
+ * a contract's `dropSource` among them, are committed). SQLite cannot add a constraint to a table:
+ * there everything stays in the transaction.
+ *
  * Runner lock: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at
  * a time (better-sqlite3 waits synchronously, blocking Node); PostgreSQL polls
  * `pg_try_advisory_lock` (a session lock, so a waiting runner holds no long statement). Both back
@@ -70,6 +87,7 @@ import { Compile, Identifier, Options, Plan, Timestamp } from "@strata/core"
 import { Array as Arr, Clock, Context, Data, Duration, Effect, Either, Layer, Option, Ref, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
+import * as Constraints from "./internal/constraintValidations.js"
 import * as IndexBuilds from "./internal/indexBuilds.js"
 import * as History from "./internal/migrationHistory.js"
 import { backendPid, Blocker, watched } from "./internal/blockers.js"
@@ -295,6 +313,58 @@ export {
 
 export {
   /**
+   * Where a constraint of the constraint phase is.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type ConstraintState,
+  /**
+   * A constraint of the constraint phase as `status` reports it.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type ConstraintStatus,
+  /**
+   * A constraint a run validated after its migration's transaction.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  type ValidatedConstraint,
+  /**
+   * Existing rows break a constraint an applied migration added; the migration stays applied.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  ConstraintValidationFailed,
+  /**
+   * A statement of the constraint phase met its lock timeout on every attempt; the migration stays applied.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  ConstraintValidationBlocked,
+  /**
+   * The runner lock or the catalogue failed during the constraint phase.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  ConstraintPhaseError,
+  /**
+   * What the constraint phase can fail with.
+   *
+   * @since 0.2.0
+   * @category errors
+   */
+  type ConstraintPhaseFailure
+} from "./internal/constraintValidations.js"
+
+export {
+  /**
    * A pending step reads a column that does not exist.
    *
    * @since 0.2.0
@@ -448,7 +518,13 @@ export type DryRunError =
  *
  * @since 0.1.0
  */
-export type RunError = DryRunError | MigrationFailed | MigrationLockTimeout | MigrationBlocked | IndexBuilds.IndexBuildError
+export type RunError =
+  | DryRunError
+  | MigrationFailed
+  | MigrationLockTimeout
+  | MigrationBlocked
+  | IndexBuilds.IndexBuildError
+  | Constraints.ConstraintPhaseFailure
 
 /**
  * What `baseline` can fail with.
@@ -558,6 +634,12 @@ export interface RunResult {
    * transaction begins. Either way a migration holds its locks for its `durationMs`.
    */
   readonly lockTimeoutMs: number | undefined
+  /**
+   * PostgreSQL: the constraints this run validated after their migration's transaction (see
+   * `Compile.constraintValidations`): those of the migrations it applied, and those an earlier run
+   * left NOT VALID (interrupted, blocked, or refused by existing rows since fixed).
+   */
+  readonly constraints: ReadonlyArray<Constraints.ValidatedConstraint>
 }
 
 /**
@@ -613,6 +695,12 @@ export interface StatusReport {
    * until their backfill job is done.
    */
   readonly indexes: ReadonlyArray<IndexBuilds.IndexStatus>
+  /**
+   * PostgreSQL: the constraints applied migrations validate after their transaction, as the
+   * catalogue has them: `notValid` (added NOT VALID; the next `run` validates it), `validated` (a
+   * NOT NULL's CHECK is, the column is not NOT NULL yet), `valid`, or `missing`.
+   */
+  readonly constraints: ReadonlyArray<Constraints.ConstraintStatus>
 }
 
 /**
@@ -628,11 +716,13 @@ export interface PlannedStatement {
   readonly guard: { readonly table: string; readonly column: string; readonly columnExists: boolean } | undefined
   readonly willRun: boolean
   /**
-   * `transaction` (the migration's transaction), `afterCommit` (an index built once it has
-   * committed: PostgreSQL's CREATE INDEX CONCURRENTLY) or `afterJob` (an index built once its
-   * backfill job is done).
+   * `transaction` (the migration's transaction), `validate` (PostgreSQL: a constraint the
+   * transaction adds NOT VALID, validated once it has committed, each statement listed in its own
+   * transaction but a NOT NULL's SET NOT NULL and DROP CONSTRAINT, which share one), `afterCommit`
+   * (an index built once it has committed: PostgreSQL's CREATE INDEX CONCURRENTLY) or `afterJob`
+   * (an index built once its backfill job is done).
    */
-  readonly phase: "transaction" | Compile.IndexTiming
+  readonly phase: "transaction" | "validate" | Compile.IndexTiming
   /** The backfill job an `afterJob` index waits for. */
   readonly afterJob?: string | undefined
 }
@@ -842,6 +932,14 @@ const runnerLock = ({ plan, dialect, runnerTimeout, databaseError }: Setup) =>
 const migrationLock = (setup: Setup) =>
   Effect.map(runnerLock(setup), (lock) => ({ ...lock, statementLockTimeout: setup.lockTimeout }))
 
+const constraintSettings = (setup: Setup) =>
+  Effect.map(runnerLock(setup), (lock): Constraints.Settings => ({
+    plan: setup.plan,
+    runnerLock: lock,
+    lockTimeout: setup.lockTimeout,
+    lockRetries: setup.lockRetries
+  }))
+
 const indexSettings = (setup: Setup) =>
   Effect.map(runnerLock(setup), (lock): IndexBuilds.Settings => ({
     plan: setup.plan,
@@ -935,6 +1033,11 @@ const indexTableExists = ({ databaseError }: Setup) =>
 
 const indexStatuses = ({ plan, dialect, databaseError }: Setup) =>
   IndexBuilds.statuses(plan, dialect).pipe(Effect.mapError(databaseError("read strata_indexes")))
+
+const constraintStatuses = ({ plan, dialect, databaseError }: Setup, rows: ReadonlyArray<History.HistoryRow>) =>
+  Constraints.statuses(plan, dialect, plan.migrations.filter((migration) => rows.some((row) => row.id === migration.id))).pipe(
+    Effect.mapError(databaseError("read pg_constraint"))
+  )
 
 const ensureHistory = (setup: Setup) =>
   Effect.gen(function*() {
@@ -1188,34 +1291,37 @@ const applyPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect<
     const applied: Array<AppliedMigration> = []
     const appliedConcurrently: Array<number> = []
     const settings = yield* indexSettings(setup)
+    const validation = yield* constraintSettings(setup)
     const migrationsOf = (ids: ReadonlyArray<number>) => plan.migrations.filter((m) => ids.includes(m.id))
-    // What earlier runs left: pending or INVALID indexes, and deferred ones whose job is done since.
+    // What earlier runs left: constraints NOT VALID, pending or INVALID indexes, and deferred ones whose job is done since.
+    const constraints = [...yield* Constraints.validateDue(validation, setup.dialect, migrationsOf(selection.alreadyApplied))]
     const indexes = [...yield* IndexBuilds.buildDue(settings, migrationsOf(selection.alreadyApplied))]
     for (const migration of selection.pending) {
       const outcome = yield* applyMigration(setup, migration)
       if (outcome._tag === "Applied") applied.push(outcome.migration)
       else appliedConcurrently.push(migration.id)
-      // Its index phase, before the next migration (which may rely on the index).
+      // Its constraint and index phases, before the next migration (which may rely on them).
+      constraints.push(...yield* Constraints.validateDue(validation, setup.dialect, [migration]))
       indexes.push(...yield* IndexBuilds.buildDue(settings, [migration]))
     }
     const deferredIndexes = (yield* indexStatuses(setup)).filter((index) =>
       index.state === "deferred" && (target === undefined || index.migrationId <= target)
     )
     const lockTimeoutMs = setup.dialect === "pg" ? Duration.toMillis(setup.lockTimeout) : undefined
-    return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes, lockTimeoutMs }
+    return { plan: plan.name, applied, alreadyApplied: selection.alreadyApplied, appliedConcurrently, indexes, deferredIndexes, lockTimeoutMs, constraints }
   }).pipe(Effect.withSpan("Migrator.run", { attributes: { plan: setup.plan.name } }))
 
 const readStatus = (setup: Setup): Effect.Effect<StatusReport, StatusError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const { rows } = yield* peekHistory(setup)
-    return statusOf(setup, rows, yield* indexStatuses(setup))
+    return statusOf(setup, rows, yield* indexStatuses(setup), yield* constraintStatuses(setup, rows))
   })
 
 const checkValidity = (setup: Setup): Effect.Effect<ValidationReport, StatusError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const { plan } = setup
     const { rows } = yield* peekHistory(setup)
-    const report = statusOf(setup, rows, yield* indexStatuses(setup))
+    const report = statusOf(setup, rows, yield* indexStatuses(setup), yield* constraintStatuses(setup, rows))
     const pending = plan.migrations.filter((migration) => !rows.some((row) => row.id === migration.id))
     const problems = yield* preflightProblems(setup, pending)
     const selected = select(setup, rows, undefined)

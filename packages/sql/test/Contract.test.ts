@@ -131,19 +131,49 @@ describeEachEngine("contract phase", (engine) => {
       yield* TestClock.adjust("1 second")
       expect((yield* verify(p)).passed).toBe(true)
       const notNull = yield* refusal(migrate(p))
-      expect(notNull._tag).toBe("MigrationFailed")
-      expect(yield* appliedIds).toEqual([1, 2])
       const dialect = yield* Database.dialect
       const columns = () =>
         dialect === "sqlite"
           ? sql<{ name: string }>`SELECT name FROM pragma_table_info('events') ORDER BY cid`
           : sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'events' ORDER BY ordinal_position`
+      if (dialect === "sqlite") {
+        expect(notNull._tag).toBe("MigrationFailed")
+        expect(yield* appliedIds).toEqual([1, 2])
+      } else {
+        // PostgreSQL: the migration committed with the CHECK NOT VALID; its validation, after the
+        // commit, found the row. The source is dropped only once the NOT NULL holds.
+        expect(notNull).toMatchObject({
+          _tag: "ConstraintValidationFailed",
+          id: 3,
+          kind: "notNull",
+          table: "events",
+          column: "created_at_ms",
+          constraint: "strata_nn_events_created_at_ms"
+        })
+        expect(notNull.message).toContain(`The NOT NULL constraint strata_nn_events_created_at_ms on events.created_at_ms (migration 3 of plan events, which stays applied) does not hold for existing rows`)
+        expect(yield* appliedIds).toEqual([1, 2, 3])
+        const status = yield* Migrator.status().pipe(Effect.provide(Migrator.layer(p)))
+        expect(status.constraints.map((c) => [c.migrationId, c.kind, c.name, c.state])).toEqual([[3, "notNull", "strata_nn_events_created_at_ms", "notValid"]])
+        // New rows are checked already.
+        expect(Exit.isFailure(yield* Effect.exit(sql`INSERT INTO events (event_id, created_at, title) VALUES (4, NULL, 'd')`))).toBe(true)
+      }
+      expect(yield* sql<{ event_id: number; created_at_ms: unknown }>`SELECT event_id, created_at_ms FROM events WHERE event_id = 3`).toEqual([
+        { event_id: 3, created_at_ms: null }
+      ])
       expect((yield* columns()).map((c) => c.name)).toEqual(["event_id", "created_at", "title", "created_at_ms"])
 
       yield* sql`DELETE FROM events WHERE event_id = 3`
       yield* TestClock.adjust("1 second")
       expect((yield* verify(p)).passed).toBe(true)
-      yield* migrate(p)
+      const done = yield* migrate(p)
+      expect(done.constraints.map((c) => c.name)).toEqual(dialect === "pg" ? ["strata_nn_events_created_at_ms"] : [])
       expect((yield* columns()).map((c) => c.name)).toEqual(["event_id", "title", "created_at_ms"])
+      if (dialect === "pg") {
+        const notNullColumn = yield* sql<{ isNullable: string }>`
+          SELECT is_nullable FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'created_at_ms'`
+        expect(notNullColumn).toEqual([{ is_nullable: "NO" }])
+        const checks = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'strata_nn_events_created_at_ms'`
+        expect(checks).toEqual([{ n: 0 }])
+      }
     }).pipe(Effect.provide(engine.layer())))
 })

@@ -68,6 +68,9 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
       }${index.rebuiltInvalid ? ", an INVALID index left by an interrupted build was dropped first" : ""})`
     )
   }
+  for (const constraint of result.constraints) {
+    lines.push(`  validated${String(constraint.migrationId).padStart(4)}  ${constraint.name} on ${constraint.table}.${constraint.column}  (${constraint.durationMs} ms)`)
+  }
   for (const index of result.deferredIndexes) {
     lines.push(`  deferred ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (built when backfill ${index.afterJob ?? ""} is done)`)
   }
@@ -100,7 +103,9 @@ const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyA
       if (statement.phase !== phase) {
         phase = statement.phase
         lines.push(
-          phase === "afterCommit"
+          phase === "validate"
+            ? "-- after the transaction commits, each in a transaction of its own (the app keeps reading and writing meanwhile):"
+            : phase === "afterCommit"
             ? "-- after the transaction commits, outside it (the app keeps writing meanwhile):"
             : "-- later, when its backfill job is done (strata backfill builds it):"
         )
@@ -150,7 +155,8 @@ const runJson = (result: Migrator.RunResult, database: string) => ({
   alreadyApplied: result.alreadyApplied,
   appliedConcurrently: result.appliedConcurrently,
   indexes: result.indexes,
-  deferredIndexes: result.deferredIndexes
+  deferredIndexes: result.deferredIndexes,
+  constraints: result.constraints
 })
 
 /**

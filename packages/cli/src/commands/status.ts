@@ -82,6 +82,7 @@ export const statusLines = (
     { header: "DURATION", align: "right", cell: (i) => (i.durationMs === null ? "" : `${Table.count(i.durationMs)} ms`) }
   ], migrations.indexes)
   const unbuilt = migrations.indexes.filter((i) => i.state === "pending" || i.state === "building" || i.state === "invalid")
+  const unvalidated = migrations.constraints.filter((c) => c.state === "notValid" || c.state === "validated")
   const pendingMigrations = migrations.migrations.filter((m) => m.state === "pending").length
   return [
     `Plan ${migrations.plan} on ${database}`,
@@ -91,6 +92,11 @@ export const statusLines = (
     ...(migrations.indexes.length > 0 ? ["", ...indexTable] : []),
     ...(unbuilt.length > 0
       ? [`Indexes not built yet: ${unbuilt.map((i) => i.name).join(", ")}; 'strata migrate' builds them (an INVALID one, left by an interrupted build, is dropped and built again).`]
+      : []),
+    ...(unvalidated.length > 0
+      ? [`Constraints not validated yet: ${
+        unvalidated.map((c) => `${c.name} on ${c.table}.${c.column} (${c.state === "notValid" ? "NOT VALID" : "validated, NOT NULL not set yet"})`).join(", ")
+      }; new rows are checked already, 'strata migrate' validates the existing ones.`]
       : []),
     "",
     ...(progress.columns.length === 0 ? ["The plan has no backfilled columns."] : columnTable),
@@ -123,6 +129,7 @@ export const statusJson = (migrations: Migrator.StatusReport, progress: Progress
   migrations: migrations.migrations,
   unknown: migrations.unknown,
   indexes: migrations.indexes,
+  constraints: migrations.constraints,
   columns: progress.columns,
   migrated: progress.migrated,
   pending: progress.pending,

@@ -2,7 +2,7 @@
  * What a dry run reports for the pending migrations, in the order `run` would reach them: each
  * migration's transaction statements, a SQLite ADD COLUMN guard resolved against the live columns
  * and the columns earlier guarded statements of this run add (their later guards would skip), then
- * its index builds with their phase. Apart from the Migrator's `dryRun` so that it reads as its
+ * the constraints it validates once it has committed (PostgreSQL), then its index builds with their phase. Apart from the Migrator's `dryRun` so that it reads as its
  * refusals (the same as `run`'s) followed by this listing; the catalogue read is the caller's, so
  * its error is named there.
  */
@@ -41,6 +41,11 @@ export const plannedMigrations = <E, R>(
           willRun: !columnExistsNow,
           phase: "transaction"
         })
+      }
+      for (const constraint of Compile.constraintValidations(migration, dialect, plan)) {
+        for (const sql of [constraint.validate, ...constraint.finish]) {
+          statements.push({ sql, text: `${sql};`, guard: undefined, willRun: true, phase: "validate" })
+        }
       }
       for (const build of Compile.indexBuilds(migration, dialect, plan)) {
         statements.push({

@@ -7,6 +7,7 @@
 import type { Plan } from "@strata/core"
 // Types only (erased): the public shapes are defined once, in the service's module.
 import type { MigrationStatus, StatusReport } from "../Migrator.js"
+import type { ConstraintStatus } from "./constraintValidations.js"
 import type { IndexStatus } from "./indexBuilds.js"
 import type { HistoryRow } from "./migrationHistory.js"
 
@@ -20,7 +21,8 @@ export interface PlanFacts {
 export const statusOf = (
   { checksumOf, plan, planIds }: PlanFacts,
   rows: ReadonlyArray<HistoryRow>,
-  indexes: ReadonlyArray<IndexStatus>
+  indexes: ReadonlyArray<IndexStatus>,
+  constraints: ReadonlyArray<ConstraintStatus>
 ): StatusReport => {
   const recorded = new Map(rows.map((row) => [row.id, row]))
   const migrations = plan.migrations.map((migration): MigrationStatus => {
@@ -47,5 +49,5 @@ export const statusOf = (
       }
   })
   const unknown = rows.filter((row) => !planIds.has(row.id)).map((row) => ({ ...row }))
-  return { plan: plan.name, migrations, unknown, indexes }
+  return { plan: plan.name, migrations, unknown, indexes, constraints }
 }

@@ -1,0 +1,252 @@
+/**
+ * The constraint phase on PostgreSQL: an `addColumn` with a foreign key (`references`) or a CHECK
+ * (`oneOf`) on an existing table adds the column plain and the constraint NOT VALID in the
+ * migration's transaction, then validates it once that has committed, in a transaction of its own
+ * (SHARE UPDATE EXCLUSIVE: the app's reads and writes go on). Held mid-way deterministically: a
+ * session queues `LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE` behind the migration's ALTER
+ * (which waits for an app transaction), so it gets the lock when the migration commits, and the
+ * VALIDATE that comes next waits for it. Had the VALIDATE run in the migration's transaction (as
+ * before the phase), there would be nothing left for it to wait for.
+ */
+import { expect, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Compile, Plan } from "@strata/core"
+import { Deferred, Effect, Either, Fiber } from "effect"
+import { describePg } from "../../../test/support/databases.js"
+import { Migrator } from "../src/index.js"
+import { ordersSessions } from "./ordersSessions.js"
+
+const migration = Plan.migration(1, "orders of customers", [
+  Plan.addColumn("orders", "customer_id", "bigint", { default: 1, references: { table: "customers", column: "customer_id" } }),
+  Plan.addColumn("orders", "status", "text", { default: "open", oneOf: ["open", "closed"] })
+])
+const plan = Plan.make("constraints", [migration])
+
+/** orders (1,000 rows) and the customers they will reference. */
+const sessions = Effect.gen(function*() {
+  const clients = yield* ordersSessions
+  yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql`CREATE TABLE customers (customer_id BIGINT PRIMARY KEY)`,
+      sql`INSERT INTO customers SELECT n FROM generate_series(1, 10) AS n`
+    ])).pipe(Effect.provide(clients.holder))
+  return clients
+})
+
+/** Whether a statement matching `pattern` is waiting for a lock now. */
+const waitingFor = (pattern: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ pid: number }>`SELECT pid FROM pg_stat_activity
+        WHERE query LIKE ${pattern} AND state = 'active' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+      (rows) => (rows[0] === undefined ? undefined : Number(rows[0].pid))
+    ))
+
+/** Polls `check` every 20 ms for up to 20 s. */
+const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let tries = 0; tries < 1000; tries++) {
+      if (yield* check) return true
+      yield* Effect.sleep("20 millis")
+    }
+    return false
+  })
+
+const validated = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(
+    sql<{ name: string; validated: boolean }>`SELECT conname AS name, convalidated AS validated FROM pg_constraint
+      WHERE conrelid = to_regclass('orders') AND contype IN ('c', 'f') ORDER BY conname`,
+    (rows) => rows.map((r) => [r.name, r.validated])
+  ))
+
+/** A transaction of `sql` statements that stays open until `release`; resolves `holding` once they ran. */
+const openTransaction = (statements: ReadonlyArray<string>, holding: Deferred.Deferred<void>, release: Deferred.Deferred<void>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.gen(function*() {
+      for (const statement of statements) yield* sql.unsafe(statement)
+      yield* Deferred.succeed(holding, undefined)
+      yield* Deferred.await(release)
+    })))
+
+/**
+ * Runs the migration while an app transaction (an uncommitted INSERT) holds orders; queues a
+ * SHARE UPDATE EXCLUSIVE lock behind the migration's ALTER; lets the app transaction commit. The
+ * migration then commits, and its VALIDATE waits for the queued lock: returns the run's fiber, the
+ * validating backend, and the release of the queued lock.
+ */
+const heldAtValidate = Effect.gen(function*() {
+  const { app, holder, migrator } = yield* sessions
+  const inserted = yield* Deferred.make<void>()
+  const commitInsert = yield* Deferred.make<void>()
+  const appInsert = yield* openTransaction(["INSERT INTO orders VALUES (5001, 7)"], inserted, commitInsert).pipe(
+    Effect.provide(holder),
+    Effect.fork
+  )
+  yield* Deferred.await(inserted)
+  const queued = yield* Deferred.make<void>()
+  const releaseQueued = yield* Deferred.make<void>()
+  // A failing assertion must not leave the sessions (and the migration waiting for them) open.
+  yield* Effect.addFinalizer(() => Effect.all([Deferred.succeed(commitInsert, undefined), Deferred.succeed(releaseQueued, undefined)]))
+
+  const run = yield* Effect.flatMap(Migrator.make(plan, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
+    Effect.provide(migrator),
+    Effect.either,
+    Effect.fork
+  )
+  expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%ADD COLUMN%"), app), (pid) => pid !== undefined)))
+    .toBe(true)
+  const queuedLock = yield* openTransaction(["LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE"], queued, releaseQueued).pipe(
+    Effect.provide(holder),
+    Effect.fork
+  )
+  expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("LOCK TABLE orders%"), app), (pid) => pid !== undefined))).toBe(true)
+  yield* Deferred.succeed(commitInsert, undefined)
+  yield* Fiber.join(appInsert)
+  yield* Deferred.await(queued)
+  expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app), (pid) => pid !== undefined)))
+    .toBe(true)
+  const validatingPid = (yield* Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app))!
+  const release = Effect.zipRight(Deferred.succeed(releaseQueued, undefined), Fiber.join(queuedLock))
+  return { app, holder, migrator, run, validatingPid, release }
+})
+
+describePg("Migrator constraint phase (PostgreSQL)", () => {
+  it("compiles a referencing / checked column of an existing table to the plain column and NOT VALID constraints, validated after the transaction", () => {
+    expect(Compile.transactionStatements(migration, "pg").map((s) => s.sql)).toEqual([
+      `ALTER TABLE "orders" ADD COLUMN IF NOT EXISTS "customer_id" BIGINT DEFAULT 1`,
+      `ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "orders_customer_id_fkey"`,
+      `ALTER TABLE "orders" ADD CONSTRAINT "orders_customer_id_fkey" FOREIGN KEY ("customer_id") REFERENCES "customers" ("customer_id") NOT VALID`,
+      `ALTER TABLE "orders" ADD COLUMN IF NOT EXISTS "status" TEXT DEFAULT 'open'`,
+      `ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "orders_status_check"`,
+      `ALTER TABLE "orders" ADD CONSTRAINT "orders_status_check" CHECK ("status" IN ('open', 'closed')) NOT VALID`
+    ])
+    expect(Compile.constraintValidations(migration, "pg").map((c) => [c.kind, c.name, c.validate, c.finish])).toEqual([
+      ["foreignKey", "orders_customer_id_fkey", `ALTER TABLE "orders" VALIDATE CONSTRAINT "orders_customer_id_fkey"`, []],
+      ["check", "orders_status_check", `ALTER TABLE "orders" VALIDATE CONSTRAINT "orders_status_check"`, []]
+    ])
+    // SQLite cannot add a constraint to a table: the column keeps them inline, in the transaction.
+    expect(Compile.constraintValidations(migration, "sqlite")).toEqual([])
+    expect(Compile.transactionStatements(migration, "sqlite")).toEqual(Compile.statements(migration, "sqlite"))
+    // On a table the same migration creates, nobody writes yet: inline.
+    const fresh = Plan.migration(2, "fresh", [
+      Plan.createTable("fresh", [{ name: "id", type: "integer", primaryKey: true }]),
+      Plan.addColumn("fresh", "customer_id", "bigint", { references: { table: "customers", column: "customer_id" } })
+    ])
+    expect(Compile.constraintValidations(fresh, "pg")).toEqual([])
+    // A long name is shortened as PostgreSQL would keep it (63 characters), so the catalogue finds it.
+    const long = Plan.migration(3, "long", [Plan.addColumn("orders", "x".repeat(63), "text", { oneOf: ["a"] })])
+    expect(Compile.constraintValidations(long, "pg")[0]!.name).toBe(`orders_${"x".repeat(50)}_check`)
+  })
+
+  it.scopedLive("commits with the constraints NOT VALID; the app writes during the validation, and it completes while an app INSERT is uncommitted", () =>
+    Effect.gen(function*() {
+      const { app, holder, release, run } = yield* heldAtValidate
+      // Applied; the constraints NOT VALID, as status says.
+      const status = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(app))
+      expect(status.migrations.map((m) => m.state)).toEqual(["applied"])
+      expect(status.constraints.map((c) => [c.kind, c.name, c.state])).toEqual([
+        ["foreignKey", "orders_customer_id_fkey", "notValid"],
+        ["check", "orders_status_check", "notValid"]
+      ])
+      expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", false], ["orders_status_check", false]])
+
+      // The app writes and reads under a short lock timeout meanwhile; new rows are checked already.
+      const write = (statement: string) =>
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql.withTransaction(Effect.zipRight(sql`SET LOCAL lock_timeout = '100ms'`, sql.unsafe(statement)))).pipe(
+            Effect.provide(app),
+            Effect.either
+          )
+      expect(Either.isRight(yield* write("INSERT INTO orders (order_id, amount, customer_id) VALUES (5002, 8, 2)"))).toBe(true)
+      expect(Either.isRight(yield* write("SELECT count(*) FROM orders"))).toBe(true)
+      const orphan = yield* write("INSERT INTO orders (order_id, amount, customer_id) VALUES (5003, 8, 999)")
+      expect(Either.isLeft(orphan) ? String(orphan.left.cause) : "").toContain(`violates foreign key constraint "orders_customer_id_fkey"`)
+
+      // An app transaction with an uncommitted INSERT (ROW EXCLUSIVE) stays open while the validation runs and finishes.
+      const inserted = yield* Deferred.make<void>()
+      const commit = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(commit, undefined))
+      const open = yield* openTransaction(["INSERT INTO orders (order_id, amount) VALUES (5004, 9)"], inserted, commit).pipe(
+        Effect.provide(holder),
+        Effect.fork
+      )
+      yield* Deferred.await(inserted)
+      yield* release
+      const result = Either.getOrThrow(yield* Fiber.join(run))
+      expect(result.applied.map((m) => m.id)).toEqual([1])
+      expect(result.constraints.map((c) => [c.migrationId, c.kind, c.table, c.column, c.name])).toEqual([
+        [1, "foreignKey", "orders", "customer_id", "orders_customer_id_fkey"],
+        [1, "check", "orders", "status", "orders_status_check"]
+      ])
+      expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true], ["orders_status_check", true]])
+      yield* Deferred.succeed(commit, undefined)
+      yield* Fiber.join(open)
+      const after = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(app))
+      expect(after.constraints.map((c) => c.state)).toEqual(["valid", "valid"])
+    }), 60_000)
+
+  it.scopedLive("a validating backend killed mid-way leaves the constraint NOT VALID; the next run validates it", () =>
+    Effect.gen(function*() {
+      const { app, release, run, validatingPid } = yield* heldAtValidate
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_terminate_backend(${validatingPid})`).pipe(Effect.provide(app))
+      const killed = yield* Fiber.join(run)
+      expect(Either.isLeft(killed) ? killed.left._tag : "applied").toBe("ConstraintPhaseError")
+      yield* release
+      const migrator = yield* Effect.provide(Migrator.make(plan), app)
+      expect((yield* migrator.status()).constraints.map((c) => [c.name, c.state])).toEqual([
+        ["orders_customer_id_fkey", "notValid"],
+        ["orders_status_check", "notValid"]
+      ])
+      const dry = yield* migrator.dryRun()
+      expect(dry.pending).toEqual([])
+      const rerun = yield* migrator.run()
+      expect(rerun.applied).toEqual([])
+      expect(rerun.alreadyApplied).toEqual([1])
+      expect(rerun.constraints.map((c) => c.name)).toEqual(["orders_customer_id_fkey", "orders_status_check"])
+      expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true], ["orders_status_check", true]])
+      // Nothing left: a further run validates nothing.
+      expect((yield* migrator.run()).constraints).toEqual([])
+    }), 60_000)
+
+  it.scopedLive("rows that break a constraint: ConstraintValidationFailed names it, the rows stay as they were, the migration stays applied; fixed, the next run validates", () =>
+    Effect.gen(function*() {
+      const { app, migrator } = yield* sessions
+      const sql = yield* Effect.provide(SqlClient.SqlClient, app)
+      // Rows that reference no customer once the column's default is in place: 999 is not one.
+      const checked = Plan.make("constraints", [
+        Plan.migration(1, "orders of customers", [
+          Plan.addColumn("orders", "customer_id", "bigint", { default: 999, references: { table: "customers", column: "customer_id" } })
+        ])
+      ])
+      const dry = yield* Effect.flatMap(Migrator.make(checked), (m) => m.dryRun()).pipe(Effect.provide(migrator))
+      expect(dry.pending[0]!.statements.map((s) => [s.phase, s.sql])).toEqual([
+        ["transaction", `ALTER TABLE "orders" ADD COLUMN IF NOT EXISTS "customer_id" BIGINT DEFAULT 999`],
+        ["transaction", `ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "orders_customer_id_fkey"`],
+        ["transaction", `ALTER TABLE "orders" ADD CONSTRAINT "orders_customer_id_fkey" FOREIGN KEY ("customer_id") REFERENCES "customers" ("customer_id") NOT VALID`],
+        ["validate", `ALTER TABLE "orders" VALIDATE CONSTRAINT "orders_customer_id_fkey"`]
+      ])
+      const failed = yield* Effect.flip(Effect.flatMap(Migrator.make(checked), (m) => m.run()).pipe(Effect.provide(migrator)))
+      expect(failed).toBeInstanceOf(Migrator.ConstraintValidationFailed)
+      expect(failed).toMatchObject({
+        plan: "constraints",
+        id: 1,
+        kind: "foreignKey",
+        table: "orders",
+        column: "customer_id",
+        constraint: "orders_customer_id_fkey",
+        statement: `ALTER TABLE "orders" VALIDATE CONSTRAINT "orders_customer_id_fkey"`
+      })
+      expect(failed.message).toMatch(
+        /^The foreign key constraint orders_customer_id_fkey on orders\.customer_id \(migration 1 of plan constraints, which stays applied\) does not hold for existing rows, which were left as they are: .*violates foreign key constraint "orders_customer_id_fkey"/
+      )
+      expect(yield* sql<{ n: number; sum: string }>`SELECT count(*)::int AS n, sum(amount)::text AS sum FROM orders WHERE customer_id = 999`)
+        .toEqual([{ n: 1000, sum: "5005000" }])
+      const status = yield* Effect.flatMap(Migrator.make(checked), (m) => m.status()).pipe(Effect.provide(app))
+      expect([status.migrations.map((m) => m.state), status.constraints.map((c) => c.state)]).toEqual([["applied"], ["notValid"]])
+
+      yield* sql`INSERT INTO customers VALUES (999)`
+      const fixed = yield* Effect.flatMap(Migrator.make(checked), (m) => m.run()).pipe(Effect.provide(migrator))
+      expect(fixed.constraints.map((c) => c.name)).toEqual(["orders_customer_id_fkey"])
+      expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true]])
+    }), 60_000)
+})
