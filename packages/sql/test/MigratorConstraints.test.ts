@@ -11,9 +11,9 @@
 import { expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan } from "@strata/core"
-import { Deferred, Effect, Either, Fiber } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer } from "effect"
 import { describePg } from "../../../test/support/databases.js"
-import { Migrator } from "../src/index.js"
+import { Migrator, Verifications } from "../src/index.js"
 import { ordersSessions } from "./ordersSessions.js"
 
 const migration = Plan.migration(1, "orders of customers", [
@@ -109,6 +109,21 @@ const heldAtValidate = Effect.gen(function*() {
   const release = Effect.zipRight(Deferred.succeed(releaseQueued, undefined), Fiber.join(queuedLock))
   return { app, holder, migrator, run, validatingPid, release }
 })
+
+const shadow = Plan.migration(2, "epoch ms", [Plan.epochShadow("orders", "created_at")])
+const contractPlan = Plan.make("constraints", [
+  Plan.migration(1, "created at", [Plan.addColumn("orders", "created_at", "timestamp_text")]),
+  shadow,
+  Plan.migration(3, "contract", [Plan.contract({ jobs: ["orders.created_at_ms"], notNull: true })])
+])
+
+const nullability = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(
+    sql<{ notNull: boolean; checks: number }>`SELECT a.attnotnull AS "notNull",
+        (SELECT count(*)::int FROM pg_constraint c WHERE c.conrelid = a.attrelid AND c.conname = 'strata_nn_orders_created_at_ms' AND c.convalidated) AS checks
+      FROM pg_attribute a WHERE a.attrelid = to_regclass('orders') AND a.attname = 'created_at_ms'`,
+    (rows) => rows[0]
+  ))
 
 describePg("Migrator constraint phase (PostgreSQL)", () => {
   it("compiles a referencing / checked column of an existing table to the plain column and NOT VALID constraints, validated after the transaction", () => {
@@ -206,6 +221,107 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true], ["orders_status_check", true]])
       // Nothing left: a further run validates nothing.
       expect((yield* migrator.run()).constraints).toEqual([])
+    }), 60_000)
+
+  it.scopedLive("a contract's NOT NULL: validated while an app INSERT is uncommitted; interrupted waiting to SET NOT NULL, then ConstraintValidationBlocked names the app, then the re-run finishes", () =>
+    Effect.gen(function*() {
+      const { app, holder, migrator } = yield* sessions
+      const sql = yield* Effect.provide(SqlClient.SqlClient, app)
+      yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.run({ to: 2 })).pipe(Effect.provide(migrator))
+      // The job's data as a backfill leaves it, and a verification that passed for it.
+      yield* sql`UPDATE orders SET created_at = '2024-01-15 12:00:00', created_at_ms = 1705320000000`
+      yield* Verifications.record([{
+        plan: "constraints",
+        job: "orders.created_at_ms",
+        passed: true,
+        checkedAtMs: Date.now(),
+        rows: 1000,
+        mismatches: 0,
+        failedChecks: [],
+        checksum: Compile.checksum(shadow)
+      }]).pipe(Effect.provide(Layer.succeedContext(app)))
+
+      // Hold the validation as for the foreign key: an app INSERT, then a queued SHARE UPDATE EXCLUSIVE lock.
+      const inserted = yield* Deferred.make<void>()
+      const commitInsert = yield* Deferred.make<void>()
+      const queued = yield* Deferred.make<void>()
+      const releaseQueued = yield* Deferred.make<void>()
+      const openInsert = yield* Deferred.make<void>()
+      const commitOpen = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() =>
+        Effect.all([commitInsert, releaseQueued, commitOpen].map((d) => Deferred.succeed(d, undefined)))
+      )
+      const appInsert = yield* openTransaction(["INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5001, 7, 1)"], inserted, commitInsert)
+        .pipe(Effect.provide(holder), Effect.fork)
+      yield* Deferred.await(inserted)
+      const run = yield* Effect.flatMap(Migrator.make(contractPlan, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
+        Effect.provide(migrator),
+        Effect.fork
+      )
+      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%"), app), (pid) => pid !== undefined))).toBe(true)
+      const queuedLock = yield* openTransaction(["LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE"], queued, releaseQueued).pipe(
+        Effect.provide(holder),
+        Effect.fork
+      )
+      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("LOCK TABLE orders%"), app), (pid) => pid !== undefined))).toBe(true)
+      yield* Deferred.succeed(commitInsert, undefined)
+      yield* Fiber.join(appInsert)
+      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app), (pid) => pid !== undefined)))
+        .toBe(true)
+      const status = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
+      expect(status.migrations.map((m) => m.state)).toEqual(["applied", "applied", "applied"])
+      expect(status.constraints.map((c) => [c.migrationId, c.kind, c.name, c.state])).toEqual([[3, "notNull", "strata_nn_orders_created_at_ms", "notValid"]])
+      // The app writes meanwhile; a NULL is refused already.
+      const write = (statement: string) =>
+        Effect.flatMap(SqlClient.SqlClient, (client) =>
+          client.withTransaction(Effect.zipRight(client`SET LOCAL lock_timeout = '100ms'`, client.unsafe(statement)))).pipe(
+            Effect.provide(app),
+            Effect.either
+          )
+      expect(Either.isRight(yield* write("INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5002, 8, 2)"))).toBe(true)
+      const nullRow = yield* write("INSERT INTO orders (order_id, amount) VALUES (5003, 8)")
+      expect(Either.isLeft(nullRow) ? String(nullRow.left.cause) : "").toContain(`violates check constraint "strata_nn_orders_created_at_ms"`)
+
+      // An uncommitted app INSERT: the VALIDATE does not wait for it; the SET NOT NULL (ACCESS EXCLUSIVE, short) does.
+      const open = yield* openTransaction(["INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5004, 9, 3)"], openInsert, commitOpen).pipe(
+        Effect.provide(holder),
+        Effect.fork
+      )
+      yield* Deferred.await(openInsert)
+      yield* Deferred.succeed(releaseQueued, undefined)
+      yield* Fiber.join(queuedLock)
+      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%SET NOT NULL%"), app), (pid) => pid !== undefined))).toBe(true)
+      expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: false, checks: 1 })
+      // Interrupted there (Ctrl-C): the SET NOT NULL is rolled back, the validated CHECK stays.
+      yield* Fiber.interrupt(run)
+      const validatedStatus = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
+      expect(validatedStatus.constraints.map((c) => c.state)).toEqual(["validated"])
+
+      // Under a short lock timeout the uncommitted INSERT blocks SET NOT NULL: named, nothing changed.
+      const blocked = yield* Effect.flip(
+        Effect.flatMap(Migrator.make(contractPlan, { lockTimeout: "200 millis", lockRetries: 1 }), (m) => m.run()).pipe(Effect.provide(migrator))
+      )
+      expect(blocked).toBeInstanceOf(Migrator.ConstraintValidationBlocked)
+      expect(blocked).toMatchObject({
+        plan: "constraints",
+        id: 3,
+        table: "orders",
+        column: "created_at_ms",
+        constraint: "strata_nn_orders_created_at_ms",
+        statement: `ALTER TABLE "orders" ALTER COLUMN "created_at_ms" SET NOT NULL`,
+        attempts: 2,
+        lockTimeoutMs: 200,
+        blockers: [{ query: "INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5004, 9, 3)", state: "idle in transaction" }]
+      })
+      expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: false, checks: 1 })
+
+      yield* Deferred.succeed(commitOpen, undefined)
+      yield* Fiber.join(open)
+      const rerun = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.run()).pipe(Effect.provide(migrator))
+      expect([rerun.applied, rerun.constraints.map((c) => [c.migrationId, c.name])]).toEqual([[], [[3, "strata_nn_orders_created_at_ms"]]])
+      expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: true, checks: 0 })
+      const after = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
+      expect(after.constraints.map((c) => c.state)).toEqual(["valid"])
     }), 60_000)
 
   it.scopedLive("rows that break a constraint: ConstraintValidationFailed names it, the rows stay as they were, the migration stays applied; fixed, the next run validates", () =>
