@@ -69,7 +69,7 @@ describe("strata --json: JSON lines, one result, one naming convention", () => {
     expect(migrated.applied.map((m: { id: number; appliedAtMs: number }) => [m.id, m.appliedAtMs])[0]).toEqual([21, applied21!.applied_at_ms])
 
     const status = json(runs.status, "status")
-    expect(Object.keys(status)).toEqual(["database", "plan", "migrations", "unknown", "indexes", "columns", "migrated", "pending", "rejected", "withoutValue", "percent", "label"])
+    expect(Object.keys(status)).toEqual(["database", "plan", "migrations", "unknown", "indexes", "constraints", "columns", "migrated", "pending", "rejected", "withoutValue", "percent", "label"])
     expect(status.unknown).toEqual([])
     expect(status.migrations[0]).toMatchObject({ id: 21, state: "applied", appliedAtMs: applied21!.applied_at_ms })
 

@@ -227,7 +227,8 @@ describeEachEngine("Migrator", (engine) => {
         appliedConcurrently: [],
         indexes: [],
         deferredIndexes: deferredAgentosIndexes,
-        lockTimeoutMs: dialect === "pg" ? 2000 : undefined
+        lockTimeoutMs: dialect === "pg" ? 2000 : undefined,
+        constraints: []
       })
       expect(yield* historyRows).toEqual(rows)
       expect(yield* secondaryIndexes).toEqual([])
@@ -625,7 +626,8 @@ describeEachEngine("Migrator", (engine) => {
         appliedConcurrently: [],
         indexes: [],
         deferredIndexes: [],
-        lockTimeoutMs: (yield* Database.dialect) === "pg" ? 2000 : undefined
+        lockTimeoutMs: (yield* Database.dialect) === "pg" ? 2000 : undefined,
+        constraints: []
       })
       expect((yield* migrator.status()).unknown.map((m) => m.id)).toEqual([99])
     })))
