@@ -238,7 +238,7 @@ describeEachEngine("Migrator", (engine) => {
         { state: "applied", id: 21, name: m21.name, checksum: Compile.checksum(m21), appliedAtMs: T0, durationMs: 0 },
         { state: "applied", id: 44, name: m44.name, checksum: Compile.checksum(m44), appliedAtMs: T0, durationMs: 0 }
       ]
-      expect(status).toEqual({ plan: "agentos", migrations, unknown: [], indexes: deferredAgentosIndexes })
+      expect(status).toEqual({ plan: "agentos", migrations, unknown: [], indexes: deferredAgentosIndexes, constraints: [] })
 
       // The backfill builds each column's index when its job is done (the legacy tables are empty: at once).
       const jobs = yield* Effect.flatMap(BackfillRunner.make(Plans.agentos), (runner) => runner.run())
