@@ -8,11 +8,11 @@
  * VALIDATE that comes next waits for it. Had the VALIDATE run in the migration's transaction (as
  * before the phase), there would be nothing left for it to wait for.
  */
-import { expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan } from "@strata/core"
-import { Deferred, Effect, Either, Fiber, Layer } from "effect"
-import { describePg } from "../../../test/support/databases.js"
+import { Deferred, Effect, Either, Exit, Fiber, Layer } from "effect"
+import { describePg, sqliteTestLayer } from "../../../test/support/databases.js"
 import { Migrator, Verifications } from "../src/index.js"
 import { ordersSessions } from "./ordersSessions.js"
 
@@ -365,4 +365,58 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(fixed.constraints.map((c) => c.name)).toEqual(["orders_customer_id_fkey"])
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true]])
     }), 60_000)
+})
+
+describe("Migrator constraints on SQLite (no constraint phase: one transaction)", () => {
+  const sqlitePlan = (status: string) =>
+    Plan.make("constraints", [
+      Plan.migration(1, "orders of customers", [
+        Plan.addColumn("orders", "customer_id", "bigint", { references: { table: "customers", column: "customer_id" } }),
+        Plan.addColumn("orders", "status", "text", { default: status, oneOf: ["open", "closed"] })
+      ])
+    ])
+  const setUp = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql`CREATE TABLE customers (customer_id INTEGER PRIMARY KEY)`,
+      sql`INSERT INTO customers VALUES (1), (2)`,
+      sql`CREATE TABLE orders (order_id INTEGER PRIMARY KEY, amount INTEGER NOT NULL)`,
+      sql`INSERT INTO orders VALUES (1, 10), (2, 20), (3, 30)`
+    ]))
+  const columns = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(sql<{ name: string }>`SELECT name FROM pragma_table_info('orders') ORDER BY cid`, (rows) => rows.map((r) => r.name)))
+
+  it.effect("the columns keep their CHECK and REFERENCES inline; the constraints hold for new rows; there is nothing to validate afterwards", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* setUp
+      const migrator = yield* Migrator.make(sqlitePlan("open"))
+      expect((yield* migrator.dryRun()).pending[0]!.statements.map((s) => s.phase)).toEqual(["transaction", "transaction"])
+      const result = yield* migrator.run()
+      expect([result.applied.map((m) => m.id), result.constraints]).toEqual([[1], []])
+      expect((yield* migrator.status()).constraints).toEqual([])
+      expect(yield* columns).toEqual(["order_id", "amount", "customer_id", "status"])
+      expect(Exit.isFailure(yield* Effect.exit(sql`INSERT INTO orders (order_id, amount, status) VALUES (4, 40, 'bogus')`))).toBe(true)
+      expect(Exit.isFailure(yield* Effect.exit(sql`INSERT INTO orders (order_id, amount, customer_id) VALUES (5, 50, 999)`))).toBe(true)
+      expect(yield* sql`INSERT INTO orders (order_id, amount, customer_id) VALUES (6, 60, 2)`).toEqual([])
+    }).pipe(Effect.provide(sqliteTestLayer())))
+
+  it.effect("existing rows that break the CHECK fail the migration, which is rolled back: nothing changed", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* setUp
+      const failed = yield* Effect.flip(Effect.flatMap(Migrator.make(sqlitePlan("bogus")), (m) => m.run()))
+      expect(failed).toBeInstanceOf(Migrator.MigrationFailed)
+      expect(failed).toMatchObject({
+        id: 1,
+        statement: `ALTER TABLE "orders" ADD COLUMN "status" TEXT DEFAULT 'bogus' CHECK ("status" IN ('open', 'closed'))`
+      })
+      expect((failed as Migrator.MigrationFailed).cause).toContain("CHECK constraint failed")
+      expect(yield* columns).toEqual(["order_id", "amount"])
+      expect(yield* sql`SELECT order_id, amount FROM orders ORDER BY order_id`).toEqual([
+        { order_id: 1, amount: 10 },
+        { order_id: 2, amount: 20 },
+        { order_id: 3, amount: 30 }
+      ])
+      expect(yield* sql`SELECT count(*) AS n FROM strata_migrations`).toEqual([{ n: 0 }])
+    }).pipe(Effect.provide(sqliteTestLayer())))
 })
