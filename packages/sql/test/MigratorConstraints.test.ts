@@ -74,11 +74,15 @@ const openTransaction = (statements: ReadonlyArray<string>, holding: Deferred.De
  * migration then commits, and its VALIDATE waits for the queued lock: returns the run's fiber, the
  * validating backend, and the release of the queued lock.
  */
-const heldAtValidate = Effect.gen(function*() {
-  const { app, holder, migrator } = yield* sessions
+const heldAtValidate = (
+  { app, holder, migrator }: Effect.Effect.Success<typeof sessions>,
+  planToRun: Plan.Plan = plan,
+  appInsert = "INSERT INTO orders VALUES (5001, 7)"
+) =>
+Effect.gen(function*() {
   const inserted = yield* Deferred.make<void>()
   const commitInsert = yield* Deferred.make<void>()
-  const appInsert = yield* openTransaction(["INSERT INTO orders VALUES (5001, 7)"], inserted, commitInsert).pipe(
+  const insertFiber = yield* openTransaction([appInsert], inserted, commitInsert).pipe(
     Effect.provide(holder),
     Effect.fork
   )
@@ -88,27 +92,34 @@ const heldAtValidate = Effect.gen(function*() {
   // A failing assertion must not leave the sessions (and the migration waiting for them) open.
   yield* Effect.addFinalizer(() => Effect.all([Deferred.succeed(commitInsert, undefined), Deferred.succeed(releaseQueued, undefined)]))
 
-  const run = yield* Effect.flatMap(Migrator.make(plan, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
+  const run = yield* Effect.flatMap(Migrator.make(planToRun, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
     Effect.provide(migrator),
     Effect.either,
     Effect.fork
   )
-  expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%ADD COLUMN%"), app), (pid) => pid !== undefined)))
-    .toBe(true)
+  expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%"), app), (pid) => pid !== undefined))).toBe(true)
   const queuedLock = yield* openTransaction(["LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE"], queued, releaseQueued).pipe(
     Effect.provide(holder),
     Effect.fork
   )
   expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("LOCK TABLE orders%"), app), (pid) => pid !== undefined))).toBe(true)
   yield* Deferred.succeed(commitInsert, undefined)
-  yield* Fiber.join(appInsert)
+  yield* Fiber.join(insertFiber)
   yield* Deferred.await(queued)
   expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app), (pid) => pid !== undefined)))
     .toBe(true)
   const validatingPid = (yield* Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app))!
   const release = Effect.zipRight(Deferred.succeed(releaseQueued, undefined), Fiber.join(queuedLock))
-  return { app, holder, migrator, run, validatingPid, release }
+  return { run, validatingPid, release }
 })
+
+/** One statement of the app in a transaction of its own under a 100 ms lock_timeout. */
+const appWrite = (app: Effect.Effect.Success<typeof sessions>["app"], statement: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.zipRight(sql`SET LOCAL lock_timeout = '100ms'`, sql.unsafe(statement)))).pipe(
+      Effect.provide(app),
+      Effect.either
+    )
 
 const shadow = Plan.migration(2, "epoch ms", [Plan.epochShadow("orders", "created_at")])
 const contractPlan = Plan.make("constraints", [
@@ -155,7 +166,9 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
 
   it.scopedLive("commits with the constraints NOT VALID; the app writes during the validation, and it completes while an app INSERT is uncommitted", () =>
     Effect.gen(function*() {
-      const { app, holder, release, run } = yield* heldAtValidate
+      const clients = yield* sessions
+      const { app, holder } = clients
+      const { release, run } = yield* heldAtValidate(clients)
       // Applied; the constraints NOT VALID, as status says.
       const status = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(app))
       expect(status.migrations.map((m) => m.state)).toEqual(["applied"])
@@ -166,12 +179,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", false], ["orders_status_check", false]])
 
       // The app writes and reads under a short lock timeout meanwhile; new rows are checked already.
-      const write = (statement: string) =>
-        Effect.flatMap(SqlClient.SqlClient, (sql) =>
-          sql.withTransaction(Effect.zipRight(sql`SET LOCAL lock_timeout = '100ms'`, sql.unsafe(statement)))).pipe(
-            Effect.provide(app),
-            Effect.either
-          )
+      const write = (statement: string) => appWrite(app, statement)
       expect(Either.isRight(yield* write("INSERT INTO orders (order_id, amount, customer_id) VALUES (5002, 8, 2)"))).toBe(true)
       expect(Either.isRight(yield* write("SELECT count(*) FROM orders"))).toBe(true)
       const orphan = yield* write("INSERT INTO orders (order_id, amount, customer_id) VALUES (5003, 8, 999)")
@@ -202,7 +210,9 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
 
   it.scopedLive("a validating backend killed mid-way leaves the constraint NOT VALID; the next run validates it", () =>
     Effect.gen(function*() {
-      const { app, release, run, validatingPid } = yield* heldAtValidate
+      const clients = yield* sessions
+      const { app } = clients
+      const { release, run, validatingPid } = yield* heldAtValidate(clients)
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_terminate_backend(${validatingPid})`).pipe(Effect.provide(app))
       const killed = yield* Fiber.join(run)
       expect(Either.isLeft(killed) ? killed.left._tag : "applied").toBe("ConstraintPhaseError")
@@ -225,7 +235,8 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
 
   it.scopedLive("a contract's NOT NULL: validated while an app INSERT is uncommitted; interrupted waiting to SET NOT NULL, then ConstraintValidationBlocked names the app, then the re-run finishes", () =>
     Effect.gen(function*() {
-      const { app, holder, migrator } = yield* sessions
+      const clients = yield* sessions
+      const { app, holder, migrator } = clients
       const sql = yield* Effect.provide(SqlClient.SqlClient, app)
       yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.run({ to: 2 })).pipe(Effect.provide(migrator))
       // The job's data as a backfill leaves it, and a verification that passed for it.
@@ -242,42 +253,15 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       }]).pipe(Effect.provide(Layer.succeedContext(app)))
 
       // Hold the validation as for the foreign key: an app INSERT, then a queued SHARE UPDATE EXCLUSIVE lock.
-      const inserted = yield* Deferred.make<void>()
-      const commitInsert = yield* Deferred.make<void>()
-      const queued = yield* Deferred.make<void>()
-      const releaseQueued = yield* Deferred.make<void>()
+      const { release, run } = yield* heldAtValidate(clients, contractPlan, "INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5001, 7, 1)")
       const openInsert = yield* Deferred.make<void>()
       const commitOpen = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() =>
-        Effect.all([commitInsert, releaseQueued, commitOpen].map((d) => Deferred.succeed(d, undefined)))
-      )
-      const appInsert = yield* openTransaction(["INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5001, 7, 1)"], inserted, commitInsert)
-        .pipe(Effect.provide(holder), Effect.fork)
-      yield* Deferred.await(inserted)
-      const run = yield* Effect.flatMap(Migrator.make(contractPlan, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
-        Effect.provide(migrator),
-        Effect.fork
-      )
-      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%"), app), (pid) => pid !== undefined))).toBe(true)
-      const queuedLock = yield* openTransaction(["LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE"], queued, releaseQueued).pipe(
-        Effect.provide(holder),
-        Effect.fork
-      )
-      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("LOCK TABLE orders%"), app), (pid) => pid !== undefined))).toBe(true)
-      yield* Deferred.succeed(commitInsert, undefined)
-      yield* Fiber.join(appInsert)
-      expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app), (pid) => pid !== undefined)))
-        .toBe(true)
+      yield* Effect.addFinalizer(() => Deferred.succeed(commitOpen, undefined))
       const status = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
       expect(status.migrations.map((m) => m.state)).toEqual(["applied", "applied", "applied"])
       expect(status.constraints.map((c) => [c.migrationId, c.kind, c.name, c.state])).toEqual([[3, "notNull", "strata_nn_orders_created_at_ms", "notValid"]])
       // The app writes meanwhile; a NULL is refused already.
-      const write = (statement: string) =>
-        Effect.flatMap(SqlClient.SqlClient, (client) =>
-          client.withTransaction(Effect.zipRight(client`SET LOCAL lock_timeout = '100ms'`, client.unsafe(statement)))).pipe(
-            Effect.provide(app),
-            Effect.either
-          )
+      const write = (statement: string) => appWrite(app, statement)
       expect(Either.isRight(yield* write("INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5002, 8, 2)"))).toBe(true)
       const nullRow = yield* write("INSERT INTO orders (order_id, amount) VALUES (5003, 8)")
       expect(Either.isLeft(nullRow) ? String(nullRow.left.cause) : "").toContain(`violates check constraint "strata_nn_orders_created_at_ms"`)
@@ -288,8 +272,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
         Effect.fork
       )
       yield* Deferred.await(openInsert)
-      yield* Deferred.succeed(releaseQueued, undefined)
-      yield* Fiber.join(queuedLock)
+      yield* release
       expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%SET NOT NULL%"), app), (pid) => pid !== undefined))).toBe(true)
       expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: false, checks: 1 })
       // Interrupted there (Ctrl-C): the SET NOT NULL is rolled back, the validated CHECK stays.

@@ -32,6 +32,15 @@ export const Blocker = Schema.Struct({
  */
 export type Blocker = typeof Blocker.Type
 
+/**
+ * The sessions a statement of strata's phases (index builds, constraint validations) waited for, as
+ * their errors say it: each pid, its state and its query (on one line, at most 200 characters).
+ */
+export const describeBlockers = (blockers: ReadonlyArray<Blocker>): string =>
+  blockers.length === 0
+    ? "sessions that were not seen"
+    : blockers.map((b) => `pid ${b.pid} (${b.state ?? "unknown state"}): ${b.query.replace(/\s+/g, " ").slice(0, 200)}`).join("; ")
+
 /** The backend pid of the connection the current transaction runs on. */
 export const backendPid: Effect.Effect<number, SqlError, SqlClient.SqlClient> = Effect.flatMap(
   SqlClient.SqlClient,

@@ -25,7 +25,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Compile, Identifier, type Plan, Timestamp } from "@strata/core"
 import { Data, Duration, Effect, Ref, Schema } from "effect"
 import { errorCode, failureText } from "../SqlErrors.js"
-import { backendPid, Blocker, watched } from "./blockers.js"
+import { backendPid, Blocker, describeBlockers, watched } from "./blockers.js"
 import { lockRetrySchedule } from "./indexBuilds.js"
 import { isPgLockTimeout, type LockedTransactionOptions, withLockedTransaction } from "./lockedTransaction.js"
 import { unprepared } from "./unprepared.js"
@@ -113,9 +113,7 @@ export class ConstraintValidationBlocked extends Schema.TaggedError<ConstraintVa
   blockers: Schema.Array(Blocker)
 }) {
   override get message(): string {
-    const blockers = this.blockers.length === 0
-      ? "sessions that were not seen"
-      : this.blockers.map((b) => `pid ${b.pid} (${b.state ?? "unknown state"}): ${b.query.replace(/\s+/g, " ").slice(0, 200)}`).join("; ")
+    const blockers = describeBlockers(this.blockers)
     return `Constraint ${this.constraint} on ${this.table}.${this.column} (migration ${this.id} of plan ${this.plan}, which stays applied) is not validated yet: ${this.attempts} attempt${
       this.attempts === 1 ? "" : "s"
     } each waited ${this.lockTimeoutMs} ms (lock_timeout) for ${blockers}; statement: ${this.statement}. Run migrate again when they are done`

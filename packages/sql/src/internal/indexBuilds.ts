@@ -25,7 +25,7 @@ import { Data, Duration, Effect, Ref, Schedule, Schema } from "effect"
 import { tableColumns } from "../Catalog.js"
 import * as Database from "../Database.js"
 import { failureText } from "../SqlErrors.js"
-import { backendPid, Blocker, watched } from "./blockers.js"
+import { backendPid, Blocker, describeBlockers, watched } from "./blockers.js"
 import {
   advisoryLockKey,
   isPgLockTimeout,
@@ -122,10 +122,7 @@ export class IndexBuildBlocked extends Schema.TaggedError<IndexBuildBlocked>()("
   blockers: Schema.Array(Blocker)
 }) {
   override get message(): string {
-    const blockers = this.blockers.length === 0
-      ? "sessions that were not seen"
-      : this.blockers.map((b) => `pid ${b.pid} (${b.state ?? "unknown state"}): ${b.query.replace(/\s+/g, " ").slice(0, 200)}`)
-        .join("; ")
+    const blockers = describeBlockers(this.blockers)
     return `Index ${this.index} on ${this.table} (migration ${this.id} of plan ${this.plan}, which stays applied) is not built: ${this.attempts} attempt${
       this.attempts === 1 ? "" : "s"
     } each waited ${this.lockTimeoutMs} ms (lock_timeout) for ${blockers}. Run migrate again when they are done`
