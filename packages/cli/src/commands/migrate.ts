@@ -69,7 +69,13 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
     )
   }
   for (const constraint of result.constraints) {
-    lines.push(`  validated${String(constraint.migrationId).padStart(4)}  ${constraint.name} on ${constraint.table}.${constraint.column}  (${constraint.durationMs} ms)`)
+    const validate = constraint.validateMs === null ? [] : [`validated in ${constraint.validateMs} ms: reads and writes to the table went on`]
+    const finish = constraint.finishMs === null ? [] : [`SET NOT NULL held the table ${constraint.finishMs} ms`]
+    lines.push(
+      `  validated${String(constraint.migrationId).padStart(4)}  ${constraint.name} on ${constraint.table}.${constraint.column}  (${
+        [...validate, ...finish].join(", ")
+      })`
+    )
   }
   for (const index of result.deferredIndexes) {
     lines.push(`  deferred ${String(index.migrationId).padStart(4)}  ${index.name} on ${index.table}  (built when backfill ${index.afterJob ?? ""} is done)`)

@@ -66,6 +66,10 @@ export interface ValidatedConstraint {
   readonly column: string
   readonly name: string
   readonly durationMs: number
+  /** How long the VALIDATE's transaction took (the app read and wrote meanwhile); null when an earlier run had validated it. */
+  readonly validateMs: number | null
+  /** A NOT NULL: how long SET NOT NULL and dropping the CHECK held the table's ACCESS EXCLUSIVE lock; otherwise null. */
+  readonly finishMs: number | null
 }
 
 /**
@@ -249,15 +253,33 @@ const validateOne = (settings: Settings, migrationId: number, constraint: Compil
               })
             )))
       )
+    /** A step and how long it took, null when the catalogue said it was done already. */
+    const timed = (from: ConstraintState, statements: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const started = yield* Timestamp.now
+        const ran = yield* step(from, statements)
+        return ran ? Math.max(0, (yield* Timestamp.now) - started) : null
+      })
     const started = yield* Timestamp.now
     yield* Effect.logInfo("validating constraint")
-    const validated = yield* step("notValid", [constraint.validate])
+    const validateMs = yield* timed("notValid", [constraint.validate])
     yield* Ref.set(attempts, 0)
-    const finished = constraint.finish.length > 0 ? yield* step("validated", constraint.finish) : false
-    if (!validated && !finished) return undefined
+    const finishMs = constraint.finish.length > 0 ? yield* timed("validated", constraint.finish) : null
+    if (validateMs === null && finishMs === null) return undefined
     const durationMs = Math.max(0, (yield* Timestamp.now) - started)
-    yield* Effect.logInfo("constraint validated").pipe(Effect.annotateLogs({ duration_ms: durationMs }))
-    return { migrationId, kind: constraint.kind, table: constraint.table, column: constraint.column, name: constraint.name, durationMs }
+    yield* Effect.logInfo("constraint validated").pipe(
+      Effect.annotateLogs({ duration_ms: durationMs, validate_ms: validateMs ?? "", finish_ms: finishMs ?? "" })
+    )
+    return {
+      migrationId,
+      kind: constraint.kind,
+      table: constraint.table,
+      column: constraint.column,
+      name: constraint.name,
+      durationMs,
+      validateMs,
+      finishMs
+    }
   }).pipe(Effect.annotateLogs({ migration_id: migrationId, constraint: constraint.name, table: constraint.table }))
 
 /**
