@@ -62,9 +62,9 @@
  * what the catalogue says (`pg_constraint.convalidated`, `pg_attribute.attnotnull`), so a run
  * killed during a validation leaves the constraint NOT VALID and the next `run` validates it.
  * Existing rows that break the constraint fail it with `ConstraintValidationFailed`; the migration
- * stays applied, the constraint NOT VALID, the rows as they were (the migration's other statements,
- * a contract's `dropSource` among them, are committed). SQLite cannot add a constraint to a table:
- * there everything stays in the transaction.
+ * stays applied (its other statements committed), the constraint NOT VALID, the rows as they were;
+ * a contract's `dropSource` columns are dropped with its NOT NULL's `SET NOT NULL`, so they stay
+ * too. SQLite cannot add a constraint to a table: there everything stays in the transaction.
  *
  * Runner lock: SQLite takes the database's write lock with `BEGIN IMMEDIATE`, trying for 20 ms at
  * a time (better-sqlite3 waits synchronously, blocking Node); PostgreSQL polls
