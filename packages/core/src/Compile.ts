@@ -411,8 +411,8 @@ const stepStatements = (step: Plan.Step, dialect: Dialect, plan: Plan.Plan | und
 /**
  * Every statement of a migration on a dialect, in plan order, as one script (index builds
  * included, in their plain form, and constraints inline or validated in place); the Migrator runs
- * `transactionStatements`, then `constraintValidations` and `indexBuilds`, instead. A migration with a contract step compiles with its `plan` (the
- * contract's jobs are the plan's).
+ * `transactionStatements`, then `constraintValidations` and `indexBuilds`, instead. A migration
+ * with a contract step compiles with its `plan` (the contract's jobs are the plan's).
  *
  * @since 0.1.0
  */
