@@ -12,7 +12,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Compile, Plan } from "@strata/core"
 import { Deferred, Effect, Either, Exit, Fiber, Layer } from "effect"
-import { describePg, sqliteTestLayer } from "../../../test/support/databases.js"
+import { describePg, openTransaction, sqliteTestLayer } from "../../../test/support/databases.js"
 import { Migrator, Verifications } from "../src/index.js"
 import { ordersSessions } from "./ordersSessions.js"
 
@@ -59,12 +59,15 @@ const validated = Effect.flatMap(SqlClient.SqlClient, (sql) =>
     (rows) => rows.map((r) => [r.name, r.validated])
   ))
 
-/** A transaction of `sql` statements that stays open until `release`; resolves `holding` once they ran. */
-const openTransaction = (statements: ReadonlyArray<string>, holding: Deferred.Deferred<void>, release: Deferred.Deferred<void>) =>
+/**
+ * A transaction that asks for a lock it waits for (behind the migration's), forked: `granted`
+ * resolves once it holds it, and it stays open until `release`.
+ */
+const queueLock = (statement: string, granted: Deferred.Deferred<void>, release: Deferred.Deferred<void>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.withTransaction(Effect.gen(function*() {
-      for (const statement of statements) yield* sql.unsafe(statement)
-      yield* Deferred.succeed(holding, undefined)
+      yield* sql.unsafe(statement)
+      yield* Deferred.succeed(granted, undefined)
       yield* Deferred.await(release)
     })))
 
@@ -80,17 +83,11 @@ const heldAtValidate = (
   appInsert = "INSERT INTO orders VALUES (5001, 7)"
 ) =>
 Effect.gen(function*() {
-  const inserted = yield* Deferred.make<void>()
-  const commitInsert = yield* Deferred.make<void>()
-  const insertFiber = yield* openTransaction([appInsert], inserted, commitInsert).pipe(
-    Effect.provide(holder),
-    Effect.fork
-  )
-  yield* Deferred.await(inserted)
+  const insert = yield* openTransaction(holder, appInsert)
   const queued = yield* Deferred.make<void>()
   const releaseQueued = yield* Deferred.make<void>()
-  // A failing assertion must not leave the sessions (and the migration waiting for them) open.
-  yield* Effect.addFinalizer(() => Effect.all([Deferred.succeed(commitInsert, undefined), Deferred.succeed(releaseQueued, undefined)]))
+  // A failing assertion must not leave the session (and the migration waiting for it) open.
+  yield* Effect.addFinalizer(() => Deferred.succeed(releaseQueued, undefined))
 
   const run = yield* Effect.flatMap(Migrator.make(planToRun, { lockTimeout: "30 seconds" }), (m) => m.run()).pipe(
     Effect.provide(migrator),
@@ -98,13 +95,12 @@ Effect.gen(function*() {
     Effect.fork
   )
   expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%"), app), (pid) => pid !== undefined))).toBe(true)
-  const queuedLock = yield* openTransaction(["LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE"], queued, releaseQueued).pipe(
+  const queuedLock = yield* queueLock("LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE", queued, releaseQueued).pipe(
     Effect.provide(holder),
     Effect.fork
   )
   expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("LOCK TABLE orders%"), app), (pid) => pid !== undefined))).toBe(true)
-  yield* Deferred.succeed(commitInsert, undefined)
-  yield* Fiber.join(insertFiber)
+  yield* insert.release
   yield* Deferred.await(queued)
   expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%VALIDATE CONSTRAINT%"), app), (pid) => pid !== undefined)))
     .toBe(true)
@@ -186,14 +182,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(Either.isLeft(orphan) ? String(orphan.left.cause) : "").toContain(`violates foreign key constraint "orders_customer_id_fkey"`)
 
       // An app transaction with an uncommitted INSERT (ROW EXCLUSIVE) stays open while the validation runs and finishes.
-      const inserted = yield* Deferred.make<void>()
-      const commit = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(commit, undefined))
-      const open = yield* openTransaction(["INSERT INTO orders (order_id, amount) VALUES (5004, 9)"], inserted, commit).pipe(
-        Effect.provide(holder),
-        Effect.fork
-      )
-      yield* Deferred.await(inserted)
+      const open = yield* openTransaction(holder, "INSERT INTO orders (order_id, amount) VALUES (5004, 9)")
       yield* release
       const result = Either.getOrThrow(yield* Fiber.join(run))
       expect(result.applied.map((m) => m.id)).toEqual([1])
@@ -203,8 +192,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       ])
       expect(result.constraints.map((c) => [typeof c.validateMs, c.finishMs])).toEqual([["number", null], ["number", null]])
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true], ["orders_status_check", true]])
-      yield* Deferred.succeed(commit, undefined)
-      yield* Fiber.join(open)
+      yield* open.release
       const after = yield* Effect.flatMap(Migrator.make(plan), (m) => m.status()).pipe(Effect.provide(app))
       expect(after.constraints.map((c) => c.state)).toEqual(["valid", "valid"])
     }), 60_000)
@@ -255,9 +243,6 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
 
       // Hold the validation as for the foreign key: an app INSERT, then a queued SHARE UPDATE EXCLUSIVE lock.
       const { release, run } = yield* heldAtValidate(clients, contractPlan, "INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5001, 7, 1)")
-      const openInsert = yield* Deferred.make<void>()
-      const commitOpen = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(commitOpen, undefined))
       const status = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
       expect(status.migrations.map((m) => m.state)).toEqual(["applied", "applied", "applied"])
       expect(status.constraints.map((c) => [c.migrationId, c.kind, c.name, c.state])).toEqual([[3, "notNull", "strata_nn_orders_created_at_ms", "notValid"]])
@@ -268,11 +253,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(Either.isLeft(nullRow) ? String(nullRow.left.cause) : "").toContain(`violates check constraint "strata_nn_orders_created_at_ms"`)
 
       // An uncommitted app INSERT: the VALIDATE does not wait for it; the SET NOT NULL (ACCESS EXCLUSIVE, short) does.
-      const open = yield* openTransaction(["INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5004, 9, 3)"], openInsert, commitOpen).pipe(
-        Effect.provide(holder),
-        Effect.fork
-      )
-      yield* Deferred.await(openInsert)
+      const open = yield* openTransaction(holder, "INSERT INTO orders (order_id, amount, created_at_ms) VALUES (5004, 9, 3)")
       yield* release
       expect(yield* waitUntil(Effect.map(Effect.provide(waitingFor("ALTER TABLE%SET NOT NULL%"), app), (pid) => pid !== undefined))).toBe(true)
       expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: false, checks: 1 })
@@ -299,8 +280,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       })
       expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: false, checks: 1 })
 
-      yield* Deferred.succeed(commitOpen, undefined)
-      yield* Fiber.join(open)
+      yield* open.release
       const rerun = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.run()).pipe(Effect.provide(migrator))
       // Validated by the interrupted run already: this one only set NOT NULL.
       expect([rerun.applied, rerun.constraints.map((c) => [c.migrationId, c.name, c.validateMs, typeof c.finishMs])]).toEqual([
