@@ -67,8 +67,26 @@ describe.concurrent("strata migrate, contract", () => {
       expect((await strata(["backfill", "--db", url, "--plan", plan])).code).toBe(0)
       const verified = await strata(["verify", "--db", url, "--plan", plan])
       expect(verified.code, show(verified)).toBe(0)
+      const planned = await strata(["migrate", "--db", url, "--plan", plan, "--dry-run"])
+      expect(planned.code, show(planned)).toBe(0)
+      const validatePhase = "-- after the transaction commits, each in a transaction of its own (the app keeps reading and writing meanwhile):"
+      if (engine.name === "pg") {
+        // PostgreSQL: the NOT NULL goes in as a NOT VALID CHECK, validated once the migration has committed.
+        expect(planned.stdout).toMatch(/CHECK \("created_at_ms" IS NOT NULL\) NOT VALID;/)
+        expect(planned.stdout.indexOf(validatePhase)).toBeGreaterThan(planned.stdout.indexOf("NOT VALID;"))
+        expect(planned.stdout.slice(planned.stdout.indexOf(validatePhase))).toMatch(/VALIDATE CONSTRAINT .*\n.*SET NOT NULL/s)
+      } else {
+        expect(planned.stdout).not.toContain(validatePhase)
+      }
       const applied = await strata(["migrate", "--db", url, "--plan", plan])
       expect(applied.code, show(applied)).toBe(0)
+      if (engine.name === "pg") {
+        expect(applied.stdout).toMatch(
+          /validated +3 {2}\S+ on events\.created_at_ms {2}\(validated in \d+ ms: reads and writes to the table went on, SET NOT NULL held the table \d+ ms\)/
+        )
+      } else {
+        expect(applied.stdout).not.toContain("validated")
+      }
       expect((await query<{ id: number }>(url, "SELECT id FROM strata_migrations ORDER BY id")).map((r) => Number(r.id))).toEqual([1, 2, 3])
     }, 300_000)
   }
