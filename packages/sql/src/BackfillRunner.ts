@@ -903,9 +903,10 @@ const pgFastWalk = (table: JobTable, state: FastPathState, fast: Backfill.SqlFas
   })
 
 /**
- * A PostgreSQL batch transaction's settings, for this transaction only, taken after the claim (a
- * runner waiting its turn for the job's checkpoint waits as long as the turn takes). `lock_timeout`:
- * see `Options.batchLockTimeout`. `synchronous_commit = off`:
+ * A PostgreSQL batch transaction's settings, for this transaction only, applied by the claim once
+ * it holds the checkpoint row (`JobState.claimCheckpoint`'s `pgSettings`: a runner waiting its turn
+ * for the job's checkpoint waits as long as the turn takes, and the batch needs no statement of its
+ * own for them). `lock_timeout`: see `Options.batchLockTimeout`. `synchronous_commit = off`:
  * the commit does not wait for its WAL to reach the disk. A batch is idempotent (conditional
  * writes of values the row function computes again the same) and its checkpoint commits with its
  * rows, so a server crash that loses the last commits loses the rows and the checkpoint together:
@@ -913,11 +914,19 @@ const pgFastWalk = (table: JobTable, state: FastPathState, fast: Backfill.SqlFas
  * depend on a lost commit durably: a later commit that waits for the disk (the app's, the next
  * job's, strata's own) flushes the WAL up to it, batches included.
  */
-const pgBatchSettings = (lockTimeout: Duration.Duration) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.unsafe(`SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', $1, true)`, [
-      `${Math.max(1, Math.round(Duration.toMillis(lockTimeout)))}ms`
-    ]))
+const pgBatchSettings = (lockTimeout: Duration.Duration): Readonly<Record<string, string>> => ({
+  synchronous_commit: "off",
+  lock_timeout: `${Math.max(1, Math.round(Duration.toMillis(lockTimeout)))}ms`
+})
+
+/** The batch's claim of the job's checkpoint, with PostgreSQL's batch settings (SQLite has none to give). */
+const claimForBatch = (table: JobTable, settings: Settings) =>
+  table.dialect === "pg"
+    ? JobState.claimCheckpoint(table.job.name, pgBatchSettings(settings.batchLockTimeout)).pipe(
+      // Given on PostgreSQL only, where they are never refused.
+      Effect.catchTag("InvalidClaimSettings", (error) => Effect.die(error))
+    )
+    : JobState.claimCheckpoint(table.job.name)
 
 const decodeCursor = (job: string, text: string | null): Either.Either<Cursor, CorruptCheckpoint> => {
   if (text === null) return Either.right(undefined)
@@ -954,8 +963,7 @@ interface BatchResult {
 const realBatch = (table: JobTable, fast: FastPathState, settings: Settings) => (size: number) =>
   Effect.gen(function*() {
     const name = table.job.name
-    const saved = yield* JobState.claimCheckpoint(name)
-    if (table.dialect === "pg") yield* pgBatchSettings(settings.batchLockTimeout)
+    const saved = yield* claimForBatch(table, settings)
     const totals = JobState.countsOf(saved)
     if (saved.state === "done") return { totals, rows: 0, rowsMs: 0, done: true } satisfies BatchResult
     const cursor = yield* decodeCursor(name, saved.cursor)

@@ -15,7 +15,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Identifier, Timestamp } from "@strata/core"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
 
@@ -306,26 +306,57 @@ export const loadCheckpoints: Effect.Effect<ReadonlyArray<Checkpoint>, SqlError,
  * the cursor and counters the previous one saved, instead of redoing a batch or overwriting
  * counters. Run it first in each batch's transaction.
  *
+ * `pgSettings` (PostgreSQL): transaction settings (`set_config(name, value, true)`, e.g. a batch's
+ * `lock_timeout`) applied in the same statement once the row is locked, not before: a claimant
+ * waiting its turn is not subject to them, and the batch saves the round trip of a statement of
+ * its own. Given on SQLite, they are refused (`InvalidClaimSettings`), since SQLite has no such settings.
+ *
  * @since 0.2.0
  * @category checkpoints
  */
-export const claimCheckpoint = (job: string): Effect.Effect<Checkpoint, SqlError, SqlClient.SqlClient> =>
+export const claimCheckpoint: {
+  (job: string): Effect.Effect<Checkpoint, SqlError, SqlClient.SqlClient>
+  (job: string, pgSettings: Readonly<Record<string, string>>): Effect.Effect<Checkpoint, SqlError | InvalidClaimSettings, SqlClient.SqlClient>
+} = (job: string, pgSettings?: Readonly<Record<string, string>>) =>
+  // Without settings nothing is refused: the first signature's error type holds.
   Database.withStrataClient(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const table = sql.literal(yield* jobsTable)
-    const columns = sql.literal(checkpointColumns)
+    const table = yield* jobsTable
+    const settings = Object.entries(pgSettings ?? {})
     if ((yield* Database.dialect) === "pg") {
+      // The settings are computed by the outer query from the locked row, so they take effect only
+      // once the lock is granted (a CTE's row is locked before the outer query sees it).
+      const setters = settings.map((_, i) => `, set_config($${2 * i + 2}, $${2 * i + 3}, true) AS __strata_setting_${i}`).join("")
+      const claim = sql.unsafe<CheckpointRow>(
+        `WITH claimed AS MATERIALIZED (SELECT ${checkpointColumns} FROM ${table} WHERE job = $1 FOR UPDATE) SELECT claimed.*${setters} FROM claimed`,
+        [job, ...settings.flat()]
+      )
       // One statement per batch once the row exists (every batch after the job's first).
-      const locked = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      const locked = yield* claim
       if (locked[0] !== undefined) return toCheckpoint(locked[0])
       yield* startJob(job)
-      const created = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job} FOR UPDATE`
+      const created = yield* claim
       return toCheckpoint(created[0]!)
     }
+    if (settings.length > 0) return yield* new InvalidClaimSettings({ settings: settings.map(([name]) => name) })
     yield* startJob(job)
-    const rows = yield* sql<CheckpointRow>`SELECT ${columns} FROM ${table} WHERE job = ${job}`
+    const rows = yield* sql.unsafe<CheckpointRow>(`SELECT ${checkpointColumns} FROM ${table} WHERE job = ?`, [job])
     return toCheckpoint(rows[0]!)
-  }))
+  })) as Effect.Effect<Checkpoint, SqlError, SqlClient.SqlClient>
+
+/**
+ * `claimCheckpoint` was given PostgreSQL transaction settings on SQLite, which has none.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidClaimSettings extends Schema.TaggedError<InvalidClaimSettings>()("InvalidClaimSettings", {
+  settings: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `claimCheckpoint: PostgreSQL settings (${this.settings.join(", ")}) given on SQLite, which has no transaction settings`
+  }
+}
 
 /**
  * Creates `job`'s checkpoint (no cursor, no counts, `running`) unless it exists: a job another

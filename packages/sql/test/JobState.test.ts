@@ -106,6 +106,30 @@ describeEachEngine("jobState", (engine) => {
         expect([fresh.cursor, fresh.processed, fresh.alreadySet, fresh.outOfScope, fresh.state]).toEqual([null, 0, 0, 0, "running"])
       }))
 
+    it.effect("claimCheckpoint applies PostgreSQL settings to the claiming transaction only; on SQLite it refuses them", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* JobState.ensureTables
+        const claim = (job: string) => JobState.claimCheckpoint(job, { lock_timeout: "123ms", synchronous_commit: "off" })
+        if (engine.name === "sqlite") {
+          const refused = yield* Effect.flip(sql.withTransaction(claim("settings.job")))
+          expect(refused).toEqual(new JobState.InvalidClaimSettings({ settings: ["lock_timeout", "synchronous_commit"] }))
+          return
+        }
+        const setting = (name: string) =>
+          Effect.map(sql.unsafe<{ value: string }>(`SELECT current_setting($1) AS value`, [name]), (rows) => rows[0]!.value)
+        const before = [yield* setting("lock_timeout"), yield* setting("synchronous_commit")]
+        // Both the first claim (no row yet: created, then locked) and a later one apply them.
+        for (const round of [1, 2]) {
+          const inside = yield* sql.withTransaction(Effect.gen(function*() {
+            const claimed = yield* claim("settings.job")
+            return [claimed.job, claimed.state, yield* setting("lock_timeout"), yield* setting("synchronous_commit")]
+          }))
+          expect([round, ...inside]).toEqual([round, "settings.job", "running", "123ms", "off"])
+        }
+        expect([yield* setting("lock_timeout"), yield* setting("synchronous_commit")]).toEqual(before)
+      }))
+
     it.effect("a rolled-back transaction leaves no checkpoint", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
