@@ -502,19 +502,23 @@ const nextRange = (table: JobTable, cursor: Cursor, size: number, bound?: JobSta
     const key = table.key.sql
     const outOfScope = outOfScopeSql(table, params)
     const after = bound === undefined ? afterCursor(table, params, cursor) : inRange(table, params, cursor, bound)
-    const upTo = bound === undefined ? "" : ` AND ${key} <= ${params.bind(keyParam(table, bound))}`
     const limit = params.bind(size)
-    // max() has no uuid version on PostgreSQL 15: the last key is read in key order instead.
+    // Bound after the limit: SQLite's placeholders are positional, and this one comes last in the text.
+    const upTo = bound === undefined ? "" : ` AND ${key} <= ${params.bind(keyParam(table, bound))}`
+    const rangeRows = `SELECT ${key} AS k, CASE WHEN ${outOfScope} THEN 1 ELSE 0 END AS oos, ` +
+      `CASE WHEN ${allSetSql(table)} THEN 1 ELSE 0 END AS allset FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}`
+    const counts = `count(*) AS n, COALESCE(sum(oos), 0) AS oos, COALESCE(sum(CASE WHEN oos = 0 THEN allset ELSE 0 END), 0) AS allset`
+    // Not EXISTS: PostgreSQL plans that as a sequential scan that passes every row before the range (quadratic).
+    const more = (last: string) =>
+      `CASE WHEN (SELECT ${key} FROM ${t} WHERE ${key} > ${last}${upTo} ORDER BY ${key} LIMIT 1) IS NOT NULL THEN 1 ELSE 0 END AS more`
+    // SQLite: one pass over the range, its last key by max() (in the key's collation, as the walk's
+    // order); the CTE form below materialised the range and sorted it twice for its last key.
+    // PostgreSQL 15 has no max() for uuid: there the last key is read in key order.
     const lastKey = `(SELECT k FROM range_rows ORDER BY k DESC LIMIT 1)`
-    const rows = yield* sql.unsafe<Record<string, unknown>>(
-      `WITH range_rows AS (SELECT ${key} AS k, CASE WHEN ${outOfScope} THEN 1 ELSE 0 END AS oos, ` +
-        `CASE WHEN ${allSetSql(table)} THEN 1 ELSE 0 END AS allset FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}) ` +
-        `SELECT ${lastKey} AS k, count(*) AS n, COALESCE(sum(oos), 0) AS oos, ` +
-        `COALESCE(sum(CASE WHEN oos = 0 THEN allset ELSE 0 END), 0) AS allset, ` +
-        // Not EXISTS: PostgreSQL plans that as a sequential scan that passes every row before the range (quadratic).
-        `CASE WHEN (SELECT ${key} FROM ${t} WHERE ${key} > ${lastKey}${upTo} ORDER BY ${key} LIMIT 1) IS NOT NULL THEN 1 ELSE 0 END AS more FROM range_rows`,
-      params.values
-    )
+    const statement = table.dialect === "sqlite"
+      ? `WITH r AS (SELECT max(k) AS k, ${counts} FROM (${rangeRows})) SELECT r.k, r.n, r.oos, r.allset, ${more("r.k")} FROM r`
+      : `WITH range_rows AS (${rangeRows}) SELECT ${lastKey} AS k, ${counts}, ${more(lastKey)} FROM range_rows`
+    const rows = yield* sql.unsafe<Record<string, unknown>>(statement, params.values)
     const row = rows[0] ?? {}
     const n = Number(yield* columnOf(table, row, "n"))
     if (n === 0) return Option.none<KeyRange>()
