@@ -68,6 +68,7 @@ import {
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
 import { fastBatchStatement, readFastBatch } from "./internal/pgFastBatch.js"
+import * as WalCheckpoints from "./internal/walCheckpoints.js"
 import * as WriterTurns from "./internal/writerTurns.js"
 import * as JobState from "./JobState.js"
 import { failureText } from "./SqlErrors.js"
@@ -1045,25 +1046,6 @@ const stepOverLockedRow = (table: JobTable) =>
     return { totals: JobState.countsOf(saved), stepped: true }
   })
 
-/**
- * SQLite: copies the WAL's committed pages into the database file after a batch (`PRAGMA
- * wal_checkpoint(PASSIVE)`: it takes no lock the app waits for, and skips pages a reader still
- * needs), so the WAL starts over at the next write instead of growing batch after batch. Without
- * it the checkpoint falls to whichever connection's commit takes the WAL past
- * `wal_autocheckpoint` (1,000 pages by default): during a backfill that is mostly the app's, which
- * then waits for the copy (stalls of hundreds of ms were measured). Returns the time it took.
- */
-const checkpointWal: Effect.Effect<number, never, SqlClient.SqlClient> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const started = yield* Clock.currentTimeNanos
-  // Best effort: inside a transaction the caller holds open (the runner called within one) SQLite
-  // refuses it ("database table is locked"), and the WAL is then left to the usual autocheckpoint.
-  yield* sql.unsafe(`PRAGMA wal_checkpoint(PASSIVE)`).pipe(
-    Effect.catchAll((error) => Effect.logDebug("WAL checkpoint after the batch skipped").pipe(Effect.annotateLogs({ reason: failureText(error) })))
-  )
-  return yield* elapsedMsSince(started)
-})
-
 /** PostgreSQL's "lock not available": a statement waited longer than `lock_timeout`. */
 const isLockTimeout = (error: unknown): error is SqlError =>
   error !== null && typeof error === "object" && "_tag" in error && error._tag === "SqlError" &&
@@ -1220,8 +1202,10 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
         )
       })
     const turns = yield* WriterTurns.make({ ...WriterTurns.defaultTurns, maxGapMs: settings.writerTurnMs })
-    // SQLite, after each batch: the WAL checkpointed, then a turn for other writers (see WriterTurns).
-    const afterSqliteBatch = Effect.zipWith(checkpointWal, turns.afterBatch, (checkpointMs, turnMs) => checkpointMs + turnMs)
+    const checkpoints = yield* WalCheckpoints.make()
+    // SQLite, after each batch: the WAL checkpointed when it has grown enough, then a turn for
+    // other writers (see WalCheckpoints, WriterTurns).
+    const afterSqliteBatch = Effect.zipWith(checkpoints.afterBatch, turns.afterBatch, (checkpointMs, turnMs) => checkpointMs + turnMs)
     const ran = yield* batchLoop(table, settings, emit, {
       tally: JobState.countsOf(saved),
       total,
@@ -1236,7 +1220,9 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
         batches: ran.batches,
         elapsed_ms: Math.round(ran.elapsedMs),
         longest_batch_ms: Math.round(ran.longestBatchMs),
-        ...(table.dialect === "sqlite" ? { writer_turns: turns.given().turns, writer_turns_used: turns.given().used } : {})
+        ...(table.dialect === "sqlite"
+          ? { writer_turns: turns.given().turns, writer_turns_used: turns.given().used, wal_checkpoints: checkpoints.count() }
+          : {})
       })
     )
     const fastPath = !fast.tried ? "none" : fast.current === undefined ? "off" : "used"

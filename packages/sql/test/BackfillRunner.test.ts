@@ -276,10 +276,14 @@ describeEachEngine("BackfillRunner", (engine) => {
         ["started", 0, 0, 0, 25, 0, false],
         ["batch", 10, 8, 1, 25, 10, false],
         ["batch", 20, 10, 6, 25, 10, false],
-        ["completed", 25, 14, 7, 25, 5, true]
+        ["completed", 25, 14, 7, 25, 5, true],
+        // The job's deferred index, built once it is done, is its last event (same counts).
+        ["indexed", 25, 14, 7, 25, 5, true]
       ])
+      expect(events.at(-1)!.indexes?.map((i) => [i.name, i.table])).toEqual([["idx_chat_messages_created_at_ms", "chat_messages"]])
+      expect(events.slice(0, -1).every((e) => e.indexes === undefined)).toBe(true)
       expect(events.every((e) => e.job === chatJob && e.table === "chat_messages" && !e.dryRun)).toBe(true)
-      expect(events.map((e) => e.percent)).toEqual([0, 40, 80, 100])
+      expect(events.map((e) => e.percent)).toEqual([0, 40, 80, 100, 100])
       const skipped = Chunk.toReadonlyArray(yield* Stream.runCollect(runner.stream({ jobs: [chatJob] })))
       expect(skipped.map((e) => [e.phase, e.processed, e.done])).toEqual([["skipped", 25, true]])
     }).pipe(Effect.provide(database())))
@@ -319,7 +323,7 @@ describeEachEngine("BackfillRunner", (engine) => {
       yield* fixtureDatabase
       const runner = yield* BackfillRunner.BackfillRunner
       const events = yield* Stream.runCollect(runner.stream({ jobs: [chatJob], batchSize: 1, minBatchSize: 1 }))
-      expect(Chunk.toReadonlyArray(events).filter((e) => e.phase !== "started").map((e) => e.batchSize)).toEqual([1, 2, 4, 8, 10])
+      expect(Chunk.toReadonlyArray(events).filter((e) => e.phase === "batch" || e.phase === "completed").map((e) => e.batchSize)).toEqual([1, 2, 4, 8, 10])
     }).pipe(Effect.provide(database())))
 
   const keysPlan = (options: { readonly key?: string } = {}) =>
