@@ -24,7 +24,7 @@ describe("the test command's exit code", () => {
   })
 
   it("is 1 when a test fails and the run starts its own PostgreSQL", () => {
-    const env = { ...process.env, CI: "true" }
+    const env: NodeJS.ProcessEnv = { ...process.env, CI: "true" }
     delete env["STRATA_TEST_PG_URL"]
     const run = runFailingSuite(env)
     expect(run.stdout + run.stderr).toContain("embedded PostgreSQL")
