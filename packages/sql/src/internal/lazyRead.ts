@@ -8,9 +8,10 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Backfill, Identifier, Plan } from "@strata/core"
 import { Identifier as Identifiers, Lazy } from "@strata/core"
-import { Effect, Either, Metric, Option, Queue } from "effect"
+import { Effect, Either, Metric, Option } from "effect"
 // Types only (erased): the public shapes are defined once, in the service's module.
 import type { Fixable } from "../LazyMigration.js"
+import type { PendingRows } from "./pendingRows.js"
 
 /** The counts behind `Stats` (all but `pending`): the read path adds to some, the write-back to the rest. */
 export interface Counts {
@@ -74,13 +75,6 @@ export interface TableRules {
    * fiber publishes them every round.
    */
   readonly unpublished: { fixed: number; unparseable: number; dropped: number }
-}
-
-/** A fixed row waiting for write-back: the row as read (for its key) and one value per target (null: not fixed here). */
-export interface PendingRow {
-  readonly table: TableRules
-  readonly row: Readonly<Record<string, unknown>>
-  readonly values: ReadonlyArray<Backfill.Value | null>
 }
 
 /** Every column a rule reads or writes. */
@@ -197,7 +191,7 @@ export interface ReadPathInput {
   readonly writeBack: boolean
   readonly tables: ReadonlyMap<string, TableRules>
   readonly counts: Counts
-  readonly queue: Queue.Queue<PendingRow>
+  readonly queue: PendingRows
   /** Rings the write-back when a full batch waits; true when it did (see `lazyWriteBackQueue`). */
   readonly backlogIsFull: () => boolean
   /** Called between reads: hears the write-back thread's answer even when a tight read loop keeps the event loop from turning. */
@@ -256,7 +250,7 @@ export const readPath = (input: ReadPathInput) => {
       if (values === undefined) continue
       fixedRows++
       if (!writeBack) continue
-      if (Queue.unsafeOffer(queue, { table: rules, row, values })) {
+      if (queue.offer(rules, row, values)) {
         queuedRows++
       } else {
         droppedRows++

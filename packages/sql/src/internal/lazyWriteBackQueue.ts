@@ -8,14 +8,14 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Backfill } from "@strata/core"
-import type { Chunk } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
 import type { Stats } from "../LazyMigration.js"
 import { failureText } from "../SqlErrors.js"
-import type { Counts, PendingRow, TableRules } from "./lazyRead.js"
+import type { Counts, TableRules } from "./lazyRead.js"
 import { appColumnNames } from "./lazyRead.js"
 import type { KeyedValues, KeyValue, TableKey, Writer } from "./lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./lazyWriteBack.js"
+import { type PendingBatch, pendingRows } from "./pendingRows.js"
 
 const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
   const shown = keys.slice(0, 20).map(String).join(", ")
@@ -89,17 +89,19 @@ const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer:
       )
     })
 
-  const writeTable = (rules: TableRules, pending: ReadonlyArray<PendingRow>, maxBatchRows: number) =>
+  // `pending`: rows of this one table.
+  const writeTable = (rules: TableRules, pending: PendingBatch, maxBatchRows: number) =>
     Effect.gen(function*() {
       const keyExit = yield* Effect.exit(keyOf(rules))
-      if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.length, [], keyExit.cause)
+      if (Exit.isFailure(keyExit)) return yield* countFailed(rules, pending.rows.length, [], keyExit.cause)
       const { field, key } = keyExit.value
       // Keyed by the value itself (a number and its text are different keys, as they were for the database's
       // read); a bigint key within the safe range meets its number. Values are copied only when merged.
       const byKey = new Map<KeyValue, { readonly key: KeyValue; values: ReadonlyArray<Backfill.Value | null> }>()
       let unkeyed = 0
-      for (const item of pending) {
-        const keyValue = field === undefined ? undefined : keyValueOf(field, item.row)
+      for (let i = 0; i < pending.rows.length; i++) {
+        const values = pending.values[i]!
+        const keyValue = field === undefined ? undefined : keyValueOf(field, pending.rows[i]!)
         if (keyValue === undefined) {
           unkeyed++
           continue
@@ -107,11 +109,11 @@ const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer:
         const dedupKey = typeof keyValue === "bigint" && Number.isSafeInteger(Number(keyValue)) ? Number(keyValue) : keyValue
         const existing = byKey.get(dedupKey)
         if (existing === undefined) {
-          byKey.set(dedupKey, { key: keyValue, values: item.values })
+          byKey.set(dedupKey, { key: keyValue, values })
           continue
         }
         counts.coalesced++
-        existing.values = existing.values.map((value, i) => item.values[i] ?? value)
+        existing.values = existing.values.map((value, t) => values[t] ?? value)
       }
       if (unkeyed > 0) {
         counts.unkeyed += unkeyed
@@ -148,19 +150,28 @@ const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer:
       }
     }).pipe(
       // A defect (a driver bug, a closed handle that throws) must not kill the write-back either.
-      Effect.catchAllCause((cause) => countFailed(rules, pending.length, [], cause))
+      Effect.catchAllCause((cause) => countFailed(rules, pending.rows.length, [], cause))
     )
 
-  const writeChunk = (chunk: Chunk.Chunk<PendingRow>, maxBatchRows: number) =>
+  const writeChunk = (chunk: PendingBatch, maxBatchRows: number) =>
     Effect.gen(function*() {
-      const byTable = new Map<TableRules, Array<PendingRow>>()
-      for (const item of chunk) {
-        const rows = byTable.get(item.table)
-        if (rows === undefined) byTable.set(item.table, [item])
-        else rows.push(item)
+      const { rows, tables, values } = chunk
+      // Mostly one table: its rows as taken, without regrouping.
+      if (tables.every((table) => table === tables[0])) {
+        if (tables.length > 0) yield* writeTable(tables[0]!, chunk, maxBatchRows)
+        return
+      }
+      const byTable = new Map<TableRules, { tables: Array<TableRules>; rows: Array<(typeof rows)[number]>; values: Array<(typeof values)[number]> }>()
+      for (let i = 0; i < tables.length; i++) {
+        const table = tables[i]!
+        let pending = byTable.get(table)
+        if (pending === undefined) byTable.set(table, pending = { tables: [], rows: [], values: [] })
+        pending.tables.push(table)
+        pending.rows.push(rows[i]!)
+        pending.values.push(values[i]!)
       }
       for (const [rules, pending] of byTable) yield* writeTable(rules, pending, maxBatchRows)
-    }).pipe(Effect.withSpan("LazyMigration.writeBack", { attributes: { rows: chunk.length } }))
+    }).pipe(Effect.withSpan("LazyMigration.writeBack", { attributes: { rows: chunk.tables.length } }))
 
   return writeChunk
 }
@@ -196,7 +207,7 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
     let maxBatchRows = maxBatchRowsOption
     const writeChunk = tableWriter(input.sql, input.dialect, input.writer, counts)
     const publish = publishReadMetrics(input.tables)
-    const queue = yield* Queue.dropping<PendingRow>(queueCapacity)
+    const queue = pendingRows(queueCapacity)
     // Rung when a full batch is waiting: a fiber reading SQLite in a tight loop never lets the event loop fire
     // timers. It does not let the write-back in either: Effect's semaphores are not fair, so a reader that takes
     // and releases the one connection thousands of times between yields starves a waiting writer. So while a
@@ -205,8 +216,7 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
     // scheduler lets the event loop run, and only then is the thread's answer heard and the next batch taken.
     const batchFull = yield* Queue.sliding<void>(1)
     const backlogIsFull = (): boolean => {
-      const size = queue.unsafeSize()
-      if (Option.isNone(size) || size.value < maxBatchRows) return false
+      if (queue.size() < maxBatchRows) return false
       Queue.unsafeOffer(batchFull, undefined)
       return true
     }
@@ -230,7 +240,7 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
       Effect.gen(function*() {
         maxBatchRows = yield* rowsPerBatch
         // Bounded by what is queued now, so a steady stream of reads cannot keep one flush going forever.
-        const queued = yield* Queue.size(queue)
+        const queued = queue.size()
         // Woken by a full batch, write only full batches: the rest waits for the timer to coalesce more.
         let remaining = onlyFullBatches ? queued - (queued % maxBatchRows) : queued
         let taken = 0
@@ -239,8 +249,10 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
           if (deadlineMs !== undefined && (yield* Clock.currentTimeMillis) >= deadlineMs) break
           // Taken rows are written (or counted failed) before an interruption is honoured: none vanish.
           const n = yield* Effect.uninterruptible(
-            Effect.flatMap(Queue.takeUpTo(queue, Math.min(remaining, maxBatchRows)), (chunk) =>
-              Effect.as(writeChunk(chunk, maxBatchRows), chunk.length))
+            Effect.suspend(() => {
+              const chunk = queue.takeUpTo(Math.min(remaining, maxBatchRows))
+              return Effect.as(writeChunk(chunk, maxBatchRows), chunk.tables.length)
+            })
           )
           if (n === 0) break
           remaining -= n
@@ -267,11 +279,7 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
           : Effect.asVoid(writeQueued(false))
     )
 
-    // Read without Queue.size, which interrupts once the queue is shut down (after the scope closed).
-    const stats: Effect.Effect<Stats> = Effect.sync(() => ({
-      ...counts,
-      pending: Option.getOrElse(queue.unsafeSize(), () => 0)
-    }))
+    const stats: Effect.Effect<Stats> = Effect.sync(() => ({ ...counts, pending: queue.size() }))
 
     // The fiber also runs with the write-back off: it publishes the read path's metrics.
     if (enabled) {
@@ -289,9 +297,9 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
           // Waits for a batch the fiber is writing (bounded by writeTimeout), then drains what is left.
           yield* Fiber.interrupt(worker)
           const drained = yield* writeQueued(false, deadline)
-          const left = yield* Queue.size(queue)
+          const left = queue.size()
           // Reads after close are not queued (they count as dropped); the caller never sees a closed queue.
-          yield* Queue.shutdown(queue)
+          queue.close()
           if (left > 0) {
             return yield* Effect.logWarning("lazy write-back drain timed out; the rows left stay pending").pipe(
               Effect.annotateLogs({ drained, left, drain_timeout: Duration.format(drainTimeout) })
