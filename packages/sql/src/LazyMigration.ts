@@ -20,7 +20,8 @@
  *   (`node:worker_threads`) with its own better-sqlite3 connection to the file, so the UPDATEs, and their
  *   waits for another writer's lock, never stop the readers' thread (better-sqlite3 is synchronous); WAL
  *   lets that one writer work beside the readers. The statements are built on the readers' side and only
- *   run there. An in-memory (or temporary) database, a database not in WAL mode, a table in a database the
+ *   run there. On Linux that thread runs at a nice value 10 above the app's (at most 19): on a busy CPU the
+ *   app's threads go first, and a write-back that falls behind drops rows (counted; they stay pending). An in-memory (or temporary) database, a database not in WAL mode, a table in a database the
  *   thread cannot attach, or a file or driver the thread cannot open: on the app's client, on the readers'
  *   thread, as before (a warning says why when the thread was tried). PostgreSQL: on a pooled connection
  *   of the app's client. The guarantees above hold on every path. The table's key is discovered once, on

@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Plan } from "@strata/core"
 import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { threadId } from "node:worker_threads"
 import { describeEachEngine, tempDirectory, tempSqliteFile } from "../../../test/support/databases.js"
@@ -57,6 +58,20 @@ const conditionalWriteBack = Effect.gen(function*() {
   expect(yield* LazyMigration.stats).toMatchObject({ queued: 3, writtenBack: 2, alreadySet: 1, failed: 0, pending: 0 })
 })
 
+// A thread's nice value: field 19 of its stat line (after the parenthesised command name).
+const niceOf = (statFile: string): number => {
+  const stat = Fs.readFileSync(statFile, "utf8")
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
+}
+const threadNices = (): ReadonlyArray<number> =>
+  Fs.readdirSync("/proc/self/task").flatMap((tid) => {
+    try {
+      return [niceOf(`/proc/self/task/${tid}/stat`)]
+    } catch {
+      return [] // the thread ended meanwhile
+    }
+  })
+
 describeEachEngine("LazyMigration write-back path", (engine) => {
   it.effect("on the app's own client: writes back exactly and conditionally, on SQLite from a thread of its own", () =>
     Effect.gen(function*() {
@@ -65,6 +80,12 @@ describeEachEngine("LazyMigration write-back path", (engine) => {
         if (engine.name === "sqlite") {
           expect(path._tag).toBe("Worker")
           expect(path._tag === "Worker" && path.threadId !== threadId).toBe(true)
+          if (process.platform === "linux") {
+            // The write-back's thread yields a busy CPU to the app's: its nice value is 10 more, the app's threads' unchanged.
+            const own = niceOf("/proc/thread-self/stat")
+            expect(threadNices().filter((nice) => nice === Math.min(19, own + 10)).length).toBeGreaterThanOrEqual(1)
+            expect(niceOf("/proc/thread-self/stat")).toBe(own)
+          }
         } else {
           expect(path._tag).toBe("Client")
         }

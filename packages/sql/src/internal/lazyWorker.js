@@ -13,6 +13,7 @@
  * - in: `{ type: "close" }`: closes the connection and exits.
  */
 import { createRequire } from "node:module"
+import { getPriority, setPriority } from "node:os"
 import { parentPort, threadId, workerData } from "node:worker_threads"
 
 /**
@@ -67,6 +68,21 @@ const open = () => {
       // already failed; the first error is the one reported
     }
     return describe(error).message
+  }
+}
+
+/**
+ * Linux: this thread's nice value is 10 more than the app's (at most 19), and its own there (setpriority of the
+ * calling thread), so a busy CPU goes to the app's threads first: its readers and the garbage collector's
+ * helpers, whose scavenges the readers wait for. The write-back then writes what it can (best effort: rows it
+ * falls behind on are dropped once the queue is full, counted, and stay pending). Elsewhere the call would
+ * renice the whole process: left alone.
+ */
+if (process.platform === "linux") {
+  try {
+    setPriority(Math.min(19, getPriority() + 10))
+  } catch {
+    // not allowed here (a sandbox): the write-back runs at the app's priority
   }
 }
 
