@@ -107,12 +107,14 @@ const runStrata = (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> 
     })
   })
 
-/** When strata logged `message` (its JSON log lines on stderr), in epoch ms. */
+/** When strata first logged a message starting with `message` (its JSON log lines on stderr), in epoch ms. */
 const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undefined => {
   for (const line of lines) {
     if (!line.startsWith("{")) continue
     const entry = JSON.parse(line) as { readonly message?: unknown; readonly timestamp?: unknown }
-    if (entry.message === message && typeof entry.timestamp === "string") return Date.parse(entry.timestamp)
+    if (typeof entry.message === "string" && entry.message.startsWith(message) && typeof entry.timestamp === "string") {
+      return Date.parse(entry.timestamp)
+    }
   }
   return undefined
 }
@@ -230,6 +232,7 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
       await strata(phase, loaded, phaseLogs)
       const to = Date.now()
       logs.push(...phaseLogs)
+      // "building index", or on PostgreSQL "building index concurrently".
       const indexFrom = phase === "backfill" ? loggedAt(phaseLogs, "building index") : undefined
       if (phase !== "backfill") windows.push([phase, from, to])
       else if (indexFrom === undefined) windows.push(["backfill", from, to], ["index", to, to])
