@@ -320,7 +320,8 @@ export interface ConstraintValidation {
   readonly validate: string
   /**
    * `notNull`: SET NOT NULL and the CHECK dropped, in one transaction after `validate` (with the
-   * contract's `dropSource` columns of the table, after its last NOT NULL); otherwise empty.
+   * contract's `dropSyncTrigger` triggers and `dropSource` columns of the table, after its last NOT
+   * NULL); otherwise empty.
    */
   readonly finish: ReadonlyArray<string>
 }
@@ -479,7 +480,7 @@ const timedChanges = (migration: Plan.Migration, dialect: Dialect, plan: Plan.Pl
   const createdTables = new Set<string>()
   return migration.steps.map((step) => ({
     step,
-    changes: dropSourcesAfterNotNull(changes(step, plan).map((change) => {
+    changes: removalsAfterNotNull(changes(step, plan).map((change) => {
       if (change._tag === "CreateTable") createdTables.add(change.table.toLowerCase())
       return {
         change,
@@ -495,31 +496,37 @@ interface TimedChange {
   readonly change: Change
   readonly timing: IndexTiming | undefined
   readonly constraints: ReadonlyArray<ConstraintValidation>
-  /** A dropped source column that goes with a NOT NULL's `finish`, not in the transaction. */
+  /** A dropped source column or sync trigger that goes with a NOT NULL's `finish`, not in the transaction. */
   readonly afterConstraint: boolean
 }
 
 /**
  * PostgreSQL validates a contract's NOT NULL after the transaction, and existing rows may refuse it.
- * So the contract's source columns on a table are dropped with the `finish` of its last NOT NULL
- * there, once that holds: a NOT NULL the rows refuse drops nothing (SQLite's single transaction
- * rolls the drop back likewise).
+ * So what the contract removes from a table (its sync triggers, then its source columns) goes with
+ * the `finish` of its last NOT NULL there, once that holds: a NOT NULL the rows refuse removes
+ * nothing (SQLite's single transaction rolls the removals back likewise). A sync trigger dropped in
+ * the transaction would leave the table, while the rows are being fixed, with a NOT VALID CHECK
+ * that refuses every row an old app version inserts without the target, which the trigger filled.
  */
-const dropSourcesAfterNotNull = (timed: ReadonlyArray<TimedChange>, dialect: Dialect): ReadonlyArray<TimedChange> => {
+const removalsAfterNotNull = (timed: ReadonlyArray<TimedChange>, dialect: Dialect): ReadonlyArray<TimedChange> => {
   if (dialect !== "pg") return timed
   const lastNotNull = new Map<string, number>()
   timed.forEach(({ change }, i) => {
     if (change._tag === "SetNotNull") lastNotNull.set(change.table, i)
   })
-  const dropsWith = (i: number) =>
-    timed.flatMap(({ change }) =>
-      change._tag === "DropColumn" && lastNotNull.get(change.table) === i ? changeStatements(change, dialect).map((s) => s.sql) : []
-    )
+  const removedTable = (change: Change): string | undefined =>
+    change._tag === "DropColumn" ? change.table : change._tag === "SyncTrigger" && change.drop ? change.job.table : undefined
+  const removalsWith = (i: number) =>
+    timed.flatMap(({ change }) => {
+      const table = removedTable(change)
+      return table !== undefined && lastNotNull.get(table) === i ? changeStatements(change, dialect).map((s) => s.sql) : []
+    })
   return timed.map((entry, i) => {
     const { change } = entry
-    if (change._tag === "DropColumn") return lastNotNull.has(change.table) ? { ...entry, afterConstraint: true } : entry
+    const removed = removedTable(change)
+    if (removed !== undefined) return lastNotNull.has(removed) ? { ...entry, afterConstraint: true } : entry
     if (change._tag !== "SetNotNull" || lastNotNull.get(change.table) !== i) return entry
-    return { ...entry, constraints: entry.constraints.map((c) => ({ ...c, finish: [...c.finish, ...dropsWith(i)] })) }
+    return { ...entry, constraints: entry.constraints.map((c) => ({ ...c, finish: [...c.finish, ...removalsWith(i)] })) }
   })
 }
 

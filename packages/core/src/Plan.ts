@@ -463,7 +463,7 @@ export class Derive extends Schema.TaggedClass<Derive>()(
  * for the migration as the plan has it now (see `Migrator`). The actions, per job, in this order:
  * `dropSyncTrigger` removes its `sync: "trigger"` trigger; `notNull` makes every target NOT NULL
  * (PostgreSQL through a CHECK added NOT VALID and validated after the migration's transaction, the
- * migration staying applied and the sources kept if a row holds NULL; SQLite through triggers that
+ * migration staying applied and its sync triggers and sources kept until the NOT NULL holds; SQLite through triggers that
  * refuse NULL, the migration rolled back if a row holds NULL); `dropSource` drops the job's source columns (an
  * `epochShadow`'s text column, a `derive`'s reads).
  *

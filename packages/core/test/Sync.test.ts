@@ -110,12 +110,11 @@ describe("Plan.contract", () => {
     ])
     // The Migrator's split on PostgreSQL: the CHECK added NOT VALID in the transaction, validated after it commits.
     expect(Compile.transactionStatements(plan.migrations[2]!, "pg", plan).map((s) => s.sql)).toEqual([
-      `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms" ON "events"`,
-      `DROP FUNCTION IF EXISTS "strata_sync_events_created_at_ms"()`,
       `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
       `ALTER TABLE "events" ADD CONSTRAINT "strata_nn_events_created_at_ms" CHECK ("created_at_ms" IS NOT NULL) NOT VALID`
     ])
-    // The source is dropped with the NOT NULL's finish, once existing rows have proved it.
+    // The trigger and the source are dropped with the NOT NULL's finish, once existing rows have proved it
+    // (until then the trigger fills the target of rows old app versions insert, which the NOT VALID CHECK checks).
     expect(Compile.constraintValidations(plan.migrations[2]!, "pg", plan)).toEqual([{
       kind: "notNull",
       table: "events",
@@ -129,6 +128,8 @@ describe("Plan.contract", () => {
       finish: [
         `ALTER TABLE "events" ALTER COLUMN "created_at_ms" SET NOT NULL`,
         `ALTER TABLE "events" DROP CONSTRAINT IF EXISTS "strata_nn_events_created_at_ms"`,
+        `DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms" ON "events"`,
+        `DROP FUNCTION IF EXISTS "strata_sync_events_created_at_ms"()`,
         `ALTER TABLE "events" DROP COLUMN IF EXISTS "created_at"`
       ]
     }])
