@@ -90,4 +90,34 @@ describe.concurrent("strata migrate, contract", () => {
       expect((await query<{ id: number }>(url, "SELECT id FROM strata_migrations ORDER BY id")).map((r) => Number(r.id))).toEqual([1, 2, 3])
     }, 300_000)
   }
+
+  it("[pg] a NOT NULL the rows refused: the dry run shows the validation the next migrate does first; fixed, migrate finishes it", async () => {
+    const url = await newDatabase("pg")
+    expect((await strata(["migrate", "--db", url, "--plan", plan, "--to", "2"])).code).toBe(0)
+    // A row without a source verifies (NULL is its answer) but cannot be NOT NULL.
+    await execute(url, "INSERT INTO events (id, created_at) VALUES (1, '2024-01-15 12:00:00'), (2, NULL)")
+    expect((await strata(["backfill", "--db", url, "--plan", plan])).code).toBe(0)
+    expect((await strata(["verify", "--db", url, "--plan", plan])).code).toBe(0)
+    const refused = await strata(["migrate", "--db", url, "--plan", plan])
+    expect(refused.code, show(refused)).toBe(1)
+    expect(refused.stderr).toContain("does not hold for existing rows")
+
+    const dry = await strata(["migrate", "--db", url, "--plan", plan, "--dry-run"])
+    expect(dry.code, show(dry)).toBe(0)
+    expect(dry.stdout).toMatch(/-- migration 3 "contract" \(checksum [0-9a-f]+\), applied; an earlier run left this unfinished, done first\n/)
+    expect(dry.stdout).toContain(`ALTER TABLE "events" VALIDATE CONSTRAINT "strata_nn_events_created_at_ms";`)
+    expect(dry.stdout).toContain(`DROP TRIGGER IF EXISTS "strata_sync_events_created_at_ms" ON "events";`)
+    expect(dry.stdout).toContain("-- No migration to apply; migrate would finish the work above.")
+    const dryJson = JSON.parse((await strata(["migrate", "--db", url, "--plan", plan, "--dry-run", "--json"])).stdout)
+    expect([dryJson.pending, dryJson.unfinished.map((m: { id: number; statements: ReadonlyArray<{ phase: string }> }) => [m.id, m.statements[0]!.phase])])
+      .toEqual([[], [[3, "validate"]]])
+
+    await execute(url, "DELETE FROM events WHERE id = 2")
+    const finished = await strata(["migrate", "--db", url, "--plan", plan])
+    expect(finished.code, show(finished)).toBe(0)
+    expect(finished.stdout).toMatch(/validated +3 /)
+    const after = await strata(["migrate", "--db", url, "--plan", plan, "--dry-run"])
+    expect(after.stdout).toContain("-- Nothing to apply.")
+    expect(after.stdout).not.toContain("unfinished")
+  }, 300_000)
 })

@@ -97,7 +97,7 @@ import * as JobState from "./JobState.js"
 import * as Verifications from "./Verifications.js"
 import { failureText } from "./SqlErrors.js"
 import { unprepared } from "./internal/unprepared.js"
-import { plannedMigrations } from "./internal/dryRunPlan.js"
+import { plannedMigrations, unfinishedWork } from "./internal/dryRunPlan.js"
 import { statusOf } from "./internal/migrationStatus.js"
 
 /**
@@ -750,6 +750,12 @@ export interface DryRunResult {
   readonly createsHistoryTable: boolean
   readonly pending: ReadonlyArray<PlannedMigration>
   readonly alreadyApplied: ReadonlyArray<number>
+  /**
+   * What earlier runs left unfinished in applied migrations, which `run` does first: constraints
+   * still to validate (PostgreSQL) and index builds due (pending, interrupted, or deferred until a
+   * backfill job that is done now). Each migration listed with only those statements.
+   */
+  readonly unfinished: ReadonlyArray<PlannedMigration>
 }
 
 /**
@@ -1346,12 +1352,17 @@ const dryRunPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect
     yield* contractGate(setup, selection)
     const pending = yield* plannedMigrations(plan, dialect, selection.pending, checksumOf, (table, column) =>
       columnExists(table, column).pipe(Effect.mapError(databaseError(`read the columns of ${table}`))))
+    const applied = plan.migrations.filter((m) => selection.alreadyApplied.includes(m.id))
+    const unfinished = yield* unfinishedWork(plan, dialect, applied, checksumOf).pipe(
+      Effect.mapError(databaseError("read the constraint and index phases of applied migrations"))
+    )
     return {
       plan: plan.name,
       dialect,
       createsHistoryTable: !history.exists,
       pending,
-      alreadyApplied: selection.alreadyApplied
+      alreadyApplied: selection.alreadyApplied,
+      unfinished
     }
   }).pipe(Effect.withSpan("Migrator.dryRun", { attributes: { plan: setup.plan.name } }))
 

@@ -232,6 +232,8 @@ describeEachEngine("Migrator", (engine) => {
       })
       expect(yield* historyRows).toEqual(rows)
       expect(yield* secondaryIndexes).toEqual([])
+      // Deferred until jobs that have not run: nothing for the next run to do first.
+      expect((yield* migrator.dryRun()).unfinished).toEqual([])
 
       const status = yield* migrator.status()
       const migrations = [
@@ -250,6 +252,24 @@ describeEachEngine("Migrator", (engine) => {
       )
       // Nothing left for migrate.
       expect(yield* migrator.run()).toMatchObject({ applied: [], indexes: [], deferredIndexes: [] })
+      expect((yield* migrator.dryRun()).unfinished).toEqual([])
+
+      // A run killed after a job was done and before its index was built leaves the index deferred,
+      // its job done: the dry run lists the build that the next run does first, which builds it.
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DROP INDEX idx_chat_messages_created_at_ms`
+      yield* sql`UPDATE strata_indexes SET state = 'deferred' WHERE index_name = 'idx_chat_messages_created_at_ms'`
+      const dry = yield* migrator.dryRun()
+      expect([dry.pending, dry.unfinished.map((m) => [m.id, m.statements.map((s) => [s.phase, s.afterJob, s.sql])])]).toEqual([[], [[44, [[
+        "afterJob",
+        "chat_messages.created_at_ms",
+        dialect === "pg"
+          ? `CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC)`
+          : `CREATE INDEX IF NOT EXISTS "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC)`
+      ]]]]])
+      expect((yield* migrator.run()).indexes.map((i) => i.name)).toEqual(["idx_chat_messages_created_at_ms"])
+      expect(yield* secondaryIndexes).toEqual(agentosIndexes)
+      expect((yield* migrator.dryRun()).unfinished).toEqual([])
     })))
 
   it.effect("logs each applied migration with plan, migration_id and migration_name", () =>

@@ -261,6 +261,12 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       yield* Fiber.interrupt(run)
       const validatedStatus = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
       expect(validatedStatus.constraints.map((c) => c.state)).toEqual(["validated"])
+      // What the next run does first, as the dry run shows it: only the finish (the CHECK holds already).
+      const leftover = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.dryRun()).pipe(Effect.provide(app))
+      expect(leftover.unfinished.map((m) => [m.id, m.statements.map((s) => [s.phase, s.sql])])).toEqual([[3, [
+        ["validate", `ALTER TABLE "orders" ALTER COLUMN "created_at_ms" SET NOT NULL`],
+        ["validate", `ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "strata_nn_orders_created_at_ms"`]
+      ]]])
 
       // Under a short lock timeout the uncommitted INSERT blocks SET NOT NULL: named, nothing changed.
       const blocked = yield* Effect.flip(
@@ -327,11 +333,17 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
         .toEqual([{ n: 1000, sum: "5005000" }])
       const status = yield* Effect.flatMap(Migrator.make(checked), (m) => m.status()).pipe(Effect.provide(app))
       expect([status.migrations.map((m) => m.state), status.constraints.map((c) => c.state)]).toEqual([["applied"], ["notValid"]])
+      // Nothing pending, but the dry run shows what the next run does first: the validation left over.
+      const leftover = yield* Effect.flatMap(Migrator.make(checked), (m) => m.dryRun()).pipe(Effect.provide(app))
+      expect([leftover.pending, leftover.unfinished.map((m) => [m.id, m.statements.map((s) => [s.phase, s.sql])])]).toEqual([[], [
+        [1, [["validate", `ALTER TABLE "orders" VALIDATE CONSTRAINT "orders_customer_id_fkey"`]]]
+      ]])
 
       yield* sql`INSERT INTO customers VALUES (999)`
       const fixed = yield* Effect.flatMap(Migrator.make(checked), (m) => m.run()).pipe(Effect.provide(migrator))
       expect(fixed.constraints.map((c) => c.name)).toEqual(["orders_customer_id_fkey"])
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true]])
+      expect((yield* Effect.flatMap(Migrator.make(checked), (m) => m.dryRun()).pipe(Effect.provide(app))).unfinished).toEqual([])
     }), 60_000)
 })
 

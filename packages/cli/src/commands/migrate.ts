@@ -95,35 +95,55 @@ const migrationLines = (result: Migrator.RunResult, database: string): ReadonlyA
 
 const oneLine = (text: string): string => text.split("\n").filter((line) => !line.startsWith("--")).join(" ")
 
+/** A migration's statements for a dry run, each phase under a comment saying when it runs. */
+const plannedLines = (migration: Migrator.PlannedMigration, heading: string): ReadonlyArray<string> => {
+  const lines = ["", `-- migration ${migration.id} "${migration.name}" (checksum ${migration.checksum})${heading}`]
+  let phase: Migrator.PlannedStatement["phase"] = "transaction"
+  for (const statement of migration.statements) {
+    if (statement.phase !== phase) {
+      phase = statement.phase
+      lines.push(
+        phase === "validate"
+          ? "-- after the transaction commits, each in a transaction of its own (the app keeps reading and writing meanwhile):"
+          : phase === "afterCommit"
+          ? "-- after the transaction commits, outside it (the app keeps writing meanwhile):"
+          : "-- later, when its backfill job is done (strata backfill builds it):"
+      )
+    }
+    if (statement.phase === "afterJob") lines.push(`-- after backfill ${statement.afterJob ?? ""}`)
+    // `text` is Compile.render's: terminated, a guard as a comment line.
+    lines.push(statement.willRun ? statement.text : `-- skipped, the column exists: ${oneLine(statement.text)}`)
+  }
+  return lines
+}
+
 const dryRunLines = (result: Migrator.DryRunResult, database: string): ReadonlyArray<string> => {
   const lines = [`-- Dry run: plan ${result.plan} on ${database} (${result.dialect}); nothing is changed.`]
   if (result.createsHistoryTable) lines.push("-- strata_migrations would be created.")
+  for (const migration of result.unfinished) {
+    lines.push(...plannedLines(migration, ", applied; an earlier run left this unfinished, done first"))
+  }
   if (result.pending.length === 0) {
-    lines.push("-- Nothing to apply.")
+    if (result.unfinished.length === 0) lines.push("-- Nothing to apply.")
+    else lines.push("", "-- No migration to apply; migrate would finish the work above.")
     return lines
   }
-  for (const migration of result.pending) {
-    lines.push("", `-- migration ${migration.id} "${migration.name}" (checksum ${migration.checksum})`)
-    let phase: Migrator.PlannedStatement["phase"] = "transaction"
-    for (const statement of migration.statements) {
-      if (statement.phase !== phase) {
-        phase = statement.phase
-        lines.push(
-          phase === "validate"
-            ? "-- after the transaction commits, each in a transaction of its own (the app keeps reading and writing meanwhile):"
-            : phase === "afterCommit"
-            ? "-- after the transaction commits, outside it (the app keeps writing meanwhile):"
-            : "-- later, when its backfill job is done (strata backfill builds it):"
-        )
-      }
-      if (statement.phase === "afterJob") lines.push(`-- after backfill ${statement.afterJob ?? ""}`)
-      // `text` is Compile.render's: terminated, a guard as a comment line.
-      lines.push(statement.willRun ? statement.text : `-- skipped, the column exists: ${oneLine(statement.text)}`)
-    }
-  }
+  for (const migration of result.pending) lines.push(...plannedLines(migration, ""))
   lines.push("", `-- ${result.pending.length} migration${result.pending.length === 1 ? "" : "s"} would be applied.`)
   return lines
 }
+
+const plannedJson = (migration: Migrator.PlannedMigration) => ({
+  id: migration.id,
+  name: migration.name,
+  checksum: migration.checksum,
+  statements: migration.statements.map((s) => ({
+    sql: s.sql,
+    willRun: s.willRun,
+    phase: s.phase,
+    ...(s.afterJob !== undefined ? { afterJob: s.afterJob } : {})
+  }))
+})
 
 const dryRunJson = (result: Migrator.DryRunResult, database: string) => ({
   database,
@@ -132,17 +152,8 @@ const dryRunJson = (result: Migrator.DryRunResult, database: string) => ({
   dryRun: true,
   createsHistoryTable: result.createsHistoryTable,
   alreadyApplied: result.alreadyApplied,
-  pending: result.pending.map((migration) => ({
-    id: migration.id,
-    name: migration.name,
-    checksum: migration.checksum,
-    statements: migration.statements.map((s) => ({
-      sql: s.sql,
-      willRun: s.willRun,
-      phase: s.phase,
-      ...(s.afterJob !== undefined ? { afterJob: s.afterJob } : {})
-    }))
-  }))
+  unfinished: result.unfinished.map(plannedJson),
+  pending: result.pending.map(plannedJson)
 })
 
 const runJson = (result: Migrator.RunResult, database: string) => ({

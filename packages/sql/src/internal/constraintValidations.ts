@@ -293,20 +293,44 @@ export const validateDue = (
   migrations: ReadonlyArray<Plan.Migration>
 ): Effect.Effect<ReadonlyArray<ValidatedConstraint>, ConstraintPhaseFailure, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    if (dialect !== "pg") return []
+    const constraints = yield* due(settings.plan, dialect, migrations).pipe(
+      Effect.mapError((cause) => new ConstraintPhaseError({ plan: settings.plan.name, operation: "read pg_constraint", reason: failureText(cause) }))
+    )
     const validated: Array<ValidatedConstraint> = []
-    for (const migration of migrations) {
-      for (const constraint of Compile.constraintValidations(migration, dialect, settings.plan)) {
-        const state = yield* catalogState(constraint).pipe(
-          Effect.mapError((cause) => new ConstraintPhaseError({ plan: settings.plan.name, operation: "read pg_constraint", reason: failureText(cause) }))
-        )
-        if (state !== "notValid" && state !== "validated") continue
-        const result = yield* validateOne(settings, migration.id, constraint)
-        if (result !== undefined) validated.push(result)
-      }
+    for (const { constraint, migration } of constraints) {
+      const result = yield* validateOne(settings, migration.id, constraint)
+      if (result !== undefined) validated.push(result)
     }
     return validated
   }).pipe(Effect.annotateLogs({ plan: settings.plan.name }))
+
+/** A constraint `validateDue` would validate (`notValid`) or finish (`validated`). */
+export interface DueConstraint {
+  readonly migration: Plan.Migration
+  readonly constraint: Compile.ConstraintValidation
+  readonly state: "notValid" | "validated"
+}
+
+/**
+ * The constraints of `migrations` not valid yet in the catalogue, in plan order: what
+ * `validateDue` would do now; none on SQLite. Reads only, outside any lock.
+ */
+export const due = (
+  plan: Plan.Plan,
+  dialect: "sqlite" | "pg",
+  migrations: ReadonlyArray<Plan.Migration>
+): Effect.Effect<ReadonlyArray<DueConstraint>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    if (dialect !== "pg") return []
+    const found: Array<DueConstraint> = []
+    for (const migration of migrations) {
+      for (const constraint of Compile.constraintValidations(migration, dialect, plan)) {
+        const state = yield* catalogState(constraint)
+        if (state === "notValid" || state === "validated") found.push({ migration, constraint, state })
+      }
+    }
+    return found
+  })
 
 /** The constraint phase of the given (applied) migrations as the catalogue has it now; none on SQLite. */
 export const statuses = (

@@ -6,9 +6,13 @@
  * refusals (the same as `run`'s) followed by this listing; the catalogue read is the caller's, so
  * its error is named there.
  */
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Compile } from "@strata/core"
 import type { Identifier, Plan } from "@strata/core"
 import { Effect } from "effect"
+import * as Constraints from "./constraintValidations.js"
+import * as IndexBuilds from "./indexBuilds.js"
 // Types only (erased): the public shapes are defined once, in the service's module.
 import type { PlannedMigration, PlannedStatement } from "../Migrator.js"
 
@@ -60,4 +64,43 @@ export const plannedMigrations = <E, R>(
       pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })
     }
     return pending
+  })
+
+/**
+ * What an earlier run left unfinished in `applied` migrations and `run` does before anything else,
+ * in plan order: constraints to validate (from a NOT VALID CHECK: its VALIDATE and finish; from a
+ * validated one: the finish) and index builds due now (pending, interrupted, or deferred until a
+ * job that is done). Each migration once, with only those statements.
+ */
+export const unfinishedWork = (
+  plan: Plan.Plan,
+  dialect: "sqlite" | "pg",
+  applied: ReadonlyArray<Plan.Migration>,
+  checksumOf: (migration: Plan.Migration) => string
+): Effect.Effect<Array<PlannedMigration>, SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const constraints = yield* Constraints.due(plan, dialect, applied)
+    const indexes = yield* IndexBuilds.due(plan, dialect, applied)
+    return applied.flatMap((migration): Array<PlannedMigration> => {
+      const statements: Array<PlannedStatement> = [
+        ...constraints.filter((c) => c.migration.id === migration.id).flatMap(({ constraint, state }) =>
+          [...(state === "notValid" ? [constraint.validate] : []), ...constraint.finish].map((sql): PlannedStatement => ({
+            sql,
+            text: `${sql};`,
+            guard: undefined,
+            willRun: true,
+            phase: "validate"
+          }))
+        ),
+        ...indexes.filter((i) => i.migration.id === migration.id).map(({ build }): PlannedStatement => ({
+          sql: build.create,
+          text: `${build.create};`,
+          guard: undefined,
+          willRun: true,
+          phase: build.timing,
+          afterJob: build.index.afterJob
+        }))
+      ]
+      return statements.length === 0 ? [] : [{ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements }]
+    })
   })

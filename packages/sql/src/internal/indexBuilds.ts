@@ -478,27 +478,44 @@ export const buildDue = (
 ): Effect.Effect<ReadonlyArray<BuiltIndex>, IndexBuildError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const plan = settings.plan.name
-    const table = yield* indexTable
-    const phaseError = (operation: string) => (cause: SqlError) =>
-      new IndexPhaseError({ plan, operation, reason: failureText(cause) })
-    if (!(yield* exists(table).pipe(Effect.mapError(phaseError(`read ${table}`))))) return []
-    const rows = yield* read(table, plan).pipe(Effect.mapError(phaseError(`read ${table}`)))
+    const builds = yield* due(settings.plan, settings.dialect, migrations, job).pipe(
+      Effect.mapError((cause) => new IndexPhaseError({ plan, operation: "read strata_indexes and strata_jobs", reason: failureText(cause) }))
+    )
     const built: Array<BuiltIndex> = []
-    for (const migration of migrations) {
-      for (const build of Compile.indexBuilds(migration, settings.dialect, settings.plan)) {
-        const row = rows.find((r) => r.migrationId === migration.id && r.name === build.index.name && r.table === build.index.table)
-        if (row === undefined || row.state === "valid") continue
-        if (job !== undefined && build.index.afterJob !== job) continue
-        if (build.index.afterJob !== undefined) {
-          const done = yield* jobDone(build.index.afterJob).pipe(Effect.mapError(phaseError("read strata_jobs")))
-          if (!done) continue
-        }
-        const result = yield* buildOne(settings, migration.id, build)
-        if (result !== undefined) built.push(result)
-      }
+    for (const { build, migration } of builds) {
+      const result = yield* buildOne(settings, migration.id, build)
+      if (result !== undefined) built.push(result)
     }
     return built
   }).pipe(Effect.annotateLogs({ plan: settings.plan.name }))
+
+/**
+ * The index builds of `migrations` that `buildDue` would run now, in plan order (only those of
+ * `job`, when given): recorded and not valid yet (pending, building, or INVALID after an interrupted
+ * build), and for an index deferred until its backfill job, that job done. Reads only.
+ */
+export const due = (
+  plan: Plan.Plan,
+  dialect: "sqlite" | "pg",
+  migrations: ReadonlyArray<Plan.Migration>,
+  job?: string
+): Effect.Effect<ReadonlyArray<{ readonly migration: Plan.Migration; readonly build: Compile.IndexBuild }>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const table = yield* indexTable
+    if (!(yield* exists(table))) return []
+    const rows = yield* read(table, plan.name)
+    const found: Array<{ readonly migration: Plan.Migration; readonly build: Compile.IndexBuild }> = []
+    for (const migration of migrations) {
+      for (const build of Compile.indexBuilds(migration, dialect, plan)) {
+        const row = rows.find((r) => r.migrationId === migration.id && r.name === build.index.name && r.table === build.index.table)
+        if (row === undefined || row.state === "valid") continue
+        if (job !== undefined && build.index.afterJob !== job) continue
+        if (build.index.afterJob !== undefined && !(yield* jobDone(build.index.afterJob))) continue
+        found.push({ migration, build })
+      }
+    }
+    return found
+  })
 
 /**
  * The plan's index phase as it stands: `strata_indexes`, with PostgreSQL's catalogue consulted
