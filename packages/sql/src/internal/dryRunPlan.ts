@@ -16,6 +16,19 @@ import * as IndexBuilds from "./indexBuilds.js"
 // Types only (erased): the public shapes are defined once, in the service's module.
 import type { PlannedMigration, PlannedStatement } from "../Migrator.js"
 
+/** A statement of the constraint phase (each runs after the migration's transaction). */
+const validateStatement = (sql: string): PlannedStatement => ({ sql, text: `${sql};`, guard: undefined, willRun: true, phase: "validate" })
+
+/** An index build after the transaction, with its phase (and the job it waits for). */
+const indexStatement = (build: Compile.IndexBuild): PlannedStatement => ({
+  sql: build.create,
+  text: `${build.create};`,
+  guard: undefined,
+  willRun: true,
+  phase: build.timing,
+  afterJob: build.index.afterJob
+})
+
 export const plannedMigrations = <E, R>(
   plan: Plan.Plan,
   dialect: "sqlite" | "pg",
@@ -47,20 +60,9 @@ export const plannedMigrations = <E, R>(
         })
       }
       for (const constraint of Compile.constraintValidations(migration, dialect, plan)) {
-        for (const sql of [constraint.validate, ...constraint.finish]) {
-          statements.push({ sql, text: `${sql};`, guard: undefined, willRun: true, phase: "validate" })
-        }
+        statements.push(...[constraint.validate, ...constraint.finish].map(validateStatement))
       }
-      for (const build of Compile.indexBuilds(migration, dialect, plan)) {
-        statements.push({
-          sql: build.create,
-          text: `${build.create};`,
-          guard: undefined,
-          willRun: true,
-          phase: build.timing,
-          afterJob: build.index.afterJob
-        })
-      }
+      statements.push(...Compile.indexBuilds(migration, dialect, plan).map(indexStatement))
       pending.push({ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements })
     }
     return pending
@@ -84,22 +86,9 @@ export const unfinishedWork = (
     return applied.flatMap((migration): Array<PlannedMigration> => {
       const statements: Array<PlannedStatement> = [
         ...constraints.filter((c) => c.migration.id === migration.id).flatMap(({ constraint, state }) =>
-          [...(state === "notValid" ? [constraint.validate] : []), ...constraint.finish].map((sql): PlannedStatement => ({
-            sql,
-            text: `${sql};`,
-            guard: undefined,
-            willRun: true,
-            phase: "validate"
-          }))
+          [...(state === "notValid" ? [constraint.validate] : []), ...constraint.finish].map(validateStatement)
         ),
-        ...indexes.filter((i) => i.migration.id === migration.id).map(({ build }): PlannedStatement => ({
-          sql: build.create,
-          text: `${build.create};`,
-          guard: undefined,
-          willRun: true,
-          phase: build.timing,
-          afterJob: build.index.afterJob
-        }))
+        ...indexes.filter((i) => i.migration.id === migration.id).map(({ build }) => indexStatement(build))
       ]
       return statements.length === 0 ? [] : [{ id: migration.id, name: migration.name, checksum: checksumOf(migration), statements }]
     })
