@@ -32,11 +32,11 @@ const freePort = () =>
     })
   })
 
-const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
+const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000, pollMs = 200) => {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
+    await new Promise((r) => setTimeout(r, pollMs))
   }
 }
 
@@ -79,12 +79,19 @@ describe("fleet workers on a shared cluster database", () => {
       expect(migrated.code, migrated.stderr).toBe(0)
       expect(resultOf(migrated.lines)!["done"]).toBe(total)
 
-      // Kill one worker once a few targets have finished their backfill; the submitter goes on.
+      // Kill one worker once a few targets have finished their backfill and while it holds one that
+      // has not (its log since the backfill began names it); the submitter goes on. Killed at any
+      // other moment (between two targets, on a quiet machine) it would leave nothing to move.
+      const targets = targetEvents(migrated.lines).map((e) => String(e["target"]))
       let finishedAtKill = new Set<unknown>()
       const victim = workers[1]!
+      const victimLogBefore = victim.stderrSoFar().length
+      const victimLogSinceBackfill = () => victim.stderrSoFar().slice(victimLogBefore)
       const backfill = start(["fleet", "backfill", "--targets", "targets.txt", "--plan", "plan.json", "--cluster", clusterUrl, "--json", "--batch-size", "10", "--pause-ms", "15"], { cwd: root })
-      await until("three backfilled targets", async () => targetEvents(backfill.lines).length >= 3, 120_000)
-      finishedAtKill = new Set(targetEvents(backfill.lines).map((e) => e["target"]))
+      const finished = () => new Set(targetEvents(backfill.lines).map((e) => e["target"]))
+      const heldByVictim = () => targets.filter((t) => victimLogSinceBackfill().includes(t) && !finished().has(t))
+      await until("three backfilled targets and one in the victim's hands", async () => finished().size >= 3 && heldByVictim().length > 0, 120_000, 5)
+      finishedAtKill = finished()
       victim.child.kill("SIGKILL")
       const backfilled = await backfill.done
       expect(backfilled.code, backfilled.stderr).toBe(0)
@@ -92,7 +99,7 @@ describe("fleet workers on a shared cluster database", () => {
       expect([result["done"], result["failed"], result["skipped"]]).toEqual([total, 0, 0])
       expect(finishedAtKill.size).toBeLessThan(total)
       // The dead worker had targets in hand that others finished.
-      const victimLog = (await victim.done).stderr
+      const victimLog = (await victim.done).stderr.slice(victimLogBefore)
       const moved = targetEvents(backfilled.lines).filter((e) => !finishedAtKill.has(e["target"]) && victimLog.includes(String(e["target"])))
       expect(moved.length).toBeGreaterThan(0)
       for (const event of targetEvents(backfilled.lines)) {

@@ -21,6 +21,8 @@ export interface Finished {
 export interface Running {
   readonly child: ChildProcess
   readonly lines: Array<Record<string, unknown>>
+  /** What it has written to stderr so far (its logs). */
+  readonly stderrSoFar: () => string
   readonly done: Promise<Finished>
 }
 
@@ -59,7 +61,7 @@ export const start = (
   const done = new Promise<Finished>((resolve) =>
     child.on("exit", (code, signal) => resolve({ code, signal, lines, stdout, stderr }))
   )
-  return { child, lines, done }
+  return { child, lines, stderrSoFar: () => stderr, done }
 }
 
 /** Runs `strata ...args` to its end. */
