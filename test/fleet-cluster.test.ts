@@ -79,19 +79,22 @@ describe("fleet workers on a shared cluster database", () => {
       expect(migrated.code, migrated.stderr).toBe(0)
       expect(resultOf(migrated.lines)!["done"]).toBe(total)
 
-      // Kill one worker once a few targets have finished their backfill and while it holds one that
-      // has not (its log since the backfill began names it); the submitter goes on. Killed at any
-      // other moment (between two targets, on a quiet machine) it would leave nothing to move.
+      // Kill a worker once a few targets have finished their backfill, one that holds a target not
+      // finished yet (its log since the backfill began names it); the submitter goes on. Killed at any
+      // other moment (between two targets, or a worker the cluster gave no target) it leaves nothing to move.
       const targets = targetEvents(migrated.lines).map((e) => String(e["target"]))
-      let finishedAtKill = new Set<unknown>()
-      const victim = workers[1]!
-      const victimLogBefore = victim.stderrSoFar().length
-      const victimLogSinceBackfill = () => victim.stderrSoFar().slice(victimLogBefore)
+      const logBefore = workers.map((w) => w.stderrSoFar().length)
+      const logSinceBackfill = (i: number) => workers[i]!.stderrSoFar().slice(logBefore[i])
       const backfill = start(["fleet", "backfill", "--targets", "targets.txt", "--plan", "plan.json", "--cluster", clusterUrl, "--json", "--batch-size", "10", "--pause-ms", "15"], { cwd: root })
       const finished = () => new Set(targetEvents(backfill.lines).map((e) => e["target"]))
-      const heldByVictim = () => targets.filter((t) => victimLogSinceBackfill().includes(t) && !finished().has(t))
-      await until("three backfilled targets and one in the victim's hands", async () => finished().size >= 3 && heldByVictim().length > 0, 120_000, 5)
-      finishedAtKill = finished()
+      const holdsUnfinished = (i: number) => targets.some((t) => logSinceBackfill(i).includes(t) && !finished().has(t))
+      let victimIndex = -1
+      await until("three backfilled targets and a worker holding another", async () => {
+        victimIndex = finished().size >= 3 ? workers.findIndex((_, i) => holdsUnfinished(i)) : -1
+        return victimIndex >= 0
+      }, 120_000, 5)
+      const finishedAtKill = finished()
+      const victim = workers[victimIndex]!
       victim.child.kill("SIGKILL")
       const backfilled = await backfill.done
       expect(backfilled.code, backfilled.stderr).toBe(0)
@@ -99,7 +102,7 @@ describe("fleet workers on a shared cluster database", () => {
       expect([result["done"], result["failed"], result["skipped"]]).toEqual([total, 0, 0])
       expect(finishedAtKill.size).toBeLessThan(total)
       // The dead worker had targets in hand that others finished.
-      const victimLog = (await victim.done).stderr.slice(victimLogBefore)
+      const victimLog = (await victim.done).stderr.slice(logBefore[victimIndex])
       const moved = targetEvents(backfilled.lines).filter((e) => !finishedAtKill.has(e["target"]) && victimLog.includes(String(e["target"])))
       expect(moved.length).toBeGreaterThan(0)
       for (const event of targetEvents(backfilled.lines)) {
