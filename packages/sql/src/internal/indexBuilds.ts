@@ -478,8 +478,9 @@ export const buildDue = (
 ): Effect.Effect<ReadonlyArray<BuiltIndex>, IndexBuildError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const plan = settings.plan.name
+    const table = yield* indexTable
     const builds = yield* due(settings.plan, settings.dialect, migrations, job).pipe(
-      Effect.mapError((cause) => new IndexPhaseError({ plan, operation: "read strata_indexes and strata_jobs", reason: failureText(cause) }))
+      Effect.mapError((cause) => new IndexPhaseError({ plan, operation: `read ${table} and strata_jobs`, reason: failureText(cause) }))
     )
     const built: Array<BuiltIndex> = []
     for (const { build, migration } of builds) {
