@@ -377,6 +377,10 @@ describe("Timestamp.parseWith: the opt-in forms", () => {
 
   it.each([
     ["Tue, 15 Jan 2024 12:00:00 +0000", "the date says Tue but 2024-01-15 is a Mon"],
+    // Both wrong: the day name is told first (the property test's counterexample, seed -1574362269).
+    ["Mon, 31 Dec 9999 18:00 MDT", "the date says Mon but 9999-12-31 is a Fri"],
+    ["Fri, 31 Dec 9999 18:00 MDT", "the instant falls outside years 0001-9999 in UTC"],
+    ["Sat, 1 Jan 0001 03:00 +0400", "the date says Sat but 0001-01-01 is a Mon"],
     ["Mon, 15 Jan 24 12:00:00 +0000", "RFC 2822 year \"24\" must have 4 digits (2- and 3-digit years are obsolete and not read)"],
     ["Mon, 15 Foo 2024 12:00:00 +0000", "RFC 2822 month \"Foo\" is not one of Jan, Feb, … Dec"],
     ["Mon, 15 January 2024 12:00:00 +0000", "RFC 2822 month \"January\" is not one of Jan, Feb, … Dec"],

@@ -7,7 +7,7 @@
  * @internal
  */
 import { daysFromCivil, pad } from "./civil.js"
-import { MAX_INSTANT, MIN_INSTANT, parseEpochMillis, trimmedEnd, trimmedStart } from "./timestampParse.js"
+import { MAX_INSTANT, MIN_INSTANT, OUT_OF_RANGE, parseEpochMillis, trimmedEnd, trimmedStart } from "./timestampParse.js"
 
 /** The opt-in forms, as `Timestamp.Accept` decodes them (here without its brands). */
 export interface OptIn {
@@ -129,7 +129,9 @@ export const parseRfc2822 = (text: string, endOfDay: boolean): number | string =
   const instant = parseEpochMillis(iso, endOfDay)
   const year = Number(yearText)
   const day = Number(dayText)
-  if (typeof instant === "string" || dayName === undefined) return instant
+  // A day name that contradicts the written date is the text's own fault, told before the range:
+  // an instant out of range only because of its offset (9999-12-31 18:00 MDT) says less about it.
+  if ((typeof instant === "string" && instant !== OUT_OF_RANGE) || dayName === undefined) return instant
   const named = DAY_NAMES.indexOf(dayName.toLowerCase() as typeof DAY_NAMES[number])
   if (named < 0) return `RFC 2822 day name ${JSON.stringify(dayName)} is not one of Mon, Tue, … Sun`
   const actual = weekday(year, month, day)

@@ -14,6 +14,9 @@ import { daysFromCivil, daysInMonth, monthName, MS_PER_DAY, pad } from "./civil.
 export const MIN_INSTANT = -62_135_596_800_000
 export const MAX_INSTANT = 253_402_300_799_999
 
+/** Why a well-formed date and time is refused: its instant, after the offset, is outside the range. */
+export const OUT_OF_RANGE = "the instant falls outside years 0001-9999 in UTC"
+
 const CHAR_SPACE = 32
 const CHAR_PLUS = 43
 const CHAR_COMMA = 44
@@ -363,5 +366,5 @@ export const parseEpochMillis = (text: string, endOfDay = false): number | strin
   const instant = daysFromCivil(year, month, day) * MS_PER_DAY + hour * 3_600_000 + minute * 60_000 + second * 1000 +
     millisecond - offsetMs
   // Keeps "whatever parse accepts, toIso prints and parse reads back" true at the ends of the range.
-  return instant < MIN_INSTANT || instant > MAX_INSTANT ? "the instant falls outside years 0001-9999 in UTC" : instant
+  return instant < MIN_INSTANT || instant > MAX_INSTANT ? OUT_OF_RANGE : instant
 }
