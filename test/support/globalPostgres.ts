@@ -21,7 +21,7 @@ const urlVariable = "STRATA_TEST_PG_URL"
 // The same settings as the Debian server in .ci/run: the fleet tests open 40-connection pools
 // while other files run beside them (the default of 100 is not enough), and durability is not
 // what these tests are about.
-const serverFlags = ["-c", "max_connections=200", "-c", "fsync=off", "-c", "listen_addresses=127.0.0.1"]
+const serverFlags = ["-c", "max_connections=400", "-c", "fsync=off", "-c", "listen_addresses=127.0.0.1"]
 
 const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
