@@ -79,6 +79,38 @@ describe.concurrent("strata validate", () => {
           "Valid: all 2 migrations applied as the plan has them."
         ])
 
+        // A backfill killed after its job was done and before the job's index was built: not valid
+        // (the plan's index is not there) until the next migrate builds it.
+        const backfilled = await strata(["backfill", "--db", url])
+        expect(backfilled.code, show(backfilled)).toBe(0)
+        await execute(url, "DROP INDEX idx_chat_messages_created_at_ms")
+        await execute(url, "UPDATE strata_indexes SET state = 'deferred' WHERE index_name = 'idx_chat_messages_created_at_ms'")
+        const unbuilt = await strata(["validate", "--db", url])
+        expect(unbuilt.code, show(unbuilt)).toBe(1)
+        const build = engine.name === "pg" ? "CREATE INDEX CONCURRENTLY IF NOT EXISTS" : "CREATE INDEX IF NOT EXISTS"
+        expect(unbuilt.stdout.trim().split("\n")).toEqual([
+          `Plan agentos on ${url}`,
+          `  unfinished  migration 44 "epoch ms timestamps": ${build} "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC) (its backfill chat_messages.created_at_ms is done)`,
+          "Not valid: 1 applied migration has work left; 'strata migrate' finishes it."
+        ])
+        expect(unbuilt.stderr.trim()).toBe(
+          "strata: Plan agentos is not valid on this database (unfinished (index builds or constraint validations 'strata migrate' does first): 44)"
+        )
+        const unbuiltJson = json(await strata(["validate", "--db", url, "--json"]), "validate")
+        expect([unbuiltJson.ok, unbuiltJson.unfinished]).toEqual([false, [{
+          id: 44,
+          name: "epoch ms timestamps",
+          statements: [{
+            sql: `${build} "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC)`,
+            phase: "afterJob",
+            afterJob: "chat_messages.created_at_ms"
+          }]
+        }]])
+        const finished = await strata(["migrate", "--db", url])
+        expect(finished.code, show(finished)).toBe(0)
+        const validAgain = await strata(["validate", "--db", url])
+        expect([validAgain.code, validAgain.stdout.trim().split("\n").at(-1)]).toEqual([0, "Valid: all 2 migrations applied as the plan has them."])
+
         await execute(url, "UPDATE strata_migrations SET checksum = '0000000000000000' WHERE id = 21")
         const drifted = await strata(["validate", "--db", url, "--json"])
         expect(drifted.code, show(drifted)).toBe(1)

@@ -443,14 +443,20 @@ export class ValidationFailed extends Schema.TaggedError<ValidationFailed>()("Va
   plan: Schema.String,
   drifted: Schema.Array(Schema.Number),
   pending: Schema.Array(Schema.Number),
+  /** Applied migrations with an index build or a constraint validation left (`ValidationReport.unfinished`). */
+  unfinished: Schema.Array(Schema.Number),
+  /** Constraints of applied migrations that the catalogue does not have. */
+  missingConstraints: Schema.Array(Schema.String),
   refusal: Schema.NullOr(Schema.String),
   problems: Schema.Array(Preflight.PreflightProblem)
 }) {
   override get message(): string {
-    const ids = (label: string, list: ReadonlyArray<number>) => (list.length > 0 ? [`${label} ${list.join(", ")}`] : [])
+    const ids = (label: string, list: ReadonlyArray<number | string>) => (list.length > 0 ? [`${label} ${list.join(", ")}`] : [])
     const parts = [
       ...ids("drifted:", this.drifted),
       ...ids("pending:", this.pending),
+      ...ids("unfinished (index builds or constraint validations 'strata migrate' does first):", this.unfinished),
+      ...ids("constraints missing:", this.missingConstraints),
       ...(this.refusal !== null && this.drifted.length === 0 ? [this.refusal] : []),
       ...(this.problems.length > 0
         ? [`${this.problems.length} step problem${this.problems.length === 1 ? "" : "s"}, first: ${this.problems[0]!.message}`]
@@ -465,6 +471,8 @@ export class ValidationFailed extends Schema.TaggedError<ValidationFailed>()("Va
       plan: report.plan,
       drifted: report.migrations.filter((m) => m.state === "drifted").map((m) => m.id),
       pending: report.migrations.filter((m) => m.state === "pending").map((m) => m.id),
+      unfinished: report.unfinished.map((m) => m.id),
+      missingConstraints: report.constraints.filter((c) => c.state === "missing").map((c) => c.name),
       refusal: report.refusal?.message ?? null,
       problems: report.problems
     })
@@ -760,9 +768,15 @@ export interface DryRunResult {
 
 /**
  * The plan against the database, for a CI gate: `ok` when every migration is applied with its
- * checksum. Otherwise the drifted or pending migrations are in `migrations`, what `run` would refuse
- * with before applying anything in `refusal` (a contract migration's closed gate included), and what
- * the preflight found wrong with the pending migrations in `problems`.
+ * checksum and nothing of an applied migration is left unfinished. Otherwise the drifted or pending
+ * migrations are in `migrations`, what `run` would refuse with before applying anything in `refusal`
+ * (a contract migration's closed gate included), what the preflight found wrong with the pending
+ * migrations in `problems`, and in `unfinished` what `run` still does first for applied migrations
+ * (as `DryRunResult.unfinished`): a constraint still NOT VALID (PostgreSQL), an index build pending,
+ * interrupted (an INVALID index) or due because its backfill job is done. An index deferred until a
+ * job that is not done yet is not unfinished: that is the plan's own order (see `indexes`). A
+ * constraint of an applied migration that the catalogue does not have at all is in `constraints`
+ * as `missing`, and not `ok` either: `run` does not add it again.
  *
  * @since 0.2.0
  * @category models
@@ -771,6 +785,7 @@ export interface ValidationReport extends StatusReport {
   readonly ok: boolean
   readonly refusal: MigrationDrifted | UnknownMigrationApplied | MigrationOutOfOrder | ContractUnverified | undefined
   readonly problems: ReadonlyArray<Preflight.PreflightProblem>
+  readonly unfinished: ReadonlyArray<PlannedMigration>
 }
 
 /**
@@ -801,7 +816,10 @@ export interface Migrator {
   readonly dryRun: (options?: RunOptions) => Effect.Effect<DryRunResult, DryRunError>
   /** Records migrations up to `id` as applied without running them. */
   readonly baseline: (id: number) => Effect.Effect<BaselineResult, BaselineError>
-  /** Whether the database is exactly at the plan: no drift, nothing pending, pending steps checked; changes nothing. */
+  /**
+   * Whether the database is exactly at the plan: no drift, nothing pending, pending steps checked, no
+   * index build or constraint validation of an applied migration left; changes nothing.
+   */
   readonly validate: () => Effect.Effect<ValidationReport, StatusError>
 }
 
@@ -1337,9 +1355,16 @@ const checkValidity = (setup: Setup): Effect.Effect<ValidationReport, StatusErro
         Effect.as(undefined),
         Effect.catchTag("ContractUnverified", (unverified) => Effect.succeed(unverified))
       )
+    const applied = plan.migrations.filter((migration) =>
+      report.migrations.some((status) => status.id === migration.id && status.state === "applied")
+    )
+    const unfinished = yield* unfinishedWork(plan, setup.dialect, applied, setup.checksumOf).pipe(
+      Effect.mapError(setup.databaseError("read the constraint and index phases of applied migrations"))
+    )
     const ok = refusal === undefined && problems.length === 0 &&
-      report.migrations.every((migration) => migration.state === "applied")
-    return { ...report, ok, refusal, problems }
+      report.migrations.every((migration) => migration.state === "applied") &&
+      unfinished.length === 0 && report.constraints.every((constraint) => constraint.state !== "missing")
+    return { ...report, ok, refusal, problems, unfinished }
   }).pipe(Effect.withSpan("Migrator.validate", { attributes: { plan: setup.plan.name } }))
 
 const dryRunPending = (setup: Setup, runOptions: RunOptions = {}): Effect.Effect<DryRunResult, DryRunError, SqlClient.SqlClient> =>

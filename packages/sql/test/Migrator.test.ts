@@ -267,9 +267,16 @@ describeEachEngine("Migrator", (engine) => {
           ? `CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC)`
           : `CREATE INDEX IF NOT EXISTS "idx_chat_messages_created_at_ms" ON "chat_messages" ("created_at_ms" DESC)`
       ]]]]])
+      // Not valid meanwhile: the plan's index is not there, and validate says what migrate does first.
+      const unbuilt = yield* migrator.validate()
+      expect([unbuilt.ok, unbuilt.unfinished]).toEqual([false, dry.unfinished])
+      expect(Migrator.ValidationFailed.fromReport(unbuilt).message).toBe(
+        "Plan agentos is not valid on this database (unfinished (index builds or constraint validations 'strata migrate' does first): 44)"
+      )
       expect((yield* migrator.run()).indexes.map((i) => i.name)).toEqual(["idx_chat_messages_created_at_ms"])
       expect(yield* secondaryIndexes).toEqual(agentosIndexes)
       expect((yield* migrator.dryRun()).unfinished).toEqual([])
+      expect(yield* migrator.validate()).toMatchObject({ ok: true, unfinished: [] })
     })))
 
   it.effect("logs each applied migration with plan, migration_id and migration_name", () =>

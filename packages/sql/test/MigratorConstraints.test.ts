@@ -261,6 +261,12 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       yield* Fiber.interrupt(run)
       const validatedStatus = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
       expect(validatedStatus.constraints.map((c) => c.state)).toEqual(["validated"])
+      // Not valid until the column is NOT NULL: validate names the migration whose finish is left.
+      const unfinished = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.validate()).pipe(Effect.provide(app))
+      expect([unfinished.ok, unfinished.unfinished.map((m) => [m.id, m.statements.map((s) => s.sql)])]).toEqual([false, [[3, [
+        `ALTER TABLE "orders" ALTER COLUMN "created_at_ms" SET NOT NULL`,
+        `ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "strata_nn_orders_created_at_ms"`
+      ]]]])
       // What the next run does first, as the dry run shows it: only the finish (the CHECK holds already).
       const leftover = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.dryRun()).pipe(Effect.provide(app))
       expect(leftover.unfinished.map((m) => [m.id, m.statements.map((s) => [s.phase, s.sql])])).toEqual([[3, [
@@ -296,6 +302,7 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(yield* Effect.provide(nullability, app)).toEqual({ notNull: true, checks: 0 })
       const after = yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.status()).pipe(Effect.provide(app))
       expect(after.constraints.map((c) => c.state)).toEqual(["valid"])
+      expect(yield* Effect.flatMap(Migrator.make(contractPlan), (m) => m.validate()).pipe(Effect.provide(app))).toMatchObject({ ok: true, unfinished: [] })
     }), 60_000)
 
   it.scopedLive("rows that break a constraint: ConstraintValidationFailed names it, the rows stay as they were, the migration stays applied; fixed, the next run validates", () =>
@@ -344,6 +351,16 @@ describePg("Migrator constraint phase (PostgreSQL)", () => {
       expect(fixed.constraints.map((c) => c.name)).toEqual(["orders_customer_id_fkey"])
       expect(yield* Effect.provide(validated, app)).toEqual([["orders_customer_id_fkey", true]])
       expect((yield* Effect.flatMap(Migrator.make(checked), (m) => m.dryRun()).pipe(Effect.provide(app))).unfinished).toEqual([])
+      const validation = () => Effect.flatMap(Migrator.make(checked), (m) => m.validate()).pipe(Effect.provide(app))
+      expect((yield* validation()).ok).toBe(true)
+
+      // Dropped by hand: run does not add it again, so validate refuses and names it.
+      yield* sql`ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey`
+      const dropped = yield* validation()
+      expect([dropped.ok, dropped.unfinished, dropped.constraints.map((c) => [c.name, c.state])]).toEqual([false, [], [["orders_customer_id_fkey", "missing"]]])
+      expect(Migrator.ValidationFailed.fromReport(dropped).message).toBe(
+        "Plan constraints is not valid on this database (constraints missing: orders_customer_id_fkey)"
+      )
     }), 60_000)
 })
 

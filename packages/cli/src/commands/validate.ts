@@ -1,7 +1,9 @@
 /**
  * `strata validate`: a CI gate. Exit 0 when every migration of the plan is applied with its
- * checksum; exit 1, saying what is wrong, on drift, pending migrations, or pending steps that would
- * not apply to the live schema (the Migrator's preflight). Changes nothing.
+ * checksum and finished; exit 1, saying what is wrong, on drift, pending migrations, pending steps
+ * that would not apply to the live schema (the Migrator's preflight), or an applied migration's
+ * index build or constraint validation still to do (an INVALID index an interrupted build left, a
+ * constraint still NOT VALID, a constraint gone from the catalogue). Changes nothing.
  *
  * @since 0.2.0
  */
@@ -33,12 +35,25 @@ const migrationLine = (migration: Migrator.MigrationStatus): ReadonlyArray<strin
 export const validationLines = (report: Migrator.ValidationReport, database: string): ReadonlyArray<string> => {
   // A drift is already listed with its migration; other refusals (unknown or out-of-order history) are not.
   const refusal = report.refusal === undefined || report.refusal._tag === "MigrationDrifted" ? [] : [`  refused  ${report.refusal.message}`]
+  const unfinished = report.unfinished.flatMap((migration) =>
+    migration.statements.map((statement) =>
+      `  unfinished  migration ${migration.id} "${migration.name}": ${statement.sql}${
+        statement.phase === "afterJob" ? ` (its backfill ${statement.afterJob ?? ""} is done)` : ""
+      }`
+    )
+  )
+  const missing = report.constraints.filter((c) => c.state === "missing").map((c) =>
+    `  MISSING  constraint ${c.name} on ${c.table}.${c.column} (migration ${c.migrationId}): not in the catalogue`
+  )
   const wrong = [
     ...report.migrations.flatMap(migrationLine),
     ...refusal,
-    ...report.problems.map((problem) => `  cannot apply  ${problem.message}`)
+    ...report.problems.map((problem) => `  cannot apply  ${problem.message}`),
+    ...unfinished,
+    ...missing
   ]
   const pending = report.migrations.filter((m) => m.state === "pending").length
+  const left = report.unfinished.length
   return [
     `Plan ${report.plan} on ${database}`,
     ...wrong,
@@ -48,6 +63,8 @@ export const validationLines = (report: Migrator.ValidationReport, database: str
       ? `Not valid: ${report.problems.length} problem${report.problems.length === 1 ? "" : "s"} would stop 'strata migrate'.`
       : pending > 0 && report.refusal === undefined
       ? `Not valid: ${pending} migration${pending === 1 ? "" : "s"} pending; 'strata migrate' applies ${pending === 1 ? "it" : "them"}.`
+      : left > 0 && missing.length === 0 && report.refusal === undefined && report.migrations.every((m) => m.state === "applied")
+      ? `Not valid: ${left} applied migration${left === 1 ? " has" : "s have"} work left; 'strata migrate' finishes it.`
       : "Not valid: the database and the plan disagree."
   ]
 }
@@ -71,7 +88,21 @@ export const validationJson = (report: Migrator.ValidationReport, database: stri
   migrations: report.migrations,
   unknown: report.unknown,
   refusal: report.refusal === undefined ? null : errorJson(report.refusal),
-  problems: report.problems.map(errorJson)
+  problems: report.problems.map(errorJson),
+  unfinished: report.unfinished.map((migration) => ({
+    id: migration.id,
+    name: migration.name,
+    statements: migration.statements.map((s) => ({ sql: s.sql, phase: s.phase as string, ...(s.afterJob !== undefined ? { afterJob: s.afterJob } : {}) }))
+  })),
+  indexes: report.indexes,
+  constraints: report.constraints.map((c) => ({
+    migrationId: c.migrationId,
+    kind: c.kind as string,
+    table: c.table,
+    column: c.column,
+    name: c.name,
+    state: c.state
+  }))
 })
 
 /**
@@ -94,5 +125,7 @@ export const command = Command.make("validate", SharedOptions.shared, (args) =>
         if (!report.ok) return yield* Migrator.ValidationFailed.fromReport(report)
       }))
   )).pipe(
-    Command.withDescription("Exit 1 when the database is not exactly at the plan: drift, pending migrations, or steps that cannot apply.")
+    Command.withDescription(
+      "Exit 1 when the database is not exactly at the plan: drift, pending migrations, steps that cannot apply, or an applied migration's index build or constraint validation left to do."
+    )
   )
