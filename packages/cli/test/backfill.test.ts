@@ -101,6 +101,10 @@ describe.concurrent("strata backfill", () => {
         const summary = json(resumed, "backfill")
         expect(jsonLines(resumed).slice(0, -1).every((e) => e.type === "progress")).toBe(true)
         expect(summary.jobs).toHaveLength(16)
+        // Each job's SQL fast path in this run: used, or none (a job already done, a column without one); never off here.
+        const fastPaths = summary.jobs.map((j: Record<string, unknown>) => [j["outcome"], j["fastPath"]])
+        expect(fastPaths.filter(([outcome, fast]: Array<unknown>) => fast !== "used" && fast !== "none" || (outcome === "alreadyDone" && fast !== "none"))).toEqual([])
+        expect(fastPaths).toContainEqual(["completed", "used"])
 
         const expected = expectedTargets(oneShot.tables)
         expect(await readTargets(oneShot.url, oneShot.tables)).toEqual(expected)

@@ -311,6 +311,12 @@ export interface ProgressEvent extends JobState.Counts {
   readonly done: boolean
   /** `indexed` only: the indexes built, with how long each build took. */
   readonly indexes?: ReadonlyArray<BuiltIndex> | undefined
+  /**
+   * On a job's last events (`completed`, `skipped`, `indexed`): the SQL fast path in this run, as
+   * `JobSummary.fastPath`. `off` means it failed a check and the rest of the job went through
+   * JavaScript, several times slower: worth a look at the warning logged with it.
+   */
+  readonly fastPath?: "none" | "used" | "off" | undefined
 }
 
 /**
@@ -1092,7 +1098,8 @@ const event = (
   total: number,
   run: { readonly processedThisRun: number; readonly elapsedMs: number; readonly dryRun: boolean },
   batchInfo: { readonly batchSize: number; readonly batchMs: number; readonly nextBatchSize: number },
-  done: boolean
+  done: boolean,
+  fastPath?: JobSummary["fastPath"]
 ): ProgressEvent => {
   const estimate = done ? tally.processed : Math.max(total, tally.processed)
   const summary = Progress.summarize({
@@ -1112,7 +1119,8 @@ const event = (
     rowsPerSecond: summary.rowsPerSecond,
     etaMs: summary.etaMs,
     ...batchInfo,
-    done
+    done,
+    ...(fastPath === undefined ? {} : { fastPath })
   }
 }
 
@@ -1121,6 +1129,8 @@ interface Walk {
   readonly tally: JobState.Counts
   readonly total: number
   readonly batch: (size: number) => Effect.Effect<BatchResult, SqlError | BackfillError, SqlClient.SqlClient>
+  /** The fast path so far, for the job's last event. */
+  readonly fastPath: () => JobSummary["fastPath"]
 }
 
 /**
@@ -1152,7 +1162,16 @@ const batchLoop = (table: JobTable, settings: Settings, emit: Emit, walk: Walk, 
       const ran = result.size ?? size
       const next = settings.fixedBatchSize ? size : nextBatchSize(ran, batchMs, settings.maxBatchMs, settings.bounds, fixedMs)
       const elapsedMs = yield* elapsedMsSince(started)
-      yield* emit(event(table, result.done ? "completed" : "batch", tally, walk.total, { processedThisRun, elapsedMs, dryRun }, { batchSize: result.rows, batchMs, nextBatchSize: next }, result.done))
+      yield* emit(event(
+        table,
+        result.done ? "completed" : "batch",
+        tally,
+        walk.total,
+        { processedThisRun, elapsedMs, dryRun },
+        { batchSize: result.rows, batchMs, nextBatchSize: next },
+        result.done,
+        result.done ? walk.fastPath() : undefined
+      ))
       yield* Effect.logDebug("backfill batch done").pipe(
         Effect.annotateLogs({ rows: result.rows, batch_ms: Math.round(batchMs), ...tally })
       )
@@ -1184,7 +1203,7 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
       saved = Option.getOrThrow(yield* JobState.loadCheckpoint(name))
     }
     if (saved.state === "done") {
-      yield* emit(event(table, "skipped", saved, saved.processed, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: 0 }, true))
+      yield* emit(event(table, "skipped", saved, saved.processed, { processedThisRun: 0, elapsedMs: 0, dryRun: false }, { batchSize: 0, batchMs: 0, nextBatchSize: 0 }, true, "none"))
       yield* Effect.logInfo("backfill job already done; not scanned again (restart to re-scan)")
       return { job: name, table: table.job.table, outcome: "alreadyDone", ...JobState.countsOf(saved), batches: 0, elapsedMs: 0, longestBatchMs: 0, fastPath: "none" } satisfies JobSummary
     }
@@ -1196,6 +1215,7 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
       current: selfTested === undefined ? undefined : yield* checkFastPath(table, selfTested, yield* decodeCursor(name, saved.cursor)),
       tried: candidate !== undefined
     }
+    const fastPathOutcome = (): JobSummary["fastPath"] => !fast.tried ? "none" : fast.current === undefined ? "off" : "used"
     const batch = realBatch(table, fast, settings)
     // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
     // A batch whose fast path gave up is rolled back and done again, in JavaScript.
@@ -1229,6 +1249,7 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
     const ran = yield* batchLoop(table, settings, emit, {
       tally: JobState.countsOf(saved),
       total,
+      fastPath: fastPathOutcome,
       batch: (size) =>
         table.dialect === "sqlite"
           ? Effect.flatMap(lockAware(size, 0), (result) => Effect.map(afterSqliteBatch, (ms) => ({ ...result, outsideMs: (result.outsideMs ?? 0) + ms })))
@@ -1245,8 +1266,7 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
           : {})
       })
     )
-    const fastPath = !fast.tried ? "none" : fast.current === undefined ? "off" : "used"
-    return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath } satisfies JobSummary
+    return { job: name, table: table.job.table, outcome: "completed", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath: fastPathOutcome() } satisfies JobSummary
   }).pipe(
     // Stopped between batches: the checkpoint of the last batch is saved; say so in its state.
     Effect.onInterrupt(() =>
@@ -1272,7 +1292,7 @@ const dryRunJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effe
         totals = JobState.addCounts(totals, walked.value.counts)
         return { totals, rows: walked.value.counts.processed, rowsMs, done: walked.value.last } satisfies BatchResult
       })
-    const ran = yield* batchLoop(table, settings, emit, { tally: totals, total: yield* countAfter(table, undefined), batch }, true)
+    const ran = yield* batchLoop(table, settings, emit, { tally: totals, total: yield* countAfter(table, undefined), batch, fastPath: () => "none" }, true)
     yield* Effect.logInfo("backfill dry run completed; nothing was written").pipe(Effect.annotateLogs({ ...ran.tally }))
     return { job: table.job.name, table: table.job.table, outcome: "dryRun", ...ran.tally, batches: ran.batches, elapsedMs: ran.elapsedMs, longestBatchMs: ran.longestBatchMs, fastPath: "none" } satisfies JobSummary
   })

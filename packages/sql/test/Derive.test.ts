@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
 import { Plan } from "@strata/core"
-import { Effect, Either, Layer, Logger } from "effect"
+import { Chunk, Effect, Either, Layer, Logger, Stream } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
 import { BackfillRunner, LazyMigration, Migrator, Progress, Verifier } from "../src/index.js"
 import * as JobState from "../src/JobState.js"
@@ -188,6 +188,19 @@ describeEachEngine("Plan.derive through every service", (engine) => {
       expect(off.map((l) => [l.annotations["key"], l.annotations["sql_value"]])).toEqual([["250", `"USER250@X.ORG"`]])
       const wrong = yield* sql<{ n: number | string }>`SELECT count(*) AS n FROM people WHERE email_lower <> lower(email)`
       expect(Number(wrong[0]!.n)).toBe(0)
+    }).pipe(Effect.provide(services(emailPlan("CASE WHEN id < 250 THEN lower(email) ELSE upper(email) END")))))
+
+  it.effect("the job's last event says what became of its SQL fast path, as the summary does; a job already done says none", () =>
+    Effect.gen(function*() {
+      yield* Migrator.run().pipe(Effect.provide(Migrator.layer(emailPlan("CASE WHEN id < 250 THEN lower(email) ELSE upper(email) END"))))
+      const sql = yield* SqlClient.SqlClient
+      for (let id = 1; id <= 300; id++) yield* sql`INSERT INTO people (id, email, kind) VALUES (${id}, ${`User${id}@X.org`}, 'person')`
+      const events = (options: BackfillRunner.Options) =>
+        BackfillRunner.stream(options).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray), Effect.provide(captureLogs().layer))
+      const first = yield* events({ batchSize: 3, fixedBatchSize: true })
+      expect(first.filter((e) => e.fastPath !== undefined).map((e) => [e.phase, e.fastPath])).toEqual([["completed", "off"]])
+      const again = yield* events({})
+      expect(again.map((e) => [e.phase, e.fastPath])).toEqual([["skipped", "none"]])
     }).pipe(Effect.provide(services(emailPlan("CASE WHEN id < 250 THEN lower(email) ELSE upper(email) END")))))
 
   it.effect("a fast path whose statement fails is turned off with the engine's words; the job goes on in JavaScript", () =>

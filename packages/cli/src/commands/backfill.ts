@@ -148,6 +148,7 @@ export const summaryLines = (summary: RunSummary): ReadonlyArray<string> => {
   const sum = (pick: (e: BackfillRunner.ProgressEvent) => number) => summary.events.reduce((total, e) => total + pick(e), 0)
   const skipped = summary.events.filter((e) => e.phase === "skipped").length
   const rejected = sum((e) => e.rejected)
+  const off = summary.events.filter((e) => e.fastPath === "off").map((e) => e.job)
   return [
     `${summary.dryRun ? "Dry run finished" : "Backfill finished"} in ${Progress.formatDuration(summary.elapsedMs)}: ` +
     `${summary.events.length} job${summary.events.length === 1 ? "" : "s"}${skipped > 0 ? ` (${skipped} already done)` : ""}, ` +
@@ -155,6 +156,11 @@ export const summaryLines = (summary: RunSummary): ReadonlyArray<string> => {
     `${count(rejected)} rejected.`,
     ...(rejected > 0 && !summary.dryRun
       ? [`Rejected rows could not be converted: they are recorded in strata_rejects and left as they were ('strata rejects' lists them).`]
+      : []),
+    ...(off.length > 0
+      ? [`The SQL fast path was turned off for ${off.join(", ")}: it failed a check (see the warning above); the rest of ${
+        off.length === 1 ? "that job" : "those jobs"
+      } went through JavaScript, several times slower.`]
       : [])
   ]
 }
@@ -178,6 +184,8 @@ export const summaryJson = (summary: RunSummary) => ({
     alreadySet: e.alreadySet,
     outOfScope: e.outOfScope,
     total: e.total,
+    // the SQL fast path in this run: none, used, or off (it failed a check; the rest went through JavaScript)
+    ...(e.fastPath === undefined ? {} : { fastPath: e.fastPath }),
     // the target indexes built once the job was done (on SQLite the table's writes waited for each)
     ...(e.indexes === undefined ? {} : {
       indexes: e.indexes.map((i) => ({
