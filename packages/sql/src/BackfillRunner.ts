@@ -676,13 +676,6 @@ const rowsStillMissing = (table: JobTable, writes: ReadonlyArray<Write>) =>
   })
 
 /**
- * The fast path: converts the guarded rows of the range inside one UPDATE, filtering on the cheap
- * guard so each expression runs once per row (without a guard, on every expression being NOT NULL).
- * A guarded row whose expression is NULL (shaped text that is no real instant, `2024-02-30 10:00:00`)
- * gets NULL written over its NULL: no change, but SQL counts it, so the caller subtracts those rows
- * (still pending afterwards, with the guard) from the count returned here.
- */
-/**
  * Whether the fast `UPDATE` touches every pending row of its range, leaving a row it cannot convert
  * NULL (written NULL to NULL, still pending for JavaScript), instead of filtering on its guard. So
  * on SQLite when the fast path has a guard: the guard is true for every row the expressions convert,
@@ -694,6 +687,15 @@ const rowsStillMissing = (table: JobTable, writes: ReadonlyArray<Write>) =>
  */
 const touchesAllPending = (table: JobTable, fast: Backfill.SqlFastPath): boolean => table.dialect === "sqlite" && fast.guard !== undefined
 
+/**
+ * The fast path: converts the pending rows of the range inside one UPDATE. On SQLite with a guard it
+ * touches every pending row, each expression once (see `touchesAllPending`); otherwise the rows the
+ * cheap guard passes, also once each, or without a guard those whose expressions are all NOT NULL
+ * (each then evaluated in the WHERE too). A touched row whose
+ * expression is NULL (shaped text that is no real instant, `2024-02-30 10:00:00`, or on SQLite any
+ * other text) gets NULL written over its NULL: no change, but SQL counts it, so the caller subtracts
+ * those rows (still pending afterwards) from the count returned here.
+ */
 const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor, end: JobState.KeyValue) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
