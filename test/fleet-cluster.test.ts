@@ -63,11 +63,14 @@ describe("fleet workers on a shared cluster database", () => {
         workers.push(start(["fleet", "worker", "--cluster", clusterUrl, "--plan", "plan.json", "--port", String(port), "--json", "--log-level", "info"], { cwd: root }))
       }
       const onCluster = <A>(effect: Effect.Effect<A, unknown, SqlClient.SqlClient>) => onDatabase(cluster.url, effect)
+      // A worker that died starting (its port taken meanwhile, say) is named with its last words.
+      const workerState = () =>
+        workers.map((w, i) => `worker ${i}: ${w.child.exitCode === null && w.child.signalCode === null ? "running" : `exited ${w.child.exitCode ?? w.child.signalCode}`}, stderr ${JSON.stringify(w.stderrSoFar().slice(-400))}`).join("; ")
       await until("three workers", () =>
         onCluster(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT count(*) AS n FROM cluster_runners`)).then(
           (rows) => Number(rows[0]?.n) === 3,
           () => false
-        ))
+        )).catch((error: Error) => Promise.reject(new Error(`${error.message} (${workerState()})`)))
 
       const submit = (operation: string, extra: ReadonlyArray<string> = [], killWhen?: (lines: ReadonlyArray<Record<string, unknown>>) => boolean) =>
         run(["fleet", operation, "--targets", "targets.txt", "--plan", "plan.json", "--cluster", clusterUrl, "--json", ...extra], {

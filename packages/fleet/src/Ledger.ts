@@ -21,7 +21,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Database } from "@strata/sql"
+import { Database, SqlErrors } from "@strata/sql"
 import { Clock, Context, Effect, Layer, Random, Schema } from "effect"
 import type { AppliedRecord } from "./internal/targetWork.js"
 import type { Target } from "./Targets.js"
@@ -37,8 +37,8 @@ export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError"
   cause: Schema.Defect
 }) {
   override get message(): string {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `fleet ledger: ${this.operation} failed: ${cause}`
+    // The driver's own words (a SqlError's message alone is "Failed to execute statement").
+    return `fleet ledger: ${this.operation} failed: ${SqlErrors.failureText(this.cause)}`
   }
 }
 
@@ -242,9 +242,15 @@ const targetColumns = `t.run_id, r.operation, t.target, t.display, t.position, t
 export const make: Effect.Effect<Ledger, LedgerError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* Database.strataClient
   const fail = (operation: string) => (cause: SqlError) => new LedgerError({ operation, cause })
-  yield* Effect.forEach(ddl, (statement) => sql.unsafe(statement), { discard: true }).pipe(
-    Effect.mapError(fail("creating the ledger tables"))
-  )
+  // Workers started together create the tables together: on PostgreSQL two CREATE TABLE IF NOT
+  // EXISTS of one table race (one fails on pg_type's unique index), so they take turns under an
+  // advisory lock, in one transaction. SQLite's write lock serialises them already.
+  const create = Effect.forEach(ddl, (statement) => sql.unsafe(statement), { discard: true })
+  yield* ((yield* Database.dialect) === "pg"
+    ? sql.withTransaction(Effect.zipRight(sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.fleet.ledgerTables'))`), create))
+    : create).pipe(
+      Effect.mapError(fail("creating the ledger tables"))
+    )
 
   const runTargets = (runId: string) =>
     sql<TargetRow>`SELECT ${sql.literal(targetColumns)} FROM strata_fleet_targets t JOIN strata_fleet_runs r ON r.run_id = t.run_id
