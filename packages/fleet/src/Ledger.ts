@@ -242,15 +242,12 @@ const targetColumns = `t.run_id, r.operation, t.target, t.display, t.position, t
 export const make: Effect.Effect<Ledger, LedgerError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* Database.strataClient
   const fail = (operation: string) => (cause: SqlError) => new LedgerError({ operation, cause })
-  // Workers started together create the tables together: on PostgreSQL two CREATE TABLE IF NOT
-  // EXISTS of one table race (one fails on pg_type's unique index), so they take turns under an
-  // advisory lock, in one transaction. SQLite's write lock serialises them already.
+  // Workers started together create the tables together: they take turns (see Database.createInTurn).
   const create = Effect.forEach(ddl, (statement) => sql.unsafe(statement), { discard: true })
-  yield* ((yield* Database.dialect) === "pg"
-    ? sql.withTransaction(Effect.zipRight(sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.fleet.ledgerTables'))`), create))
-    : create).pipe(
-      Effect.mapError(fail("creating the ledger tables"))
-    )
+  yield* Database.createInTurn("strata.fleet.ledgerTables", create).pipe(
+    Effect.provideService(SqlClient.SqlClient, sql),
+    Effect.mapError(fail("creating the ledger tables"))
+  )
 
   const runTargets = (runId: string) =>
     sql<TargetRow>`SELECT ${sql.literal(targetColumns)} FROM strata_fleet_targets t JOIN strata_fleet_runs r ON r.run_id = t.run_id

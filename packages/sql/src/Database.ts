@@ -8,6 +8,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Config, Context, Data, Duration, Effect, Either, Layer, Redacted, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import type Pg from "pg"
@@ -416,6 +417,28 @@ export const dialect: Effect.Effect<"sqlite" | "pg", never, SqlClient.SqlClient>
       orElse: () => Effect.dieMessage("strata supports only SQLite and PostgreSQL clients")
     })
 )
+
+/**
+ * Runs `create` (DDL of strata's own tables, `CREATE TABLE IF NOT EXISTS` and the like) so that
+ * processes started together take turns: on PostgreSQL in one transaction under the
+ * transaction-scoped advisory lock named `lock` (two concurrent `CREATE TABLE IF NOT EXISTS` of one
+ * table race, and the loser fails on pg_type's unique index); on SQLite as it is (its write lock
+ * serialises writers already).
+ *
+ * @since 0.2.0
+ * @category tables
+ */
+export const createInTurn = <A, E, R>(
+  lock: string,
+  create: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    if ((yield* dialect) !== "pg") return yield* create
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.withTransaction(
+      Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${lock}))`, create)
+    )
+  })
 
 /**
  * The client strata's own statements run on: the app's client without its name transforms.

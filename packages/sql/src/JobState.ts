@@ -195,7 +195,6 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
       )
     )
     const create = Effect.gen(function*() {
-      if (pg) yield* sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext('strata.jobState.ensureTables'))`)
       yield* sql.unsafe(
         `CREATE TABLE IF NOT EXISTS ${jobs} (
   job TEXT PRIMARY KEY,
@@ -226,7 +225,7 @@ export const ensureTables: Effect.Effect<void, SqlError, SqlClient.SqlClient> = 
       }
       if (!present.has("skipped")) yield* addSkipped
     })
-    yield* pg ? sql.withTransaction(create) : create
+    yield* Database.createInTurn("strata.jobState.ensureTables", create)
   })
 )
 
