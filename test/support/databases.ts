@@ -153,6 +153,42 @@ export const pgTestDatabase = (): Effect.Effect<{ readonly database: string; rea
     return { database, url: parsed.toString() }
   })
 
+/**
+ * `effect` as `processes` processes started together would run it: each on a client of its own (a pool of
+ * one connection, opened beforehand, since connecting alone spreads starts by more than a CREATE TABLE
+ * takes), all let go at one signal. Each outcome is "ok" or its error's message, in order: for tests of
+ * strata's own tables created by workers that start at once (two CREATE TABLE IF NOT EXISTS of one table
+ * race on pg_type's unique index).
+ */
+export const startedTogether = <A, E extends { readonly message: string }>(
+  url: string,
+  processes: number,
+  effect: Effect.Effect<A, E, SqlClient.SqlClient>
+): Effect.Effect<ReadonlyArray<string>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const clients = yield* Effect.forEach(
+      Array.from({ length: processes }),
+      () =>
+        Effect.tap(
+          Effect.orDie(Layer.build(Database.layer({ url, maxConnections: 1 }))),
+          (context) => Effect.provide(Effect.orDie(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`)), context)
+        ),
+      { concurrency: "unbounded" }
+    )
+    const start = yield* Deferred.make<void>()
+    const outcomes = yield* Effect.fork(Effect.all(
+      clients.map((context) =>
+        Effect.zipRight(
+          Deferred.await(start),
+          Effect.match(Effect.provide(effect, context), { onFailure: (error) => error.message, onSuccess: () => "ok" })
+        )
+      ),
+      { concurrency: "unbounded" }
+    ))
+    yield* Deferred.succeed(start, undefined)
+    return yield* Fiber.join(outcomes)
+  })
+
 /** `pgTestUrlWithSchema` for plain (non-Effect) tests: `await drop()` when done. */
 export const createPgTestSchema = async (): Promise<PgTestSchema & { readonly drop: () => Promise<void> }> => {
   const scope = Effect.runSync(Scope.make())
