@@ -40,7 +40,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Plan } from "@strata/core"
 import { Lazy, Options as NumericOption } from "@strata/core"
 import type { Layer } from "effect"
-import { Config, Context, Duration, Effect, Either, Metric, Schema } from "effect"
+import { Config, Context, Duration, Effect, Either, Metric, MetricBoundaries, Schema } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import * as Database from "./Database.js"
 import { appColumnNames, emptyCounts, readPath, ruleColumns, type TableRules, tableRules } from "./internal/lazyRead.js"
@@ -72,10 +72,19 @@ export interface Options {
   /** How often the background fiber writes what is queued (more than zero). Default 100 ms. */
   readonly flushInterval?: Duration.DurationInput | undefined
   /**
-   * Rows per UPDATE statement (a positive integer). Default 500; 5,000 on the SQLite write-back's own
-   * thread, where a longer statement costs readers nothing and a scattered batch dirties fewer pages per row.
+   * Rows per UPDATE statement at most (a positive integer). Default 500; 5,000 on the SQLite write-back's
+   * own thread, where a longer statement costs readers nothing and a scattered batch dirties fewer pages per
+   * row. Within it, statements are sized by `maxBatchTime`.
    */
   readonly maxBatchRows?: number | undefined
+  /**
+   * How long one write-back statement should run (more than zero), as the backfill's `maxBatchTime`: while
+   * it runs it holds SQLite's write lock (the app's writers wait for it) or, on PostgreSQL, its rows' locks.
+   * Each table's first statement has 500 rows (or `maxBatchRows`, when fewer); later ones follow the time the
+   * last ones took (aiming at a third of this, as the backfill's batches do), up to `maxBatchRows`. A target, not a bound: a statement that
+   * waited for another writer's lock, or met a checkpoint, runs longer. Default 50 ms.
+   */
+  readonly maxBatchTime?: Duration.DurationInput | undefined
   /**
    * On scope close, how long draining the queue may take: no batch starts after it, so closing takes at
    * most this plus one batch's `writeTimeout`; rows left are logged and stay pending. Default 5 seconds.
@@ -133,6 +142,8 @@ export interface Stats {
   readonly unkeyed: number
   /** Queued rows merged into another queued row with the same table and key (one write for both). */
   readonly coalesced: number
+  /** Write-back statements run (failed ones included). */
+  readonly statements: number
   /** Rows in the queue now. */
   readonly pending: number
 }
@@ -192,7 +203,12 @@ export const metrics = {
   unkeyed: Metric.counter("strata_lazy_rows_unkeyed", {
     description: "fixed rows without a key value, never written back",
     incremental: true
-  })
+  }),
+  statementMs: Metric.histogram(
+    "strata_lazy_write_back_statement_ms",
+    MetricBoundaries.exponential({ start: 1, factor: 2, count: 12 }),
+    "how long each lazy write-back statement that succeeded ran (held its locks), in milliseconds"
+  )
 } as const
 
 const invalidOption = (option: string, reason: string) => new InvalidLazyMigrationOptions({ option, reason })
@@ -207,6 +223,7 @@ interface ResolvedOptions {
   readonly maxBatchRowsGiven: boolean
   readonly flushInterval: Duration.Duration
   readonly drainTimeout: Duration.Duration
+  readonly maxBatchTime: Duration.Duration
   /** Undefined when not given: its default depends on the engine and the writer (see `chooseWriter`). */
   readonly writeTimeout: Duration.Duration | undefined
 }
@@ -219,6 +236,7 @@ const resolveOptions = (options: Options): Effect.Effect<ResolvedOptions, Config
     const writeBack = options.writeBack ?? (yield* Config.boolean("STRATA_LAZY_WRITE_BACK").pipe(Config.withDefault(true)))
     const flushInterval = yield* NumericOption.resolveDuration("flushInterval", options.flushInterval, "100 millis", NumericOption.positiveDuration, invalidOption)
     const drainTimeout = yield* NumericOption.resolveDuration("drainTimeout", options.drainTimeout, "5 seconds", NumericOption.nonNegativeDuration, invalidOption)
+    const maxBatchTime = yield* NumericOption.resolveDuration("maxBatchTime", options.maxBatchTime, "50 millis", NumericOption.positiveDuration, invalidOption)
     // Its default depends on where the write-back runs (`chooseWriter`); a value given is checked here. Whole
     // milliseconds reach the database (busy_timeout, lock_timeout), so less than one is refused.
     const writeTimeout = options.writeTimeout == null
@@ -232,6 +250,7 @@ const resolveOptions = (options: Options): Effect.Effect<ResolvedOptions, Config
       maxBatchRowsGiven: options.maxBatchRows != null,
       flushInterval,
       drainTimeout,
+      maxBatchTime,
       writeTimeout
     }
   })

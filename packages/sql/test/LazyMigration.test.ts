@@ -71,6 +71,7 @@ describeEachEngine("LazyMigration", (engine) => {
           failed: 0,
           unkeyed: 0,
           coalesced: 0,
+          statements: 0,
           pending: 2
         })
 
@@ -100,6 +101,8 @@ describeEachEngine("LazyMigration", (engine) => {
           failed: 0,
           unkeyed: 0,
           coalesced: 0,
+          // The first flush's two rows, in one statement; the second read queued nothing.
+          statements: 1,
           pending: 0
         })
       }).pipe(withLazy())
@@ -311,7 +314,7 @@ describeEachEngine("LazyMigration", (engine) => {
       expect(yield* pendingEvents).toBe(5)
     })))
 
-  it.effect("refuses a flushInterval, drainTimeout or writeTimeout out of range with InvalidLazyMigrationOptions", () =>
+  it.effect("refuses a flushInterval, drainTimeout, maxBatchTime or writeTimeout out of range with InvalidLazyMigrationOptions", () =>
     inDatabase(Effect.gen(function*() {
       yield* insertEvents(5)
       const forms = `(milliseconds as a number, "2 seconds", or a Duration)`
@@ -319,6 +322,8 @@ describeEachEngine("LazyMigration", (engine) => {
         [{ flushInterval: 0 }, "flushInterval", `must be a finite duration of more than zero ${forms}, got 0`],
         [{ flushInterval: -5 }, "flushInterval", `must be a finite duration of more than zero ${forms}, got -5`],
         [{ drainTimeout: "-1 seconds" }, "drainTimeout", `must be a finite duration of zero or more ${forms}, got "-1 seconds"`],
+        [{ maxBatchTime: 0 }, "maxBatchTime", `must be a finite duration of more than zero ${forms}, got 0`],
+        [{ maxBatchTime: "-3 millis" }, "maxBatchTime", `must be a finite duration of more than zero ${forms}, got "-3 millis"`],
         [{ writeTimeout: "0.5 millis" }, "writeTimeout", `must be a finite duration of at least 1ms ${forms}, got "0.5 millis"`],
         [{ writeTimeout: Number.POSITIVE_INFINITY }, "writeTimeout", `must be a finite duration of at least 1ms ${forms}, got Infinity`]
       ]

@@ -8,7 +8,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Plan } from "@strata/core"
-import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
+import { Deferred, Effect, Fiber, Layer, Metric, TestClock } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { threadId } from "node:worker_threads"
@@ -92,6 +92,50 @@ describeEachEngine("LazyMigration write-back path", (engine) => {
         yield* conditionalWriteBack
       }).pipe(withLazy())
     }).pipe(Effect.provide(Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.appLayer()))))
+
+  // Live clock: on the app's client a statement is timed by the Clock (on SQLite's own thread, by that thread).
+  it.scopedLive("sizes its statements by how long they run: slow updates (a trigger's work per row) go in many small statements", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const rows = 1000
+      yield* insertEvents(rows)
+      const slowUpdates = engine.name === "sqlite"
+        ? [
+          // About a millisecond a row here (a scan of 20,000 rows: a trigger cannot use WITH).
+          `CREATE TABLE ballast (x INTEGER)`,
+          `INSERT INTO ballast WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) SELECT x FROM c`,
+          `CREATE TRIGGER events_slow AFTER UPDATE ON events BEGIN SELECT count(*) FROM ballast WHERE x % 7 = 3; END`
+        ]
+        : [
+          `CREATE FUNCTION events_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$`,
+          `CREATE TRIGGER events_slow BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION events_slow()`
+        ]
+      const timed = Metric.tagged(LazyMigration.metrics.statementMs, "table", "events")
+      // Reads every event through a layer of its own (sizes start afresh), writes them all back, and says in how many statements.
+      const writeBackAll = Effect.gen(function*() {
+        const before = (yield* Metric.value(timed)).count
+        const read = yield* sql`SELECT * FROM events ORDER BY event_id`.pipe(LazyMigration.withFixUp("events"))
+        expect(read.length).toBe(rows)
+        yield* LazyMigration.flush
+        const stats = yield* LazyMigration.stats
+        expect(stats).toMatchObject({ queued: rows, writtenBack: rows, failed: 0, pending: 0 })
+        expect((yield* storedEvents).filter(([id, ms]) => ms !== eventMillis(id!))).toEqual([])
+        // Each statement that succeeded was timed.
+        expect((yield* Metric.value(timed)).count - before).toBe(stats.statements)
+        if (engine.name === "sqlite") expect((yield* LazyMigration.writeBackPath)._tag).toBe("Worker")
+        return stats.statements
+      }).pipe(withLazy({ maxBatchRows: rows }))
+
+      const quick = yield* writeBackAll
+      yield* sql`UPDATE events SET happened_at_ms = NULL`
+      for (const statement of slowUpdates) yield* sql.unsafe(statement)
+      const slow = yield* writeBackAll
+      // At the default 50 ms. Quick: 500 rows, then the other 500 (on SQLite's thread a few ms each). Slow (about
+      // 1 ms a row): the first 500 rows take about half a second, then some 16 rows a statement. One statement of
+      // 1,000 rows either way without the sizing.
+      expect(quick).toBeLessThanOrEqual(4)
+      expect(slow).toBeGreaterThan(4 * quick)
+    }).pipe(Effect.provide(Layer.provideMerge(Layer.effectDiscard(applyPlan), engine.appLayer()))), 120_000)
 
   it.scoped("a write lock another connection holds does not hold up reads; the write-back lands once it is released", () =>
     Effect.gen(function*() {

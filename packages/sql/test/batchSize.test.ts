@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { nextBatchSize } from "../src/internal/batchSize.js"
+import { nextBatchSize, statementSizes } from "../src/internal/batchSize.js"
 
 const bounds = { min: 10, max: 100_000 }
 
@@ -40,6 +40,46 @@ describe("nextBatchSize", () => {
     if (next < bounds.min || next > bounds.max || !Number.isInteger(next)) return false
     if (batchMs > targetMs / 2 && next > size) return false
     if (batchMs <= targetMs / 3 && next < size) return false
+    return true
+  })
+})
+
+describe("statementSizes", () => {
+  it("starts at its initial size under the cap, and follows each key's own statement times", () => {
+    const sizes = statementSizes(50, 500)
+    expect(sizes.size("a", 5000)).toBe(500)
+    expect(sizes.size("a", 200)).toBe(200)
+    // Quick: twofold a statement, up to the cap. Slow: in proportion, aiming at a third of the target.
+    sizes.ran("a", 5000, 500, 500, 2)
+    expect(sizes.size("a", 5000)).toBe(1000)
+    sizes.ran("b", 5000, 500, 500, 300)
+    expect(sizes.size("b", 5000)).toBe(27)
+    expect(sizes.size("a", 5000)).toBe(1000)
+    sizes.ran("a", 1200, 1000, 1000, 1)
+    expect(sizes.size("a", 5000)).toBe(1200)
+  })
+
+  it("a statement smaller than its size (the last of a round) only shrinks the size, and only when it ran over half the target", () => {
+    const sizes = statementSizes(50, 500)
+    // Ten rows in 2 ms: quick, but says nothing about 500; in 20 ms: slow per row, yet within the target.
+    sizes.ran("a", 5000, 500, 10, 2)
+    sizes.ran("a", 5000, 500, 10, 20)
+    expect(sizes.size("a", 5000)).toBe(500)
+    // 100 rows in 60 ms: 0.6 ms a row, so 27 rows aim at a third of the target.
+    sizes.ran("a", 5000, 500, 100, 60)
+    expect(sizes.size("a", 5000)).toBe(27)
+  })
+
+  it.prop("a full statement over half the target never grows its size; one within a sixth of it never shrinks it", [
+    fc.integer({ min: 1, max: 5000 }),
+    fc.double({ min: 0, max: 10_000, noNaN: true })
+  ], ([size, ms]) => {
+    const sizes = statementSizes(60, size)
+    sizes.ran("t", 5000, size, size, ms)
+    const next = sizes.size("t", 5000)
+    if (next < 1 || next > 5000 || !Number.isInteger(next)) return false
+    if (ms > 30 && next > size) return false
+    if (ms <= 10 && next < size) return false
     return true
   })
 })

@@ -34,3 +34,24 @@ export const nextBatchSize = (size: number, batchMs: number, targetMs: number, b
   }
   return clamp(size, bounds)
 }
+
+/**
+ * Sizes of a stream of statements, one size per key (a table), each statement aimed to run within
+ * `targetMs` by `nextBatchSize`: for writers whose statements are cut from whatever rows are waiting,
+ * such as the lazy write-back, where a statement holds SQLite's write lock (or its rows' locks) for as
+ * long as it runs. A statement smaller than its size (the last of a round) says little about the size:
+ * it only shrinks the size when it ran over half the target itself.
+ */
+export const statementSizes = (targetMs: number, initial: number) => {
+  const sizes = new Map<string, number>()
+  return {
+    /** Rows for the next statement of `key`, at most `cap`. */
+    size: (key: string, cap: number): number => Math.min(cap, sizes.get(key) ?? initial),
+    /** A statement of `key` that was cut at `size` rows and had `rows` took `ms`. */
+    ran: (key: string, cap: number, size: number, rows: number, ms: number): void => {
+      const bounds = { min: 1, max: cap }
+      if (rows >= size) sizes.set(key, nextBatchSize(size, ms, targetMs, bounds))
+      else if (ms > targetMs / 2) sizes.set(key, Math.min(size, nextBatchSize(rows, ms, targetMs, bounds)))
+    }
+  }
+}

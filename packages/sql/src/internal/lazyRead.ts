@@ -24,6 +24,7 @@ export interface Counts {
   failed: number
   unkeyed: number
   coalesced: number
+  statements: number
 }
 
 export const emptyCounts = (): Counts => ({
@@ -35,7 +36,8 @@ export const emptyCounts = (): Counts => ({
   alreadySet: 0,
   failed: 0,
   unkeyed: 0,
-  coalesced: 0
+  coalesced: 0,
+  statements: 0
 })
 
 export type Counter = Metric.Metric.Counter<number>
@@ -48,6 +50,7 @@ export interface TableMetrics {
   readonly alreadySet: Counter
   readonly failures: Counter
   readonly unkeyed: Counter
+  readonly statementMs: Metric.Metric.Histogram<number>
 }
 
 /** The rules of one table, prepared once so the read path only loops. */
@@ -125,7 +128,8 @@ export const tableRules = (
         writtenBack: tagged(metrics.writtenBack),
         alreadySet: tagged(metrics.alreadySet),
         failures: tagged(metrics.failures),
-        unkeyed: tagged(metrics.unkeyed)
+        unkeyed: tagged(metrics.unkeyed),
+        statementMs: Metric.tagged(metrics.statementMs, "table", table)
       },
       unpublished: { fixed: 0, unparseable: 0, dropped: 0 }
     })

@@ -7,13 +7,15 @@
  * It runs statements it is sent and answers how many rows each wrote; it builds none itself (the
  * statement is `keyedUpdate`'s, built on the reader's side). Protocol, over the worker's port:
  * - out, once: `{ type: "ready", threadId }` or `{ type: "unavailable", reason }` (then it exits);
- * - in: `{ type: "run", id, sql, params }`, answered by `{ id, written }` or `{ id, error: { message, code } }`,
- *   and a success also in `setup.done` (shared memory: `[id + 1, written]`), which the readers' thread can read
+ * - in: `{ type: "run", id, sql, params }`, answered by `{ id, written, ms }` (rows written, and how long the
+ *   statement ran, lock waits included) or `{ id, error: { message, code } }`, and a success also in
+ *   `setup.done` (shared memory: `[id + 1, written, microseconds]`), which the readers' thread can read
  *   between two reads without waiting for its event loop to turn;
  * - in: `{ type: "close" }`: closes the connection and exits.
  */
 import { createRequire } from "node:module"
 import { getPriority, setPriority } from "node:os"
+import { performance } from "node:perf_hooks"
 import { parentPort, threadId, workerData } from "node:worker_threads"
 
 /**
@@ -113,11 +115,15 @@ if (typeof opened === "string") {
       return
     }
     try {
-      const written = statement(message.sql).all(...message.params).length
-      // The count first: the id is what the other side waits to see.
+      const prepare = statement(message.sql)
+      const started = performance.now()
+      const written = prepare.all(...message.params).length
+      const ms = performance.now() - started
+      // The results first: the id is what the other side waits to see.
       Atomics.store(done, 1, written)
+      Atomics.store(done, 2, Math.min(2 ** 31 - 1, Math.round(ms * 1000)))
       Atomics.store(done, 0, message.id + 1)
-      port.postMessage({ id: message.id, written })
+      port.postMessage({ id: message.id, written, ms })
     } catch (error) {
       prepared.delete(message.sql)
       port.postMessage({ id: message.id, error: describe(error) })

@@ -19,7 +19,7 @@ import type { Scope } from "effect"
 import { createRequire } from "node:module"
 import { Worker } from "node:worker_threads"
 import { failureText } from "../SqlErrors.js"
-import type { WriteStatement, Writer } from "./lazyWriteBack.js"
+import type { WriteStatement, Writer, Written } from "./lazyWriteBack.js"
 
 /** Where the write-back runs: its own thread (`threadId`), or the app's client on the readers' thread. */
 export type WriteBackPath =
@@ -32,7 +32,7 @@ export interface WorkerSetup {
   readonly filename: string
   readonly attached: ReadonlyArray<{ readonly name: string; readonly file: string }>
   readonly busyTimeoutMs: number
-  /** `[id + 1, written]` of the last statement that succeeded, written by the worker (see `poll`). */
+  /** `[id + 1, written, microseconds]` of the last statement that succeeded, written by the worker (see `poll`). */
   readonly done: SharedArrayBuffer
 }
 
@@ -91,14 +91,14 @@ export const workerSetup = (
       filename: main.file,
       attached: attached.map(({ file, name }) => ({ file, name })),
       busyTimeoutMs,
-      done: new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT)
+      done: new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT)
     }))
   })
 
 type Reply =
   | { readonly type: "ready"; readonly threadId: number }
   | { readonly type: "unavailable"; readonly reason: string }
-  | { readonly id: number; readonly written: number; readonly type?: undefined }
+  | { readonly id: number; readonly written: number; readonly ms: number; readonly type?: undefined }
   | { readonly id: number; readonly error: { readonly message: string; readonly code: unknown }; readonly type?: undefined }
 
 // The same error the app's client would give for the statement, so failures read alike on either path.
@@ -135,7 +135,7 @@ export const workerWriter = (
     let path: WriteBackPath | undefined
     let announced = false
     let closing = false
-    const inFlight = new Map<number, (result: Either.Either<number, SqlError>) => void>()
+    const inFlight = new Map<number, (result: Either.Either<Written, SqlError>) => void>()
     let nextId = 0
 
     const spawned = Either.try(() => new Worker(new URL("./lazyWorker.js", import.meta.url), { workerData: setup }))
@@ -156,7 +156,7 @@ export const workerWriter = (
       inFlight.clear()
       for (const resume of waiting) resume(Either.left(statementFailed({ message: reason, code: undefined })))
     }
-    const answer = (id: number, result: Either.Either<number, SqlError>) => {
+    const answer = (id: number, result: Either.Either<Written, SqlError>) => {
       const resume = inFlight.get(id)
       if (resume === undefined) return
       inFlight.delete(id)
@@ -170,13 +170,13 @@ export const workerWriter = (
         return release()
       }
       if (reply.type === "unavailable") return stop(`the write-back's own connection cannot use the database: ${reply.reason}`)
-      answer(reply.id, "error" in reply ? Either.left(statementFailed(reply.error)) : Either.right(reply.written))
+      answer(reply.id, "error" in reply ? Either.left(statementFailed(reply.error)) : Either.right({ written: reply.written, ms: reply.ms }))
     })
     // Statements go one at a time (the caller holds its write lock), so the last success names the one in flight.
     const poll = () => {
       if (inFlight.size === 0) return
       const id = Atomics.load(done, 0) - 1
-      if (inFlight.has(id)) answer(id, Either.right(Atomics.load(done, 1)))
+      if (inFlight.has(id)) answer(id, Either.right({ written: Atomics.load(done, 1), ms: Atomics.load(done, 2) / 1000 }))
     }
     worker.on("error", (error) => stop(`the write-back thread failed: ${failureText(error)}`))
     worker.on("exit", (code) => stop(closing ? "the write-back thread was closed" : `the write-back thread exited (code ${code})`))
@@ -194,8 +194,8 @@ export const workerWriter = (
     }
     const onClient = fallbackWriter()
 
-    const send = (statement: WriteStatement): Effect.Effect<number, unknown> =>
-      Effect.async<number, SqlError>((resume) => {
+    const send = (statement: WriteStatement): Effect.Effect<Written, unknown> =>
+      Effect.async<Written, SqlError>((resume) => {
         const id = nextId++
         inFlight.set(id, (result) => resume(Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(result.left)))
         worker.ref()

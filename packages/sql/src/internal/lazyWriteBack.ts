@@ -7,7 +7,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Backfill, Identifier } from "@strata/core"
-import { Data, Effect, Either } from "effect"
+import { Data, Duration, Effect, Either } from "effect"
 import { tableColumns } from "../Catalog.js"
 import type { KeyValue } from "../JobState.js"
 import { type BatchKey, findKey } from "./jobTable.js"
@@ -96,10 +96,16 @@ export const writeStatement = (
     rows
   )
 
+/** What one write-back statement did: the rows it wrote, and how long it ran (and so held its locks). */
+export interface Written {
+  readonly written: number
+  readonly ms: number
+}
+
 /** Where the write-back's statements run: one statement at a time, never inside a caller's transaction. */
 export interface Writer {
-  /** Runs one write statement (`writeStatement`'s) and tells how many rows it wrote. */
-  readonly run: (statement: WriteStatement) => Effect.Effect<number, unknown>
+  /** Runs one write statement (`writeStatement`'s) and tells how many rows it wrote, and in how long. */
+  readonly run: (statement: WriteStatement) => Effect.Effect<Written, unknown>
 }
 
 /**
@@ -113,7 +119,11 @@ export interface Writer {
  * failed on a renamed column would keep failing after the rename is undone).
  */
 export const clientWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", timeoutMs: number): Writer => ({
-  run: (statement) => {
+  run: (statement) => Effect.map(Effect.timed(runOnClient(sql, dialect, timeoutMs, statement)), ([took, written]) => ({ written, ms: Duration.toMillis(took) }))
+})
+
+// The statement's transaction, which holds the write lock (SQLite) or the rows' locks (PostgreSQL) throughout.
+const runOnClient = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", timeoutMs: number, statement: WriteStatement) => {
     const update = Effect.map(sql.unsafe(statement.sql, statement.params).unprepared, (rows) => rows.length)
     if (dialect === "pg") {
       return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL lock_timeout = ${timeoutMs}`).unprepared, update))
@@ -127,5 +137,4 @@ export const clientWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg",
         ? Effect.void
         : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
     return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
-  }
-})
+}

@@ -15,6 +15,7 @@ import type { Counts, TableRules } from "./lazyRead.js"
 import { appColumnNames } from "./lazyRead.js"
 import type { KeyedValues, KeyValue, TableKey, Writer } from "./lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./lazyWriteBack.js"
+import { statementSizes } from "./batchSize.js"
 import { type PendingBatch, pendingRows } from "./pendingRows.js"
 
 const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
@@ -43,9 +44,14 @@ const publishReadMetrics = (tables: ReadonlyMap<string, TableRules>) =>
 
 /**
  * Writes a chunk taken from the queue: per table, its rows deduplicated by key, in statements of at most
- * `maxBatchRows` rows. Keys are discovered on this side, once per table, so reads never query the catalogue.
+ * `maxBatchRows` rows, sized by how long the table's last statements ran so that one runs within about
+ * `maxBatchMs` (each holds SQLite's write lock, or its rows' locks, while it runs: the app's writers wait that
+ * long). Keys are discovered on this side, once per table, so reads never query the catalogue.
  */
-const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer: Writer, counts: Counts) => {
+const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer: Writer, counts: Counts, maxBatchMs: number) => {
+  // A table's first statement has 500 rows (the default on the app's client); statements grow (at most twofold
+  // each) while they run well within the target, and shrink in proportion when they run over half of it.
+  const sizes = statementSizes(maxBatchMs, 500)
   // With the key, the name the app's rows carry it under.
   interface FoundKey {
     readonly key: TableKey
@@ -124,8 +130,10 @@ const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer:
       const perStatement = dialect === "sqlite"
         ? Math.min(maxBatchRows, Math.floor(sqliteMaxParameters / (1 + rules.targets.length)))
         : maxBatchRows
-      for (let start = 0; start < rows.length; start += perStatement) {
-        const batch = rows.slice(start, start + perStatement)
+      for (let start = 0; start < rows.length;) {
+        const size = sizes.size(rules.table, perStatement)
+        const batch = rows.slice(start, start + size)
+        start += batch.length
         // Only targets some row of the batch fixes are set, so the statement stays small.
         const used = rules.targets.map((_, i) => i).filter((i) => batch.some((row) => row.values[i] != null))
         const statement = used.length === rules.targets.length
@@ -138,11 +146,14 @@ const tableWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", writer:
             batch.map((row) => ({ key: row.key, values: used.map((i) => row.values[i] ?? null) }))
           )
         const result = yield* Effect.exit(writer.run(statement))
+        counts.statements++
         if (Exit.isFailure(result)) {
           yield* countFailed(rules, batch.length, batch.map((row) => row.key), result.cause)
           continue
         }
-        const written = result.value
+        const { ms, written } = result.value
+        sizes.ran(rules.table, perStatement, size, batch.length, ms)
+        yield* Metric.update(rules.metrics.statementMs, ms)
         counts.writtenBack += written
         counts.alreadySet += batch.length - written
         yield* Metric.incrementBy(rules.metrics.writtenBack, written)
@@ -193,6 +204,8 @@ export interface WriteBackQueueInput {
   readonly maxBatchRowsGiven: boolean
   readonly flushInterval: Duration.Duration
   readonly drainTimeout: Duration.Duration
+  /** How long one statement should run at most: the aim of its size (see `tableWriter`). */
+  readonly maxBatchTime: Duration.Duration
 }
 
 /**
@@ -205,7 +218,7 @@ export const writeBackQueue = (input: WriteBackQueueInput) =>
     const maxBatchRowsOption = input.maxBatchRows
     // Rows per statement, and per round's step. Set each round from where the write-back runs (see `rowsPerBatch`).
     let maxBatchRows = maxBatchRowsOption
-    const writeChunk = tableWriter(input.sql, input.dialect, input.writer, counts)
+    const writeChunk = tableWriter(input.sql, input.dialect, input.writer, counts, Duration.toMillis(input.maxBatchTime))
     const publish = publishReadMetrics(input.tables)
     const queue = pendingRows(queueCapacity)
     // Rung when a full batch is waiting: a fiber reading SQLite in a tight loop never lets the event loop fire
