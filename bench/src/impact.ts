@@ -3,12 +3,15 @@
  * (`impactApp.ts`: its own connection, one INSERT and one point SELECT every `BENCH_APP_PERIOD_MS`,
  * default 2 ms) runs against a `BENCH_ROWS`-row `chat_messages` table (default 1,000,000, its
  * `created_at` NOT in key order, as in most real tables) while the `strata` command runs beside it,
- * phase after phase: idle, `migrate` (an epoch shadow with its index), `backfill`, `verify`.
+ * phase after phase: idle, `migrate` (an epoch shadow with its index), `lazy` (another process reads
+ * `BENCH_IMPACT_LAZY_READS` random rows, default 100,000, through `LazyMigration`, whose write-back writes
+ * the fixed rows: `impactLazy.ts`), `backfill`, `verify`.
  *
  * For each phase: the app's response time from when each operation was due (so a stall also
  * counts against the operations it delayed) as p50, p99 and max, its achieved rate, and the phase's
  * duration; the ratio column compares each figure with the idle phase of the same run. The backfill's
- * duration is also compared with the same backfill on an identical table with no app running.
+ * duration is also compared with the same backfill on an identical table with no app running (after
+ * the same lazy reads, so both backfills find the same rows left).
  *
  * Goals (issue "Zero downtime"): during the backfill the app's max stall ≤ 2× the batch target
  * (100 ms at the default 50 ms) and its p99 ≤ the target; the backfill under load within 1.5× its
@@ -38,6 +41,8 @@ const BACKFILL_ARGS = (process.env["BENCH_IMPACT_BACKFILL_ARGS"] ?? "").split(" 
 const DIALECTS = process.env["BENCH_IMPACT_DIALECTS"]?.split(",")
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const appScript = Path.join(here, "impactApp.js")
+const lazyScript = Path.join(here, "impactLazy.js")
+const LAZY_READS = Number(process.env["BENCH_IMPACT_LAZY_READS"] ?? "100000")
 const strataBin = Path.join(here, "..", "..", "packages", "cli", "dist", "bin.js")
 
 type Dialect = "sqlite" | "pg"
@@ -45,8 +50,8 @@ type Dialect = "sqlite" | "pg"
  * `index` is the end of `strata backfill`: the target's index, built once the column is filled. On
  * SQLite every index build holds the write lock for its whole duration, so it is a phase of its own.
  */
-type Phase = "idle" | "migrate" | "backfill" | "index" | "verify"
-const phases: ReadonlyArray<Phase> = ["idle", "migrate", "backfill", "index", "verify"]
+type Phase = "idle" | "migrate" | "lazy" | "backfill" | "index" | "verify"
+const phases: ReadonlyArray<Phase> = ["idle", "migrate", "lazy", "backfill", "index", "verify"]
 
 const plan = {
   name: "impact",
@@ -118,6 +123,36 @@ const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undef
   }
   return undefined
 }
+
+/** What `impactLazy.js` printed: its reads, and its write-back's counts and statement times. */
+interface LazyResult {
+  readonly reads: number
+  readonly path: string
+  readonly writtenBack: number
+  readonly dropped: number
+  readonly failed: number
+  readonly statements: number
+  readonly statementMeanMs: number
+  readonly statementMaxMs: number
+}
+
+/** Runs the lazily migrating reader to its end; fails unless every read came back fixed and its counts reconcile. */
+const runLazy = (dialect: Dialect, url: string, planFile: string): Promise<LazyResult> =>
+  new Promise((resolve, reject) => {
+    const child = Child.spawn(process.execPath, [lazyScript, url, planFile, String(ROWS), String(LAZY_READS)], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
+    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
+    child.on("error", reject)
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`impactLazy exited ${code}: ${stdout.trim()} ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
+      const result = JSON.parse(stdout.trim().split("\n").pop()!) as LazyResult
+      // On SQLite the write-back must run on its own thread, as in an app on a database file.
+      if (dialect === "sqlite" && result.path !== "Worker") return reject(new Error(`the lazy write-back ran on ${result.path}, not its own thread`))
+      resolve(result)
+    })
+  })
 
 interface App {
   readonly stop: () => Promise<ReadonlyArray<readonly [number, number, number]>>
@@ -201,6 +236,8 @@ const pgTarget = async (baseUrl: string, name: string): Promise<Target> => {
 interface RunResult {
   readonly phases: Readonly<Record<Phase, PhaseFigures>>
   readonly backfillAloneMs: number
+  /** The lazy reader beside the app. */
+  readonly lazy: LazyResult
 }
 
 const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgUrl: string | undefined): Promise<RunResult> => {
@@ -219,6 +256,7 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
       )
     // The same migrate and backfill with nobody else on the database: the backfill's own time.
     await strata("migrate", alone)
+    await runLazy(dialect, alone.url, planFile)
     const backfillAloneMs = await strata("backfill", alone)
 
     const app = await startApp(dialect, loaded.appTarget, directory)
@@ -226,10 +264,12 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
     const idleStart = Date.now() + 100
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 100))
     windows.push(["idle", idleStart, Date.now()])
-    for (const phase of ["migrate", "backfill", "verify"] as const) {
+    let lazy: LazyResult | undefined
+    for (const phase of ["migrate", "lazy", "backfill", "verify"] as const) {
       const from = Date.now()
       const phaseLogs: Array<string> = []
-      await strata(phase, loaded, phaseLogs)
+      if (phase === "lazy") lazy = await runLazy(dialect, loaded.url, planFile)
+      else await strata(phase, loaded, phaseLogs)
       const to = Date.now()
       logs.push(...phaseLogs)
       // "building index", or on PostgreSQL "building index concurrently".
@@ -244,7 +284,7 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
       Fs.writeFileSync(Path.join(TRACE_DIR, `${dialect}-${Date.now()}.json`), JSON.stringify({ windows, samples, logs }))
     }
     const byPhase = Object.fromEntries(windows.map(([phase, from, to]) => [phase, figures(samples, from, to)])) as Record<Phase, PhaseFigures>
-    return { phases: byPhase, backfillAloneMs }
+    return { phases: byPhase, backfillAloneMs, lazy: lazy! }
   } finally {
     await alone.cleanup()
     await loaded.cleanup()
@@ -264,6 +304,13 @@ const rowsFor = (dialect: Dialect, runs: ReadonlyArray<RunResult>): ReadonlyArra
     rows.push({ case: `${dialect}: app rate, ${phase}`, median: rate, unit: "ops/s", ratio: rate / idle("rate") })
     if (phase !== "idle") rows.push({ case: `${dialect}: ${phase} duration`, median: med((r) => r.phases[phase].durationMs), unit: "ms" })
   }
+  rows.push(
+    { case: `${dialect}: lazy reads' rows written back (of ${LAZY_READS.toLocaleString("en-US")} reads)`, median: med((r) => r.lazy.writtenBack), unit: "rows" },
+    { case: `${dialect}: lazy write-back rows dropped or failed`, median: med((r) => r.lazy.dropped + r.lazy.failed), unit: "rows" },
+    { case: `${dialect}: lazy write-back statements`, median: med((r) => r.lazy.statements), unit: "statements" },
+    { case: `${dialect}: lazy write-back statement time, mean`, median: med((r) => r.lazy.statementMeanMs), unit: "ms" },
+    { case: `${dialect}: lazy write-back statement time, longest`, median: med((r) => r.lazy.statementMaxMs), unit: "ms" }
+  )
   const alone = med((r) => r.backfillAloneMs)
   rows.push({ case: `${dialect}: backfill alone (baseline)`, median: alone, unit: "ms", ratio: 1 })
   // The whole command both times: its batches and its index build.
