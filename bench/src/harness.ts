@@ -64,3 +64,11 @@ export const interleavedMedians = (cases: ReadonlyArray<() => void>): ReadonlyAr
   }
   return times.map(median)
 }
+
+/** mulberry32: a fixed-seed generator, so every case and run works on the same inputs in the same (random) order. */
+export const seededRandom = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}

@@ -16,6 +16,7 @@ import { Plan } from "@strata/core"
 import { Database, LazyMigration } from "@strata/sql"
 import { Effect, Either, Logger, LogLevel, Metric } from "effect"
 import * as Fs from "node:fs"
+import { seededRandom } from "./harness.js"
 
 const [url, planFile, rowsText, readsText] = process.argv.slice(2)
 const rows = Number(rowsText)
@@ -30,13 +31,6 @@ if (Either.isLeft(plan)) {
   process.exit(2)
 }
 
-/** mulberry32 with a fixed seed: every run (alone, beside the app) reads the same keys in the same order. */
-const seededRandom = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 const keyOf = (i: number): string => `m${String(i).padStart(8, "0")}`
 
 const program = Effect.gen(function*() {

@@ -20,7 +20,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
-import { collectGarbage, median, repetitions } from "./harness.js"
+import { collectGarbage, median, repetitions, seededRandom } from "./harness.js"
 
 const ROWS = Number(process.env["BENCH_ROWS"] ?? "100000")
 const READS = Number(process.env["BENCH_READS"] ?? "100000")
@@ -41,13 +41,6 @@ const FIRST_MS = Date.UTC(2020, 0, 1)
 const millisOf = (id: number) => FIRST_MS + id * 7_919_000
 const sqlText = (ms: number) => new Date(ms).toISOString().slice(0, 19).replace("T", " ")
 
-/** mulberry32, fixed seed: every case reads the same ids in the same (random) order. */
-const seededRandom = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 const shuffledIds = (): ReadonlyArray<number> => {
   const ids = Array.from({ length: READS }, (_, i) => (i % ROWS) + 1)

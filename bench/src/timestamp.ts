@@ -9,17 +9,10 @@ import { Timestamp } from "@strata/core"
 import { Either } from "effect"
 import { parseEpochMillisBaseline } from "./baseline/timestampParse.js"
 import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
-import { interleavedMedians } from "./harness.js"
+import { interleavedMedians, seededRandom } from "./harness.js"
 
 const INPUTS = 1_000_000
 
-/** mulberry32: a fixed-seed generator so every run parses the same strings. */
-const seededRandom = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 const FIRST_MS = Date.UTC(1990, 0, 1)
 const SPAN_MS = Date.UTC(2040, 0, 1) - FIRST_MS
