@@ -80,9 +80,10 @@ export interface Options {
   /**
    * How long one write-back statement should run (more than zero), as the backfill's `maxBatchTime`: while
    * it runs it holds SQLite's write lock (the app's writers wait for it) or, on PostgreSQL, its rows' locks.
-   * Each table's first statement has 500 rows (or `maxBatchRows`, when fewer); later ones follow the time the
-   * last ones took (aiming at a third of this, as the backfill's batches do), up to `maxBatchRows`. A target, not a bound: a statement that
-   * waited for another writer's lock, or met a checkpoint, runs longer. Default 50 ms.
+   * Each table's first statement has 500 rows (or `maxBatchRows`, when fewer); later ones follow the time
+   * the last ones took (aiming at a third of this, as the backfill's batches do), up to `maxBatchRows`. A
+   * target, not a bound: a statement that waited for another writer's lock, or met a WAL checkpoint at its
+   * commit, runs longer. Default 50 ms.
    */
   readonly maxBatchTime?: Duration.DurationInput | undefined
   /**

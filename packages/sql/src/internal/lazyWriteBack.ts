@@ -119,22 +119,26 @@ export interface Writer {
  * failed on a renamed column would keep failing after the rename is undone).
  */
 export const clientWriter = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", timeoutMs: number): Writer => ({
-  run: (statement) => Effect.map(Effect.timed(runOnClient(sql, dialect, timeoutMs, statement)), ([took, written]) => ({ written, ms: Duration.toMillis(took) }))
+  run: (statement) =>
+    Effect.map(
+      Effect.timed(runOnClient(sql, dialect, timeoutMs, statement)),
+      ([took, written]) => ({ written, ms: Duration.toMillis(took) })
+    )
 })
 
 // The statement's transaction, which holds the write lock (SQLite) or the rows' locks (PostgreSQL) throughout.
 const runOnClient = (sql: SqlClient.SqlClient, dialect: "sqlite" | "pg", timeoutMs: number, statement: WriteStatement) => {
-    const update = Effect.map(sql.unsafe(statement.sql, statement.params).unprepared, (rows) => rows.length)
-    if (dialect === "pg") {
-      return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL lock_timeout = ${timeoutMs}`).unprepared, update))
-    }
-    const shortBusyTimeout = Effect.flatMap(
-      sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
-      (rows) => Effect.as(sql.unsafe(`PRAGMA busy_timeout = ${timeoutMs}`).unprepared, rows[0]?.timeout)
-    )
-    const restore = (previous: number | undefined) =>
-      previous === undefined
-        ? Effect.void
-        : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
-    return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
+  const update = Effect.map(sql.unsafe(statement.sql, statement.params).unprepared, (rows) => rows.length)
+  if (dialect === "pg") {
+    return sql.withTransaction(Effect.zipRight(sql.unsafe(`SET LOCAL lock_timeout = ${timeoutMs}`).unprepared, update))
+  }
+  const shortBusyTimeout = Effect.flatMap(
+    sql.unsafe<{ readonly timeout: number }>("PRAGMA busy_timeout").unprepared,
+    (rows) => Effect.as(sql.unsafe(`PRAGMA busy_timeout = ${timeoutMs}`).unprepared, rows[0]?.timeout)
+  )
+  const restore = (previous: number | undefined) =>
+    previous === undefined
+      ? Effect.void
+      : Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(Number(previous))}`).unprepared)
+  return sql.withTransaction(Effect.acquireUseRelease(shortBusyTimeout, () => update, restore))
 }

@@ -11,11 +11,11 @@ import type { Backfill } from "@strata/core"
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberRef, Metric, Option, Queue } from "effect"
 import type { Stats } from "../LazyMigration.js"
 import { failureText } from "../SqlErrors.js"
+import { statementSizes } from "./batchSize.js"
 import type { Counts, TableRules } from "./lazyRead.js"
 import { appColumnNames } from "./lazyRead.js"
 import type { KeyedValues, KeyValue, TableKey, Writer } from "./lazyWriteBack.js"
 import { discoverKey, keyValueOf, writeStatement } from "./lazyWriteBack.js"
-import { statementSizes } from "./batchSize.js"
 import { type PendingBatch, pendingRows } from "./pendingRows.js"
 
 const describeKeys = (keys: ReadonlyArray<KeyValue>): string => {
