@@ -72,3 +72,6 @@ export const seededRandom = (seed: number) => () => {
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
+
+/** The key of the impact benchmark's `chat_messages` row `i` (`m00000001`...), as its data and its processes write and read it. */
+export const messageKey = (i: number): string => `m${String(i).padStart(8, "0")}`

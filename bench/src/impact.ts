@@ -28,6 +28,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { BenchmarkModule, BenchmarkRow } from "./harness.js"
+import type { LazyReport } from "./impactLazy.js"
 import { median, repetitions } from "./harness.js"
 
 const ROWS = Number(process.env["BENCH_ROWS"] ?? "1000000")
@@ -124,20 +125,8 @@ const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undef
   return undefined
 }
 
-/** What `impactLazy.js` printed: its reads, and its write-back's counts and statement times. */
-interface LazyResult {
-  readonly reads: number
-  readonly path: string
-  readonly writtenBack: number
-  readonly dropped: number
-  readonly failed: number
-  readonly statements: number
-  readonly statementMeanMs: number
-  readonly statementMaxMs: number
-}
-
 /** Runs the lazily migrating reader to its end; fails unless every read came back fixed and its counts reconcile. */
-const runLazy = (dialect: Dialect, url: string, planFile: string): Promise<LazyResult> =>
+const runLazy = (dialect: Dialect, url: string, planFile: string): Promise<LazyReport> =>
   new Promise((resolve, reject) => {
     const child = Child.spawn(process.execPath, [lazyScript, url, planFile, String(ROWS), String(LAZY_READS)], { stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
@@ -147,7 +136,7 @@ const runLazy = (dialect: Dialect, url: string, planFile: string): Promise<LazyR
     child.on("error", reject)
     child.on("exit", (code) => {
       if (code !== 0) return reject(new Error(`impactLazy exited ${code}: ${stdout.trim()} ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
-      const result = JSON.parse(stdout.trim().split("\n").pop()!) as LazyResult
+      const result = JSON.parse(stdout.trim().split("\n").pop()!) as LazyReport
       // On SQLite the write-back must run on its own thread, as in an app on a database file.
       if (dialect === "sqlite" && result.path !== "Worker") return reject(new Error(`the lazy write-back ran on ${result.path}, not its own thread`))
       resolve(result)
@@ -237,7 +226,7 @@ interface RunResult {
   readonly phases: Readonly<Record<Phase, PhaseFigures>>
   readonly backfillAloneMs: number
   /** The lazy reader beside the app. */
-  readonly lazy: LazyResult
+  readonly lazy: LazyReport
 }
 
 const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgUrl: string | undefined): Promise<RunResult> => {
@@ -254,7 +243,7 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
         command === "verify" ? [0, 1] : [0],
         logged
       )
-    // The same migrate and backfill with nobody else on the database: the backfill's own time.
+    // The same migrate, lazy reads and backfill with nobody else on the database: the backfill's own time.
     await strata("migrate", alone)
     await runLazy(dialect, alone.url, planFile)
     const backfillAloneMs = await strata("backfill", alone)
@@ -264,7 +253,7 @@ const oneRun = async (dialect: Dialect, directory: string, planFile: string, pgU
     const idleStart = Date.now() + 100
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 100))
     windows.push(["idle", idleStart, Date.now()])
-    let lazy: LazyResult | undefined
+    let lazy: LazyReport | undefined
     for (const phase of ["migrate", "lazy", "backfill", "verify"] as const) {
       const from = Date.now()
       const phaseLogs: Array<string> = []

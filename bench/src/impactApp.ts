@@ -14,6 +14,7 @@
 import Sqlite from "better-sqlite3"
 import * as Fs from "node:fs"
 import Pg from "pg"
+import { messageKey } from "./harness.js"
 
 const [engine, target, periodText, samplesFile] = process.argv.slice(2)
 const periodMs = Number(periodText)
@@ -29,7 +30,6 @@ interface AppConnection {
   readonly close: () => Promise<void>
 }
 
-const keyOf = (i: number): string => `m${String(i).padStart(8, "0")}`
 const nowText = (): string => new Date().toISOString().slice(0, 19).replace("T", " ")
 
 const openSqlite = (file: string): AppConnection => {
@@ -99,7 +99,7 @@ const main = async (): Promise<void> => {
     random = (random * 1103515245 + 12345) % 2147483648
     const began = performance.now()
     const beganEpoch = Date.now()
-    await app.operate(i, keyOf(1 + (random % Math.max(1, app.rows))))
+    await app.operate(i, messageKey(1 + (random % Math.max(1, app.rows))))
     samples.push([due, beganEpoch, performance.now() - began])
   }
   await app.close()

@@ -16,7 +16,7 @@ import { Plan } from "@strata/core"
 import { Database, LazyMigration } from "@strata/sql"
 import { Effect, Either, Logger, LogLevel, Metric } from "effect"
 import * as Fs from "node:fs"
-import { seededRandom } from "./harness.js"
+import { messageKey, seededRandom } from "./harness.js"
 
 const [url, planFile, rowsText, readsText] = process.argv.slice(2)
 const rows = Number(rowsText)
@@ -31,14 +31,31 @@ if (Either.isLeft(plan)) {
   process.exit(2)
 }
 
-const keyOf = (i: number): string => `m${String(i).padStart(8, "0")}`
+/** The JSON line this process prints (`impact.ts` reads it). */
+export interface LazyReport {
+  readonly reads: number
+  readonly missing: number
+  /** Where the write-back ran (`LazyMigration.writeBackPath`'s tag). */
+  readonly path: string
+  readonly writtenBack: number
+  readonly alreadySet: number
+  readonly coalesced: number
+  readonly dropped: number
+  readonly failed: number
+  readonly queued: number
+  readonly pending: number
+  readonly unkeyed: number
+  readonly statements: number
+  readonly statementMeanMs: number
+  readonly statementMaxMs: number
+}
 
 const program = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const random = seededRandom(7919)
   let missing = 0
   for (let i = 0; i < reads; i++) {
-    const key = keyOf(1 + Math.floor(random() * rows))
+    const key = messageKey(1 + Math.floor(random() * rows))
     const found = yield* sql<{ readonly created_at_ms: unknown }>`SELECT * FROM chat_messages WHERE message_id = ${key}`.pipe(
       LazyMigration.withFixUp("chat_messages")
     )
@@ -48,7 +65,7 @@ const program = Effect.gen(function*() {
   const stats = yield* LazyMigration.stats
   const times = yield* Metric.value(Metric.tagged(LazyMigration.metrics.statementMs, "table", "chat_messages"))
   const path = yield* LazyMigration.writeBackPath
-  return {
+  const report: LazyReport = {
     reads,
     missing,
     path: path._tag,
@@ -64,6 +81,7 @@ const program = Effect.gen(function*() {
     statementMeanMs: times.count === 0 ? 0 : times.sum / times.count,
     statementMaxMs: times.count === 0 ? 0 : times.max
   }
+  return report
 })
 
 const result = await Effect.runPromise(
