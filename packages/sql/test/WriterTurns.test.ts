@@ -74,15 +74,34 @@ it.scoped("a turn nobody uses ends at maxGap; while the app wrote in the last ac
     expect(turns.given()).toEqual({ turns: 4, used: 0 })
   }))
 
-it.scoped("alone, batches get no turn except one probe per probeEvery; maxGap 0 gives none at all", () =>
+it.scoped("a writer already waiting when the job starts gets the probe that comes firstProbe into the job", () =>
+  Effect.gen(function*() {
+    const { afterBatch, appWrites, turns } = yield* twoConnections()
+    // A batch that ends before firstProbe: nobody has committed, so nothing tells of a writer.
+    expect(yield* afterBatch).toBe(0)
+    yield* TestClock.adjust(`${WriterTurns.defaultTurns.firstProbeMs} millis`)
+    // The writer that waited through that batch commits in the probe, at its 3rd millisecond.
+    expect(yield* turnOver(afterBatch, 12, (step) => (step === 3 ? appWrites : Effect.void))).toBe(4)
+    expect(turns.given()).toEqual({ turns: 1, used: 1 })
+    // From then on the app is known to write: every batch gets a turn.
+    expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    expect(turns.given()).toEqual({ turns: 2, used: 1 })
+  }))
+
+it.scoped("alone, batches get no turn except the first probe and then one per probeEvery; maxGap 0 gives none at all", () =>
   Effect.gen(function*() {
     const { afterBatch, turns } = yield* twoConnections()
-    for (let batch = 0; batch < 5; batch++) {
+    yield* TestClock.adjust(`${WriterTurns.defaultTurns.firstProbeMs} millis`)
+    expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
+    for (let batch = 0; batch < 4; batch++) {
       expect(yield* afterBatch).toBe(0)
       yield* TestClock.adjust("110 millis")
     }
+    // 440 ms after the first probe ended: none due yet; 60 ms later one is.
+    expect(yield* afterBatch).toBe(0)
+    yield* TestClock.adjust("60 millis")
     expect(yield* turnOver(afterBatch)).toBe(WriterTurns.defaultTurns.maxGapMs)
-    expect(turns.given()).toEqual({ turns: 1, used: 0 })
+    expect(turns.given()).toEqual({ turns: 2, used: 0 })
 
     const none = yield* twoConnections({ ...WriterTurns.defaultTurns, maxGapMs: 0 })
     for (let batch = 0; batch < 2; batch++) {
