@@ -85,6 +85,8 @@ const expression = (dialect: Dialect) => FastPath.epochMillisExpression("created
 
 interface Timing {
   readonly totalMs: number
+  /** CPU time of this process (Node, its threads; on SQLite the engine too) and of a local PostgreSQL server, over the case. */
+  readonly cpu?: Cpu | undefined
   readonly longestBatchMs?: number | undefined
   readonly batches?: number | undefined
   /** The target's index, built after the rows are written. */
@@ -262,6 +264,60 @@ const casesFor = (order: DataOrder): ReadonlyArray<Case> =>
     )
     .map(([, c]) => c)
 
+interface Cpu {
+  readonly clientMs: number
+  readonly serverMs: number | undefined
+}
+
+// Clock ticks per second of /proc's utime and stime on Linux (USER_HZ).
+const procTicksMs = 10
+
+/**
+ * CPU time of every process of a PostgreSQL server on this machine, in ms: the processes alive
+ * (fields 14-15 of /proc/<pid>/stat) and, from the postmaster's children counters (16-17), those that
+ * exited and were reaped, such as the connections of a case's closed pool. Undefined where the server
+ * is not visible here (another machine, not Linux): wall time is then the only figure. CPU time tells a
+ * case's work apart from its waits, which wall time on a shared 2-core machine cannot.
+ */
+const postgresCpuMs = (): number | undefined => {
+  if (process.platform !== "linux") return undefined
+  let total = 0
+  let seen = false
+  for (const pid of Fs.readdirSync("/proc").filter((name) => /^[0-9]+$/.test(name))) {
+    try {
+      const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))
+      if (command !== "postgres") continue
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      // fields[0] is the state (field 3): utime is field 14, so fields[11].
+      const own = Number(fields[11]) + Number(fields[12])
+      const parent = Number(fields[1])
+      const isPostmaster = !Fs.existsSync(`/proc/${parent}/stat`) ||
+        !Fs.readFileSync(`/proc/${parent}/stat`, "utf8").includes("(postgres)")
+      total += own + (isPostmaster ? Number(fields[13]) + Number(fields[14]) : 0)
+      seen = true
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return seen ? total * procTicksMs : undefined
+}
+
+/** Runs `work`, and tells its CPU time: this process's, and the server's when `dialect` is a local PostgreSQL. */
+const withCpu = async <A>(dialect: Dialect, work: () => Promise<A>): Promise<readonly [A, Cpu]> => {
+  const server = dialect === "pg" ? postgresCpuMs() : undefined
+  const client = process.cpuUsage()
+  const result = await work()
+  const used = process.cpuUsage(client)
+  // A closed connection's process is reaped by the postmaster a moment later.
+  if (server !== undefined) await new Promise((resolve) => setTimeout(resolve, 100))
+  const serverAfter = server === undefined ? undefined : postgresCpuMs()
+  return [result, {
+    clientMs: (used.user + used.system) / 1000,
+    serverMs: server === undefined || serverAfter === undefined ? undefined : serverAfter - server
+  }]
+}
+
 const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => {
   const cases = casesFor(engine.order)
   await engine.setUp()
@@ -271,7 +327,11 @@ const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => 
       for (const [index, [, run]] of cases.entries()) {
         const copy = await engine.fresh()
         collectGarbage()
-        timings[index]!.push(await quiet(copy.url, run(engine.dialect) as Effect.Effect<Timing, never, SqlClient.SqlClient>))
+        const [timing, cpu] = await withCpu(
+          engine.dialect,
+          () => quiet(copy.url, run(engine.dialect) as Effect.Effect<Timing, never, SqlClient.SqlClient>)
+        )
+        timings[index]!.push({ ...timing, cpu })
         await copy.dispose()
       }
     }
@@ -280,6 +340,10 @@ const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => 
   }
   const label = `${engine.dialect === "sqlite" ? "SQLite" : "PostgreSQL"}${engine.order === "outOfOrder" ? ", out-of-order data" : ""}`
   const baseline = median(timings[0]!.map((t) => t.totalMs))
+  const cpuOf = (runs: ReadonlyArray<Timing>, side: keyof Cpu) =>
+    runs.every((t) => t.cpu?.[side] !== undefined) ? median(runs.map((t) => t.cpu![side]!)) : undefined
+  const baselineClient = cpuOf(timings[0]!, "clientMs")
+  const baselineServer = cpuOf(timings[0]!, "serverMs")
   return cases.flatMap(([name], index) => {
     const runs = timings[index]!
     const total = median(runs.map((t) => t.totalMs))
@@ -289,12 +353,17 @@ const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => 
       { case: `${label}: ${name}, longest batch (median of runs)`, median: median(runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
       { case: `${label}: ${name}, longest batch (worst run)`, median: Math.max(...runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
       { case: `${label}: ${name}, batches`, median: median(runs.map((t) => t.batches ?? 0)), unit: "batches" },
+      ...cpuRows(`${label}: ${name}`, cpuOf(runs, "clientMs"), baselineClient, "CPU of this process (Node; SQLite inside it)"),
+      ...cpuRows(`${label}: ${name}`, cpuOf(runs, "serverMs"), baselineServer, "CPU of the PostgreSQL server"),
       ...(runs.every((t) => t.indexMs !== undefined)
         ? [{ case: `${label}: ${name}, index build (part of the total)`, median: median(runs.map((t) => t.indexMs!)), unit: "ms" }]
         : [])
     ]
   })
 }
+
+const cpuRows = (label: string, ms: number | undefined, baselineMs: number | undefined, what: string): ReadonlyArray<BenchmarkRow> =>
+  ms === undefined ? [] : [{ case: `${label}, ${what}`, median: ms, unit: "ms", ...(baselineMs ? { ratio: ms / baselineMs } : {}) }]
 
 const selectedOrders = listed("BENCH_DATA")
 const orders: ReadonlyArray<DataOrder> = (["inOrder", "outOfOrder"] as const).filter((o) => selectedOrders === undefined || selectedOrders.includes(o))
