@@ -85,7 +85,15 @@ export interface Target {
  * @category models
  */
 export interface SqlFastPath {
-  readonly expressions: ReadonlyArray<{ readonly target: Identifier; readonly sql: string }>
+  readonly expressions: ReadonlyArray<{
+    readonly target: Identifier
+    readonly sql: string
+    /**
+     * The same value for a row the guard passes, without the guard's test inside it (so an `UPDATE`
+     * that filters on the guard runs that test once per row, not twice); only valid under the guard.
+     */
+    readonly whenGuarded?: string | undefined
+  }>
   /**
    * A cheap predicate true for every row the expressions convert, so the `UPDATE` filters on it and
    * evaluates each expression once per row; without one it filters on every expression being NOT NULL.
@@ -325,7 +333,11 @@ const shadowWork = (step: Plan.EpochShadow): Work => {
     plausible: plausibleOf(step.plausible)
   }]
   const fast = (dialect: Dialect, textColumns: ReadonlyArray<Identifier>): SqlFastPath => ({
-    expressions: [{ target, sql: FastPath.epochMillisExpression(step.column, dialect) }],
+    expressions: [{
+      target,
+      sql: FastPath.epochMillisExpression(step.column, dialect),
+      whenGuarded: dialect === "pg" ? FastPath.epochMillisWhenShaped(step.column) : undefined
+    }],
     guard: FastPath.shapeTest(step.column, dialect),
     textColumns,
     origin: "epochMillis"

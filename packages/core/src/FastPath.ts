@@ -50,14 +50,14 @@ const sqliteExpression = (source: string): string =>
   `THEN CAST(strftime('%s', ${source}) AS INTEGER) * 1000 END)`
 
 /**
- * PostgreSQL: the shape by regex, then the calendar checked on the digits (text compared under the
+ * PostgreSQL, for text already of the shape: the calendar checked on the digits (text compared under the
  * "C" collation, so no locale is involved; the year as an integer only for February's leap rule)
  * before the text is cast: a cast of an invalid date raises and would abort the whole statement, so
  * the nested CASE guarantees the cast only sees real instants. ISO year-first text reads the same
  * under every DateStyle, and `timestamp` (without zone) ignores the session TimeZone: EXTRACT gives
  * the seconds since 1970-01-01 00:00 of the wall time, read as UTC.
  */
-const pgExpression = (source: string): string => {
+const pgWhenShaped = (source: string): string => {
   const part = (start: number, length: number) => `substr(${source}, ${start}, ${length}) COLLATE "C"`
   const year = `substr(${source}, 1, 4)::int`
   const leap = `(${year} % 4 = 0 AND (${year} % 100 <> 0 OR ${year} % 400 = 0))`
@@ -65,9 +65,11 @@ const pgExpression = (source: string): string => {
     `WHEN '04' THEN '30' WHEN '06' THEN '30' WHEN '09' THEN '30' WHEN '11' THEN '30' ELSE '31' END)`
   const valid = `${part(1, 4)} <> '0000' AND ${part(6, 2)} BETWEEN '01' AND '12' AND ${part(9, 2)} >= '01' ` +
     `AND ${part(12, 2)} <= '23' AND ${part(15, 2)} <= '59' AND ${part(18, 2)} <= '59' AND ${part(9, 2)} <= ${lastDay}`
-  return `(CASE WHEN ${pgShape(source)} THEN (CASE WHEN ${valid} ` +
-    `THEN (EXTRACT(EPOCH FROM ${source}::timestamp))::bigint * 1000 END) END)`
+  return `(CASE WHEN ${valid} THEN (EXTRACT(EPOCH FROM ${source}::timestamp))::bigint * 1000 END)`
 }
+
+/** PostgreSQL: the shape by regex, then `pgWhenShaped`. */
+const pgExpression = (source: string): string => `(CASE WHEN ${pgShape(source)} THEN ${pgWhenShaped(source)} END)`
 
 /**
  * A SQL expression of the column `source`: its epoch milliseconds when it holds exactly
@@ -78,6 +80,18 @@ const pgExpression = (source: string): string => {
  */
 export const epochMillisExpression = (source: Identifier, dialect: Dialect): string =>
   dialect === "sqlite" ? sqliteExpression(quote(source)) : pgExpression(quote(source))
+
+/**
+ * The part of `epochMillisExpression` after its shape test, on PostgreSQL: for a row whose `source` is
+ * known to have the shape (`shapeTest` true, e.g. in the WHERE of the `UPDATE` that sets it), its epoch
+ * milliseconds, or NULL for shaped text that is no real instant. `epochMillisExpression` is exactly
+ * `(CASE WHEN <shapeTest> THEN <this> END)`, so under the guard the two agree, and the shape's regex runs
+ * once per row instead of twice. On text of another shape its cast may raise: use it only under the guard.
+ * SQLite has none: its `UPDATE` does not filter on the guard (the expression tests the shape itself).
+ *
+ * @since 0.3.0
+ */
+export const epochMillisWhenShaped = (source: Identifier): string => pgWhenShaped(quote(source))
 
 /**
  * A cheap SQL test of the column `source` for the shape alone (no calendar check): true for every

@@ -124,6 +124,22 @@ describeEachEngine("FastPath.epochMillisExpression", (engine) => {
         expect(rows.map((r) => r.src)).toEqual(values)
         expect(rows.map((r) => r.ms)).toEqual(values.map(expected))
       }), { fastCheck: { numRuns: 100 } })
+
+    if (engine.name === "pg") {
+      // What the batch UPDATE sets, under its WHERE's guard: the regex once per row, the same values.
+      it.effect.prop("under its guard, the expression without the guard's own test gives the same values, and never raises", [texts], ([values]) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql.unsafe<{ src: string; ms: number | null }>(
+            `SELECT src, ${FastPath.epochMillisWhenShaped(source)} AS ms FROM unnest($1::text[]) WITH ORDINALITY AS t(src, n) ` +
+              `WHERE ${FastPath.shapeTest(source, "pg")} ORDER BY n`,
+            [values]
+          )
+          const shaped = values.filter((value) => fastShape.test(value))
+          expect(rows.map((r) => r.src)).toEqual(shaped)
+          expect(rows.map((r) => r.ms)).toEqual(shaped.map(expected))
+        }), { fastCheck: { numRuns: 100 } })
+    }
   })
 })
 

@@ -62,8 +62,9 @@ export const fastBatchStatement = (
   const wasNull = multiTarget ? targets.map((target, i) => `, ${Identifier.quote(target)} IS NULL AS was_null_${i}`).join("") : ""
   const inRange = `${after} AND ${key} <= (SELECT last_k FROM summary)`
   const pending = pendingSql(table, params)
-  const sets = fast.expressions.map(({ sql: expression, target }) =>
-    `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${expression}))`
+  // The WHERE filters on the guard when there is one, so each row's value skips the guard's own test.
+  const sets = fast.expressions.map(({ sql: expression, target, whenGuarded }) =>
+    `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${fast.guard === undefined ? expression : whenGuarded ?? expression}))`
   )
   const converts = fast.guard ?? fast.expressions.map(({ sql: expression }) => `(${expression}) IS NOT NULL`).join(" AND ")
   // A row counts as written when a target it had NULL got a value (a guarded row whose value is NULL stays pending).
