@@ -281,26 +281,23 @@ const procTicksMs = 10
  */
 const postgresCpuMs = (): number | undefined => {
   if (process.platform !== "linux") return undefined
-  let total = 0
-  let seen = false
+  const processes: Array<{ readonly pid: number; readonly parent: number; readonly own: number; readonly reaped: number }> = []
   for (const pid of Fs.readdirSync("/proc").filter((name) => /^[0-9]+$/.test(name))) {
     try {
       const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-      const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))
-      if (command !== "postgres") continue
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      // fields[0] is the state (field 3): utime is field 14, so fields[11].
-      const own = Number(fields[11]) + Number(fields[12])
-      const parent = Number(fields[1])
-      const isPostmaster = !Fs.existsSync(`/proc/${parent}/stat`) ||
-        !Fs.readFileSync(`/proc/${parent}/stat`, "utf8").includes("(postgres)")
-      total += own + (isPostmaster ? Number(fields[13]) + Number(fields[14]) : 0)
-      seen = true
+      if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== "postgres") continue
+      // After the command: state (field 3), ppid (4), … utime (14), stime (15), cutime (16), cstime (17).
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number)
+      processes.push({ pid: Number(pid), parent: fields[1]!, own: fields[11]! + fields[12]!, reaped: fields[13]! + fields[14]! })
     } catch {
       // the process ended meanwhile
     }
   }
-  return seen ? total * procTicksMs : undefined
+  if (processes.length === 0) return undefined
+  const pids = new Set(processes.map((p) => p.pid))
+  // The postmaster is the one whose parent is not a postgres process; its children counters hold the exited connections.
+  const ticks = processes.reduce((sum, p) => sum + p.own + (pids.has(p.parent) ? 0 : p.reaped), 0)
+  return ticks * procTicksMs
 }
 
 /** Runs `work`, and tells its CPU time: this process's, and the server's when `dialect` is a local PostgreSQL. */
@@ -353,7 +350,7 @@ const measure = async (engine: Engine): Promise<ReadonlyArray<BenchmarkRow>> => 
       { case: `${label}: ${name}, longest batch (median of runs)`, median: median(runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
       { case: `${label}: ${name}, longest batch (worst run)`, median: Math.max(...runs.map((t) => t.longestBatchMs ?? 0)), unit: "ms" },
       { case: `${label}: ${name}, batches`, median: median(runs.map((t) => t.batches ?? 0)), unit: "batches" },
-      ...cpuRows(`${label}: ${name}`, cpuOf(runs, "clientMs"), baselineClient, "CPU of this process (Node; SQLite inside it)"),
+      ...cpuRows(`${label}: ${name}`, cpuOf(runs, "clientMs"), baselineClient, `CPU of this process (Node${engine.dialect === "sqlite" ? " and SQLite in it" : ""})`),
       ...cpuRows(`${label}: ${name}`, cpuOf(runs, "serverMs"), baselineServer, "CPU of the PostgreSQL server"),
       ...(runs.every((t) => t.indexMs !== undefined)
         ? [{ case: `${label}: ${name}, index build (part of the total)`, median: median(runs.map((t) => t.indexMs!)), unit: "ms" }]
