@@ -158,19 +158,21 @@ export const pgTestDatabase = (): Effect.Effect<{ readonly database: string; rea
  * one connection, opened beforehand, since connecting alone spreads starts by more than a CREATE TABLE
  * takes), all let go at one signal. Each outcome is "ok" or its error's message, in order: for tests of
  * strata's own tables created by workers that start at once (two CREATE TABLE IF NOT EXISTS of one table
- * race on pg_type's unique index).
+ * race on pg_type's unique index). `maxConnections` per client: more than one for an effect that holds a
+ * connection while it runs statements on others.
  */
 export const startedTogether = <A, E extends { readonly message: string }>(
   url: string,
   processes: number,
-  effect: Effect.Effect<A, E, SqlClient.SqlClient>
+  effect: Effect.Effect<A, E, SqlClient.SqlClient>,
+  maxConnections = 1
 ): Effect.Effect<ReadonlyArray<string>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const clients = yield* Effect.forEach(
       Array.from({ length: processes }),
       () =>
         Effect.tap(
-          Effect.orDie(Layer.build(Database.layer({ url, maxConnections: 1 }))),
+          Effect.orDie(Layer.build(Database.layer({ url, maxConnections }))),
           (context) => Effect.provide(Effect.orDie(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`)), context)
         ),
       { concurrency: "unbounded" }

@@ -318,9 +318,11 @@ const clusterClient = (cluster: string) =>
 /**
  * Workers starting together on a new cluster database race to create its tables (PostgreSQL's
  * `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one): create them once, under an
- * advisory lock, before the runner starts.
+ * advisory lock, before the runner starts. Holds one connection of the client while the tables are
+ * created on another.
+ * @internal
  */
-const createClusterTables = (config: Partial<ShardingConfig.ShardingConfig["Type"]>) =>
+export const createClusterTables = (config: Partial<ShardingConfig.ShardingConfig["Type"]>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* Effect.scoped(Effect.gen(function*() {
