@@ -30,8 +30,6 @@
 import * as ClusterWorkflowEngine from "@effect/cluster/ClusterWorkflowEngine"
 import { RunnerAddress } from "@effect/cluster/RunnerAddress"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
-import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
-import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Activity from "@effect/workflow/Activity"
@@ -40,6 +38,7 @@ import type { WorkflowEngine, WorkflowInstance } from "@effect/workflow/Workflow
 import { Backfill, Options, type Plan } from "@strata/core"
 import { Database } from "@strata/sql"
 import { Cause, Clock, Context, Duration, Effect, Either, Layer, Option, Schema, Scope, Stream } from "effect"
+import { createClusterTables } from "./internal/clusterTables.js"
 import * as Connections from "./internal/connections.js"
 import * as TargetWork from "./internal/targetWork.js"
 import * as Fleet from "./Fleet.js"
@@ -314,26 +313,6 @@ const shardingConfig = (address: Option.Option<RunnerAddress>, timings: ClusterT
 // concurrently with every workflow's: a small pool starves ("Failed to acquire connection").
 const clusterClient = (cluster: string) =>
   Database.layer({ url: clusterUrl(cluster), applicationName: "strata fleet cluster", maxConnections: 40 })
-
-/**
- * Workers starting together on a new cluster database race to create its tables (PostgreSQL's
- * `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one): create them once, under an
- * advisory lock, before the runner starts. Holds one connection of the client while the tables are
- * created on another.
- * @internal
- */
-export const createClusterTables = (config: Partial<ShardingConfig.ShardingConfig["Type"]>) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* Effect.scoped(Effect.gen(function*() {
-      const connection = yield* sql.reserve
-      yield* connection.executeRaw("SELECT pg_advisory_lock(7316001)", [])
-      yield* Effect.addFinalizer(() => Effect.ignore(connection.executeRaw("SELECT pg_advisory_unlock(7316001)", [])))
-      yield* Effect.scoped(Layer.build(Layer.mergeAll(SqlMessageStorage.layer, SqlRunnerStorage.layer).pipe(
-        Layer.provide(ShardingConfig.layer(config))
-      )))
-    }))
-  })
 
 /**
  * Options of `worker`.

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { pgTestUrlWithSchema, startedTogether } from "../../../test/support/databases.js"
-import { createClusterTables } from "../src/FleetCluster.js"
+import { createClusterTables } from "../src/internal/clusterTables.js"
 
 const workers = 8
 const rounds = 5
