@@ -93,26 +93,44 @@ const createData = (dialect: Dialect) =>
     }
   })
 
+/** What a Node script run to its end (`runNode`) left: its exit code, output and wall time. */
+interface Finished {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly ms: number
+}
+
+/**
+ * Runs `script` under this Node to its end. Resolved at `close`, not `exit`: a child's last output may
+ * still be in its pipes when it exits, and the phase split reads strata's last log lines.
+ */
+const runNode = (script: string, args: ReadonlyArray<string>): Promise<Finished> =>
+  new Promise((resolve, reject) => {
+    const started = performance.now()
+    const child = Child.spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
+    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
+    child.on("error", reject)
+    child.on("close", (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }))
+  })
+
+const lastLines = (text: string): string => text.trim().split("\n").slice(-3).join(" | ")
+
 /**
  * Runs the built `strata` command to its end and returns its wall time. `verify` may exit 1: the app
  * keeps inserting rows the way an old app version does (source only), and verify rightly reports
  * those as missing their target; the phase is measured either way.
  */
-const runStrata = (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> = [0], logs?: Array<string>): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const started = performance.now()
-    const traced = logs === undefined ? args : [...args, "--json", "--log-level", TRACE_DIR === undefined ? "info" : "debug"]
-    const child = Child.spawn(process.execPath, [strataBin, ...traced], { stdio: ["ignore", "ignore", "pipe"] })
-    let stderr = ""
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("error", reject)
-    child.on("exit", (code) => {
-      logs?.push(...stderr.split("\n").filter((line) => line.length > 0))
-      return code !== null && accepted.includes(code)
-        ? resolve(performance.now() - started)
-        : reject(new Error(`strata ${args[0]} exited ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
-    })
-  })
+const runStrata = async (args: ReadonlyArray<string>, accepted: ReadonlyArray<number> = [0], logs?: Array<string>): Promise<number> => {
+  const traced = logs === undefined ? args : [...args, "--json", "--log-level", TRACE_DIR === undefined ? "info" : "debug"]
+  const { code, ms, stderr } = await runNode(strataBin, traced)
+  logs?.push(...stderr.split("\n").filter((line) => line.length > 0))
+  if (code === null || !accepted.includes(code)) throw new Error(`strata ${args[0]} exited ${code}: ${lastLines(stderr)}`)
+  return ms
+}
 
 /** When strata first logged a message starting with `message` (its JSON log lines on stderr), in epoch ms. */
 const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undefined => {
@@ -127,22 +145,14 @@ const loggedAt = (lines: ReadonlyArray<string>, message: string): number | undef
 }
 
 /** Runs the lazily migrating reader to its end; fails unless every read came back fixed and its counts reconcile. */
-const runLazy = (dialect: Dialect, url: string, planFile: string): Promise<LazyReport> =>
-  new Promise((resolve, reject) => {
-    const child = Child.spawn(process.execPath, [lazyScript, url, planFile, String(ROWS), String(LAZY_READS)], { stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("error", reject)
-    child.on("exit", (code) => {
-      if (code !== 0) return reject(new Error(`impactLazy exited ${code}: ${stdout.trim()} ${stderr.trim().split("\n").slice(-3).join(" | ")}`))
-      const result = JSON.parse(stdout.trim().split("\n").pop()!) as LazyReport
-      // On SQLite the write-back must run on its own thread, as in an app on a database file.
-      if (dialect === "sqlite" && result.path !== "Worker") return reject(new Error(`the lazy write-back ran on ${result.path}, not its own thread`))
-      resolve(result)
-    })
-  })
+const runLazy = async (dialect: Dialect, url: string, planFile: string): Promise<LazyReport> => {
+  const { code, stderr, stdout } = await runNode(lazyScript, [url, planFile, String(ROWS), String(LAZY_READS)])
+  if (code !== 0) throw new Error(`impactLazy exited ${code}: ${stdout.trim()} ${lastLines(stderr)}`)
+  const result = JSON.parse(stdout.trim().split("\n").pop()!) as LazyReport
+  // On SQLite the write-back must run on its own thread, as in an app on a database file.
+  if (dialect === "sqlite" && result.path !== "Worker") throw new Error(`the lazy write-back ran on ${result.path}, not its own thread`)
+  return result
+}
 
 interface App {
   readonly stop: () => Promise<ReadonlyArray<readonly [number, number, number]>>
