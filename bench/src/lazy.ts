@@ -41,7 +41,6 @@ const FIRST_MS = Date.UTC(2020, 0, 1)
 const millisOf = (id: number) => FIRST_MS + id * 7_919_000
 const sqlText = (ms: number) => new Date(ms).toISOString().slice(0, 19).replace("T", " ")
 
-
 const shuffledIds = (): ReadonlyArray<number> => {
   const ids = Array.from({ length: READS }, (_, i) => (i % ROWS) + 1)
   const random = seededRandom(424242)

@@ -13,7 +13,6 @@ import { interleavedMedians, seededRandom } from "./harness.js"
 
 const INPUTS = 1_000_000
 
-
 const FIRST_MS = Date.UTC(1990, 0, 1)
 const SPAN_MS = Date.UTC(2040, 0, 1) - FIRST_MS
 
