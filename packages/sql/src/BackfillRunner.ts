@@ -701,10 +701,13 @@ const fastUpdate = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Cursor,
     const sql = yield* SqlClient.SqlClient
     const params = new Params(table.dialect)
     const t = quotedTable(table)
-    const sets = fast.expressions.map(({ sql: expression, target }) =>
-      `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${expression}))`
+    const all = touchesAllPending(table, fast)
+    // Filtered on its guard, a row's value need not test the guard again (see pgFastBatch).
+    const underGuard = !all && fast.guard !== undefined
+    const sets = fast.expressions.map(({ sql: expression, target, whenGuarded }) =>
+      `${Identifier.quote(target)} = COALESCE(${t}.${Identifier.quote(target)}, (${underGuard ? whenGuarded ?? expression : expression}))`
     )
-    const converts = touchesAllPending(table, fast)
+    const converts = all
       ? ""
       : ` AND ${fast.guard ?? fast.expressions.map(({ sql: expression }) => `(${expression}) IS NOT NULL`).join(" AND ")}`
     // Only rows in the job's scope: a row the filter leaves out is counted out of scope, never written.
