@@ -6,18 +6,27 @@
  * default): during a backfill that is mostly the app's, which then waits for the copy (stalls of
  * hundreds of ms were measured).
  *
- * Not after every batch, though: each checkpoint also syncs the database file, about 2 ms of a
- * 17 ms batch at 1M rows (11 ms on a busy machine). It runs once the WAL has grown by about
- * `targetFrames` (a quarter of the default autocheckpoint), judged from how many frames the
- * batches since the last one left (the `log` column of the checkpoint's result, which also counts
- * the app's own frames, so a busy app makes checkpoints come sooner).
+ * Not after every batch, though: each checkpoint also syncs the database file, about 1.5-2 ms (11
+ * ms on a busy machine), against 17 ms for a batch at 1M rows. It runs once the WAL has grown by
+ * about `targetFrames` (half the default autocheckpoint, so the WAL stays well under it), judged
+ * from how many frames a batch leaves (the `log` column of the checkpoint's result, which also
+ * counts the app's own frames, so a busy app makes checkpoints come sooner). A quarter made every
+ * batch of a 1M-row backfill checkpoint (each left about 136 frames), 120 syncs a run.
+ *
+ * The frames a batch leaves are an estimate that only falls slowly: when another connection's
+ * autocheckpoint started the WAL over since the last checkpoint, `log` counts only the frames
+ * after that, and taking it at its word would space checkpoints further and further apart until
+ * commits (the app's among them) pay for the copy again.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect } from "effect"
 import { failureText } from "../SqlErrors.js"
 
-/** Frames the WAL may grow by between two checkpoints: 1 MiB at 4 KiB pages. */
-export const defaultTargetFrames = 256
+/** Frames the WAL may grow by between two checkpoints: 2 MiB at 4 KiB pages, half of `wal_autocheckpoint`'s default. */
+export const defaultTargetFrames = 512
+
+/** How fast the estimate of frames per batch may fall from one checkpoint to the next. */
+const estimateDecay = 0.75
 
 /** At most this many batches between two checkpoints, however small they are. */
 const maxBatchesBetween = 64
@@ -35,6 +44,7 @@ export const make = (targetFrames: number = defaultTargetFrames): Effect.Effect<
     let batchesSince = 0
     let every = 1
     let count = 0
+    let perBatch = 0
     const afterBatch = Effect.gen(function*() {
       batchesSince++
       if (batchesSince < every) return 0
@@ -50,7 +60,8 @@ export const make = (targetFrames: number = defaultTargetFrames): Effect.Effect<
       )
       count++
       // -1: not in WAL mode, or refused; 0: nothing written since. Either way, look again later.
-      const perBatch = frames > 0 ? frames / batchesSince : 0
+      const measured = frames > 0 ? frames / batchesSince : 0
+      perBatch = Math.max(measured, perBatch * estimateDecay)
       every = perBatch > 0 ? Math.max(1, Math.min(maxBatchesBetween, Math.floor(targetFrames / perBatch))) : maxBatchesBetween
       batchesSince = 0
       return Number((yield* Clock.currentTimeNanos) - started) / 1e6
