@@ -82,9 +82,13 @@ export const fastBatchStatement = (
   const sql = `WITH range_rows AS MATERIALIZED (` +
     `SELECT ${key} AS k, ${outOfScopeSql(table, params)} AS oos, ${allSetSql(table)} AS allset${wasNull} ` +
     `FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}), ` +
-    // max() has no uuid version on PostgreSQL 15: the last key is read in key order instead.
+    // The range's last key: the size-th key after the cursor, read from the key's index (the same
+    // snapshot as the range, so the same row); at the table's end, where fewer rows follow, the
+    // range's largest key, read in key order (max() has no uuid version on PostgreSQL 15). Sorting
+    // every range for its largest key cost a batch about 0.4 ms of the server's CPU.
     `summary AS (SELECT count(*) AS n, count(*) FILTER (WHERE oos) AS oos, count(*) FILTER (WHERE NOT oos AND allset) AS allset, ` +
-    `(SELECT k FROM range_rows ORDER BY k DESC LIMIT 1) AS last_k FROM range_rows), ` +
+    `COALESCE((SELECT ${key} FROM ${t} WHERE ${after} ORDER BY ${key} OFFSET ${params.bind(size - 1)} LIMIT 1), ` +
+    `(SELECT k FROM range_rows ORDER BY k DESC LIMIT 1)) AS last_k FROM range_rows), ` +
     `written_rows AS (UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange} AND ${pending} AND ${converts} ` +
     `RETURNING ${key} AS k, ${targets.map(Identifier.quote).join(", ")}), ` +
     `written AS (${written}), ` +
