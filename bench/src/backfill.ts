@@ -115,6 +115,10 @@ const singleStatement = (dialect: Dialect) =>
   })
 
 const FLOOR_BATCH = Number(process.env["BENCH_FLOOR_BATCH"] ?? "2000")
+// Checked here: a batch of 0 rows (or NaN) would never reach the table's end.
+if (!Number.isSafeInteger(FLOOR_BATCH) || FLOOR_BATCH < 1) {
+  throw new Error(`BENCH_FLOOR_BATCH must be a positive integer (rows per batch), got ${JSON.stringify(process.env["BENCH_FLOOR_BATCH"])}`)
+}
 const benchKey = (i: number) => `m${String(i).padStart(8, "0")}`
 
 /**
