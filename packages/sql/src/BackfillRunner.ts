@@ -43,7 +43,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Backfill, Checks, Identifier, Options as OptionCheck, type Plan, Progress, Timestamp } from "@strata/core"
 import { Clock, Context, Data, Duration, Effect, Either, Layer, Option, Queue, Schema, Stream, Take } from "effect"
 import * as Database from "./Database.js"
-import { nextBatchSize } from "./internal/batchSize.js"
+import { batchSizer } from "./internal/batchSize.js"
 import { buildAfterJob, type BuiltIndex, type IndexBuildError } from "./internal/indexBuilds.js"
 import { confirmFastPath } from "./internal/fastPathSelfTest.js"
 import {
@@ -241,8 +241,9 @@ export interface Options {
   readonly maxBatchSize?: number | undefined
   /**
    * The longest a batch transaction should hold its locks. The size adapts after every batch,
-   * aiming at a third of it (batch times jitter 2-3x on a busy machine): it shrinks when a batch
-   * takes over half of it and grows (at most twofold) when a batch takes under a sixth. Default 50 ms.
+   * aiming at a third of it (batch times jitter 2-3x on a busy machine): it follows the cost per row
+   * smoothed over the last batches, shrinks at once in proportion when a batch takes over half of
+   * it, and grows at most twofold a batch. Default 50 ms.
    */
   readonly maxBatchTime?: Duration.DurationInput | undefined
   /** Keep the batch size fixed at `batchSize` (the bounds do not apply). Default false. */
@@ -1149,6 +1150,7 @@ const batchLoop = (table: JobTable, settings: Settings, emit: Emit, walk: Walk, 
     const started = yield* Clock.currentTimeNanos
     yield* emit(event(table, "started", walk.tally, walk.total, { processedThisRun: 0, elapsedMs: 0, dryRun }, { batchSize: 0, batchMs: 0, nextBatchSize: settings.batchSize }, false))
     let size = settings.batchSize
+    const sizer = batchSizer(settings.maxBatchMs, settings.bounds)
     let fixedMs: number | undefined = undefined
     let tally = walk.tally
     let batches = 0
@@ -1165,7 +1167,7 @@ const batchLoop = (table: JobTable, settings: Settings, emit: Emit, walk: Walk, 
       const batchFixedMs = Math.max(0, batchMs - result.rowsMs)
       fixedMs = fixedMs === undefined ? batchFixedMs : 0.7 * fixedMs + 0.3 * batchFixedMs
       const ran = result.size ?? size
-      const next = settings.fixedBatchSize ? size : nextBatchSize(ran, batchMs, settings.maxBatchMs, settings.bounds, fixedMs)
+      const next = settings.fixedBatchSize ? size : sizer.next(ran, result.rows, batchMs, fixedMs)
       const elapsedMs = yield* elapsedMsSince(started)
       yield* emit(event(
         table,

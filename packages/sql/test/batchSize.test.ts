@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { nextBatchSize, statementSizes } from "../src/internal/batchSize.js"
+import { batchSizer, nextBatchSize, statementSizes } from "../src/internal/batchSize.js"
 
 const bounds = { min: 10, max: 100_000 }
 
@@ -40,6 +40,75 @@ describe("nextBatchSize", () => {
     if (next < bounds.min || next > bounds.max || !Number.isInteger(next)) return false
     if (batchMs > targetMs / 2 && next > size) return false
     if (batchMs <= targetMs / 3 && next < size) return false
+    return true
+  })
+})
+
+describe("batchSizer", () => {
+  // A walk whose rows cost `perRowMs` each and whose batches pay `fixedMs` besides; `spikes` maps a
+  // batch's index to how many times slower its rows ran (a GC pause, a checkpoint, another process).
+  const walk = (batches: number, perRowMs: number, fixedMs: number, spikes: Record<number, number> = {}, first = 1000) => {
+    const sizer = batchSizer(50, bounds)
+    const sizes: Array<number> = []
+    let size = first
+    for (let i = 0; i < batches; i++) {
+      sizes.push(size)
+      size = sizer.next(size, size, fixedMs + size * perRowMs * (spikes[i] ?? 1), fixedMs)
+    }
+    return sizes
+  }
+  // 8 µs a row, 3 ms fixed: the aim is (50 - 3) / 3 ms of rows, 1,958 rows.
+  const aimed = Math.floor(((50 - 3) / 3) / 0.008)
+
+  it("converges on the aim from a first size below or above it", () => {
+    for (const first of [100, 1000, 50_000]) {
+      const sizes = walk(30, 0.008, 3, {}, first)
+      expect(Math.abs(sizes[29]! - aimed)).toBeLessThanOrEqual(aimed * 0.02)
+    }
+  })
+
+  it("shrinks at once after a slow batch, and comes back to the aim afterwards", () => {
+    // Batch 20's rows ran 2.5 times slower (34 ms for 1,958 rows): the next batch is cut in
+    // proportion; by ten batches later the size is back near the aim. The rule of nextBatchSize
+    // alone kept the cut size for the rest of the walk (anywhere from half the aim to half the room).
+    const sizes = walk(40, 0.008, 3, { 20: 2.5 })
+    expect(sizes[20]).toBe(aimed)
+    expect(sizes[21]).toBeLessThanOrEqual(Math.ceil(aimed / 2.5))
+    expect(sizes[31]).toBeGreaterThanOrEqual(Math.floor(aimed * 0.9))
+    expect(sizes[39]).toBeGreaterThanOrEqual(Math.floor(aimed * 0.97))
+  })
+
+  it("follows a lasting change in the cost per row, both ways", () => {
+    const sizer = batchSizer(50, bounds)
+    let size = 2000
+    for (let i = 0; i < 30; i++) size = sizer.next(size, size, 3 + size * 0.016, 3)
+    expect(Math.abs(size - aimed / 2)).toBeLessThanOrEqual(aimed * 0.02)
+    for (let i = 0; i < 30; i++) size = sizer.next(size, size, 3 + size * 0.004, 3)
+    expect(Math.abs(size - aimed * 2)).toBeLessThanOrEqual(aimed * 0.04)
+  })
+
+  it("a batch with fewer rows than its size (a range's end) only shrinks the size, and only when slow", () => {
+    const sizer = batchSizer(50, bounds)
+    expect(sizer.next(1000, 1000, 11, 3)).toBeGreaterThan(1000)
+    expect(sizer.next(2000, 10, 4, 3)).toBe(2000)
+    expect(sizer.next(2000, 0, 4, 3)).toBe(2000)
+    // 100 rows in 43 ms: 0.4 ms a row, so 39 rows aim at a third of the room.
+    expect(sizer.next(2000, 100, 43, 3)).toBe(39)
+    expect(sizer.next(1000, 1000, 60, 55)).toBe(bounds.min)
+  })
+
+  it.prop("stays within bounds, never grows after a batch over its aim nor shrinks after one under it", [
+    fc.array(fc.tuple(fc.integer({ min: 1, max: 100_000 }), fc.double({ min: 0, max: 2000, noNaN: true }), fc.double({ min: 0, max: 40, noNaN: true })), { minLength: 1, maxLength: 30 })
+  ], ([batches]) => {
+    const sizer = batchSizer(60, bounds)
+    for (const [size, batchMs, fixedMs] of batches) {
+      const next = sizer.next(size, size, batchMs, fixedMs)
+      if (next < bounds.min || next > bounds.max || !Number.isInteger(next)) return false
+      const fixed = Math.min(fixedMs, batchMs)
+      const aim = (60 - fixed) / 3
+      if (batchMs - fixed > aim && next > Math.max(size, bounds.min)) return false
+      if (batchMs - fixed < aim && next < Math.min(size, bounds.max)) return false
+    }
     return true
   })
 })
