@@ -55,7 +55,10 @@ export const columnType = (type: Plan.ColumnType, dialect: Dialect): string => {
 }
 
 /**
- * A SQL literal for a default or CHECK value (strings quoted with `''` escaping).
+ * A SQL literal for a default or CHECK value, or a value sent in a message of several statements
+ * (where no parameter can be bound): strings quoted with `''` escaping. On PostgreSQL a string with
+ * a backslash is written `E'...'` with the backslash doubled, so it means the same text whether or
+ * not the session has `standard_conforming_strings` on (off, `'a\'` would end the string early).
  *
  * @since 0.1.0
  */
@@ -66,7 +69,8 @@ export const literal = (value: string | number | boolean | null, dialect: Dialec
     if (!Number.isFinite(value)) throw new RangeError(`not a finite SQL literal: ${value}`)
     return String(value)
   }
-  return `'${value.replace(/'/g, "''")}'`
+  const quoted = `'${value.replace(/'/g, "''")}'`
+  return dialect === "pg" && value.includes("\\") ? `E${quoted.replace(/\\/g, "\\\\")}` : quoted
 }
 
 /**

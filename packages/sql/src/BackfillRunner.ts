@@ -68,6 +68,7 @@ import {
 } from "./internal/jobTable.js"
 import { keyedUpdate, returnedKey } from "./internal/keyedUpdate.js"
 import { fastBatchStatement, readFastBatch } from "./internal/pgFastBatch.js"
+import { withTransactionOpening } from "./internal/transaction.js"
 import * as WalCheckpoints from "./internal/walCheckpoints.js"
 import * as WriterTurns from "./internal/writerTurns.js"
 import * as JobState from "./JobState.js"
@@ -124,6 +125,23 @@ export class InvalidBackfillOptions extends Schema.TaggedError<InvalidBackfillOp
 }) {
   override get message(): string {
     return `Invalid backfill option ${this.option}: ${this.reason}`
+  }
+}
+
+/**
+ * `run` or `stream` was called inside an open transaction (the app's `withTransaction`). A backfill
+ * commits batch by batch, so that locks are held for one batch at a time, and builds a finished
+ * job's indexes on connections of its own (PostgreSQL: `CREATE INDEX CONCURRENTLY`, which waits for
+ * every older transaction to end): inside a transaction it would hold every row it wrote until that
+ * transaction ends, and its index build would wait for that transaction, which waits for it. Nothing ran.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RunInsideTransaction extends Schema.TaggedError<RunInsideTransaction>()("RunInsideTransaction", {}) {
+  override get message(): string {
+    return "BackfillRunner was called inside an open transaction: a backfill commits batch by batch and builds its " +
+      "indexes on connections of its own, so run it outside any transaction"
   }
 }
 
@@ -225,6 +243,7 @@ export type BackfillError =
   | ColumnNotInRow
   | CountsDoNotReconcile
   | IndexBuildError
+  | RunInsideTransaction
 
 /**
  * Options of `run` and `stream`. All optional; a value given but not allowed is refused with
@@ -997,10 +1016,10 @@ interface BatchResult {
  * statement advances the checkpoint itself). Once the cursor reaches the end of the table, the
  * batches walk the ranges stepped over (`SkippedRange`), first to last; the job is done when none is left.
  */
-const realBatch = (table: JobTable, fast: FastPathState, settings: Settings) => (size: number) =>
+const realBatch = (table: JobTable, fast: FastPathState, settings: Settings) => (size: number, claimed: Option.Option<JobState.Checkpoint> = Option.none()) =>
   Effect.gen(function*() {
     const name = table.job.name
-    const saved = yield* claimForBatch(table, settings)
+    const saved = Option.isSome(claimed) ? claimed.value : yield* claimForBatch(table, settings)
     const totals = JobState.countsOf(saved)
     if (saved.state === "done") return { totals, rows: 0, rowsMs: 0, done: true } satisfies BatchResult
     const cursor = yield* decodeCursor(name, saved.cursor)
@@ -1224,11 +1243,17 @@ const runJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effect<
     }
     const fastPathOutcome = (): JobSummary["fastPath"] => !fast.tried ? "none" : fast.current === undefined ? "off" : "used"
     const batch = realBatch(table, fast, settings)
+    // On PostgreSQL the claim goes with the BEGIN, in one message (a round trip less a batch).
+    const claimText = table.dialect === "pg" ? yield* JobState.pgClaimText(name, pgBatchSettings(settings.batchLockTimeout)) : undefined
+    const transact = (size: number) =>
+      claimText === undefined
+        ? sql.withTransaction(batch(size))
+        : withTransactionOpening(sql, claimText)((opened) => batch(size, opened === undefined ? Option.none() : JobState.claimedCheckpoint(opened[0] ?? [])))
     // The batch commits or rolls back as a whole; an interrupt waits for it and lands between batches.
     // A batch whose fast path gave up is rolled back and done again, in JavaScript.
     const attempt = (size: number) =>
-      Effect.uninterruptible(sql.withTransaction(batch(size)).pipe(
-        Effect.catchTag("FastPathAbandoned", () => sql.withTransaction(batch(size))),
+      Effect.uninterruptible(transact(size).pipe(
+        Effect.catchTag("FastPathAbandoned", () => transact(size)),
         // It is off once it gave up: the second attempt never uses it.
         Effect.catchTag("FastPathAbandoned", () => Effect.dieMessage("backfill: the fast path gave up twice in one batch"))
       ))
@@ -1306,6 +1331,7 @@ const dryRunJob = (table: JobTable, settings: Settings, emit: Emit): Effect.Effe
 
 const runAll = (plan: Plan.Plan, options: Options, emit: Emit): Effect.Effect<ReadonlyArray<JobSummary>, BackfillError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
+    if (Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))) return yield* new RunInsideTransaction()
     const settings = yield* validate(options)
     const selected = yield* selectJobs(plan, options.jobs)
     // Check every selected job against the schema before touching any, so a missing migration fails fast.

@@ -14,7 +14,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Identifier, Timestamp } from "@strata/core"
+import { Compile, Identifier, Timestamp } from "@strata/core"
 import { Effect, Option, Schema } from "effect"
 import { tableColumns } from "./Catalog.js"
 import * as Database from "./Database.js"
@@ -323,11 +323,8 @@ export const claimCheckpoint: {
     const table = yield* jobsTable
     const settings = Object.entries(pgSettings ?? {})
     if ((yield* Database.dialect) === "pg") {
-      // The settings are computed by the outer query from the locked row, so they take effect only
-      // once the lock is granted (a CTE's row is locked before the outer query sees it).
-      const setters = settings.map((_, i) => `, set_config($${2 * i + 2}, $${2 * i + 3}, true) AS __strata_setting_${i}`).join("")
       const claim = sql.unsafe<CheckpointRow>(
-        `WITH claimed AS MATERIALIZED (SELECT ${checkpointColumns} FROM ${table} WHERE job = $1 FOR UPDATE) SELECT claimed.*${setters} FROM claimed`,
+        pgClaimSql(table, "$1", settings.map((_, i) => [`$${2 * i + 2}`, `$${2 * i + 3}`] as const)),
         [job, ...settings.flat()]
       )
       // One statement per batch once the row exists (every batch after the job's first).
@@ -342,6 +339,39 @@ export const claimCheckpoint: {
     const rows = yield* sql.unsafe<CheckpointRow>(`SELECT ${checkpointColumns} FROM ${table} WHERE job = ?`, [job])
     return toCheckpoint(rows[0]!)
   })) as Effect.Effect<Checkpoint, SqlError, SqlClient.SqlClient>
+
+// The settings are computed by the outer query from the locked row, so they take effect only once
+// the lock is granted (a CTE's row is locked before the outer query sees it).
+const pgClaimSql = (table: string, job: string, settings: ReadonlyArray<readonly [name: string, value: string]>): string =>
+  `WITH claimed AS MATERIALIZED (SELECT ${checkpointColumns} FROM ${table} WHERE job = ${job} FOR UPDATE) SELECT claimed.*` +
+  settings.map(([name, value], i) => `, set_config(${name}, ${value}, true) AS __strata_setting_${i}`).join("") +
+  " FROM claimed"
+
+/**
+ * PostgreSQL: `claimCheckpoint` of a job whose checkpoint row exists, as SQL text with its values
+ * inline, for a message of several statements where no parameter can be bound (a batch sends it
+ * with its BEGIN, saving a round trip); `claimedCheckpoint` reads its rows. Without a row (none yet,
+ * or deleted meanwhile) it claims nothing: `claimCheckpoint` then creates one.
+ *
+ * @since 0.2.0
+ * @category checkpoints
+ */
+export const pgClaimText = (job: string, pgSettings: Readonly<Record<string, string>> = {}): Effect.Effect<string> =>
+  Effect.map(jobsTable, (table) =>
+    pgClaimSql(
+      table,
+      Compile.literal(job, "pg"),
+      Object.entries(pgSettings).map(([name, value]) => [Compile.literal(name, "pg"), Compile.literal(value, "pg")] as const)
+    ))
+
+/**
+ * The checkpoint `pgClaimText`'s rows claimed, if the job's row was there.
+ *
+ * @since 0.2.0
+ * @category checkpoints
+ */
+export const claimedCheckpoint = (rows: ReadonlyArray<unknown>): Option.Option<Checkpoint> =>
+  rows[0] === undefined ? Option.none() : Option.some(toCheckpoint(rows[0] as CheckpointRow))
 
 /**
  * `claimCheckpoint` was given PostgreSQL transaction settings on SQLite, which has none.

@@ -56,6 +56,32 @@ describeEachEngine("BackfillRunner on the app's own client", (engine) => {
       }))
     }).pipe(Effect.provide(BackfillRunner.layer(Plans.agentos).pipe(Layer.provideMerge(client))))
 
+  // A backfill commits batch by batch and builds its indexes on connections of its own: inside an
+  // open transaction it hung on both engines (the index build waiting for the transaction around it).
+  it.effect("inside the app's own open transaction run and stream refuse with RunInsideTransaction, writing nothing", () =>
+    Effect.gen(function*() {
+      const stateNow = Database.withStrataClient(Effect.all({ state: readState, checkpoints: checkpointRows }))
+      yield* Database.withStrataClient(Effect.gen(function*() {
+        yield* createLegacyTables
+        yield* insertFixture
+        yield* applyPlan(Plans.agentos)
+        yield* insertGenerated(50, 5)
+        yield* JobState.ensureTables
+      }))
+      const before = yield* stateNow
+      expect(before.checkpoints).toEqual([])
+      const sql = yield* SqlClient.SqlClient
+      const options = { batchSize: 40 }
+      const refusedRun = yield* sql.withTransaction(BackfillRunner.run(options)).pipe(Effect.flip)
+      const refusedStream = yield* sql.withTransaction(Stream.runDrain(BackfillRunner.stream(options))).pipe(Effect.flip)
+      expect([refusedRun._tag, refusedStream._tag]).toEqual(["RunInsideTransaction", "RunInsideTransaction"])
+      expect(refusedStream.message).toContain("run it outside any transaction")
+      expect(yield* stateNow).toEqual(before)
+      // Outside one, the same run goes through.
+      const [first] = yield* BackfillRunner.run(options)
+      expect(first?.outcome).toBe("completed")
+    }).pipe(Effect.provide(BackfillRunner.layer(Plans.agentos).pipe(Layer.provideMerge(engine.appLayer())))))
+
   for (const fastPath of [true, false]) {
     it.effect(`with camelCase name transforms it backfills exactly what a plain client does (${fastPath ? "fast path" : "JavaScript path"})`, () =>
       Effect.gen(function*() {

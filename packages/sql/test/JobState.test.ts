@@ -130,6 +130,37 @@ describeEachEngine("jobState", (engine) => {
         expect([yield* setting("lock_timeout"), yield* setting("synchronous_commit")]).toEqual(before)
       }))
 
+    it.effect("pgClaimText claims with its values inline, sent with BEGIN, whatever standard_conforming_strings says", () =>
+      Effect.gen(function*() {
+        if (engine.name === "sqlite") return
+        const sql = yield* SqlClient.SqlClient
+        yield* JobState.ensureTables
+        // Quotes and backslashes: with standard_conforming_strings off, a backslash in '...' escapes.
+        const job = "it's a \\ job\\"
+        yield* JobState.startJob(job)
+        yield* sql.withTransaction(JobState.saveCheckpoint(job, { cursor: "t:o'k\\", processed: 3, updated: 3, rejected: 0, alreadySet: 0, outOfScope: 0, state: "running" }))
+        const text = yield* JobState.pgClaimText(job, { lock_timeout: "123ms", application_name: "strata \\ 'claim'" })
+        for (const conforming of ["on", "off"]) {
+          const claimed = yield* Effect.scoped(Effect.gen(function*() {
+            const conn = yield* sql.reserve
+            yield* conn.executeUnprepared(`SET standard_conforming_strings = ${conforming}`, [], undefined)
+            const results = (yield* conn.executeUnprepared(`BEGIN; ${text}; SELECT current_setting('lock_timeout') AS lt, current_setting('application_name') AS app`, [], undefined)) as unknown as ReadonlyArray<ReadonlyArray<any>>
+            yield* conn.executeUnprepared("ROLLBACK", [], undefined)
+            yield* conn.executeUnprepared("RESET standard_conforming_strings", [], undefined)
+            return [Option.map(JobState.claimedCheckpoint(results[1]!), (c) => [c.job, c.cursor, c.processed]), results[2]![0]]
+          }))
+          expect([conforming, ...claimed]).toEqual([conforming, Option.some([job, "t:o'k\\", 3]), { lt: "123ms", app: "strata \\ 'claim'" }])
+        }
+        // No row: nothing claimed (claimCheckpoint creates one).
+        const none = yield* Effect.scoped(Effect.gen(function*() {
+          const conn = yield* sql.reserve
+          const results = (yield* conn.executeUnprepared(`BEGIN; ${yield* JobState.pgClaimText("no.such.job")}`, [], undefined)) as unknown as ReadonlyArray<ReadonlyArray<any>>
+          yield* conn.executeUnprepared("ROLLBACK", [], undefined)
+          return JobState.claimedCheckpoint(results[1]!)
+        }))
+        expect(Option.isNone(none)).toBe(true)
+      }))
+
     it.effect("a rolled-back transaction leaves no checkpoint", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

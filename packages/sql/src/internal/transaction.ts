@@ -30,16 +30,43 @@ const rollbackQuietly = (conn: Connection, depth: number): Effect.Effect<void> =
  * Runs `effect` in a transaction on `sql` (a savepoint inside an open one).
  */
 export const withTransaction = (sql: SqlClient.SqlClient) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> => transaction(sql, undefined, () => effect)
+
+/**
+ * A transaction whose BEGIN carries `opening`, statements sent with it in one message (PostgreSQL's
+ * simple protocol: values inline, no parameters), so they cost no round trip of their own; the body
+ * gets their rows, a list per statement (`undefined` from a driver that does not return them all). Inside an open transaction (a savepoint) nothing is sent
+ * with the SAVEPOINT: the body gets `undefined` and runs what it needs itself.
+ */
+export const withTransactionOpening = (sql: SqlClient.SqlClient, opening: string) =>
+<A, E, R>(
+  body: (opened: ReadonlyArray<ReadonlyArray<any>> | undefined) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> => transaction(sql, opening, body)
+
+const transaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  opening: string | undefined,
+  body: (opened: ReadonlyArray<ReadonlyArray<any>> | undefined) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (outer) => {
       const depth = Option.isSome(outer) ? outer.value[1] + 1 : 0
       const acquire: Effect.Effect<readonly [Scope.CloseableScope | undefined, Connection], SqlError> = Option.isSome(outer)
         ? Effect.succeed([undefined, outer.value[0]] as const)
         : Effect.flatMap(Scope.make(), (scope) => Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const))
+      const begin = (conn: Connection): Effect.Effect<ReadonlyArray<ReadonlyArray<any>> | undefined, SqlError> =>
+        depth > 0
+          ? Effect.as(run(conn, `SAVEPOINT effect_sql_${depth}`), undefined)
+          : opening === undefined
+          ? Effect.as(run(conn, "BEGIN"), undefined)
+          // Several statements: the driver returns a list of rows per statement, BEGIN's first. A
+          // driver that returns only the last statement's rows gives the body `undefined`: it then
+          // runs the statements again itself, in the same transaction.
+          : Effect.map(run(conn, `BEGIN; ${opening}`), (results) =>
+            results.length > 1 && results.every(Array.isArray) ? (results as ReadonlyArray<ReadonlyArray<any>>).slice(1) : undefined)
       return Effect.flatMap(acquire, ([scope, conn]) =>
-        run(conn, depth === 0 ? "BEGIN" : `SAVEPOINT effect_sql_${depth}`).pipe(
-          Effect.zipRight(restore(effect).pipe(Effect.provideService(SqlClient.TransactionConnection, [conn, depth] as const))),
+        begin(conn).pipe(
+          Effect.flatMap((opened) => restore(body(opened)).pipe(Effect.provideService(SqlClient.TransactionConnection, [conn, depth] as const))),
           Effect.exit,
           Effect.flatMap((exit): Effect.Effect<Exit.Exit<A, E | SqlError>> => {
             if (Exit.isFailure(exit)) return Effect.as(rollbackQuietly(conn, depth), exit)
