@@ -35,8 +35,9 @@ export const withTransaction = (sql: SqlClient.SqlClient) =>
 /**
  * A transaction whose BEGIN carries `opening`, statements sent with it in one message (PostgreSQL's
  * simple protocol: values inline, no parameters), so they cost no round trip of their own; the body
- * gets their rows, a list per statement (`undefined` from a driver that does not return them all). Inside an open transaction (a savepoint) nothing is sent
- * with the SAVEPOINT: the body gets `undefined` and runs what it needs itself.
+ * gets their rows, a list per statement (`undefined` from a driver that does not return them all).
+ * Inside an open transaction (a savepoint) nothing is sent with the SAVEPOINT: the body gets
+ * `undefined` and runs what it needs itself.
  */
 export const withTransactionOpening = (sql: SqlClient.SqlClient, opening: string) =>
 <A, E, R>(
