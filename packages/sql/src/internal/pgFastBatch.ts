@@ -85,26 +85,22 @@ export const fastBatchStatement = (
   // largest key after the cursor (max() has no uuid version on PostgreSQL 15). Sorting every range
   // for its largest key cost a batch about 0.4 ms of the server's CPU.
   const sizeth = `(SELECT ${key} FROM ${t} WHERE ${after} ORDER BY ${key} OFFSET ${params.bind(size - 1)} LIMIT 1)`
+  const writes = `written_rows AS (UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange} AND ${pending} AND ${converts} ` +
+    `RETURNING ${key} AS k, ${targets.map(Identifier.quote).join(", ")}), written AS (${written}), `
   const head = multiTarget
     ? `WITH range_rows AS MATERIALIZED (` +
       `SELECT ${key} AS k, ${outOfScopeSql(table, params)} AS oos, ${allSetSql(table)} AS allset${wasNull} ` +
       `FROM ${t} WHERE ${after} ORDER BY ${key} LIMIT ${limit}), ` +
       `summary AS (SELECT count(*) AS n, count(*) FILTER (WHERE oos) AS oos, count(*) FILTER (WHERE NOT oos AND allset) AS allset, ` +
       `COALESCE(${sizeth}, (SELECT k FROM range_rows ORDER BY k DESC LIMIT 1)) AS last_k FROM range_rows), ` +
-      `range_end AS (SELECT last_k FROM summary), ` +
-      `written_rows AS (UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange} AND ${pending} AND ${converts} ` +
-      `RETURNING ${key} AS k, ${targets.map(Identifier.quote).join(", ")}), ` +
-      `written AS (${written}), `
+      `range_end AS (SELECT last_k FROM summary), ${writes}`
     // One target: the range's rows are read for their counts only when the UPDATE did not write
     // all of them (some out of scope, already set, or left to JavaScript); a range of `size` keys
     // all written has nothing else to count. Reading every range first cost a batch a walk of its
     // rows through the heap (about 1.5 ms of 2,000 rows' 15), almost always to count zeros.
     : `WITH range_end AS MATERIALIZED (SELECT COALESCE(b.k, (SELECT ${key} FROM ${t} WHERE ${after} ORDER BY ${key} DESC LIMIT 1)) AS last_k, ` +
       // OFFSET 0 keeps the subquery from being pulled up, which would walk the index twice for `b.k`.
-      `b.k IS NOT NULL AS full_range FROM (SELECT ${sizeth} AS k OFFSET 0) b), ` +
-      `written_rows AS (UPDATE ${t} SET ${sets.join(", ")} WHERE ${inRange} AND ${pending} AND ${converts} ` +
-      `RETURNING ${key} AS k, ${targets.map(Identifier.quote).join(", ")}), ` +
-      `written AS (${written}), ` +
+      `b.k IS NOT NULL AS full_range FROM (SELECT ${sizeth} AS k OFFSET 0) b), ${writes}` +
       // Same snapshot as the UPDATE's scan: the rows as they were before it wrote.
       `range_rows AS MATERIALIZED (SELECT count(*) AS n, count(*) FILTER (WHERE oos) AS oos, count(*) FILTER (WHERE NOT oos AND allset) AS allset ` +
       `FROM (SELECT ${outOfScopeSql(table, params)} AS oos, ${allSetSql(table)} AS allset FROM ${t} WHERE ${inRange}) r), ` +
