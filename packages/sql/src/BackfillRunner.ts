@@ -72,7 +72,7 @@ import { withTransactionOpening } from "./internal/transaction.js"
 import * as WalCheckpoints from "./internal/walCheckpoints.js"
 import * as WriterTurns from "./internal/writerTurns.js"
 import * as JobState from "./JobState.js"
-import { failureText } from "./SqlErrors.js"
+import { failureText, isConnectionLost } from "./SqlErrors.js"
 
 export {
   /**
@@ -805,13 +805,17 @@ const checkFastPath = (table: JobTable, fast: Backfill.SqlFastPath, cursor: Curs
   fastPathSample(table, fast, cursor, undefined, sampleRows).pipe(
     Effect.flatMap((rows) => firstDisagreement(table, fast, rows)),
     Effect.map((found) => (found === undefined ? fast : undefined)),
-    Effect.catchTag("SqlError", (error) => Effect.as(fastPathFailed(error), undefined))
+    Effect.catchTag("SqlError", (error) => notTheFastPath(error) ? Effect.fail(error) : Effect.as(fastPathFailed(error), undefined))
   )
 
-/** PostgreSQL errors that say nothing about the fast path: a lock not granted in time, a cancelled statement. */
+/**
+ * Errors that say nothing about the fast path: a lock not granted in time, a cancelled statement
+ * (PostgreSQL), a lost connection. They fail the batch as the database's errors instead of
+ * switching the fast path off.
+ */
 const notTheFastPath = (error: SqlError): boolean => {
   const code = (error.cause as { readonly code?: unknown } | undefined)?.code
-  return code === "55P03" || code === "57014"
+  return code === "55P03" || code === "57014" || isConnectionLost(error)
 }
 
 /**

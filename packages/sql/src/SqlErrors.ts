@@ -26,6 +26,27 @@ export const isRowRejected = (error: unknown): boolean => {
   return /^(22|23|54)[0-9A-Z]{3}$/.test(code)
 }
 
+const lostConnectionMessages = [
+  "Connection terminated",
+  "Client has encountered a connection error and is not queryable",
+  "Client was closed and is not queryable"
+]
+
+/**
+ * Whether the failure is the connection's, not the statement's: PostgreSQL's connection exceptions
+ * (class 08) and shutdowns (57P01 a terminated backend, 57P02 a crash, 57P03 not yet accepting
+ * connections), node-postgres's own words for a connection it lost, and a socket's errors. Such a
+ * failure says nothing of the statement that was running.
+ */
+export const isConnectionLost = (error: unknown): boolean => {
+  const cause = error instanceof SqlError ? error.cause ?? error : error
+  const code = codeOf(cause)
+  if (code !== undefined && (/^08[0-9A-Z]{3}$/.test(code) || /^57P0[123]$/.test(code))) return true
+  if (code !== undefined && ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "ENOTCONN"].includes(code)) return true
+  const message = cause instanceof Error ? cause.message : ""
+  return lostConnectionMessages.some((text) => message.startsWith(text))
+}
+
 /**
  * The database's own words for a failure (the driver's message, not the wrapper's), with the
  * driver's error code when the message does not already say it; each error of an

@@ -12,6 +12,7 @@ import { FastPath, type Identifier, Timestamp } from "@strata/core"
 import { Effect, Either, FastCheck as fc, Logger } from "effect"
 import { describeEachEngine } from "../../../test/support/databases.js"
 import { confirmFastPath, confirmFastPathWith, type Expression, selfTestFailureWith } from "../src/internal/fastPathSelfTest.js"
+import * as SqlErrors from "../src/SqlErrors.js"
 
 const pad = (value: number, width: number) => String(value).padStart(width, "0")
 
@@ -264,6 +265,26 @@ describeEachEngine("the fast path's self-test", (engine) => {
           "SQL fast path off: the engine failed its self-test; every row converts in JavaScript"
         ])
         expect(String(warnings[0]!.reason)).toMatch(/^the engine converts 7 of 21 inputs differently: "2024-01-15 12:00:00" gave 1705319999999/)
+      }))
+
+    // A lost connection says nothing of the engine: it fails as the database's error, with no
+    // warning that the fast path is off (a backend terminated in the self-test of a CLI run printed
+    // "SQL fast path off" and then the connection error).
+    it.effect("a self-test whose connection is lost fails with the database's error, leaving the fast path alone", () =>
+      Effect.gen(function*() {
+        if (engine.name === "sqlite") return
+        const killer: Expression = (source, dialect) =>
+          `(CASE WHEN pg_terminate_backend(pg_backend_pid()) THEN length(${FastPath.epochMillisExpression(source, dialect)}::text) END)`
+        const logs = captureLogs()
+        // A client of its own: the terminated connection is not the file's shared one.
+        const failed = yield* confirmFastPathWith(killer)(engine.name, columns).pipe(
+          Effect.provide(logs.layer),
+          Effect.flip,
+          Effect.provide(engine.layer())
+        )
+        expect(SqlErrors.isConnectionLost(failed), SqlErrors.failureText(failed)).toBe(true)
+        expect(SqlErrors.failureText(failed)).toMatch(/terminating connection due to administrator command|Connection terminated/)
+        expect(logs.lines.filter((l) => l.level === "WARN")).toEqual([])
       }))
 
     it.effect("a job without a fast path runs no self-test", () =>

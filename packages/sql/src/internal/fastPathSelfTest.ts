@@ -7,9 +7,10 @@
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { type Compile, FastPath, type Identifier } from "@strata/core"
 import { Effect } from "effect"
-import { failureText } from "../SqlErrors.js"
+import { failureText, isConnectionLost } from "../SqlErrors.js"
 
 /** How the fast path's SQL is built: a column and a dialect to an expression (the real one, or a test's). */
 export type Expression = (source: Identifier.Identifier, dialect: Compile.Dialect) => string
@@ -35,12 +36,14 @@ const selfTestValues = (dialect: Compile.Dialect, expression: Expression) =>
 
 /**
  * Why the engine on this connection fails the self-test of `expression`, or undefined when it
- * passes. A statement that fails is a failed self-test too (the fast path must never sink a run).
+ * passes. A statement that fails is a failed self-test too (the fast path must never sink a run),
+ * but a lost connection is the database's failure, not the engine's answer: it fails the effect.
  */
 export const selfTestFailureWith = (dialect: Compile.Dialect, expression: Expression) =>
   selfTestValues(dialect, expression).pipe(
     Effect.map(FastPath.selfTestFailure),
-    Effect.catchAll((error) => Effect.succeed(`the self-test statement failed: ${failureText(error)}`))
+    Effect.catchAll((error) =>
+      isConnectionLost(error) ? Effect.fail(error) : Effect.succeed(`the self-test statement failed: ${failureText(error)}`))
   )
 
 /**
@@ -48,7 +51,7 @@ export const selfTestFailureWith = (dialect: Compile.Dialect, expression: Expres
  * undefined); otherwise undefined, after a warning with the reason.
  */
 export const confirmFastPathWith = (expression: Expression) =>
-<A>(dialect: Compile.Dialect, fast: A | undefined): Effect.Effect<A | undefined, never, SqlClient.SqlClient> =>
+<A>(dialect: Compile.Dialect, fast: A | undefined): Effect.Effect<A | undefined, SqlError, SqlClient.SqlClient> =>
   fast === undefined ? Effect.succeed(undefined) : Effect.flatMap(selfTestFailureWith(dialect, expression), (reason) =>
     reason === undefined
       ? Effect.succeed(fast)
